@@ -1,0 +1,183 @@
+//! The collector's end-to-end confirmations and the agents' status messages.
+//!
+//! A broker's PUBACK only says the broker has a message. An agent drops a batch from its spool
+//! only when an [`Ack`] names the batch's sequence number, which the collector publishes after
+//! the batch is committed to its store (or kept in its dead-letter table).
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Version;
+use crate::ids::{AgentId, Seq};
+
+/// An inclusive range of sequence numbers, `[first, last]` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "[u64; 2]", into = "[u64; 2]")]
+pub struct SeqRange {
+    first: Seq,
+    last: Seq,
+}
+
+/// A range whose end lies before its start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sequence range [{0}, {1}] ends before it starts")]
+pub struct InvertedRange(pub u64, pub u64);
+
+impl SeqRange {
+    /// The range `[first, last]`.
+    pub fn new(first: Seq, last: Seq) -> Result<SeqRange, InvertedRange> {
+        if last < first {
+            return Err(InvertedRange(first.0, last.0));
+        }
+        Ok(SeqRange { first, last })
+    }
+
+    /// The first sequence number.
+    pub fn first(&self) -> Seq {
+        self.first
+    }
+
+    /// The last sequence number, inclusive.
+    pub fn last(&self) -> Seq {
+        self.last
+    }
+
+    /// Whether `seq` lies in the range.
+    pub fn contains(&self, seq: Seq) -> bool {
+        self.first <= seq && seq <= self.last
+    }
+}
+
+impl TryFrom<[u64; 2]> for SeqRange {
+    type Error = InvertedRange;
+    fn try_from([a, b]: [u64; 2]) -> Result<Self, InvertedRange> {
+        SeqRange::new(Seq(a), Seq(b))
+    }
+}
+
+impl From<SeqRange> for [u64; 2] {
+    fn from(r: SeqRange) -> [u64; 2] {
+        [r.first.0, r.last.0]
+    }
+}
+
+/// The sequence numbers of one agent that the collector has committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// Payload version.
+    pub v: Version,
+    /// The agent the confirmation is for.
+    pub agent: AgentId,
+    /// The committed sequence numbers, as sorted, disjoint ranges.
+    pub seqs: Vec<SeqRange>,
+}
+
+impl Ack {
+    /// An ack for `agent` naming every sequence number in `seqs` (any order, repeats allowed).
+    pub fn new(agent: AgentId, seqs: impl IntoIterator<Item = Seq>) -> Ack {
+        let mut all: Vec<u64> = seqs.into_iter().map(|s| s.0).collect();
+        all.sort_unstable();
+        all.dedup();
+        let mut ranges: Vec<SeqRange> = Vec::new();
+        for s in all {
+            match ranges.last_mut() {
+                Some(r) if r.last.0 + 1 == s => r.last = Seq(s),
+                _ => ranges.push(SeqRange {
+                    first: Seq(s),
+                    last: Seq(s),
+                }),
+            }
+        }
+        Ack {
+            v: Version,
+            agent,
+            seqs: ranges,
+        }
+    }
+
+    /// Whether the ack confirms `seq`.
+    pub fn confirms(&self, seq: Seq) -> bool {
+        self.seqs.iter().any(|r| r.contains(seq))
+    }
+
+    /// Every confirmed sequence number, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Seq> + '_ {
+        self.seqs
+            .iter()
+            .flat_map(|r| (r.first.0..=r.last.0).map(Seq))
+    }
+
+    /// The JSON payload.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("ack always serializes")
+    }
+
+    /// Parses an ack payload.
+    pub fn decode(payload: &[u8]) -> Result<Ack, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+}
+
+/// Whether an agent is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Connected; published by the agent after each connect.
+    Online,
+    /// Gone; published by the agent on a clean exit, or by the broker as its last will.
+    Offline,
+}
+
+/// The retained payload of `spotcheck/v1/agents/{agent}/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    /// Payload version.
+    pub v: Version,
+    /// The agent.
+    pub agent: AgentId,
+    /// Online or offline.
+    pub state: AgentState,
+}
+
+impl Status {
+    /// A status message.
+    pub fn new(agent: AgentId, state: AgentState) -> Status {
+        Status {
+            v: Version,
+            agent,
+            state,
+        }
+    }
+
+    /// The JSON payload.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("status always serializes")
+    }
+
+    /// Parses a status payload.
+    pub fn decode(payload: &[u8]) -> Result<Status, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_compress_sequence_numbers_into_sorted_ranges() {
+        let agent = AgentId::new("a").unwrap();
+        let ack = Ack::new(agent, [7, 3, 4, 5, 5, 9, 8].map(Seq));
+        let wire = String::from_utf8(ack.encode()).unwrap();
+        assert_eq!(wire, r#"{"v":1,"agent":"a","seqs":[[3,5],[7,9]]}"#);
+        assert_eq!(Ack::decode(wire.as_bytes()).unwrap(), ack);
+        assert!(ack.confirms(Seq(8)) && !ack.confirms(Seq(6)));
+        assert_eq!(ack.iter().count(), 6);
+    }
+
+    #[test]
+    fn an_inverted_range_does_not_decode() {
+        assert!(Ack::decode(br#"{"v":1,"agent":"a","seqs":[[5,3]]}"#).is_err());
+    }
+}

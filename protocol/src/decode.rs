@@ -1,0 +1,259 @@
+//! Decoding and validation: raw bytes from the broker become a [`Checked`] batch or a
+//! [`DecodeError`] that names the field at fault. Nothing here panics on any input.
+
+use serde::de::DeserializeOwned;
+
+use crate::batch::{Batch, EventBatch, ReadingBatch};
+use crate::ids::AgentId;
+use crate::limits::Limits;
+use crate::reading::{Metric, Unit, UnixMillis};
+use crate::topic::Stream;
+
+/// A value that passed every check of this module; only [`decode`] and [`check`] make one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked<T>(T);
+
+impl<T> Checked<T> {
+    /// The checked value.
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    /// Unwraps the checked value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Why a payload was rejected. Each variant names what was wrong and where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The payload exceeds [`Limits::max_payload_bytes`].
+    #[error("payload is {bytes} bytes; the limit is {max}: split the batch")]
+    TooLarge {
+        /// The payload's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The payload is not JSON of the expected shape.
+    #[error("field `{path}`: {reason}")]
+    Json {
+        /// The JSON path of the field at fault (`.` for the document itself).
+        path: String,
+        /// What serde found wrong there.
+        reason: String,
+    },
+    /// The batch holds no readings or records.
+    #[error("field `{field}`: the batch is empty; send at least one")]
+    Empty {
+        /// `readings` or `events`.
+        field: &'static str,
+    },
+    /// The batch holds more than [`Limits::max_batch_len`] items.
+    #[error("field `{field}`: {len} items; the limit is {max}: split the batch")]
+    TooLong {
+        /// `readings` or `events`.
+        field: &'static str,
+        /// How many items it holds.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The payload's agent differs from the topic's agent level.
+    #[error("field `agent`: payload says {payload:?} but the topic says {topic:?}")]
+    AgentMismatch {
+        /// The agent in the topic.
+        topic: String,
+        /// The agent in the payload.
+        payload: String,
+    },
+    /// A value is NaN or infinite.
+    #[error("field `{path}`: value is not a finite number")]
+    NotFinite {
+        /// The field at fault.
+        path: String,
+    },
+    /// A well-known metric carries the wrong unit.
+    #[error("field `{path}`: metric {metric} must be in {expected}, not {found}")]
+    UnitMismatch {
+        /// The field at fault.
+        path: String,
+        /// The metric.
+        metric: String,
+        /// The unit the metric requires.
+        expected: Unit,
+        /// The unit sent.
+        found: Unit,
+    },
+    /// A timestamp lies too far ahead of the collector's clock.
+    #[error("field `{path}`: timestamp {ts} lies {ahead_ms} ms in the future (limit {max_ms} ms): check the agent's clock")]
+    InFuture {
+        /// The field at fault.
+        path: String,
+        /// The timestamp.
+        ts: i64,
+        /// How far ahead it is.
+        ahead_ms: i64,
+        /// The allowed skew.
+        max_ms: i64,
+    },
+    /// A timestamp lies too far in the past.
+    #[error("field `{path}`: timestamp {ts} is {age_ms} ms old (limit {max_ms} ms)")]
+    TooOld {
+        /// The field at fault.
+        path: String,
+        /// The timestamp.
+        ts: i64,
+        /// Its age.
+        age_ms: i64,
+        /// The allowed age.
+        max_ms: i64,
+    },
+    /// An interval ends before it starts.
+    #[error("field `{path}`: ends before it starts")]
+    EndBeforeStart {
+        /// The field at fault.
+        path: String,
+    },
+}
+
+impl DecodeError {
+    /// A short, stable name for counters and the dead-letter table.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::Json { .. } => "bad_json",
+            DecodeError::Empty { .. } => "empty_batch",
+            DecodeError::TooLong { .. } => "batch_too_long",
+            DecodeError::AgentMismatch { .. } => "agent_mismatch",
+            DecodeError::NotFinite { .. } => "not_finite",
+            DecodeError::UnitMismatch { .. } => "unit_mismatch",
+            DecodeError::InFuture { .. } => "in_future",
+            DecodeError::TooOld { .. } => "too_old",
+            DecodeError::EndBeforeStart { .. } => "end_before_start",
+        }
+    }
+}
+
+fn from_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::Json {
+        path: e.path().to_string(),
+        reason: e.inner().to_string(),
+    })?;
+    de.end().map_err(|e| DecodeError::Json {
+        path: ".".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+/// Decodes and checks a batch received on a `stream` topic of agent `topic_agent`.
+pub fn decode(
+    stream: Stream,
+    topic_agent: &AgentId,
+    payload: &[u8],
+    limits: &Limits,
+    now: UnixMillis,
+) -> Result<Checked<Batch>, DecodeError> {
+    if payload.len() > limits.max_payload_bytes {
+        return Err(DecodeError::TooLarge {
+            bytes: payload.len(),
+            max: limits.max_payload_bytes,
+        });
+    }
+    let batch = match stream {
+        Stream::Readings => Batch::Readings(from_json::<ReadingBatch>(payload)?),
+        Stream::Events => Batch::Events(from_json::<EventBatch>(payload)?),
+    };
+    if batch.agent() != topic_agent {
+        return Err(DecodeError::AgentMismatch {
+            topic: topic_agent.to_string(),
+            payload: batch.agent().to_string(),
+        });
+    }
+    check(batch, limits, now)
+}
+
+/// Checks a batch built in memory against the same rules [`decode`] applies.
+pub fn check(
+    batch: Batch,
+    limits: &Limits,
+    now: UnixMillis,
+) -> Result<Checked<Batch>, DecodeError> {
+    let time = |path: &dyn Fn() -> String, ts: UnixMillis| -> Result<(), DecodeError> {
+        let ahead = ts.0.saturating_sub(now.0);
+        if ahead > limits.max_future_skew_ms {
+            return Err(DecodeError::InFuture {
+                path: path(),
+                ts: ts.0,
+                ahead_ms: ahead,
+                max_ms: limits.max_future_skew_ms,
+            });
+        }
+        let age = now.0.saturating_sub(ts.0);
+        if age > limits.max_age_ms {
+            return Err(DecodeError::TooOld {
+                path: path(),
+                ts: ts.0,
+                age_ms: age,
+                max_ms: limits.max_age_ms,
+            });
+        }
+        Ok(())
+    };
+    let (field, len) = match &batch {
+        Batch::Readings(b) => ("readings", b.readings.len()),
+        Batch::Events(b) => ("events", b.events.len()),
+    };
+    if len == 0 {
+        return Err(DecodeError::Empty { field });
+    }
+    if len > limits.max_batch_len {
+        return Err(DecodeError::TooLong {
+            field,
+            len,
+            max: limits.max_batch_len,
+        });
+    }
+    match &batch {
+        Batch::Readings(b) => {
+            for (i, r) in b.readings.iter().enumerate() {
+                if !r.value.is_finite() {
+                    return Err(DecodeError::NotFinite {
+                        path: format!("readings[{i}].value"),
+                    });
+                }
+                if let Some(expected) = r.metric.expected_unit() {
+                    if expected != r.unit {
+                        return Err(unit_mismatch(i, &r.metric, expected, r.unit));
+                    }
+                }
+                time(&|| format!("readings[{i}].ts_ms"), r.ts_ms)?;
+            }
+        }
+        Batch::Events(b) => {
+            for (i, e) in b.events.iter().enumerate() {
+                time(&|| format!("events[{i}]"), e.ts())?;
+                if let Some(end) = e.end() {
+                    if end < e.ts() {
+                        return Err(DecodeError::EndBeforeStart {
+                            path: format!("events[{i}].end_ms"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(Checked(batch))
+}
+
+fn unit_mismatch(i: usize, metric: &Metric, expected: Unit, found: Unit) -> DecodeError {
+    DecodeError::UnitMismatch {
+        path: format!("readings[{i}].unit"),
+        metric: metric.to_string(),
+        expected,
+        found,
+    }
+}

@@ -1,0 +1,202 @@
+//! Numeric readings: what a sensor or analyser measured, with its unit and time.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time as milliseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UnixMillis(pub i64);
+
+impl UnixMillis {
+    /// The current wall-clock time.
+    pub fn now() -> UnixMillis {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        UnixMillis(d.as_millis() as i64)
+    }
+}
+
+impl fmt::Display for UnixMillis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.0)
+    }
+}
+
+/// A unit of measure. The wire spelling follows UCUM where one exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Unit {
+    /// Milligrams per litre (chlorine, combined chlorine).
+    #[serde(rename = "mg/L")]
+    MilligramPerLitre,
+    /// The pH scale (dimensionless).
+    #[serde(rename = "pH")]
+    Ph,
+    /// Nephelometric turbidity units.
+    #[serde(rename = "NTU")]
+    Ntu,
+    /// Millivolts (oxidation-reduction potential).
+    #[serde(rename = "mV")]
+    Millivolt,
+    /// Degrees Celsius.
+    #[serde(rename = "Cel")]
+    Celsius,
+    /// Cubic metres (make-up water volume).
+    #[serde(rename = "m3")]
+    CubicMetre,
+    /// Percent.
+    #[serde(rename = "%")]
+    Percent,
+    /// A plain count (dimensionless).
+    #[serde(rename = "1")]
+    Count,
+}
+
+impl Unit {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::MilligramPerLitre => "mg/L",
+            Unit::Ph => "pH",
+            Unit::Ntu => "NTU",
+            Unit::Millivolt => "mV",
+            Unit::Celsius => "Cel",
+            Unit::CubicMetre => "m3",
+            Unit::Percent => "%",
+            Unit::Count => "1",
+        }
+    }
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The longest metric name accepted, in bytes.
+pub const MAX_METRIC_LEN: usize = 64;
+
+/// What was measured: `snake_case`, ASCII, at most [`MAX_METRIC_LEN`] bytes.
+///
+/// The metrics the default rule packs know have a fixed unit ([`Metric::expected_unit`]); other
+/// metrics (from a Modbus register map, say) are stored as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Metric(String);
+
+/// Why a string is not a metric name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metric name {0:?} is invalid; use 1 to {MAX_METRIC_LEN} characters from a-z 0-9 _")]
+pub struct MetricError(pub String);
+
+impl Metric {
+    /// Free residual chlorine, mg/L (GB 37488-2019: 0.3–1.0).
+    pub const FREE_CHLORINE: &'static str = "free_chlorine";
+    /// Combined chlorine, mg/L (GB 37488-2019: ≤ 0.4).
+    pub const COMBINED_CHLORINE: &'static str = "combined_chlorine";
+    /// pH (GB 37488-2019: 7.0–7.8).
+    pub const PH: &'static str = "ph";
+    /// Turbidity, NTU (GB 37488-2019: ≤ 1).
+    pub const TURBIDITY: &'static str = "turbidity";
+    /// Oxidation-reduction potential, mV (≥ 650).
+    pub const ORP: &'static str = "orp";
+    /// Water temperature, °C.
+    pub const WATER_TEMPERATURE: &'static str = "water_temperature";
+    /// Make-up water volume since the previous reading, m³ (a proxy for urea).
+    pub const MAKEUP_WATER: &'static str = "makeup_water";
+
+    /// Checks `s` and wraps it.
+    pub fn new(s: impl Into<String>) -> Result<Metric, MetricError> {
+        let s = s.into();
+        let ok = !s.is_empty()
+            && s.len() <= MAX_METRIC_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(Metric(s))
+        } else {
+            Err(MetricError(s))
+        }
+    }
+
+    /// The metric name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The unit a well-known metric must carry, or `None` for a metric Spotcheck does not know.
+    pub fn expected_unit(&self) -> Option<Unit> {
+        Some(match self.0.as_str() {
+            Self::FREE_CHLORINE | Self::COMBINED_CHLORINE => Unit::MilligramPerLitre,
+            Self::PH => Unit::Ph,
+            Self::TURBIDITY => Unit::Ntu,
+            Self::ORP => Unit::Millivolt,
+            Self::WATER_TEMPERATURE => Unit::Celsius,
+            Self::MAKEUP_WATER => Unit::CubicMetre,
+            _ => return None,
+        })
+    }
+}
+
+impl TryFrom<String> for Metric {
+    type Error = MetricError;
+    fn try_from(s: String) -> Result<Self, MetricError> {
+        Metric::new(s)
+    }
+}
+
+impl From<Metric> for String {
+    fn from(m: Metric) -> String {
+        m.0
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How far a reading can be trusted, as the source reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// A normal measurement.
+    #[default]
+    Good,
+    /// The instrument flagged the value as doubtful (calibrating, drifting).
+    Uncertain,
+    /// The instrument reported a fault; the value is kept but counts as missing data.
+    Bad,
+}
+
+impl Quality {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Uncertain => "uncertain",
+            Quality::Bad => "bad",
+        }
+    }
+}
+
+/// One numeric measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reading {
+    /// What was measured.
+    pub metric: Metric,
+    /// The measured value; it must be finite.
+    pub value: f64,
+    /// The unit of `value`.
+    pub unit: Unit,
+    /// When it was measured, Unix milliseconds UTC.
+    pub ts_ms: UnixMillis,
+    /// How far the value can be trusted; `good` when absent.
+    #[serde(default)]
+    pub quality: Quality,
+}

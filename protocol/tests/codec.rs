@@ -1,0 +1,335 @@
+//! Property tests of the codec, and the JSON Schema checked against the types.
+
+use proptest::prelude::*;
+use spotcheck_protocol::*;
+
+const NOW: i64 = 1_764_000_000_000;
+
+fn id() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_-]{1,64}"
+}
+
+fn ts() -> impl Strategy<Value = UnixMillis> {
+    (NOW - 1_000_000..NOW + 1_000).prop_map(UnixMillis)
+}
+
+fn reading() -> impl Strategy<Value = Reading> {
+    let known = prop_oneof![
+        Just((Metric::PH, Unit::Ph)),
+        Just((Metric::FREE_CHLORINE, Unit::MilligramPerLitre)),
+        Just((Metric::ORP, Unit::Millivolt)),
+        Just((Metric::TURBIDITY, Unit::Ntu)),
+        Just(("makeup_water", Unit::CubicMetre)),
+        Just(("door_count", Unit::Count)),
+    ];
+    let quality = prop_oneof![
+        Just(Quality::Good),
+        Just(Quality::Uncertain),
+        Just(Quality::Bad)
+    ];
+    (known, -1e9f64..1e9, ts(), quality).prop_map(|((m, unit), value, ts_ms, quality)| Reading {
+        metric: Metric::new(m).unwrap(),
+        value,
+        unit,
+        ts_ms,
+        quality,
+    })
+}
+
+fn age_band() -> impl Strategy<Value = AgeBand> {
+    prop_oneof![
+        Just(AgeBand::Under8),
+        Just(AgeBand::From8To16),
+        Just(AgeBand::From16To18),
+        Just(AgeBand::Adult),
+        Just(AgeBand::Unknown)
+    ]
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let rid = || id().prop_map(|s| RecordId::new(s).unwrap());
+    let person = || id().prop_map(|s| PersonRef::new(s).unwrap());
+    let dur = || proptest::option::of(0i64..10_000_000);
+    prop_oneof![
+        (
+            rid(),
+            person(),
+            age_band(),
+            any::<bool>(),
+            any::<bool>(),
+            ts(),
+            dur()
+        )
+            .prop_map(|(id, player, age_band, v, g, start, d)| {
+                Event::GameSession(GameSession {
+                    id,
+                    player,
+                    age_band,
+                    real_name_verified: v,
+                    guest: g,
+                    start_ms: start,
+                    end_ms: d.map(|d| UnixMillis(start.0 + d)),
+                })
+            }),
+        (rid(), person(), age_band(), any::<u64>(), ts()).prop_map(
+            |(id, player, age_band, amount_fen, ts_ms)| {
+                Event::GamePayment(GamePayment {
+                    id,
+                    player,
+                    age_band,
+                    amount_fen,
+                    ts_ms,
+                })
+            }
+        ),
+        (
+            rid(),
+            person(),
+            any::<[bool; 5]>(),
+            any::<u8>(),
+            ts(),
+            dur()
+        )
+            .prop_map(|(id, doctor, b, age, start, d)| {
+                Event::Consultation(Consultation {
+                    id,
+                    doctor,
+                    doctor_verified: b[0],
+                    stand_in: b[1],
+                    visit: if b[2] { Visit::First } else { Visit::FollowUp },
+                    diagnosis_on_record: b[3],
+                    patient_age_years: age,
+                    guardian_present: b[4],
+                    start_ms: start,
+                    end_ms: d.map(|d| UnixMillis(start.0 + d)),
+                })
+            }),
+        (
+            rid(),
+            rid(),
+            person(),
+            ts(),
+            proptest::option::of(ts()),
+            proptest::option::of(ts()),
+            any::<[bool; 2]>()
+        )
+            .prop_map(|(id, consultation, doctor, issued_ms, r, e, b)| {
+                Event::Prescription(Prescription {
+                    id,
+                    consultation,
+                    doctor,
+                    issued_ms,
+                    pharmacist_reviewed_ms: r,
+                    effective_ms: e,
+                    ai_generated: b[0],
+                    controlled_drug: b[1],
+                })
+            }),
+    ]
+}
+
+fn batch() -> impl Strategy<Value = (Stream, Batch)> {
+    let agent = || id().prop_map(|s| AgentId::new(s).unwrap());
+    prop_oneof![
+        (
+            agent(),
+            any::<u64>(),
+            proptest::collection::vec(reading(), 1..50)
+        )
+            .prop_map(|(agent, seq, readings)| {
+                (
+                    Stream::Readings,
+                    Batch::Readings(ReadingBatch {
+                        v: Version,
+                        agent,
+                        seq: Seq(seq),
+                        readings,
+                    }),
+                )
+            }),
+        (
+            agent(),
+            any::<u64>(),
+            proptest::collection::vec(event(), 1..20)
+        )
+            .prop_map(|(agent, seq, events)| {
+                (
+                    Stream::Events,
+                    Batch::Events(EventBatch {
+                        v: Version,
+                        agent,
+                        seq: Seq(seq),
+                        events,
+                    }),
+                )
+            }),
+    ]
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = include_str!("../schema/spotcheck-v1.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(text).unwrap();
+    jsonschema::validator_for(&schema).expect("the schema compiles")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn encode_then_decode_gives_back_the_same_batch((stream, b) in batch()) {
+        let bytes = b.encode();
+        let limits = Limits { max_payload_bytes: usize::MAX, ..Limits::default() };
+        let decoded = decode(stream, b.agent(), &bytes, &limits, UnixMillis(NOW)).unwrap();
+        prop_assert_eq!(decoded.into_inner(), b);
+    }
+
+    #[test]
+    fn every_encoded_batch_satisfies_the_published_schema((_, b) in batch()) {
+        let value: serde_json::Value = serde_json::from_slice(&b.encode()).unwrap();
+        let v = schema();
+        prop_assert!(v.is_valid(&value), "{}", value);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let agent = AgentId::new("a").unwrap();
+        for stream in [Stream::Readings, Stream::Events] {
+            let _ = decode(stream, &agent, &bytes, &Limits::default(), UnixMillis(NOW));
+        }
+        let _ = Topic::parse(&String::from_utf8_lossy(&bytes));
+        let _ = Ack::decode(&bytes);
+        let _ = Status::decode(&bytes);
+    }
+
+    #[test]
+    fn mutated_valid_payloads_never_panic_the_decoder((stream, b) in batch(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = b.encode();
+        let i = pos.index(bytes.len());
+        bytes[i] = byte;
+        let _ = decode(stream, b.agent(), &bytes, &Limits::default(), UnixMillis(NOW));
+    }
+}
+
+fn decode_readings(json: &str) -> Result<Batch, DecodeError> {
+    decode(
+        Stream::Readings,
+        &AgentId::new("a1").unwrap(),
+        json.as_bytes(),
+        &Limits::default(),
+        UnixMillis(NOW),
+    )
+    .map(Checked::into_inner)
+}
+
+const GOOD: &str = r#"{"v":1,"agent":"a1","seq":1,"readings":[{"metric":"ph","value":7.2,"unit":"pH","ts_ms":1764000000000}]}"#;
+
+#[test]
+fn payloads_the_schema_rejects_the_decoder_rejects_too_naming_the_field() {
+    let v = schema();
+    let cases: &[(&str, &str)] = &[
+        (r#""agent":"a1""#, r#""agent":"a+1""#),
+        (r#""v":1"#, r#""v":2"#),
+        (r#""seq":1"#, r#""seq":"1""#),
+        (r#""unit":"pH""#, r#""unit":"ph""#),
+        (r#""metric":"ph""#, r#""metric":"P H""#),
+        (
+            r#""ts_ms":1764000000000}"#,
+            r#""ts_ms":1764000000000,"extra":1}"#,
+        ),
+        (r#","value":7.2"#, ""),
+    ];
+    for (from, to) in cases {
+        let bad = GOOD.replace(from, to);
+        assert_ne!(bad, GOOD, "{from}");
+        let value: serde_json::Value = serde_json::from_str(&bad).unwrap();
+        assert!(!v.is_valid(&value), "schema accepted {bad}");
+        let err = decode_readings(&bad).unwrap_err();
+        assert!(matches!(err, DecodeError::Json { .. }), "{bad}: {err}");
+    }
+    assert!(v.is_valid(&serde_json::from_str::<serde_json::Value>(GOOD).unwrap()));
+    decode_readings(GOOD).unwrap();
+}
+
+#[test]
+fn errors_name_the_field_at_fault() {
+    let err = decode_readings(&GOOD.replace(r#""seq":1"#, r#""seq":-1"#)).unwrap_err();
+    assert!(err.to_string().contains("`seq`"), "{err}");
+    let err = decode_readings(&GOOD.replace(r#""unit":"pH""#, r#""unit":"mV""#)).unwrap_err();
+    assert_eq!(err.code(), "unit_mismatch");
+    assert!(err.to_string().contains("readings[0].unit"), "{err}");
+    let err = decode_readings(&GOOD.replace("1764000000000", "1764999000000")).unwrap_err();
+    assert_eq!(err.code(), "in_future");
+    let err = decode_readings(&GOOD.replace("1764000000000", "1")).unwrap_err();
+    assert_eq!(err.code(), "too_old");
+    let err = decode_readings(&GOOD.replace(r#"[{"metric"#, r#"[],"x":[{"metric"#)).unwrap_err();
+    assert!(matches!(err, DecodeError::Json { .. }), "{err}");
+    let err = decode_readings(r#"{"v":1,"agent":"a1","seq":1,"readings":[]}"#).unwrap_err();
+    assert_eq!(err.code(), "empty_batch");
+    let err = decode_readings(&GOOD.replace(r#""agent":"a1""#, r#""agent":"a2""#)).unwrap_err();
+    assert_eq!(err.code(), "agent_mismatch");
+    let err = decode_readings(&format!("{GOOD} trailing")).unwrap_err();
+    assert_eq!(err.code(), "bad_json");
+}
+
+#[test]
+fn limits_on_size_and_length_are_enforced() {
+    let limits = Limits {
+        max_payload_bytes: 64,
+        ..Limits::default()
+    };
+    let err = decode(
+        Stream::Readings,
+        &AgentId::new("a1").unwrap(),
+        GOOD.as_bytes(),
+        &limits,
+        UnixMillis(NOW),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "too_large");
+    let limits = Limits {
+        max_batch_len: 1,
+        ..Limits::default()
+    };
+    let two = GOOD.replace(
+        "}]}",
+        r#"},{"metric":"ph","value":7.3,"unit":"pH","ts_ms":1764000000000}]}"#,
+    );
+    let err = decode(
+        Stream::Readings,
+        &AgentId::new("a1").unwrap(),
+        two.as_bytes(),
+        &limits,
+        UnixMillis(NOW),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "batch_too_long");
+}
+
+#[test]
+fn a_session_that_ends_before_it_starts_is_rejected() {
+    let json = r#"{"v":1,"agent":"a1","seq":1,"events":[{"kind":"game_session","id":"s1","player":"p1","age_band":"adult","real_name_verified":true,"guest":false,"start_ms":1764000000000,"end_ms":1763000000000}]}"#;
+    let err = decode(
+        Stream::Events,
+        &AgentId::new("a1").unwrap(),
+        json.as_bytes(),
+        &Limits::default(),
+        UnixMillis(NOW),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "end_before_start");
+    assert!(err.to_string().contains("events[0].end_ms"), "{err}");
+}
+
+#[test]
+fn an_event_with_an_unknown_field_is_rejected() {
+    let json = r#"{"v":1,"agent":"a1","seq":1,"events":[{"kind":"game_payment","id":"x","player":"p","age_band":"adult","amount_fen":5,"ts_ms":1764000000000,"name":"Zhang San"}]}"#;
+    let err = decode(
+        Stream::Events,
+        &AgentId::new("a1").unwrap(),
+        json.as_bytes(),
+        &Limits::default(),
+        UnixMillis(NOW),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("name"), "{err}");
+}
