@@ -36,7 +36,13 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
-    /// The payload is not JSON of the expected shape.
+    /// The payload is not JSON at all.
+    #[error("payload is not valid JSON: {reason}")]
+    NotJson {
+        /// What the parser found wrong, with line and column.
+        reason: String,
+    },
+    /// The payload is JSON, but not of the expected shape.
     #[error("field `{path}`: {reason}")]
     Json {
         /// The JSON path of the field at fault (`.` for the document itself).
@@ -123,7 +129,7 @@ impl DecodeError {
     pub fn code(&self) -> &'static str {
         match self {
             DecodeError::TooLarge { .. } => "too_large",
-            DecodeError::Json { .. } => "bad_json",
+            DecodeError::NotJson { .. } | DecodeError::Json { .. } => "bad_json",
             DecodeError::Empty { .. } => "empty_batch",
             DecodeError::TooLong { .. } => "batch_too_long",
             DecodeError::AgentMismatch { .. } => "agent_mismatch",
@@ -138,12 +144,19 @@ impl DecodeError {
 
 fn from_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::Json {
-        path: e.path().to_string(),
-        reason: e.inner().to_string(),
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if e.inner().is_syntax() || e.inner().is_eof() {
+            DecodeError::NotJson {
+                reason: e.inner().to_string(),
+            }
+        } else {
+            DecodeError::Json {
+                path: e.path().to_string(),
+                reason: e.inner().to_string(),
+            }
+        }
     })?;
-    de.end().map_err(|e| DecodeError::Json {
-        path: ".".into(),
+    de.end().map_err(|e| DecodeError::NotJson {
         reason: e.to_string(),
     })?;
     Ok(value)

@@ -245,6 +245,7 @@ fn payloads_the_schema_rejects_the_decoder_rejects_too_naming_the_field() {
         assert!(!v.is_valid(&value), "schema accepted {bad}");
         let err = decode_readings(&bad).unwrap_err();
         assert!(matches!(err, DecodeError::Json { .. }), "{bad}: {err}");
+        assert_eq!(err.code(), "bad_json");
     }
     assert!(v.is_valid(&serde_json::from_str::<serde_json::Value>(GOOD).unwrap()));
     decode_readings(GOOD).unwrap();
@@ -268,7 +269,12 @@ fn errors_name_the_field_at_fault() {
     let err = decode_readings(&GOOD.replace(r#""agent":"a1""#, r#""agent":"a2""#)).unwrap_err();
     assert_eq!(err.code(), "agent_mismatch");
     let err = decode_readings(&format!("{GOOD} trailing")).unwrap_err();
-    assert_eq!(err.code(), "bad_json");
+    assert!(matches!(err, DecodeError::NotJson { .. }), "{err}");
+    let err = decode_readings("{not json").unwrap_err();
+    assert!(
+        err.to_string().starts_with("payload is not valid JSON"),
+        "{err}"
+    );
 }
 
 #[test]

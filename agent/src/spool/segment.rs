@@ -1,0 +1,274 @@
+//! The on-disk framing of segment files, the ack log and the next-seq file (see the module docs
+//! of [`crate::spool`] for the layout), and the scans that read them back.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use spotcheck_protocol::Stream;
+
+use super::SpoolError;
+
+/// First bytes of every segment file; the digit is the format version.
+pub const MAGIC: &[u8; 8] = b"SCSPOOL1";
+/// Bytes before a record's body: length and CRC32, both little-endian u32.
+pub const FRAME_HEADER: u64 = 8;
+/// Bytes of a body before its payload: seq (u64) and stream (u8).
+const BODY_HEADER: usize = 9;
+/// A length field above this is garbage, not a record.
+const MAX_BODY: u32 = 16 * 1024 * 1024;
+/// Bytes per ack-log entry: seq (u64) and the CRC32 of those 8 bytes.
+pub const ACK_ENTRY: usize = 12;
+
+/// The ack log's file name.
+pub const ACK_LOG: &str = "acks.log";
+/// The next-seq file's name.
+pub const NEXT_SEQ: &str = "next_seq";
+
+pub(super) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> SpoolError + 'a {
+    move |error| SpoolError::Io {
+        op,
+        path: path.to_owned(),
+        error,
+    }
+}
+
+/// The file name of the segment whose first record has sequence number `id`.
+pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+/// The id of a segment file name, or `None` for any other file.
+pub fn segment_id(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+fn stream_byte(stream: Stream) -> u8 {
+    match stream {
+        Stream::Readings => 0,
+        Stream::Events => 1,
+    }
+}
+
+fn byte_stream(b: u8) -> Option<Stream> {
+    match b {
+        0 => Some(Stream::Readings),
+        1 => Some(Stream::Events),
+        _ => None,
+    }
+}
+
+/// One framed record, ready to be written with a single `write_all`.
+pub fn frame(seq: u64, stream: Stream, payload: &[u8]) -> Vec<u8> {
+    let body_len = BODY_HEADER + payload.len();
+    let mut out = Vec::with_capacity(FRAME_HEADER as usize + body_len);
+    out.extend_from_slice(&(body_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.push(stream_byte(stream));
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out[FRAME_HEADER as usize..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A record found by a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Found {
+    pub seq: u64,
+    pub stream: Stream,
+    /// Offset of the frame in the file.
+    pub offset: u64,
+    /// Length of the whole frame.
+    pub len: u64,
+}
+
+/// What a scan of one segment found.
+#[derive(Debug)]
+pub struct Scan {
+    pub records: Vec<Found>,
+    /// Bytes of the file up to the end of the last good frame.
+    pub valid_len: u64,
+    /// The file's length on disk.
+    pub file_len: u64,
+}
+
+/// Parses one frame at the start of `buf`: `Some((seq, stream, payload, frame_len))` or `None`
+/// if the bytes are torn or corrupt.
+pub fn parse_frame(buf: &[u8]) -> Option<(u64, Stream, &[u8], u64)> {
+    let header = buf.get(..FRAME_HEADER as usize)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?);
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if len > MAX_BODY || (len as usize) < BODY_HEADER {
+        return None;
+    }
+    let body = buf.get(FRAME_HEADER as usize..FRAME_HEADER as usize + len as usize)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
+    let stream = byte_stream(body[8])?;
+    Some((seq, stream, &body[BODY_HEADER..], FRAME_HEADER + len as u64))
+}
+
+/// Reads every good frame of a segment; stops at the first torn or corrupt one, or at a
+/// sequence number that does not increase.
+pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_err("read segment", path))?;
+    let file_len = bytes.len() as u64;
+    if bytes.len() < MAGIC.len() {
+        // Created, then killed before the header was written.
+        return Ok(Scan {
+            records: Vec::new(),
+            valid_len: 0,
+            file_len,
+        });
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(SpoolError::Corrupt {
+            path: path.to_owned(),
+            reason: "it does not start with the spool's magic bytes; move the file out of the spool directory".into(),
+        });
+    }
+    let mut offset = MAGIC.len();
+    let mut records = Vec::new();
+    let mut last = None;
+    while let Some((seq, stream, _, len)) = parse_frame(&bytes[offset..]) {
+        if last.is_some_and(|l| seq <= l) {
+            break;
+        }
+        last = Some(seq);
+        records.push(Found {
+            seq,
+            stream,
+            offset: offset as u64,
+            len,
+        });
+        offset += len as usize;
+    }
+    Ok(Scan {
+        records,
+        valid_len: offset as u64,
+        file_len,
+    })
+}
+
+/// Creates a new segment file holding only the magic header.
+pub fn create_segment(path: &Path, fsync: bool) -> Result<File, SpoolError> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err("create segment", path))?;
+    f.write_all(MAGIC)
+        .map_err(io_err("write segment header", path))?;
+    if fsync {
+        f.sync_data().map_err(io_err("fsync segment", path))?;
+    }
+    Ok(f)
+}
+
+/// The sequence numbers in an ack log; a torn or corrupt tail ends the read. Also returns the
+/// length of the good prefix.
+pub fn read_acks(path: &Path) -> Result<(Vec<u64>, u64), SpoolError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(io_err("read ack log", path)(e)),
+    };
+    let mut seqs = Vec::with_capacity(bytes.len() / ACK_ENTRY);
+    for entry in bytes.chunks_exact(ACK_ENTRY) {
+        let (seq, crc) = entry.split_at(8);
+        if crc32fast::hash(seq).to_le_bytes() != crc {
+            break;
+        }
+        seqs.push(u64::from_le_bytes(seq.try_into().expect("8 bytes")));
+    }
+    let good = (seqs.len() * ACK_ENTRY) as u64;
+    Ok((seqs, good))
+}
+
+/// One ack-log entry.
+pub fn ack_entry(seq: u64) -> [u8; ACK_ENTRY] {
+    let mut out = [0; ACK_ENTRY];
+    out[..8].copy_from_slice(&seq.to_le_bytes());
+    out[8..].copy_from_slice(&crc32fast::hash(&seq.to_le_bytes()).to_le_bytes());
+    out
+}
+
+/// Writes `bytes` to `dir/name` atomically: a temporary file, fsync, rename, fsync of the dir.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SpoolError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    f.write_all(bytes).map_err(io_err("write", &tmp))?;
+    f.sync_all().map_err(io_err("fsync", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+    sync_dir(dir)
+}
+
+/// Makes file creations, renames and deletions in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// The value of the next-seq file, or 0 if it is missing or unreadable (it is only a floor).
+pub fn read_next_seq(dir: &Path) -> u64 {
+    let Ok(bytes) = fs::read(dir.join(NEXT_SEQ)) else {
+        return 0;
+    };
+    if bytes.len() != ACK_ENTRY {
+        return 0;
+    }
+    let (seq, crc) = bytes.split_at(8);
+    if crc32fast::hash(seq).to_le_bytes() != crc {
+        return 0;
+    }
+    u64::from_le_bytes(seq.try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_parses_back_and_any_damage_is_detected() {
+        let f = frame(42, Stream::Events, b"{\"x\":1}");
+        let (seq, stream, payload, len) = parse_frame(&f).unwrap();
+        assert_eq!(
+            (seq, stream, payload, len),
+            (42, Stream::Events, &b"{\"x\":1}"[..], f.len() as u64)
+        );
+        for cut in 0..f.len() {
+            assert!(parse_frame(&f[..cut]).is_none(), "torn at {cut}");
+        }
+        for i in 0..f.len() {
+            let mut bad = f.clone();
+            bad[i] ^= 0x40;
+            assert!(parse_frame(&bad).is_none(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn segment_names_round_trip() {
+        let p = segment_path(Path::new("/x"), 17);
+        assert_eq!(
+            segment_id(p.file_name().unwrap().to_str().unwrap()),
+            Some(17)
+        );
+        assert_eq!(segment_id("acks.log"), None);
+        assert_eq!(segment_id("17.seg"), None);
+    }
+}

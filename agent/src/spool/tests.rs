@@ -1,0 +1,302 @@
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::recover::list_segments;
+use super::*;
+
+const KIB: u64 = 1024;
+
+fn opts(max_bytes: u64, segment_bytes: u64) -> SpoolOptions {
+    SpoolOptions {
+        max_bytes,
+        segment_bytes,
+        fsync: false,
+    }
+}
+
+fn big() -> SpoolOptions {
+    opts(64 * KIB * KIB, 4 * KIB * KIB)
+}
+
+fn payload(seq: Seq, size: usize) -> Vec<u8> {
+    let mut p = format!("{{\"seq\":{}}}", seq.0).into_bytes();
+    p.resize(size.max(p.len()), b' ');
+    p
+}
+
+fn append(spool: &mut Spool, size: usize) -> Seq {
+    spool
+        .append(Stream::Readings, |s| payload(s, size))
+        .unwrap()
+}
+
+fn pending(spool: &Spool) -> Vec<u64> {
+    spool.pending().map(|s| s.0).collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    list_segments(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[test]
+fn appends_get_sequence_numbers_from_one_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.next_seq(), Seq(1));
+    for want in 1..=3 {
+        assert_eq!(append(&mut spool, 10), Seq(want));
+    }
+    let events = spool.append(Stream::Events, |s| payload(s, 0)).unwrap();
+    let r = spool.read(events).unwrap().unwrap();
+    assert_eq!(
+        (r.seq, r.stream, r.payload),
+        (Seq(4), Stream::Events, payload(Seq(4), 0))
+    );
+    assert_eq!(
+        spool.read(Seq(2)).unwrap().unwrap().payload,
+        payload(Seq(2), 10)
+    );
+    assert_eq!(spool.read(Seq(99)).unwrap(), None);
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_the_pending_records_and_numbering_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut spool = Spool::open(dir.path(), big()).unwrap();
+        for _ in 0..5 {
+            append(&mut spool, 100);
+        }
+        // kill -9: no flush, no clean close.
+    }
+    let seg = &segment_files(dir.path())[0];
+    let len = fs::metadata(seg).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(seg)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1, 2, 3, 4]);
+    assert_eq!(spool.next_seq(), Seq(5));
+    for s in 1..=4 {
+        assert_eq!(
+            spool.read(Seq(s)).unwrap().unwrap().payload,
+            payload(Seq(s), 100)
+        );
+    }
+    assert_eq!(append(&mut spool, 1), Seq(5));
+    drop(spool);
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn garbage_after_the_last_record_is_treated_as_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut spool = Spool::open(dir.path(), big()).unwrap();
+        append(&mut spool, 10);
+    }
+    let seg = &segment_files(dir.path())[0];
+    let mut f = fs::OpenOptions::new().append(true).open(seg).unwrap();
+    f.write_all(&[0xff; 30]).unwrap();
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1]);
+    assert_eq!(
+        inspect(dir.path()).unwrap().bytes,
+        fs::metadata(seg).unwrap().len()
+    );
+}
+
+#[test]
+fn confirmed_records_are_gone_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut spool = Spool::open(dir.path(), big()).unwrap();
+        for _ in 0..6 {
+            append(&mut spool, 10);
+        }
+        assert!(spool.ack(Seq(2)).unwrap());
+        assert!(spool.ack(Seq(5)).unwrap());
+        assert!(!spool.ack(Seq(5)).unwrap(), "a repeated ack is ignored");
+        assert!(
+            !spool.ack(Seq(77)).unwrap(),
+            "an ack for an unknown seq is ignored"
+        );
+    }
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1, 3, 4, 6]);
+    assert_eq!(spool.next_seq(), Seq(7));
+}
+
+#[test]
+fn numbering_continues_after_every_record_was_confirmed_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut spool = Spool::open(dir.path(), big()).unwrap();
+        for _ in 0..3 {
+            let s = append(&mut spool, 10);
+            spool.ack(s).unwrap();
+        }
+    }
+    // Reopening deletes the fully confirmed segment.
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.pending_len(), 0);
+    assert_eq!(spool.next_seq(), Seq(4));
+    drop(spool);
+    assert!(segment_files(dir.path()).is_empty());
+    assert_eq!(spool_next_seq(dir.path()).unwrap(), 4);
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(append(&mut spool, 10), Seq(4));
+}
+
+#[test]
+fn a_fully_confirmed_segment_is_deleted_once_appends_moved_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of about three 100-byte records.
+    let mut spool = Spool::open(dir.path(), opts(64 * KIB, 400)).unwrap();
+    for _ in 0..7 {
+        append(&mut spool, 100);
+    }
+    let before = segment_files(dir.path()).len();
+    assert!(before >= 3, "{before}");
+    for s in 1..=3 {
+        spool.ack(Seq(s)).unwrap();
+    }
+    assert_eq!(segment_files(dir.path()).len(), before - 1);
+    assert_eq!(spool.stats().bytes, inspect(dir.path()).unwrap().bytes);
+}
+
+#[test]
+fn overflow_drops_the_oldest_segment_and_counts_its_unconfirmed_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), opts(2000, 500)).unwrap();
+    for _ in 0..40 {
+        append(&mut spool, 100);
+    }
+    let stats = spool.stats();
+    assert!(stats.bytes <= 2000, "{stats:?}");
+    assert!(stats.dropped > 0);
+    assert_eq!(stats.pending as u64 + stats.dropped, 40);
+    // Drop oldest: what is left is the newest records, without gaps.
+    let left = pending(&spool);
+    assert_eq!(left.last(), Some(&40));
+    assert_eq!(left, (41 - left.len() as u64..=40).collect::<Vec<_>>());
+    drop(spool);
+    let spool = Spool::open(dir.path(), opts(2000, 500)).unwrap();
+    assert_eq!(pending(&spool), left);
+    assert_eq!(spool.next_seq(), Seq(41));
+}
+
+#[test]
+fn a_record_larger_than_the_spool_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), opts(500, 500)).unwrap();
+    let e = spool
+        .append(Stream::Readings, |s| payload(s, 600))
+        .unwrap_err();
+    assert!(matches!(e, SpoolError::RecordTooLarge { .. }), "{e}");
+    assert_eq!(append(&mut spool, 10), Seq(1));
+}
+
+#[test]
+fn a_foreign_file_with_a_segment_name_is_reported_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment::segment_path(dir.path(), 1);
+    fs::write(&path, b"not a spool segment").unwrap();
+    let e = Spool::open(dir.path(), big()).unwrap_err();
+    assert!(e.to_string().contains("magic"), "{e}");
+    assert!(path.exists());
+}
+
+#[test]
+fn inspect_matches_the_open_spool_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    for _ in 0..5 {
+        append(&mut spool, 10);
+    }
+    spool.ack(Seq(1)).unwrap();
+    let s = inspect(dir.path()).unwrap();
+    assert_eq!(
+        (s.next_seq, s.pending, s.bytes),
+        (6, 4, spool.stats().bytes)
+    );
+    assert_eq!(inspect(&dir.path().join("missing")).unwrap().next_seq, 1);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(usize),
+    /// Ack the n-th appended record (modulo how many there are).
+    Ack(usize),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (0usize..300).prop_map(Op::Append),
+        4 => any::<usize>().prop_map(Op::Ack),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn pending_is_always_appended_minus_acked_minus_dropped(ops in prop::collection::vec(op(), 1..120)) {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(3000, 700);
+        let mut spool = Spool::open(dir.path(), o).unwrap();
+        let mut appended: Vec<u64> = Vec::new();
+        let mut acked: BTreeSet<u64> = BTreeSet::new();
+        let mut dropped = 0u64;
+        for op in ops {
+            match op {
+                Op::Append(size) => {
+                    let s = append(&mut spool, size);
+                    prop_assert_eq!(s.0, appended.last().map_or(1, |l| l + 1));
+                    appended.push(s.0);
+                }
+                Op::Ack(i) if !appended.is_empty() => {
+                    let s = appended[i % appended.len()];
+                    if spool.ack(Seq(s)).unwrap() {
+                        prop_assert!(acked.insert(s));
+                    }
+                }
+                Op::Ack(_) => {}
+                Op::Reopen => {
+                    dropped += spool.dropped();
+                    drop(spool);
+                    spool = Spool::open(dir.path(), o).unwrap();
+                }
+            }
+            let now = pending(&spool);
+            let expected: Vec<u64> = appended.iter().copied().filter(|s| !acked.contains(s)).collect();
+            let total_dropped = dropped + spool.dropped();
+            prop_assert_eq!(now.len() as u64 + total_dropped, expected.len() as u64);
+            // What is missing was dropped, and dropping takes the oldest.
+            let missing: Vec<u64> = expected.iter().copied().filter(|s| !now.contains(s)).collect();
+            if let (Some(&m), Some(&p)) = (missing.last(), now.first()) {
+                prop_assert!(m < p, "dropped {} is newer than pending {}", m, p);
+            }
+            prop_assert!(spool.stats().bytes <= o.max_bytes);
+            prop_assert_eq!(spool.next_seq().0, appended.last().map_or(1, |l| l + 1));
+        }
+        for s in pending(&spool) {
+            prop_assert_eq!(spool.read(Seq(s)).unwrap().unwrap().payload.starts_with(format!("{{\"seq\":{s}}}").as_bytes()), true);
+        }
+    }
+}
