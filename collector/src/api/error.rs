@@ -1,0 +1,60 @@
+//! The one error shape of the HTTP API: `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Everything an API handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or a wrong bearer token.
+    #[error("this endpoint needs the admin token as `Authorization: Bearer <token>` (see DATA_DIR/admin.token)")]
+    Unauthorized,
+    /// A query parameter or path segment is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed; details go to the log, not to the client.
+    #[error("internal error; see the collector's log")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(message = "API request failed.", error = %detail);
+        }
+        let (status, code) = self.parts();
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": self.to_string()}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,199 @@
+//! The HTTP side: `/healthz`, `/metrics`, the JSON API under `/api/v1`, and the console at `/`.
+
+pub mod error;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{Bindings, Presence};
+use crate::store::{self, query};
+use crate::telemetry::{Stats, StatsSnapshot};
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Counters.
+    pub stats: Stats,
+    /// Agent bindings.
+    pub bindings: Bindings,
+    /// Agent presence.
+    pub presence: Presence,
+    /// The database file.
+    pub db: PathBuf,
+    /// The admin API token.
+    pub admin_token: Arc<str>,
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(console))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/entities", get(entities))
+        .route("/api/v1/entities/{entity}/readings", get(readings))
+        .route("/api/v1/dead-letters", get(dead_letters))
+        .with_state(state)
+}
+
+async fn console() -> Html<&'static str> {
+    Html(crate::console::INDEX_HTML)
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    if s.stats.ingest_up.get() == 1 {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "ingest is not running\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.stats.render(),
+    )
+        .into_response()
+}
+
+async fn stats(State(s): State<AppState>) -> Json<StatsSnapshot> {
+    Json(s.stats.snapshot())
+}
+
+fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    // Compare without an early exit, so timing does not reveal a matching prefix.
+    let (a, b) = (given.as_bytes(), s.admin_token.as_bytes());
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
+    if diff == 0 {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Runs a read-only query on a blocking thread with its own connection.
+async fn read<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let db = s.db.clone();
+    tokio::task::spawn_blocking(move || -> Result<T, ApiError> {
+        let conn = store::open_for_reading(&db)?;
+        Ok(f(&conn)?)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+#[derive(Serialize)]
+struct AgentView {
+    id: String,
+    entity: Option<String>,
+    domain: Option<String>,
+    state: Option<spotcheck_protocol::AgentState>,
+}
+
+async fn agents(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<AgentView>>, ApiError> {
+    authorize(&s, &headers)?;
+    let presence: std::collections::HashMap<_, _> = s.presence.all().into_iter().collect();
+    let mut ids: Vec<_> = presence.keys().cloned().collect();
+    ids.extend(s.bindings.ids());
+    ids.sort();
+    ids.dedup();
+    Ok(Json(
+        ids.into_iter()
+            .map(|id| {
+                let b = s.bindings.get(&id);
+                AgentView {
+                    entity: b.map(|b| b.entity.to_string()),
+                    domain: b.map(|b| b.domain.to_string()),
+                    state: presence.get(&id).copied(),
+                    id: id.to_string(),
+                }
+            })
+            .collect(),
+    ))
+}
+
+async fn entities(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<query::EntitySummary>>, ApiError> {
+    authorize(&s, &headers)?;
+    Ok(Json(read(&s, query::entities).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesParams {
+    metric: String,
+    since_ms: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn readings(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(entity): Path<String>,
+    params: Result<Query<SeriesParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<query::Point>>, ApiError> {
+    authorize(&s, &headers)?;
+    let Query(p) = params.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e}; expected ?metric=NAME[&since_ms=UNIX_MS][&limit=N]"
+        ))
+    })?;
+    let since = p
+        .since_ms
+        .unwrap_or(spotcheck_protocol::UnixMillis::now().0 - 3_600_000);
+    let limit = p.limit.unwrap_or(10_000).min(100_000);
+    Ok(Json(
+        read(&s, move |c| {
+            query::series(c, &entity, &p.metric, since, limit)
+        })
+        .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitParams {
+    limit: Option<u32>,
+}
+
+async fn dead_letters(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<LimitParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<query::DeadLetterRow>>, ApiError> {
+    authorize(&s, &headers)?;
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(format!("{e}; expected ?limit=N")))?;
+    let limit = p.limit.unwrap_or(100).min(10_000);
+    Ok(Json(
+        read(&s, move |c| query::dead_letters(c, limit)).await?,
+    ))
+}

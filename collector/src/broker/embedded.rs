@@ -1,0 +1,143 @@
+//! The embedded broker: rumqttd on its own thread, listening on a TCP address.
+//!
+//! rumqttd keeps messages in memory only and has no topic ACL; the collector enforces the
+//! agent → entity binding itself, and the end-to-end acks make its lack of persistence safe:
+//! an agent re-sends whatever the collector has not confirmed.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// A running embedded broker. It lives as long as the process: rumqttd cannot be stopped.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    listen: SocketAddr,
+    _thread: JoinHandle<()>,
+}
+
+/// Why the embedded broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedBrokerError {
+    /// The address is taken or not ours to bind.
+    #[error("embedded MQTT broker cannot listen on {addr}: {source}; pick a free address with --mqtt or mqtt.embedded_listen, or set mqtt.broker to use an external broker")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// rumqttd stopped during start-up.
+    #[error("embedded MQTT broker on {addr} failed to start: {reason}")]
+    Start {
+        /// The address.
+        addr: SocketAddr,
+        /// What rumqttd said.
+        reason: String,
+    },
+    /// It did not accept connections in time.
+    #[error("embedded MQTT broker on {addr} did not accept connections within {secs} s")]
+    Timeout {
+        /// The address.
+        addr: SocketAddr,
+        /// The wait.
+        secs: u64,
+    },
+}
+
+impl EmbeddedBroker {
+    /// Starts rumqttd on `listen` and returns once it accepts TCP connections.
+    ///
+    /// `max_payload_bytes` bounds a PUBLISH; `max_inflight` bounds unacknowledged QoS 1
+    /// messages per connection (rumqttd's flow control).
+    pub fn start(
+        listen: SocketAddr,
+        max_payload_bytes: usize,
+        max_inflight: usize,
+    ) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
+        // rumqttd reports a taken port only from its own thread, with no way to read it here,
+        // so try the address first for a clear error.
+        let probe = TcpListener::bind(listen).map_err(|source| EmbeddedBrokerError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let listen = probe.local_addr().unwrap_or(listen);
+        drop(probe);
+
+        let config = config(listen, max_payload_bytes, max_inflight);
+        let (err_tx, err_rx) = std::sync::mpsc::sync_channel::<String>(1);
+        let thread = std::thread::Builder::new()
+            .name("embedded-broker".into())
+            .spawn(move || {
+                let mut broker = Broker::new(config);
+                if let Err(e) = broker.start() {
+                    let _ = err_tx.send(e.to_string());
+                }
+            })
+            .map_err(|e| EmbeddedBrokerError::Start {
+                addr: listen,
+                reason: e.to_string(),
+            })?;
+
+        let wait = Duration::from_secs(10);
+        let started = Instant::now();
+        loop {
+            if let Ok(reason) = err_rx.try_recv() {
+                return Err(EmbeddedBrokerError::Start {
+                    addr: listen,
+                    reason,
+                });
+            }
+            if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
+                return Ok(EmbeddedBroker {
+                    listen,
+                    _thread: thread,
+                });
+            }
+            if started.elapsed() > wait {
+                return Err(EmbeddedBrokerError::Timeout {
+                    addr: listen,
+                    secs: wait.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The address it listens on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+}
+
+fn config(listen: SocketAddr, max_payload_bytes: usize, max_inflight: usize) -> Config {
+    let server = ServerSettings {
+        name: "v4".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            // Room for the MQTT header and topic beside the payload limit.
+            max_payload_size: max_payload_bytes + 4096,
+            max_inflight_count: max_inflight,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 10_010,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 100 * 1024 * 1024,
+            max_segment_count: 10,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("v4".to_owned(), server)])),
+        ..Config::default()
+    }
+}

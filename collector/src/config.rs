@@ -1,0 +1,374 @@
+//! Configuration in two steps: serde reads the TOML file strictly (an unknown key or a wrong
+//! type fails with its name and line), then [`RawConfig::validate`] checks what serde cannot and
+//! reports every problem at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use spotcheck_protocol::{AgentId, Domain, EntityId, Limits};
+
+use crate::broker::BrokerUrl;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where the SQLite database and other state live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The HTTP API and console.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The broker.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// The ingest pipeline.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Payload limits, as in the protocol crate.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The agents allowed to publish, each bound to one entity.
+    #[serde(default)]
+    pub agents: Vec<AgentBinding>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./spotcheck-data")
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of the API and console.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// An external broker, `mqtt://host:port`; absent means: start the embedded broker.
+    pub broker: Option<String>,
+    /// Where the embedded broker listens.
+    pub embedded_listen: String,
+    /// The collector's MQTT client id.
+    pub client_id: String,
+    /// MQTT shared-subscription group, so that N collectors split the readings.
+    pub shared_group: Option<String>,
+    /// How long start-up waits for the broker before giving up, in seconds.
+    pub connect_timeout_s: u64,
+    /// Unacknowledged QoS 1 messages the broker may send us at once.
+    pub max_inflight: u16,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            broker: None,
+            embedded_listen: "127.0.0.1:1883".into(),
+            client_id: "spotcheck-collector".into(),
+            shared_group: None,
+            connect_timeout_s: 10,
+            max_inflight: 1000,
+        }
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Capacity of each queue between stages, in messages. When full, the stage before waits,
+    /// and in the end the broker stops sending (its in-flight window fills).
+    pub queue: usize,
+    /// Most messages committed in one transaction.
+    pub max_commit: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            queue: 4096,
+            max_commit: 4096,
+        }
+    }
+}
+
+/// How SQLite syncs commits to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// fsync at every commit: nothing confirmed is lost even on power loss.
+    Full,
+    /// fsync at checkpoints: safe across process crashes (kill -9), not power loss.
+    Normal,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Raw readings and events older than this many days are deleted.
+    pub retention_days: u32,
+    /// SQLite's `synchronous` setting.
+    pub synchronous: Synchronous,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention_days: 400,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// `[[agents]]`: an agent and the one entity it may publish for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBinding {
+    /// The agent.
+    pub id: AgentId,
+    /// Its entity.
+    pub entity: EntityId,
+    /// The entity's domain.
+    pub domain: Domain,
+}
+
+/// Where the collector gets its MQTT messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// Start rumqttd in-process on this address.
+    Embedded(SocketAddr),
+    /// Connect to a broker that runs elsewhere.
+    External(BrokerUrl),
+}
+
+/// A configuration that passed [`RawConfig::validate`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// The broker.
+    pub broker: BrokerChoice,
+    /// MQTT client id.
+    pub client_id: String,
+    /// Shared-subscription group, if any.
+    pub shared_group: Option<String>,
+    /// Start-up wait for the broker.
+    pub connect_timeout: Duration,
+    /// Broker → collector in-flight window.
+    pub max_inflight: u16,
+    /// Pipeline settings.
+    pub ingest: IngestConfig,
+    /// Store settings.
+    pub store: StoreConfig,
+    /// Payload limits.
+    pub limits: Limits,
+    /// Agent bindings.
+    pub agents: Vec<AgentBinding>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key or a value of the wrong type.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's error, which names the key and line.
+        source: Box<toml::de::Error>,
+    },
+    /// Values that parse but make no sense, every one listed.
+    #[error("config is invalid:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl RawConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        RawConfig::parse(&text, path)
+    }
+
+    /// Parses TOML text; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks everything serde cannot, reporting all problems together.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let http_listen = self
+            .http
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                problems.push(format!(
+                    "http.listen = {:?}: {e}; write host:port, e.g. 127.0.0.1:8080",
+                    self.http.listen
+                ))
+            })
+            .ok();
+        let broker = match &self.mqtt.broker {
+            Some(url) => url
+                .parse::<BrokerUrl>()
+                .map(BrokerChoice::External)
+                .map_err(|e| problems.push(format!("mqtt.broker: {e}")))
+                .ok(),
+            None => self
+                .mqtt
+                .embedded_listen
+                .parse::<SocketAddr>()
+                .map(BrokerChoice::Embedded)
+                .map_err(|e| {
+                    problems.push(format!(
+                        "mqtt.embedded_listen = {:?}: {e}; write host:port",
+                        self.mqtt.embedded_listen
+                    ))
+                })
+                .ok(),
+        };
+        if self.mqtt.client_id.is_empty() {
+            problems.push("mqtt.client_id is empty; the collector needs a stable client id".into());
+        }
+        if let Some(g) = &self.mqtt.shared_group {
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                problems.push(format!(
+                    "mqtt.shared_group = {g:?}: use a non-empty name without / + #"
+                ));
+            }
+        }
+        if self.mqtt.max_inflight == 0 {
+            problems.push("mqtt.max_inflight must be at least 1".into());
+        }
+        if self.ingest.queue == 0 {
+            problems.push("ingest.queue must be at least 1".into());
+        }
+        if self.ingest.max_commit == 0 {
+            problems.push("ingest.max_commit must be at least 1".into());
+        }
+        if self.store.retention_days == 0 {
+            problems.push("store.retention_days must be at least 1".into());
+        }
+        if self.limits.max_payload_bytes == 0 || self.limits.max_batch_len == 0 {
+            problems.push(
+                "limits.max_payload_bytes and limits.max_batch_len must be at least 1".into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.agents {
+            if !seen.insert(a.id.clone()) {
+                problems.push(format!(
+                    "agents: agent {} is listed twice; an agent is bound to exactly one entity",
+                    a.id
+                ));
+            }
+        }
+        match (problems.is_empty(), http_listen, broker) {
+            (true, Some(http_listen), Some(broker)) => Ok(Config {
+                data_dir: self.data_dir,
+                http_listen,
+                broker,
+                client_id: self.mqtt.client_id,
+                shared_group: self.mqtt.shared_group,
+                connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_s.max(1)),
+                max_inflight: self.mqtt.max_inflight,
+                ingest: self.ingest,
+                store: self.store,
+                limits: self.limits,
+                agents: self.agents,
+            }),
+            _ => Err(ConfigError::Invalid(problems)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        RawConfig::parse(text, Path::new("test.toml"))?.validate()
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_embedded_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            c.broker,
+            BrokerChoice::Embedded("127.0.0.1:1883".parse().unwrap())
+        );
+        assert_eq!(c.store.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let err = parse("[mqtt]\nbroker = \"mqtt://x:1\"\nbrokr = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokr") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named() {
+        let err = parse("[store]\nretention_days = \"long\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("retention_days"),
+            "{err}"
+        );
+        assert!(err.contains("expected u32"), "{err}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let err = parse("[http]\nlisten = \"nowhere\"\n[mqtt]\nbroker = \"http://x\"\n[store]\nretention_days = 0\n")
+            .unwrap_err()
+            .to_string();
+        for needle in ["http.listen", "mqtt.broker", "retention_days"] {
+            assert!(err.contains(needle), "{needle} missing in {err}");
+        }
+    }
+
+    #[test]
+    fn an_agent_with_a_wildcard_in_its_id_is_refused() {
+        let err = parse("[[agents]]\nid = \"a+\"\nentity = \"e\"\ndomain = \"pool\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("'+'"), "{err}");
+    }
+}

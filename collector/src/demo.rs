@@ -1,0 +1,178 @@
+//! `spotcheck-collector demo`: the embedded broker, the collector and simulated agents for
+//! every feed, all in one process but talking real MQTT, with state under one data directory.
+//! Agents run the real agent code (`spotcheck_agent::run`) with their spools in
+//! `DATA/agents/{id}`, so a killed demo resumes where it stopped and loses nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use spotcheck_agent::AgentConfig;
+use spotcheck_protocol::{AgentId, Domain, EntityId};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::{AgentBinding, BrokerChoice, Config, RawConfig};
+use crate::topology::{Collector, StartError};
+
+/// The demo's command-line settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// Embedded broker listen address.
+    pub mqtt: SocketAddr,
+    /// Data directory.
+    pub data: PathBuf,
+    /// Simulated entities per domain.
+    pub per_domain: usize,
+}
+
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The collector did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// A simulated agent's config was refused (a bug in the demo).
+    #[error("simulated agent {agent}: {reason}")]
+    Agent {
+        /// The agent.
+        agent: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One simulated site: an entity and the agent that serves it.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The entity.
+    pub entity: EntityId,
+    /// The agent.
+    pub agent: AgentId,
+    /// The domain.
+    pub domain: Domain,
+}
+
+/// The demo's sites: `per_domain` of each domain, with stable names.
+pub fn sites(per_domain: usize) -> Vec<Site> {
+    let mut out = Vec::new();
+    for domain in Domain::ALL {
+        for i in 1..=per_domain {
+            let name = match domain {
+                Domain::Pool => "nanshan-pool",
+                Domain::Game => "nanshan-game",
+                Domain::Hospital => "nanshan-ihosp",
+            };
+            out.push(Site {
+                entity: EntityId::new(format!("{name}-{i:02}")).expect("demo ids are valid"),
+                agent: AgentId::new(format!("{domain}-agent-{i:02}")).expect("demo ids are valid"),
+                domain,
+            });
+        }
+    }
+    out
+}
+
+/// The collector configuration the demo runs with.
+pub fn collector_config(opts: &DemoOptions) -> Config {
+    let mut raw = RawConfig::parse("", Path::new("<demo>")).expect("the empty config parses");
+    raw.data_dir = opts.data.clone();
+    raw.http.listen = opts.http.to_string();
+    raw.mqtt.embedded_listen = opts.mqtt.to_string();
+    raw.agents = sites(opts.per_domain)
+        .into_iter()
+        .map(|s| AgentBinding {
+            id: s.agent,
+            entity: s.entity,
+            domain: s.domain,
+        })
+        .collect();
+    let mut config = raw.validate().expect("the demo config is valid");
+    config.broker = BrokerChoice::Embedded(opts.mqtt);
+    config
+}
+
+/// The agent configuration of one simulated site.
+pub fn agent_config(
+    site: &Site,
+    broker: &str,
+    spool: &Path,
+    seed: u64,
+) -> Result<AgentConfig, DemoError> {
+    let interval_ms = match site.domain {
+        Domain::Pool => 1000,
+        Domain::Game | Domain::Hospital => 2000,
+    };
+    let toml = format!(
+        r#"
+[agent]
+id = "{agent}"
+entity = "{entity}"
+domain = "{domain}"
+
+[mqtt]
+broker = "{broker}"
+ack_timeout_ms = 5000
+
+[spool]
+dir = {spool:?}
+
+[[sources]]
+type = "simulate"
+feed = "{domain}"
+interval_ms = {interval_ms}
+seed = {seed}
+"#,
+        agent = site.agent,
+        entity = site.entity,
+        domain = site.domain,
+        spool = spool.display().to_string(),
+    );
+    AgentConfig::from_toml_str(&toml).map_err(|e| DemoError::Agent {
+        agent: site.agent.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Runs the demo until `stop` fires, then stops agents first (so their last batches are
+/// spooled and, with luck, confirmed) and the collector after them.
+pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoError> {
+    let collector = Collector::start(collector_config(&opts)).await?;
+    let broker = collector.broker_url().to_string();
+    let agents_stop = CancellationToken::new();
+    let mut agents = JoinSet::new();
+    for (i, site) in sites(opts.per_domain).into_iter().enumerate() {
+        let spool = opts.data.join("agents").join(site.agent.as_str());
+        let config = agent_config(&site, &broker, &spool, 1000 + i as u64)?;
+        let token = agents_stop.clone();
+        let agent = site.agent.clone();
+        agents.spawn(async move {
+            if let Err(e) = spotcheck_agent::run(config, token).await {
+                error!(message = "Simulated agent stopped with an error.", %agent, error = %e);
+            }
+        });
+    }
+
+    let http = collector.http_addr();
+    let token = collector.admin_token().to_owned();
+    println!("Spotcheck demo is running.");
+    println!("  console:     http://{http}/#token={token}");
+    println!("  API:         http://{http}/api/v1/stats");
+    println!("  metrics:     http://{http}/metrics");
+    println!("  MQTT broker: {broker}");
+    println!(
+        "  admin token: {token}  (also in {})",
+        opts.data.join("admin.token").display()
+    );
+    println!("  data:        {}", opts.data.display());
+    println!("Press Ctrl-C to stop.");
+
+    stop.cancelled().await;
+    info!(message = "Stopping the demo: agents first, then the collector.");
+    agents_stop.cancel();
+    while agents.join_next().await.is_some() {}
+    collector.shutdown().await;
+    Ok(())
+}

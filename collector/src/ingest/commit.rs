@@ -1,0 +1,170 @@
+//! The commit stage: one thread that owns the store's writer. It takes whatever the validate
+//! stage has queued (up to `max_commit` messages), commits it in one transaction, and only then
+//! hands the messages on to be acknowledged. A failing commit is retried, never skipped: the
+//! pipeline stalls and the broker holds the rest.
+
+use std::collections::BTreeMap;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rumqttc::Publish;
+use spotcheck_protocol::{AgentId, Batch, Seq, UnixMillis};
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use super::validate::Verdict;
+use crate::store::writer::{Item, Outcome};
+use crate::store::Writer;
+use crate::telemetry::Stats;
+
+/// A message and what validation made of it.
+#[derive(Debug)]
+pub struct Validated {
+    /// The MQTT message, kept to acknowledge it after commit.
+    pub publish: Publish,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// Messages whose content is committed: they may now be acknowledged, in this order.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The MQTT messages, in arrival order.
+    pub publishes: Vec<Publish>,
+    /// Per agent, the sequence numbers now safe in the store (or in the dead-letter table).
+    pub confirmations: BTreeMap<AgentId, Vec<Seq>>,
+}
+
+/// Settings of the commit stage.
+#[derive(Debug, Clone)]
+pub struct CommitConfig {
+    /// Most messages per transaction.
+    pub max_commit: usize,
+    /// Raw data older than this is deleted.
+    pub retention: Duration,
+    /// How often retention runs.
+    pub prune_every: Duration,
+}
+
+/// Starts the commit thread. It ends when `rx` closes and everything received is committed.
+pub fn spawn(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<Validated>,
+    tx: mpsc::Sender<Committed>,
+    stats: Stats,
+    cfg: CommitConfig,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ingest-commit".into())
+        .spawn(move || {
+            let mut last_prune: Option<Instant> = None;
+            let mut pending = Vec::with_capacity(cfg.max_commit);
+            while let Some(first) = rx.blocking_recv() {
+                pending.push(first);
+                while pending.len() < cfg.max_commit {
+                    match rx.try_recv() {
+                        Ok(v) => pending.push(v),
+                        Err(_) => break,
+                    }
+                }
+                let committed = commit_with_retry(&mut writer, &mut pending, &stats);
+                if tx.blocking_send(committed).is_err() {
+                    error!(message = "Confirm stage is gone; stopping commit stage.");
+                    return;
+                }
+                if last_prune.is_none_or(|t| t.elapsed() >= cfg.prune_every) {
+                    prune(&mut writer, cfg.retention);
+                    last_prune = Some(Instant::now());
+                }
+            }
+        })
+}
+
+fn prune(writer: &mut Writer, retention: Duration) {
+    let before = UnixMillis(UnixMillis::now().0 - retention.as_millis() as i64);
+    match writer.prune(before) {
+        Ok(0) => {}
+        Ok(n) => info!(message = "Retention removed old raw data.", rows = n),
+        Err(e) => error!(message = "Retention failed; will retry.", error = %e),
+    }
+}
+
+fn commit_with_retry(
+    writer: &mut Writer,
+    pending: &mut Vec<Validated>,
+    stats: &Stats,
+) -> Committed {
+    let items: Vec<Item<'_>> = pending
+        .iter()
+        .filter_map(|v| match &v.verdict {
+            Verdict::Accept {
+                entity,
+                domain,
+                batch,
+            } => Some(Item::Batch {
+                entity,
+                domain: *domain,
+                batch,
+            }),
+            Verdict::Reject(d) => Some(Item::DeadLetter(d)),
+            Verdict::Status { .. } => None,
+        })
+        .collect();
+    let mut backoff = Duration::from_millis(100);
+    let report = loop {
+        match writer.commit(&items, UnixMillis::now()) {
+            Ok(r) => break r,
+            Err(e) => {
+                error!(message = "Commit failed; retrying. Nothing is acknowledged until it succeeds.", error = %e, retry_in_ms = backoff.as_millis() as u64);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    drop(items);
+    stats.commits.inc();
+
+    let mut committed = Committed::default();
+    let mut outcomes = report.outcomes.into_iter();
+    for v in pending.drain(..) {
+        match &v.verdict {
+            Verdict::Accept { batch, .. } => {
+                let b = batch.get();
+                match outcomes.next() {
+                    Some(Outcome::Stored) => {
+                        stats.batches_committed.inc();
+                        match b {
+                            Batch::Readings(r) => {
+                                stats.readings_ingested.inc_by(r.readings.len() as u64)
+                            }
+                            Batch::Events(e) => stats.events_ingested.inc_by(e.events.len() as u64),
+                        };
+                    }
+                    _ => {
+                        stats.duplicates_dropped.inc();
+                    }
+                }
+                confirm(&mut committed, b.agent(), b.seq());
+            }
+            Verdict::Reject(d) => {
+                outcomes.next();
+                stats.reject(d.code, d.items);
+                if let (Some(agent), Some(seq)) = (&d.agent, d.seq) {
+                    confirm(&mut committed, agent, seq);
+                }
+            }
+            Verdict::Status { .. } => {}
+        }
+        committed.publishes.push(v.publish);
+    }
+    committed
+}
+
+fn confirm(c: &mut Committed, agent: &AgentId, seq: Seq) {
+    match c.confirmations.get_mut(agent) {
+        Some(v) => v.push(seq),
+        None => {
+            c.confirmations.insert(agent.clone(), vec![seq]);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Where a message becomes a validated batch or a dead letter: topic, registration, payload.
+//! Pure: no I/O, so every rule here is unit-tested directly.
+
+use serde::Deserialize;
+use spotcheck_protocol::{
+    decode, AgentId, AgentState, Batch, Checked, DecodeError, Domain, EntityId, Limits, Seq,
+    Status, Stream, Topic, UnixMillis,
+};
+
+use crate::registry::Bindings;
+use crate::store::writer::DeadLetter;
+
+/// What ingest does with one message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// A valid batch from a registered agent for its own entity.
+    Accept {
+        /// The entity.
+        entity: EntityId,
+        /// Its domain.
+        domain: Domain,
+        /// The batch.
+        batch: Checked<Batch>,
+    },
+    /// Rejected; kept in the dead-letter table.
+    Reject(DeadLetter),
+    /// An agent's status changed.
+    Status {
+        /// The agent.
+        agent: AgentId,
+        /// Its new state.
+        state: AgentState,
+    },
+}
+
+/// Judges one message received on `topic`.
+pub fn validate(
+    topic: &str,
+    payload: &[u8],
+    bindings: &Bindings,
+    limits: &Limits,
+    now: UnixMillis,
+) -> Verdict {
+    let reject = |agent: Option<&AgentId>, code: &'static str, reason: String| {
+        // The sequence number is read leniently so that the agent can be told its batch was
+        // kept (in the dead-letter table) and stop re-sending it.
+        let (agent, seq, items) = match agent {
+            Some(a) => probe(payload, a),
+            None => (None, None, 0),
+        };
+        Verdict::Reject(DeadLetter {
+            topic: topic.to_owned(),
+            agent,
+            seq,
+            code,
+            reason,
+            payload: payload.to_vec(),
+            items,
+        })
+    };
+    let parsed = match Topic::parse(topic) {
+        Ok(t) => t,
+        Err(e) => return reject(None, "bad_topic", format!("topic {topic:?}: {e}")),
+    };
+    let (stream, domain, entity, agent) = match parsed {
+        Topic::Readings {
+            domain,
+            entity,
+            agent,
+        } => (Stream::Readings, domain, entity, agent),
+        Topic::Events {
+            domain,
+            entity,
+            agent,
+        } => (Stream::Events, domain, entity, agent),
+        Topic::Status { agent } => {
+            return match Status::decode(payload) {
+                Ok(s) if s.agent == agent => Verdict::Status {
+                    agent,
+                    state: s.state,
+                },
+                Ok(s) => reject(
+                    None,
+                    "bad_status",
+                    format!(
+                        "status payload names agent {} but the topic names {agent}",
+                        s.agent
+                    ),
+                ),
+                Err(e) => reject(None, "bad_status", format!("status payload: {e}")),
+            };
+        }
+        Topic::Ack { .. } => {
+            return reject(
+                None,
+                "bad_topic",
+                format!("topic {topic:?}: collectors publish acks, they do not receive them"),
+            )
+        }
+    };
+    let Some(binding) = bindings.get(&agent) else {
+        return reject(
+            Some(&agent),
+            "unknown_agent",
+            format!("agent {agent} is not registered; add it under [[agents]] with the entity it serves"),
+        );
+    };
+    if binding.entity != entity || binding.domain != domain {
+        return reject(
+            Some(&agent),
+            "entity_mismatch",
+            format!(
+                "agent {agent} is registered to {}/{} but published for {domain}/{entity}",
+                binding.domain, binding.entity
+            ),
+        );
+    }
+    match decode(stream, &agent, payload, limits, now) {
+        Ok(batch) => Verdict::Accept {
+            entity,
+            domain,
+            batch,
+        },
+        Err(e @ DecodeError::AgentMismatch { .. }) => reject(None, e.code(), e.to_string()),
+        Err(e) => reject(Some(&agent), e.code(), e.to_string()),
+    }
+}
+
+/// Reads `agent`, `seq` and the item count from a payload that failed strict decoding.
+fn probe(payload: &[u8], topic_agent: &AgentId) -> (Option<AgentId>, Option<Seq>, u64) {
+    #[derive(Deserialize)]
+    struct Loose {
+        agent: Option<String>,
+        seq: Option<u64>,
+        readings: Option<Vec<serde::de::IgnoredAny>>,
+        events: Option<Vec<serde::de::IgnoredAny>>,
+    }
+    let Ok(loose) = serde_json::from_slice::<Loose>(payload) else {
+        return (Some(topic_agent.clone()), None, 0);
+    };
+    let items = loose
+        .readings
+        .or(loose.events)
+        .map_or(0, |v| v.len() as u64);
+    let seq = match loose.agent.as_deref() {
+        Some(a) if a == topic_agent.as_str() => loose.seq.map(Seq),
+        _ => None,
+    };
+    (Some(topic_agent.clone()), seq, items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentBinding;
+
+    fn bindings() -> Bindings {
+        Bindings::new(&[AgentBinding {
+            id: AgentId::new("a1").unwrap(),
+            entity: EntityId::new("pool-1").unwrap(),
+            domain: Domain::Pool,
+        }])
+    }
+
+    fn run(topic: &str, payload: &str) -> Verdict {
+        validate(
+            topic,
+            payload.as_bytes(),
+            &bindings(),
+            &Limits::default(),
+            UnixMillis(1_700_000_000_000),
+        )
+    }
+
+    const TOPIC: &str = "spotcheck/v1/pool/pool-1/a1/readings";
+
+    fn reading(seq: u64, unit: &str) -> String {
+        format!(
+            r#"{{"v":1,"agent":"a1","seq":{seq},"readings":[{{"metric":"ph","value":7.2,"unit":"{unit}","ts_ms":1700000000000}}]}}"#
+        )
+    }
+
+    fn rejected(v: Verdict) -> DeadLetter {
+        match v {
+            Verdict::Reject(d) => d,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_batch_from_a_bound_agent_is_accepted() {
+        assert!(matches!(
+            run(TOPIC, &reading(1, "pH")),
+            Verdict::Accept { .. }
+        ));
+    }
+
+    #[test]
+    fn a_semantic_error_is_dead_lettered_with_the_seq_so_the_agent_can_be_told() {
+        let d = rejected(run(TOPIC, &reading(7, "mV")));
+        assert_eq!((d.code, d.seq, d.items), ("unit_mismatch", Some(Seq(7)), 1));
+        assert!(d.reason.contains("readings[0].unit"), "{}", d.reason);
+    }
+
+    #[test]
+    fn an_agent_publishing_for_another_entity_is_refused() {
+        let d = rejected(run(
+            "spotcheck/v1/pool/pool-2/a1/readings",
+            &reading(1, "pH"),
+        ));
+        assert_eq!(d.code, "entity_mismatch");
+        assert!(d.reason.contains("pool-1") && d.reason.contains("pool-2"));
+    }
+
+    #[test]
+    fn unknown_agents_bad_topics_and_bad_json_are_refused_with_reasons() {
+        assert_eq!(
+            rejected(run(
+                "spotcheck/v1/pool/pool-1/zz/readings",
+                &reading(1, "pH")
+            ))
+            .code,
+            "unknown_agent"
+        );
+        assert_eq!(
+            rejected(run("spotcheck/v1/pool/pool-1/a1/other", "{}")).code,
+            "bad_topic"
+        );
+        let d = rejected(run(TOPIC, "{not json"));
+        assert_eq!((d.code, d.seq), ("bad_json", None));
+        let d = rejected(run(
+            TOPIC,
+            r#"{"v":1,"agent":"a1","seq":"x","readings":[]}"#,
+        ));
+        assert!(d.reason.contains("seq"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_payload_naming_another_agent_gets_no_confirmation() {
+        let d = rejected(run(TOPIC, &reading(3, "pH").replace("\"a1\"", "\"a2\"")));
+        assert_eq!((d.code, d.seq), ("agent_mismatch", None));
+    }
+
+    #[test]
+    fn status_messages_update_presence() {
+        let v = run(
+            "spotcheck/v1/agents/a1/status",
+            r#"{"v":1,"agent":"a1","state":"offline"}"#,
+        );
+        assert!(matches!(
+            v,
+            Verdict::Status {
+                state: AgentState::Offline,
+                ..
+            }
+        ));
+    }
+}

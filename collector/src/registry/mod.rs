@@ -1,0 +1,84 @@
+//! Who may publish what: the agent → entity bindings, and which agents are online.
+//!
+//! For now the bindings come from configuration; the entity library will own them later.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use spotcheck_protocol::{AgentId, AgentState, Domain, EntityId};
+
+use crate::config::AgentBinding;
+
+/// The entity an agent is registered to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The entity.
+    pub entity: EntityId,
+    /// Its domain.
+    pub domain: Domain,
+}
+
+/// Agent → entity bindings, read-only once ingest starts.
+#[derive(Debug, Clone, Default)]
+pub struct Bindings(Arc<HashMap<AgentId, Binding>>);
+
+impl Bindings {
+    /// Builds the map from configuration entries (validated to be unique).
+    pub fn new(entries: &[AgentBinding]) -> Bindings {
+        Bindings(Arc::new(
+            entries
+                .iter()
+                .map(|a| {
+                    (
+                        a.id.clone(),
+                        Binding {
+                            entity: a.entity.clone(),
+                            domain: a.domain,
+                        },
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// The binding of `agent`, if it is registered.
+    pub fn get(&self, agent: &AgentId) -> Option<&Binding> {
+        self.0.get(agent)
+    }
+
+    /// Every registered agent.
+    pub fn ids(&self) -> Vec<AgentId> {
+        self.0.keys().cloned().collect()
+    }
+
+    /// How many agents are registered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The last status each agent published (its retained status topic).
+#[derive(Debug, Clone, Default)]
+pub struct Presence(Arc<Mutex<HashMap<AgentId, AgentState>>>);
+
+impl Presence {
+    /// Records `state` for `agent`; returns how many agents are online now.
+    pub fn set(&self, agent: AgentId, state: AgentState) -> usize {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(agent, state);
+        map.values().filter(|s| **s == AgentState::Online).count()
+    }
+
+    /// Every agent seen, with its state, sorted by id.
+    pub fn all(&self) -> Vec<(AgentId, AgentState)> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map.iter().map(|(a, s)| (a.clone(), *s)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}

@@ -1,0 +1,137 @@
+//! The store: SQLite in WAL mode, written by one thread (ingest's commit stage) and read by
+//! the HTTP API through separate connections.
+//!
+//! - [`schema`]: the migrations.
+//! - [`writer`]: commits validated batches and dead letters, deduplicating by (agent, seq).
+//! - [`query`]: read-only queries for the API and console.
+
+pub mod query;
+pub mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use crate::config::Synchronous;
+
+pub use writer::{CommitReport, Writer};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer Spotcheck.
+    #[error("database {path} has schema version {found}, newer than this build's {known}: upgrade spotcheck-collector")]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: usize,
+        /// Ours.
+        known: usize,
+    },
+}
+
+/// The database file inside a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("spotcheck.db")
+}
+
+fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens (creating if needed) the database for writing and brings its schema up to date.
+pub fn open_for_writing(path: &Path, sync: Synchronous) -> Result<Connection, StoreError> {
+    let e = sqlite_err(path);
+    let mut conn = Connection::open(path).map_err(&e)?;
+    let sync = match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
+    ))
+    .map_err(&e)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Opens the database read-only, for queries.
+pub fn open_for_reading(path: &Path) -> Result<Connection, StoreError> {
+    let e = sqlite_err(path);
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(&e)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(&e)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let e = sqlite_err(path);
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(&e)?;
+    let known = schema::MIGRATIONS.len();
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(&e)?;
+        tx.execute_batch(sql).map_err(&e)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        tracing::info!(message = "Store migrated.", version = i + 1, path = %path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_reopening_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        drop(open_for_writing(&path, Synchronous::Normal).unwrap());
+        let conn = open_for_writing(&path, Synchronous::Normal).unwrap();
+        let v: usize = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        let conn = open_for_writing(&path, Synchronous::Normal).unwrap();
+        conn.execute_batch("PRAGMA user_version = 999").unwrap();
+        drop(conn);
+        let err = open_for_writing(&path, Synchronous::Normal).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooNew { found: 999, .. }),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! Read-only queries behind the HTTP API and the console.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// An entity with the newest value of each of its metrics.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EntitySummary {
+    /// Entity id.
+    pub id: String,
+    /// Domain.
+    pub domain: String,
+    /// Agents bound to it.
+    pub agents: Vec<String>,
+    /// Newest value per metric.
+    pub latest: Vec<Latest>,
+}
+
+/// The newest reading of one metric.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latest {
+    /// Metric name.
+    pub metric: String,
+    /// Unit.
+    pub unit: String,
+    /// Time, Unix ms.
+    pub ts_ms: i64,
+    /// Value.
+    pub value: f64,
+}
+
+/// One point of a series.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Point {
+    /// Time, Unix ms.
+    pub ts_ms: i64,
+    /// Value.
+    pub value: f64,
+}
+
+/// A dead letter as shown by the API (payload as lossy UTF-8, cut at 4 KiB).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeadLetterRow {
+    /// Row id.
+    pub id: i64,
+    /// When it arrived, Unix ms.
+    pub received_ms: i64,
+    /// Topic.
+    pub topic: String,
+    /// Agent, if known.
+    pub agent: Option<String>,
+    /// Sequence number, if known.
+    pub seq: Option<i64>,
+    /// Reason code.
+    pub code: String,
+    /// Reason.
+    pub reason: String,
+    /// Payload preview.
+    pub payload: String,
+}
+
+/// Every entity that has an agent or data, with its newest readings.
+pub fn entities(conn: &Connection) -> rusqlite::Result<Vec<EntitySummary>> {
+    let mut out = Vec::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT id, name, domain FROM entities ORDER BY domain, name")?;
+    let rows: Vec<(i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (eid, name, domain) in rows {
+        let agents = conn
+            .prepare_cached("SELECT name FROM agents WHERE entity = ?1 ORDER BY name")?
+            .query_map([&name], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        let metrics: Vec<(i64, String, String)> = conn
+            .prepare_cached("SELECT id, name, unit FROM metrics ORDER BY name")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut latest = Vec::new();
+        for (mid, metric, unit) in metrics {
+            let row: Option<(i64, f64)> = conn
+                .prepare_cached(
+                    "SELECT ts_ms, value FROM readings WHERE entity = ?1 AND metric = ?2 ORDER BY ts_ms DESC LIMIT 1",
+                )?
+                .query_row(params![eid, mid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((ts_ms, value)) = row {
+                latest.push(Latest {
+                    metric,
+                    unit,
+                    ts_ms,
+                    value,
+                });
+            }
+        }
+        out.push(EntitySummary {
+            id: name,
+            domain,
+            agents,
+            latest,
+        });
+    }
+    Ok(out)
+}
+
+/// Readings of one entity's metric since `since_ms`, oldest first, at most `limit`.
+pub fn series(
+    conn: &Connection,
+    entity: &str,
+    metric: &str,
+    since_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<Point>> {
+    conn.prepare_cached(
+        "SELECT r.ts_ms, r.value FROM readings r
+         JOIN entities e ON e.id = r.entity JOIN metrics m ON m.id = r.metric
+         WHERE e.name = ?1 AND m.name = ?2 AND r.ts_ms >= ?3
+         ORDER BY r.ts_ms LIMIT ?4",
+    )?
+    .query_map(params![entity, metric, since_ms, limit], |r| {
+        Ok(Point {
+            ts_ms: r.get(0)?,
+            value: r.get(1)?,
+        })
+    })?
+    .collect()
+}
+
+/// The newest dead letters, newest first.
+pub fn dead_letters(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeadLetterRow>> {
+    conn.prepare_cached(
+        "SELECT id, received_ms, topic, agent, seq, code, reason, substr(payload, 1, 4096)
+         FROM dead_letters ORDER BY id DESC LIMIT ?1",
+    )?
+    .query_map([limit], |r| {
+        let payload: Vec<u8> = r.get(7)?;
+        Ok(DeadLetterRow {
+            id: r.get(0)?,
+            received_ms: r.get(1)?,
+            topic: r.get(2)?,
+            agent: r.get(3)?,
+            seq: r.get(4)?,
+            code: r.get(5)?,
+            reason: r.get(6)?,
+            payload: String::from_utf8_lossy(&payload).into_owned(),
+        })
+    })?
+    .collect()
+}

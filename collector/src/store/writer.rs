@@ -1,0 +1,401 @@
+//! The write side of the store. One `Writer` lives on ingest's commit thread; each call to
+//! [`Writer::commit`] is one transaction, and only after it returns may the messages in it be
+//! acknowledged to the broker and confirmed to their agents.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use spotcheck_protocol::{AgentId, Batch, Checked, Domain, EntityId, Seq, Unit, UnixMillis};
+
+use super::{open_for_writing, sqlite_err, StoreError};
+use crate::config::{AgentBinding, Synchronous};
+
+/// A rejected message, kept with its reason so that nothing received is ever lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The topic it arrived on.
+    pub topic: String,
+    /// The agent, if the topic or payload named a valid one.
+    pub agent: Option<AgentId>,
+    /// The batch's sequence number, if it could be read.
+    pub seq: Option<Seq>,
+    /// A stable reason code (`bad_json`, `unknown_agent`, …).
+    pub code: &'static str,
+    /// The full reason, naming the field at fault.
+    pub reason: String,
+    /// The payload as received.
+    pub payload: Vec<u8>,
+    /// How many readings or records it held, where that could be counted.
+    pub items: u64,
+}
+
+/// One message for the store.
+#[derive(Debug)]
+pub enum Item<'a> {
+    /// A valid batch from an agent bound to `entity`.
+    Batch {
+        /// The entity the agent is bound to.
+        entity: &'a EntityId,
+        /// Its domain.
+        domain: Domain,
+        /// The batch.
+        batch: &'a Checked<Batch>,
+    },
+    /// A rejected message.
+    DeadLetter(&'a DeadLetter),
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored for the first time.
+    Stored,
+    /// (agent, seq) was already stored; nothing written.
+    Duplicate,
+    /// Kept in the dead-letter table (or already there).
+    DeadLettered,
+}
+
+/// What one transaction did, item by item in input order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CommitReport {
+    /// One outcome per item.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// The store's single writer.
+pub struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    agents: HashMap<AgentId, i64>,
+    entities: HashMap<EntityId, i64>,
+    metrics: HashMap<(String, Unit), i64>,
+}
+
+impl Writer {
+    /// Opens the database at `path` for writing, migrating it if needed.
+    pub fn open(path: &Path, sync: Synchronous) -> Result<Writer, StoreError> {
+        Ok(Writer {
+            conn: open_for_writing(path, sync)?,
+            path: path.to_owned(),
+            agents: HashMap::new(),
+            entities: HashMap::new(),
+            metrics: HashMap::new(),
+        })
+    }
+
+    /// Records the agent → entity bindings from configuration (replacing earlier ones).
+    pub fn register_agents(&mut self, bindings: &[AgentBinding]) -> Result<(), StoreError> {
+        let e = sqlite_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        for b in bindings {
+            tx.execute(
+                "INSERT INTO agents (name, entity, domain) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET entity = excluded.entity, domain = excluded.domain",
+                params![b.id.as_str(), b.entity.as_str(), b.domain.as_str()],
+            )
+            .map_err(&e)?;
+            tx.execute(
+                "INSERT INTO entities (name, domain) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![b.entity.as_str(), b.domain.as_str()],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Commits `items` in one transaction.
+    pub fn commit(
+        &mut self,
+        items: &[Item<'_>],
+        now: UnixMillis,
+    ) -> Result<CommitReport, StoreError> {
+        let path = self.path.clone();
+        let e = sqlite_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let outcome = match item {
+                Item::Batch {
+                    entity,
+                    domain,
+                    batch,
+                } => {
+                    let ids = Ids {
+                        agents: &mut self.agents,
+                        entities: &mut self.entities,
+                        metrics: &mut self.metrics,
+                    };
+                    insert_batch(&tx, ids, entity, *domain, batch.get(), now).map_err(&e)?
+                }
+                Item::DeadLetter(d) => {
+                    insert_dead_letter(&tx, d, now).map_err(&e)?;
+                    Outcome::DeadLettered
+                }
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().map_err(&e)?;
+        Ok(CommitReport { outcomes })
+    }
+
+    /// Deletes raw readings and events stamped before `before`; returns how many rows went.
+    pub fn prune(&mut self, before: UnixMillis) -> Result<u64, StoreError> {
+        let e = sqlite_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let r = tx
+            .execute("DELETE FROM readings WHERE ts_ms < ?1", [before.0])
+            .map_err(&e)?;
+        let ev = tx
+            .execute("DELETE FROM events WHERE ts_ms < ?1", [before.0])
+            .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok((r + ev) as u64)
+    }
+}
+
+/// The id caches, borrowed apart from the connection.
+struct Ids<'a> {
+    agents: &'a mut HashMap<AgentId, i64>,
+    entities: &'a mut HashMap<EntityId, i64>,
+    metrics: &'a mut HashMap<(String, Unit), i64>,
+}
+
+/// The id of the row `select` finds by the leading `key_len` values of `row`, inserting `row`
+/// with `insert` when there is none.
+fn intern(
+    tx: &Transaction<'_>,
+    select: &str,
+    insert: &str,
+    row: &[&dyn rusqlite::ToSql],
+    key_len: usize,
+) -> rusqlite::Result<i64> {
+    if let Some(id) = tx
+        .prepare_cached(select)?
+        .query_row(&row[..key_len], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(id);
+    }
+    tx.prepare_cached(insert)?.execute(row)?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn insert_batch(
+    tx: &Transaction<'_>,
+    ids: Ids<'_>,
+    entity: &EntityId,
+    domain: Domain,
+    batch: &Batch,
+    now: UnixMillis,
+) -> rusqlite::Result<Outcome> {
+    let agent_id = match ids.agents.get(batch.agent()) {
+        Some(id) => *id,
+        None => {
+            let id = intern(
+                tx,
+                "SELECT id FROM agents WHERE name = ?1",
+                "INSERT INTO agents (name, entity, domain) VALUES (?1, ?2, ?3)",
+                &[&batch.agent().as_str(), &entity.as_str(), &domain.as_str()],
+                1,
+            )?;
+            ids.agents.insert(batch.agent().clone(), id);
+            id
+        }
+    };
+    let (stream, items) = match batch {
+        Batch::Readings(b) => ("readings", b.readings.len()),
+        Batch::Events(b) => ("events", b.events.len()),
+    };
+    let seq = batch.seq().0 as i64;
+    let fresh = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![agent_id, seq, stream, items as i64, now.0])?;
+    if fresh == 0 {
+        return Ok(Outcome::Duplicate);
+    }
+    let entity_id = match ids.entities.get(entity) {
+        Some(id) => *id,
+        None => {
+            let id = intern(
+                tx,
+                "SELECT id FROM entities WHERE name = ?1",
+                "INSERT INTO entities (name, domain) VALUES (?1, ?2)",
+                &[&entity.as_str(), &domain.as_str()],
+                1,
+            )?;
+            ids.entities.insert(entity.clone(), id);
+            id
+        }
+    };
+    match batch {
+        Batch::Readings(b) => {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO readings (entity, metric, ts_ms, value, quality, agent, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in &b.readings {
+                let key = (r.metric.as_str().to_owned(), r.unit);
+                let metric_id = match ids.metrics.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let id = intern(
+                            tx,
+                            "SELECT id FROM metrics WHERE name = ?1 AND unit = ?2",
+                            "INSERT INTO metrics (name, unit) VALUES (?1, ?2)",
+                            &[&r.metric.as_str(), &r.unit.as_str()],
+                            2,
+                        )?;
+                        ids.metrics.insert(key, id);
+                        id
+                    }
+                };
+                let quality = r.quality as i64;
+                insert.execute(params![
+                    entity_id, metric_id, r.ts_ms.0, r.value, quality, agent_id, seq
+                ])?;
+            }
+        }
+        Batch::Events(b) => {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (entity, kind, record_id, ts_ms, end_ms, agent, seq, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for ev in &b.events {
+                let body = serde_json::to_string(ev).expect("events always serialize");
+                insert.execute(params![
+                    entity_id,
+                    ev.kind(),
+                    ev.id().as_str(),
+                    ev.ts().0,
+                    ev.end().map(|t| t.0),
+                    agent_id,
+                    seq,
+                    body
+                ])?;
+            }
+        }
+    }
+    Ok(Outcome::Stored)
+}
+
+fn insert_dead_letter(
+    tx: &Transaction<'_>,
+    d: &DeadLetter,
+    now: UnixMillis,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO dead_letters (received_ms, topic, agent, seq, code, reason, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        now.0,
+        d.topic,
+        d.agent.as_ref().map(|a| a.as_str()),
+        d.seq.map(|s| s.0 as i64),
+        d.code,
+        d.reason,
+        d.payload
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spotcheck_protocol::{check, Limits, Metric, Quality, Reading, ReadingBatch, Version};
+
+    fn batch(agent: &str, seq: u64, n: usize) -> Checked<Batch> {
+        let now = UnixMillis::now();
+        let readings = (0..n)
+            .map(|i| Reading {
+                metric: Metric::new(Metric::PH).unwrap(),
+                value: 7.0 + i as f64 / 100.0,
+                unit: Unit::Ph,
+                ts_ms: now,
+                quality: Quality::Good,
+            })
+            .collect();
+        let b = Batch::Readings(ReadingBatch {
+            v: Version,
+            agent: AgentId::new(agent).unwrap(),
+            seq: Seq(seq),
+            readings,
+        });
+        check(b, &Limits::default(), now).unwrap()
+    }
+
+    fn count(w: &Writer, table: &str) -> i64 {
+        w.conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_committed_twice_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let entity = EntityId::new("pool-1").unwrap();
+        let b = batch("a1", 1, 5);
+        let item = || Item::Batch {
+            entity: &entity,
+            domain: Domain::Pool,
+            batch: &b,
+        };
+        let first = w.commit(&[item(), item()], UnixMillis::now()).unwrap();
+        assert_eq!(first.outcomes, vec![Outcome::Stored, Outcome::Duplicate]);
+        let again = w.commit(&[item()], UnixMillis::now()).unwrap();
+        assert_eq!(again.outcomes, vec![Outcome::Duplicate]);
+        assert_eq!(count(&w, "readings"), 5);
+        assert_eq!(count(&w, "batches"), 1);
+    }
+
+    #[test]
+    fn dead_letters_keep_payload_and_reason_once_per_agent_and_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let d = DeadLetter {
+            topic: "t".into(),
+            agent: Some(AgentId::new("a").unwrap()),
+            seq: Some(Seq(3)),
+            code: "unit_mismatch",
+            reason: "field `readings[0].unit`: …".into(),
+            payload: b"{}".to_vec(),
+            items: 1,
+        };
+        let anonymous = DeadLetter {
+            agent: None,
+            seq: None,
+            ..d.clone()
+        };
+        let items = [
+            Item::DeadLetter(&d),
+            Item::DeadLetter(&d),
+            Item::DeadLetter(&anonymous),
+            Item::DeadLetter(&anonymous),
+        ];
+        w.commit(&items, UnixMillis::now()).unwrap();
+        assert_eq!(count(&w, "dead_letters"), 3);
+    }
+
+    #[test]
+    fn pruning_removes_only_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let entity = EntityId::new("pool-1").unwrap();
+        let b = batch("a1", 1, 3);
+        w.commit(
+            &[Item::Batch {
+                entity: &entity,
+                domain: Domain::Pool,
+                batch: &b,
+            }],
+            UnixMillis::now(),
+        )
+        .unwrap();
+        assert_eq!(w.prune(UnixMillis(0)).unwrap(), 0);
+        assert_eq!(w.prune(UnixMillis(i64::MAX)).unwrap(), 3);
+        assert_eq!(count(&w, "batches"), 1, "dedupe keys outlive the readings");
+    }
+}

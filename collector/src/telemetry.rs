@@ -1,0 +1,176 @@
+//! Counters and gauges, kept in one place so that `/metrics` and `/api/v1/stats` read the same
+//! numbers; and the tracing subscriber set-up.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+/// Label of the rejection counter: the stable reason code.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// A `DecodeError::code()` or an ingest reason such as `unknown_agent`.
+    pub reason: String,
+}
+
+/// The collector's counters. Cheap to clone: every field is an `Arc` inside.
+#[derive(Clone, Default)]
+pub struct Stats {
+    /// Readings committed to the store.
+    pub readings_ingested: Counter,
+    /// Event records committed to the store.
+    pub events_ingested: Counter,
+    /// Batches committed (readings or events).
+    pub batches_committed: Counter,
+    /// Messages rejected and dead-lettered, by reason.
+    pub rejected: Family<ReasonLabel, Counter>,
+    /// Messages rejected, all reasons together.
+    pub messages_rejected: Counter,
+    /// Readings and records inside rejected batches.
+    pub readings_rejected: Counter,
+    /// Batches dropped because (agent, seq) was already committed.
+    pub duplicates_dropped: Counter,
+    /// Store transactions.
+    pub commits: Counter,
+    /// Agents whose last status is online.
+    pub agents_online: Gauge,
+    /// 1 while the ingest pipeline runs.
+    pub ingest_up: Gauge,
+}
+
+/// `/api/v1/stats`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Readings committed since start.
+    pub readings_ingested: u64,
+    /// Event records committed since start.
+    pub events_ingested: u64,
+    /// Batches committed since start.
+    pub batches_committed: u64,
+    /// Messages dead-lettered since start.
+    pub messages_rejected: u64,
+    /// Readings and records inside those messages, where they could be counted.
+    pub readings_rejected: u64,
+    /// Redelivered batches dropped since start.
+    pub duplicates_dropped: u64,
+    /// Agents online now.
+    pub agents_online: i64,
+}
+
+impl Stats {
+    /// Counts a rejected message under `reason`.
+    pub fn reject(&self, reason: &str, items: u64) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+        self.messages_rejected.inc();
+        self.readings_rejected.inc_by(items);
+    }
+
+    /// The numbers behind `/api/v1/stats`.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            readings_ingested: self.readings_ingested.get(),
+            events_ingested: self.events_ingested.get(),
+            batches_committed: self.batches_committed.get(),
+            messages_rejected: self.messages_rejected.get(),
+            readings_rejected: self.readings_rejected.get(),
+            duplicates_dropped: self.duplicates_dropped.get(),
+            agents_online: self.agents_online.get(),
+        }
+    }
+
+    /// Prometheus text exposition, every name prefixed `spotcheck_`.
+    pub fn render(&self) -> String {
+        let mut reg = Registry::with_prefix("spotcheck");
+        reg.register(
+            "readings_ingested",
+            "Readings committed to the store",
+            self.readings_ingested.clone(),
+        );
+        reg.register(
+            "events_ingested",
+            "Event records committed to the store",
+            self.events_ingested.clone(),
+        );
+        reg.register(
+            "batches_committed",
+            "Batches committed to the store",
+            self.batches_committed.clone(),
+        );
+        reg.register(
+            "messages_rejected",
+            "Messages dead-lettered, by reason",
+            self.rejected.clone(),
+        );
+        reg.register(
+            "readings_rejected",
+            "Readings and records inside dead-lettered batches",
+            self.readings_rejected.clone(),
+        );
+        reg.register(
+            "duplicates_dropped",
+            "Redelivered batches dropped by (agent, seq)",
+            self.duplicates_dropped.clone(),
+        );
+        reg.register("store_commits", "Store transactions", self.commits.clone());
+        reg.register(
+            "agents_online",
+            "Agents whose last status is online",
+            self.agents_online.clone(),
+        );
+        reg.register(
+            "ingest_up",
+            "1 while the ingest pipeline runs",
+            self.ingest_up.clone(),
+        );
+        let mut text = String::new();
+        encode(&mut text, &reg).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Installs the `tracing` subscriber: human-readable lines on stderr, filtered by `RUST_LOG`
+/// (default `info`), with rumqttd's per-connection noise turned down.
+pub fn init_tracing() {
+    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    if !directives.contains("rumqttd") {
+        // rumqttd logs every client disconnect as an error; keep its real warnings only.
+        directives.push_str(",rumqttd=warn,rumqttd::server::broker=off,rumqttd::router=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_summed_across_reasons_and_exposed_with_the_prefix() {
+        let s = Stats::default();
+        s.reject("bad_json", 0);
+        s.reject("bad_json", 0);
+        s.reject("unknown_agent", 3);
+        assert_eq!(s.snapshot().messages_rejected, 3);
+        assert_eq!(s.snapshot().readings_rejected, 3);
+        let text = s.render();
+        assert!(
+            text.contains("spotcheck_messages_rejected_total{reason=\"bad_json\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spotcheck_readings_ingested_total 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Wires the collector together: broker, store, ingest, HTTP. Small on purpose: each part
+//! lives in its own module, this one only connects them and stops them in order.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::{self, AppState};
+use crate::broker::{BrokerUrl, EmbeddedBroker, EmbeddedBrokerError};
+use crate::config::{BrokerChoice, Config};
+use crate::ingest::commit::CommitConfig;
+use crate::ingest::source::SourceConfig;
+use crate::ingest::{Ingest, IngestError, IngestParts};
+use crate::registry::{Bindings, Presence};
+use crate::store::{self, StoreError, Writer};
+use crate::telemetry::Stats;
+
+/// Why the collector did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The store failed to open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The embedded broker failed to start.
+    #[error(transparent)]
+    Broker(#[from] EmbeddedBrokerError),
+    /// Ingest failed to start (usually: broker unreachable).
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// The HTTP address is taken.
+    #[error("cannot listen for HTTP on {addr}: {source}; pick another with --http or http.listen")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+}
+
+/// A running collector.
+pub struct Collector {
+    ingest: Ingest,
+    http: JoinHandle<()>,
+    http_stop: CancellationToken,
+    http_addr: SocketAddr,
+    broker_url: BrokerUrl,
+    admin_token: Arc<str>,
+    stats: Stats,
+    _embedded: Option<EmbeddedBroker>,
+}
+
+impl Collector {
+    /// Starts every part; returns once ingest is connected and HTTP is listening.
+    pub async fn start(config: Config) -> Result<Collector, StartError> {
+        let dir_err = |source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
+        let admin_token: Arc<str> = load_or_create_token(&config.data_dir)
+            .map_err(dir_err)?
+            .into();
+        let db = store::db_path(&config.data_dir);
+        let mut writer = Writer::open(&db, config.store.synchronous)?;
+        writer.register_agents(&config.agents)?;
+
+        let (embedded, broker_url) = match &config.broker {
+            BrokerChoice::Embedded(addr) => {
+                let b = EmbeddedBroker::start(
+                    *addr,
+                    config.limits.max_payload_bytes,
+                    config.max_inflight as usize,
+                )?;
+                let url = BrokerUrl {
+                    host: loopback_for(b.listen()),
+                    port: b.listen().port(),
+                };
+                info!(message = "Embedded MQTT broker listening.", addr = %b.listen());
+                (Some(b), url)
+            }
+            BrokerChoice::External(url) => (None, url.clone()),
+        };
+
+        let stats = Stats::default();
+        let bindings = Bindings::new(&config.agents);
+        let presence = Presence::default();
+        let source = SourceConfig {
+            broker: broker_url.clone(),
+            client_id: config.client_id.clone(),
+            shared_group: config.shared_group.clone(),
+            max_inflight: config.max_inflight,
+            max_packet_bytes: config.limits.max_payload_bytes + 4096,
+        };
+        let parts = IngestParts {
+            writer,
+            bindings: bindings.clone(),
+            presence: presence.clone(),
+            stats: stats.clone(),
+            limits: config.limits,
+            queue: config.ingest.queue,
+            commit: CommitConfig {
+                max_commit: config.ingest.max_commit,
+                retention: Duration::from_secs(u64::from(config.store.retention_days) * 86_400),
+                prune_every: Duration::from_secs(3600),
+            },
+        };
+        let ingest = Ingest::start(source, config.connect_timeout, parts).await?;
+
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| StartError::Http {
+                addr: config.http_listen,
+                source,
+            })?;
+        let http_addr = listener.local_addr().unwrap_or(config.http_listen);
+        let app = api::router(AppState {
+            stats: stats.clone(),
+            bindings,
+            presence,
+            db,
+            admin_token: admin_token.clone(),
+        });
+        let http_stop = CancellationToken::new();
+        let stop = http_stop.clone();
+        let http = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(message = "HTTP server failed.", error = %e);
+            }
+        });
+        info!(message = "Collector started.", http = %http_addr, broker = %broker_url);
+        Ok(Collector {
+            ingest,
+            http,
+            http_stop,
+            http_addr,
+            broker_url,
+            admin_token,
+            stats,
+            _embedded: embedded,
+        })
+    }
+
+    /// Where HTTP listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The broker ingest reads from.
+    pub fn broker_url(&self) -> &BrokerUrl {
+        &self.broker_url
+    }
+
+    /// The admin API token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Drains ingest (everything taken is committed and acknowledged), then stops HTTP.
+    pub async fn shutdown(self) {
+        self.ingest.shutdown(Duration::from_secs(30)).await;
+        self.http_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+        info!(message = "Collector stopped.");
+    }
+}
+
+/// An address clients on this machine can dial for a listener bound to `addr`.
+fn loopback_for(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        "127.0.0.1".into()
+    } else {
+        addr.ip().to_string()
+    }
+}
+
+/// Reads `DIR/admin.token`, or writes a new random one (mode 0600).
+pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = opts.open(&path)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    Ok(token)
+}

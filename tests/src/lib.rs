@@ -1,0 +1,369 @@
+//! Helpers for the end-to-end tests: build and start the real binaries, a real Mosquitto, and
+//! read what the collector stored. Every wait polls an observable condition with a deadline.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Whether tests that need external servers must fail rather than skip when one is missing.
+/// `.ci/run` sets `SPOTCHECK_REQUIRE_SERVERS=1`.
+pub fn servers_required() -> bool {
+    std::env::var("SPOTCHECK_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// The path of a workspace binary, built (debug) once per test process.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "spotcheck-collector",
+                "-p",
+                "spotcheck-agent",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        target.join("debug")
+    });
+    dir.join(name)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process that is killed when dropped; its output goes to files.
+pub struct Proc {
+    child: Child,
+    name: String,
+    out: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program args…`, output to `log_dir/name.log`.
+    pub fn spawn(name: &str, program: &Path, args: &[&str], log_dir: &Path) -> Proc {
+        let out = log_dir.join(format!("{name}.log"));
+        let log = File::create(&out).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc {
+            child,
+            name: name.to_owned(),
+            out,
+        }
+    }
+
+    /// Its output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Panics with its log if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited with {status}:\n{}", self.name, self.log());
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "KILL", "TERM") and waits for the exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+        self.child.wait().unwrap()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for(&format!("{} to exit", self.name), timeout, || {
+            self.child.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// A Mosquitto started for one test on a free port, without persistence.
+pub struct Mosquitto {
+    /// The broker process.
+    pub proc: Proc,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto, or returns `None` (with a note) when it is not installed and
+    /// [`servers_required`] is false.
+    pub fn start(dir: &Path) -> Option<Mosquitto> {
+        let program = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let Some(program) = program else {
+            assert!(
+                !servers_required(),
+                "mosquitto is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
+            );
+            eprintln!("skipping: mosquitto is not installed (apt-get install mosquitto)");
+            return None;
+        };
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n"),
+        )
+        .unwrap();
+        let mut proc = Proc::spawn("mosquitto", &program, &["-c", conf.to_str().unwrap()], dir);
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            proc.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(Mosquitto { proc, port })
+    }
+}
+
+/// `mosquitto_pub`, for tests that need a third-party client.
+pub fn mosquitto_pub(port: u16, topic: &str, payload: &[u8]) {
+    let program = Path::new("/usr/bin/mosquitto_pub");
+    if !program.exists() {
+        panic!("mosquitto_pub is not installed (apt-get install mosquitto-clients)");
+    }
+    let mut child = Command::new(program)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-s",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(payload).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "mosquitto_pub failed on {topic}");
+}
+
+/// A collector run by the real binary, with its own data directory.
+pub struct Collector {
+    /// The process.
+    pub proc: Proc,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// MQTT port (embedded or external).
+    pub mqtt_port: u16,
+    /// Its data directory.
+    pub data: PathBuf,
+}
+
+/// One `[[agents]]` entry.
+pub fn agent_binding(agent: &str, entity: &str, domain: &str) -> String {
+    format!("[[agents]]\nid = \"{agent}\"\nentity = \"{entity}\"\ndomain = \"{domain}\"\n")
+}
+
+impl Collector {
+    /// Starts `spotcheck-collector serve` with an embedded broker (when `broker_port` is
+    /// `None`) or against `127.0.0.1:broker_port`; `extra` is appended to the config.
+    pub fn start(dir: &Path, broker_port: Option<u16>, extra: &str) -> Collector {
+        let data = dir.join("collector");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let (mqtt, mqtt_port) = match broker_port {
+            Some(p) => (format!("broker = \"mqtt://127.0.0.1:{p}\""), p),
+            None => {
+                let p = free_port();
+                (format!("embedded_listen = \"127.0.0.1:{p}\""), p)
+            }
+        };
+        let config = dir.join("collector.toml");
+        let (head, tail) = split_tables(extra);
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n{head}\n[http]\nlisten = \"{http}\"\n[mqtt]\n{mqtt}\n{tail}",
+                data.display().to_string()
+            ),
+        )
+        .unwrap();
+        let proc = Proc::spawn(
+            "collector",
+            &bin("spotcheck-collector"),
+            &["serve", "--config", config.to_str().unwrap()],
+            dir,
+        );
+        let mut c = Collector {
+            proc,
+            http,
+            mqtt_port,
+            data,
+        };
+        c.wait_healthy();
+        c
+    }
+
+    /// Waits until `/healthz` answers 200.
+    pub fn wait_healthy(&mut self) {
+        let url = format!("http://{}/healthz", self.http);
+        wait_for("collector /healthz", Duration::from_secs(30), || {
+            self.proc.assert_running();
+            ureq::get(&url).call().ok().filter(|r| r.status() == 200)
+        });
+    }
+
+    /// `GET /api/v1/stats`.
+    pub fn stats(&self) -> Value {
+        ureq::get(&format!("http://{}/api/v1/stats", self.http))
+            .call()
+            .expect("stats answers")
+            .body_mut()
+            .read_json()
+            .expect("stats is JSON")
+    }
+
+    /// One counter of `/api/v1/stats`.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("stats has no integer {name}"))
+    }
+
+    /// Waits until counter `name` reaches `at_least`.
+    pub fn wait_stat(&mut self, name: &str, at_least: u64, timeout: Duration) -> u64 {
+        wait_for(&format!("{name} ≥ {at_least}"), timeout, || {
+            self.proc.assert_running();
+            Some(self.stat(name)).filter(|v| *v >= at_least)
+        })
+    }
+
+    /// A read-only connection to its database.
+    pub fn db(&self) -> rusqlite::Connection {
+        open_db(&self.data)
+    }
+}
+
+/// A read-only connection to the database in a collector data directory.
+pub fn open_db(data: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open_with_flags(
+        data.join("spotcheck.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+/// One integer from a query.
+pub fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Splits TOML snippets into top-level keys (which must come before any table) and tables.
+fn split_tables(extra: &str) -> (String, String) {
+    match extra.find('[') {
+        Some(i) if extra[..i].trim().is_empty() || extra[..i].ends_with('\n') => {
+            (extra[..i].to_owned(), extra[i..].to_owned())
+        }
+        _ => (extra.to_owned(), String::new()),
+    }
+}
+
+/// Writes an agent config for a simulated feed and returns its path.
+pub fn agent_config(
+    dir: &Path,
+    agent: &str,
+    entity: &str,
+    domain: &str,
+    broker_port: u16,
+    batches: u64,
+    interval_ms: u64,
+) -> PathBuf {
+    let path = dir.join(format!("{agent}.toml"));
+    let spool = dir.join("spool").join(agent);
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\nid = \"{agent}\"\nentity = \"{entity}\"\ndomain = \"{domain}\"\n\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\nack_timeout_ms = 2000\n\n[spool]\ndir = {:?}\n\n[[sources]]\ntype = \"simulate\"\nfeed = \"{domain}\"\ninterval_ms = {interval_ms}\nseed = 7\nbatches = {batches}\n",
+            spool.display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `spotcheck-agent run --config FILE`.
+pub fn start_agent(dir: &Path, name: &str, config: &Path) -> Proc {
+    Proc::spawn(
+        name,
+        &bin("spotcheck-agent"),
+        &["run", "--config", config.to_str().unwrap()],
+        dir,
+    )
+}
