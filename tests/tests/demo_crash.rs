@@ -124,7 +124,7 @@ fn a_demo_killed_with_sigkill_loses_and_duplicates_nothing() {
     let mismatched = count(
         &db,
         "SELECT count(*) FROM batches b WHERE b.items != (
-             SELECT count(*) FROM readings r WHERE r.agent = b.agent AND r.seq = b.seq)
+             SELECT coalesce(sum(r.n), 0) FROM reading_chunks r WHERE r.agent = b.agent AND r.seq = b.seq)
            + (SELECT count(*) FROM events e WHERE e.agent = b.agent AND e.seq = b.seq)",
     );
     assert_eq!(mismatched, 0, "a batch's rows were stored twice or partly");

@@ -31,7 +31,10 @@ fn agent_stores_exactly_what_it_published(broker: Option<&Mosquitto>) {
     assert!(status.success(), "agent failed:\n{}", agent.log());
 
     let db = collector.db();
-    assert_eq!(count(&db, "SELECT count(*) FROM readings") as u64, want);
+    assert_eq!(
+        count(&db, "SELECT coalesce(sum(n), 0) FROM reading_chunks") as u64,
+        want
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM batches") as u64, BATCHES);
     assert_eq!(
         count(&db, "SELECT max(seq) FROM batches") as u64,
@@ -150,7 +153,7 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     c.wait_stat("duplicates_dropped", 1, Duration::from_secs(30));
     let db = c.db();
     assert_eq!(
-        count(&db, "SELECT count(*) FROM readings"),
+        count(&db, "SELECT coalesce(sum(n), 0) FROM reading_chunks"),
         1,
         "only the valid batch is stored, once"
     );

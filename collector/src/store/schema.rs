@@ -31,16 +31,18 @@ pub const MIGRATIONS: &[&str] = &[
         received_ms INTEGER NOT NULL,
         PRIMARY KEY (agent, seq)
     ) WITHOUT ROWID;
-    CREATE TABLE readings (
+    -- Readings, one row per (batch, metric): see store/chunk.rs for the BLOB format.
+    CREATE TABLE reading_chunks (
         entity  INTEGER NOT NULL,
         metric  INTEGER NOT NULL,
-        ts_ms   INTEGER NOT NULL,
-        value   REAL NOT NULL,
-        quality INTEGER NOT NULL,
+        t0      INTEGER NOT NULL,   -- earliest ts_ms in the chunk
+        t1      INTEGER NOT NULL,   -- latest ts_ms in the chunk
         agent   INTEGER NOT NULL,
-        seq     INTEGER NOT NULL
+        seq     INTEGER NOT NULL,
+        n       INTEGER NOT NULL,   -- readings in the chunk
+        data    BLOB NOT NULL
     );
-    CREATE INDEX readings_by_series ON readings (entity, metric, ts_ms);
+    CREATE INDEX reading_chunks_by_series ON reading_chunks (entity, metric, t0);
     CREATE TABLE events (
         entity    INTEGER NOT NULL,
         kind      TEXT NOT NULL,
