@@ -9,8 +9,10 @@
 //! domain = "pool"            # pool | game | hospital
 //!
 //! [mqtt]
-//! broker = "mqtt://127.0.0.1:1883"
+//! broker = "mqtt://127.0.0.1:1883"  # or mqtts://host:8883 with [mqtt.tls]
 //! keepalive_s = 30
+//! # username = "pool-agent-1"     # with password
+//! # password = "..."
 //! ack_timeout_ms = 10000     # re-send a batch the collector has not confirmed after this
 //! max_in_flight = 256        # batches published but not yet confirmed
 //!
@@ -19,10 +21,18 @@
 //! max_bytes = 268435456      # when full, the oldest segment is dropped (counted, logged)
 //! fsync = true               # fsync after each append
 //!
+//! # [mqtt.tls]
+//! # ca_file = "/etc/spotcheck/ca.crt"
+//! # client_cert = "/etc/spotcheck/agent.crt"   # optional, with client_key
+//! # client_key = "/etc/spotcheck/agent.key"
+//!
 //! [[sources]]
-//! type = "simulate"
+//! type = "simulate"          # simulate | modbus | http | file | stdin (see agent/examples/)
 //! feed = "pool"
 //! interval_ms = 1000
+//!
+//! # [telemetry]
+//! # listen = "127.0.0.1:9108"  # optional /healthz and /metrics
 //! ```
 
 use std::fmt;
@@ -31,6 +41,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use spotcheck_protocol::{AgentId, Domain, EntityId, Limits};
 
+use crate::health::TelemetryConfig;
 use crate::sources::SourceConfig;
 
 /// The whole configuration of one agent.
@@ -46,6 +57,9 @@ pub struct AgentConfig {
     /// Where readings and records come from.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Optional local `/healthz` and `/metrics`.
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 /// The `[agent]` table.
@@ -64,8 +78,12 @@ pub struct AgentSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `mqtt://host:port` (port defaults to 1883). Only plain `mqtt://` is supported.
+    /// `mqtt://host:port` (port defaults to 1883) or `mqtts://host:port` (TLS, port defaults
+    /// to 8883; needs `[mqtt.tls]`).
     pub broker: String,
+    /// TLS settings for an `mqtts://` broker.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// MQTT keep-alive, seconds (1 to 65535).
     #[serde(default = "default_keepalive_s")]
     pub keepalive_s: u64,
@@ -81,6 +99,20 @@ pub struct MqttConfig {
     /// Most batches published but not yet confirmed by the collector.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+}
+
+/// The `[mqtt.tls]` table: how to trust the broker and, optionally, prove who the agent is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificate(s) the broker's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// PEM file of the agent's client certificate (mutual TLS); needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key; needs `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 /// The `[spool]` table.
@@ -167,38 +199,45 @@ pub enum ConfigError {
     },
 }
 
-/// A parsed `mqtt://host:port` address.
+/// A parsed `mqtt://host:port` or `mqtts://host:port` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
-    /// Host name or IP address (IPv6 without brackets).
+    /// Host name or IP address (IPv6 without brackets); also the TLS server name.
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Whether the connection uses TLS (`mqtts://`).
+    pub tls: bool,
 }
 
 impl fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         if self.host.contains(':') {
-            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "mqtt://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
 
 impl BrokerAddr {
-    /// Parses `mqtt://host[:port]`; the error says what was wrong.
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]`; the error says what was wrong.
     pub fn parse(url: &str) -> Result<BrokerAddr, String> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(format!(
                 "broker {url:?} has no scheme; write it as mqtt://host:port"
             ));
         };
-        if scheme != "mqtt" {
-            return Err(format!(
-                "broker {url:?} uses scheme {scheme}://; only mqtt:// is supported (no TLS or websockets in this build)"
-            ));
-        }
+        let tls = match scheme {
+            "mqtt" => false,
+            "mqtts" => true,
+            _ => {
+                return Err(format!(
+                "broker {url:?} uses scheme {scheme}://; use mqtt:// (plain TCP) or mqtts:// (TLS)"
+            ))
+            }
+        };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#', '@']) {
             return Err(format!(
@@ -230,6 +269,7 @@ impl BrokerAddr {
             ));
         }
         let port = match port {
+            None if tls => 8883,
             None => 1883,
             Some(p) => match p.parse::<u16>() {
                 Ok(0) | Err(_) => {
@@ -243,6 +283,7 @@ impl BrokerAddr {
         Ok(BrokerAddr {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 }
@@ -277,8 +318,38 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let m = &self.mqtt;
-        if let Err(p) = BrokerAddr::parse(&m.broker) {
-            problems.push(format!("mqtt.broker: {p}"));
+        match BrokerAddr::parse(&m.broker) {
+            Err(p) => problems.push(format!("mqtt.broker: {p}")),
+            Ok(addr) if addr.tls && m.tls.is_none() => problems.push(format!(
+                "mqtt.broker is {}, which needs a [mqtt.tls] table with ca_file",
+                m.broker
+            )),
+            Ok(addr) if !addr.tls && m.tls.is_some() => problems.push(format!(
+                "[mqtt.tls] is set but mqtt.broker {} is plain; write it as mqtts://",
+                m.broker
+            )),
+            Ok(_) => {}
+        }
+        if let Some(tls) = &m.tls {
+            for (key, path) in [
+                ("ca_file", Some(&tls.ca_file)),
+                ("client_cert", tls.client_cert.as_ref()),
+                ("client_key", tls.client_key.as_ref()),
+            ] {
+                if let Some(path) = path {
+                    if let Err(e) = std::fs::metadata(path) {
+                        problems.push(format!(
+                            "mqtt.tls.{key}: cannot read {}: {e}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                problems.push(
+                    "mqtt.tls.client_cert and mqtt.tls.client_key must be set together".into(),
+                );
+            }
         }
         if !(1..=65_535).contains(&m.keepalive_s) {
             problems.push(format!(
@@ -336,143 +407,4 @@ impl AgentConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[agent]
-id = "pool-agent-1"
-entity = "pool-1"
-domain = "pool"
-
-[mqtt]
-broker = "mqtt://127.0.0.1:1883"
-
-[spool]
-dir = "./spool/pool-agent-1"
-
-[[sources]]
-type = "simulate"
-feed = "pool"
-interval_ms = 1000
-seed = 42
-"#;
-
-    fn parse_err(text: &str) -> String {
-        AgentConfig::from_toml_str(text).unwrap_err().to_string()
-    }
-
-    fn problems(c: &AgentConfig) -> Vec<String> {
-        match c.validate() {
-            Err(ConfigError::Invalid { problems }) => problems,
-            other => panic!("expected problems, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_minimal_config_parses_with_defaults_and_validates() {
-        let c = AgentConfig::from_toml_str(GOOD).unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.mqtt.keepalive_s, 30);
-        assert_eq!(c.mqtt.max_in_flight, 256);
-        assert_eq!(c.spool.max_bytes, 256 * 1024 * 1024);
-        assert!(c.spool.fsync);
-    }
-
-    #[test]
-    fn shipped_examples_parse_and_validate() {
-        for name in ["simulate", "pool", "game", "hospital"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.toml"));
-            let c = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-            c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-    }
-
-    #[test]
-    fn an_unknown_key_is_named_with_its_line() {
-        let text = GOOD.replace("keepalive", "x").replace(
-            "broker = \"mqtt://127.0.0.1:1883\"",
-            "broker = \"mqtt://127.0.0.1:1883\"\nkeepalive = 3",
-        );
-        let e = parse_err(&text);
-        assert!(e.contains("keepalive"), "{e}");
-        assert!(e.contains("line 9"), "{e}");
-    }
-
-    #[test]
-    fn an_unknown_key_inside_a_source_is_named() {
-        let e = parse_err(&GOOD.replace("seed = 42", "sed = 42"));
-        assert!(e.contains("sed"), "{e}");
-    }
-
-    #[test]
-    fn a_wrong_type_is_named_with_its_line() {
-        let e = parse_err(&GOOD.replace(
-            "[spool]\ndir = \"./spool/pool-agent-1\"",
-            "[spool]\ndir = \"./spool/pool-agent-1\"\nfsync = \"yes\"",
-        ));
-        assert!(e.contains("fsync") || e.contains("line 13"), "{e}");
-        assert!(e.contains("bool"), "{e}");
-    }
-
-    #[test]
-    fn an_invalid_agent_id_is_rejected_at_parse_time() {
-        let e = parse_err(&GOOD.replace("pool-agent-1\"\nentity", "pool/agent\"\nentity"));
-        assert!(e.contains("'/'"), "{e}");
-    }
-
-    #[test]
-    fn a_file_error_names_the_file() {
-        let e = AgentConfig::load(Path::new("/nonexistent/agent.toml")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/agent.toml"), "{e}");
-    }
-
-    #[test]
-    fn broker_urls_parse_or_say_what_is_wrong() {
-        let ok = BrokerAddr::parse("mqtt://broker.local:1884").unwrap();
-        assert_eq!((ok.host.as_str(), ok.port), ("broker.local", 1884));
-        assert_eq!(BrokerAddr::parse("mqtt://h").unwrap().port, 1883);
-        assert_eq!(BrokerAddr::parse("mqtt://[::1]:1999").unwrap().host, "::1");
-        assert!(BrokerAddr::parse("mqtts://h:8883")
-            .unwrap_err()
-            .contains("only mqtt://"));
-        assert!(BrokerAddr::parse("127.0.0.1:1883")
-            .unwrap_err()
-            .contains("no scheme"));
-        assert!(BrokerAddr::parse("mqtt://h:99999")
-            .unwrap_err()
-            .contains("port"));
-        assert!(BrokerAddr::parse("mqtt://:1883")
-            .unwrap_err()
-            .contains("no host"));
-    }
-
-    #[test]
-    fn validate_lists_every_problem_at_once() {
-        let mut c = AgentConfig::from_toml_str(GOOD).unwrap();
-        c.mqtt.broker = "tcp://x".into();
-        c.mqtt.max_in_flight = 0;
-        c.spool.max_bytes = 10;
-        let SourceConfig::Simulate(sim) = &mut c.sources[0];
-        sim.feed = Domain::Game;
-        sim.interval_ms = 0;
-        let p = problems(&c);
-        let all = p.join("\n");
-        assert!(all.contains("mqtt.broker"), "{all}");
-        assert!(all.contains("max_in_flight"), "{all}");
-        assert!(all.contains("spool.max_bytes"), "{all}");
-        assert!(all.contains("sources[0].feed"), "{all}");
-        assert!(all.contains("sources[0].interval_ms"), "{all}");
-        assert!(p.len() >= 5, "{all}");
-    }
-
-    #[test]
-    fn the_password_is_never_printed() {
-        let text = GOOD.replace(
-            "broker = \"mqtt://127.0.0.1:1883\"",
-            "broker = \"mqtt://127.0.0.1:1883\"\nusername = \"u\"\npassword = \"hunter2\"",
-        );
-        let c = AgentConfig::from_toml_str(&text).unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
-    }
-}
+mod tests;

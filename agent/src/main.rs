@@ -1,5 +1,6 @@
 //! `spotcheck-agent run --config FILE [--broker URL]`: runs one field agent until Ctrl-C or
-//! SIGTERM. Everything else lives in the library.
+//! SIGTERM. `spotcheck-agent check --config FILE [--broker URL]`: validates the configuration
+//! and what it points at, exits non-zero with the reasons. Everything else lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,16 @@ enum Command {
         #[arg(long, value_name = "URL")]
         broker: Option<String>,
     },
+    /// Validate the configuration, the spool directory and the broker's reachability; exit
+    /// non-zero with every problem found.
+    Check {
+        /// The agent's TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Broker URL (mqtt:// or mqtts://host:port), overriding mqtt.broker.
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,7 +57,10 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<()> {
-    let Command::Run { config, broker } = Cli::parse().command;
+    let (config, broker) = match Cli::parse().command {
+        Command::Run { config, broker } => (config, broker),
+        Command::Check { config, broker } => return check(&config, broker),
+    };
     let mut cfg = AgentConfig::load(&config)?;
     if let Some(url) = broker {
         cfg.mqtt.broker = url;
@@ -59,6 +73,21 @@ fn real_main() -> anyhow::Result<()> {
         tokio::spawn(watch_signals(shutdown.clone()));
         spotcheck_agent::run(cfg, shutdown).await
     })?;
+    Ok(())
+}
+
+fn check(path: &std::path::Path, broker: Option<String>) -> anyhow::Result<()> {
+    let mut cfg = AgentConfig::load(path)?;
+    if let Some(url) = broker {
+        cfg.mqtt.broker = url;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let passed = runtime
+        .block_on(spotcheck_agent::check::check(&cfg))
+        .with_context(|| format!("check of {} failed", path.display()))?;
+    for line in passed {
+        println!("ok: {line}");
+    }
     Ok(())
 }
 

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use spotcheck_protocol::Batch;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{AgentConfig, ConfigError};
+use crate::health;
 use crate::publish::{self, Connection, Publisher, PublisherSettings, ShutdownState};
-use crate::sources::{self, SourceError};
+use crate::sources::{self, SourceError, SpoolQueue};
 use crate::spool::{Spool, SpoolError, SpoolOptions};
 
 /// What the agent is doing, for tests and health checks.
@@ -106,7 +106,7 @@ async fn run_validated(
         next_seq = spool.next_seq().0
     );
 
-    let (client, eventloop) = publish::mqtt_client(&config, &broker);
+    let (client, eventloop) = publish::mqtt_client(&config, &broker)?;
     let (net_tx, net_rx) = mpsc::channel(NET_EVENTS);
     let stop_connection = CancellationToken::new();
     let connection = Connection::new(
@@ -118,8 +118,18 @@ async fn run_validated(
     );
     let connection = tokio::spawn(connection.run().in_current_span());
 
-    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(config.spool.queue_capacity.max(1));
-    let mut sources = sources::spawn_all(&config.sources, &config.agent.id, &batch_tx, &shutdown);
+    if let Some(t) = config.telemetry.clone() {
+        tokio::spawn(health::serve(t, stats.subscribe(), shutdown.clone()).in_current_span());
+    }
+
+    let (batch_tx, batch_rx) = SpoolQueue::bounded(config.spool.queue_capacity);
+    let mut sources = sources::spawn_all(
+        &config.sources,
+        &config.agent.id,
+        config.agent.domain,
+        &batch_tx,
+        &shutdown,
+    );
     // Only the sources hold senders now, so the queue closes when the last one stops.
     drop(batch_tx);
 

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod agent;
+pub use agent::*;
+
 /// Whether tests that need external servers must fail rather than skip when one is missing.
 /// `.ci/run` sets `SPOTCHECK_REQUIRE_SERVERS=1`.
 pub fn servers_required() -> bool {
@@ -128,6 +131,21 @@ impl Proc {
         self.child.wait().unwrap()
     }
 
+    /// Sends `signal` (e.g. "STOP", "CONT") without waiting for anything.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         wait_for(&format!("{} to exit", self.name), timeout, || {
@@ -158,11 +176,12 @@ impl Mosquitto {
     /// Starts Mosquitto, or returns `None` (with a note) when it is not installed and
     /// [`servers_required`] is false.
     pub fn start(dir: &Path) -> Option<Mosquitto> {
-        let program = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists());
-        let Some(program) = program else {
+        Mosquitto::start_on(dir, free_port())
+    }
+
+    /// [`Mosquitto::start`] on a given port (e.g. one an agent was already told to use).
+    pub fn start_on(dir: &Path, port: u16) -> Option<Mosquitto> {
+        let Some(program) = mosquitto_program() else {
             assert!(
                 !servers_required(),
                 "mosquitto is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
@@ -170,7 +189,6 @@ impl Mosquitto {
             eprintln!("skipping: mosquitto is not installed (apt-get install mosquitto)");
             return None;
         };
-        let port = free_port();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -184,6 +202,40 @@ impl Mosquitto {
         });
         Some(Mosquitto { proc, port })
     }
+
+    /// Starts a new Mosquitto on the same port with the same configuration (no persistence,
+    /// so it remembers nothing), after the previous process has exited (for example after
+    /// `proc.signal_and_wait("KILL")`). Its log is `mosquitto-restart-N.log`.
+    pub fn restart(&mut self, dir: &Path) {
+        assert!(
+            self.proc.has_exited(),
+            "stop the broker before restarting it"
+        );
+        let program = mosquitto_program().expect("mosquitto was installed a moment ago");
+        let conf = dir.join("mosquitto.conf");
+        let n = (1..)
+            .find(|n| !dir.join(format!("mosquitto-restart-{n}.log")).exists())
+            .unwrap();
+        let mut proc = Proc::spawn(
+            &format!("mosquitto-restart-{n}"),
+            &program,
+            &["-c", conf.to_str().unwrap()],
+            dir,
+        );
+        let port = self.port;
+        wait_for("mosquitto to listen again", Duration::from_secs(10), || {
+            proc.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        self.proc = proc;
+    }
+}
+
+fn mosquitto_program() -> Option<PathBuf> {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// `mosquitto_pub`, for tests that need a third-party client.

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{NetEvent, PublishError};
+use crate::sources::Submission;
 use crate::spool::{Spool, SpoolError};
 use crate::AgentStats;
 
@@ -38,7 +39,7 @@ pub struct Publisher {
     domain: Domain,
     client: AsyncClient,
     spool: Spool,
-    batches: Option<mpsc::Receiver<Batch>>,
+    batches: Option<mpsc::Receiver<Submission>>,
     net: mpsc::Receiver<NetEvent>,
     shutdown: CancellationToken,
     ack_timeout: Duration,
@@ -93,7 +94,7 @@ impl Publisher {
         settings: PublisherSettings,
         client: AsyncClient,
         spool: Spool,
-        batches: mpsc::Receiver<Batch>,
+        batches: mpsc::Receiver<Submission>,
         net: mpsc::Receiver<NetEvent>,
         shutdown: CancellationToken,
         stats: watch::Sender<AgentStats>,
@@ -200,18 +201,33 @@ impl Publisher {
         Ok(state)
     }
 
-    fn on_batch(&mut self, batch: Batch) -> Result<(), PublishError> {
+    /// Appends a source's batch and tells the source the outcome when it asked to be told.
+    fn on_batch(&mut self, submission: Submission) -> Result<(), PublishError> {
+        let Submission { batch, appended } = submission;
         let stream = stream_of(&batch);
-        match self
+        let result = self
             .spool
-            .append(stream, |seq| with_seq(batch, seq).encode())
-        {
-            Ok(_) => Ok(()),
-            Err(error @ SpoolError::RecordTooLarge { .. }) => {
-                error!(message = "Batch dropped.", %error);
+            .append(stream, |seq| with_seq(batch, seq).encode());
+        let reply = |r: Result<Seq, String>| {
+            if let Some(tx) = appended {
+                // The source may have given up waiting (e.g. an HTTP client hung up).
+                let _ = tx.send(r);
+            }
+        };
+        match result {
+            Ok(seq) => {
+                reply(Ok(seq));
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(error @ SpoolError::RecordTooLarge { .. }) => {
+                error!(message = "Batch dropped.", %error);
+                reply(Err(error.to_string()));
+                Ok(())
+            }
+            Err(e) => {
+                reply(Err(e.to_string()));
+                Err(e.into())
+            }
         }
     }
 
@@ -354,7 +370,7 @@ impl Publisher {
     }
 }
 
-async fn recv(rx: &mut Option<mpsc::Receiver<Batch>>) -> Option<Batch> {
+async fn recv(rx: &mut Option<mpsc::Receiver<Submission>>) -> Option<Submission> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

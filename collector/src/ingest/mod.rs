@@ -20,6 +20,7 @@ pub mod validate;
 
 use std::time::Duration;
 
+use rumqttc::Publish;
 use spotcheck_protocol::{Limits, UnixMillis};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -30,7 +31,7 @@ use crate::registry::{Bindings, Presence};
 use crate::store::Writer;
 use crate::telemetry::Stats;
 use commit::{CommitConfig, Validated};
-use source::{Received, SourceConfig};
+use source::SourceConfig;
 use validate::{validate, Verdict};
 
 /// Why ingest did not start.
@@ -65,7 +66,7 @@ pub struct IngestParts {
 /// A running ingest pipeline.
 pub struct Ingest {
     stop: CancellationToken,
-    sources: Vec<JoinHandle<()>>,
+    source: JoinHandle<()>,
     confirm: JoinHandle<()>,
     commit: std::thread::JoinHandle<()>,
     stats: Stats,
@@ -87,11 +88,8 @@ impl Ingest {
             queue,
             commit,
         } = parts;
-        let mut links = Vec::with_capacity(source_cfg.connections);
-        for conn in 0..source_cfg.connections.max(1) {
-            links.push(source::connect(&source_cfg, conn, wait, queue).await?);
-        }
-        let (pub_tx, pub_rx) = mpsc::channel::<Received>(queue);
+        let (client, eventloop) = source::connect(&source_cfg, wait, queue).await?;
+        let (pub_tx, pub_rx) = mpsc::channel::<Publish>(queue);
         let (val_tx, val_rx) = mpsc::channel::<Validated>(queue);
         let (com_tx, com_rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
@@ -107,33 +105,25 @@ impl Ingest {
             limits,
         ));
         let confirm = {
-            let clients = links.iter().map(|(c, _)| c.clone()).collect();
+            let client = client.clone();
             let drained = drained.clone();
             tokio::spawn(async move {
-                confirm::run(clients, com_rx).await;
+                confirm::run(client, com_rx).await;
                 drained.cancel();
             })
         };
-        let sources = links
-            .into_iter()
-            .enumerate()
-            .map(|(conn, (client, eventloop))| {
-                tokio::spawn(source::run(
-                    conn,
-                    client,
-                    eventloop,
-                    source_cfg.clone(),
-                    pub_tx.clone(),
-                    stop.clone(),
-                    drained.clone(),
-                ))
-            })
-            .collect();
-        drop(pub_tx);
+        let source = tokio::spawn(source::run(
+            client,
+            eventloop,
+            source_cfg,
+            pub_tx,
+            stop.clone(),
+            drained,
+        ));
         stats.ingest_up.set(1);
         Ok(Ingest {
             stop,
-            sources,
+            source,
             confirm,
             commit,
             stats,
@@ -142,9 +132,7 @@ impl Ingest {
 
     /// Whether every stage is still running.
     pub fn is_running(&self) -> bool {
-        self.sources.iter().all(|s| !s.is_finished())
-            && !self.confirm.is_finished()
-            && !self.commit.is_finished()
+        !self.source.is_finished() && !self.confirm.is_finished() && !self.commit.is_finished()
     }
 
     /// Stops taking messages, commits and acknowledges everything already taken, disconnects.
@@ -158,29 +146,25 @@ impl Ingest {
                 message = "Ingest did not drain in time; stopping without acknowledging the rest (it will be delivered again).",
                 grace_s = grace.as_secs()
             );
-            for s in &self.sources {
-                s.abort();
-            }
+            self.source.abort();
         } else {
             let _ = tokio::task::spawn_blocking(move || self.commit.join()).await;
         }
-        for s in self.sources {
-            let _ = s.await;
-        }
+        let _ = self.source.await;
         self.stats.ingest_up.set(0);
         info!(message = "Ingest stopped.");
     }
 }
 
 async fn validate_stage(
-    mut rx: mpsc::Receiver<Received>,
+    mut rx: mpsc::Receiver<Publish>,
     tx: mpsc::Sender<Validated>,
     bindings: Bindings,
     presence: Presence,
     stats: Stats,
     limits: Limits,
 ) {
-    while let Some(Received { conn, publish }) = rx.recv().await {
+    while let Some(publish) = rx.recv().await {
         let verdict = validate(
             &publish.topic,
             &publish.payload,
@@ -198,15 +182,7 @@ async fn validate_stage(
             }
             Verdict::Accept { .. } => {}
         }
-        if tx
-            .send(Validated {
-                conn,
-                publish,
-                verdict,
-            })
-            .await
-            .is_err()
-        {
+        if tx.send(Validated { publish, verdict }).await.is_err() {
             break;
         }
     }

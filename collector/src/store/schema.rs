@@ -31,18 +31,16 @@ pub const MIGRATIONS: &[&str] = &[
         received_ms INTEGER NOT NULL,
         PRIMARY KEY (agent, seq)
     ) WITHOUT ROWID;
-    -- Readings, one row per (batch, metric): see store/chunk.rs for the BLOB format.
-    CREATE TABLE reading_chunks (
+    CREATE TABLE readings (
         entity  INTEGER NOT NULL,
         metric  INTEGER NOT NULL,
-        t0      INTEGER NOT NULL,   -- earliest ts_ms in the chunk
-        t1      INTEGER NOT NULL,   -- latest ts_ms in the chunk
+        ts_ms   INTEGER NOT NULL,
+        value   REAL NOT NULL,
+        quality INTEGER NOT NULL,
         agent   INTEGER NOT NULL,
-        seq     INTEGER NOT NULL,
-        n       INTEGER NOT NULL,   -- readings in the chunk
-        data    BLOB NOT NULL
+        seq     INTEGER NOT NULL
     );
-    CREATE INDEX reading_chunks_by_series ON reading_chunks (entity, metric, t0);
+    CREATE INDEX readings_by_series ON readings (entity, metric, ts_ms);
     CREATE TABLE events (
         entity    INTEGER NOT NULL,
         kind      TEXT NOT NULL,

@@ -16,11 +16,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use spotcheck_protocol::{check, AgentId, Batch, Domain, Limits, UnixMillis};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::SourceError;
+use super::{SourceError, SpoolQueue};
 
 /// A `[[sources]]` table with `type = "simulate"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -131,7 +130,7 @@ pub struct SimulateSource {
     name: String,
     config: SimulateConfig,
     agent: AgentId,
-    out: mpsc::Sender<Batch>,
+    out: SpoolQueue,
     shutdown: CancellationToken,
 }
 
@@ -141,7 +140,7 @@ impl SimulateSource {
         name: String,
         config: SimulateConfig,
         agent: AgentId,
-        out: mpsc::Sender<Batch>,
+        out: SpoolQueue,
         shutdown: CancellationToken,
     ) -> SimulateSource {
         SimulateSource {

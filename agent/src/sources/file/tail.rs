@@ -1,0 +1,261 @@
+//! The tailing itself: where the file tail stands, reading new lines, noticing rotation.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use spotcheck_protocol::Batch;
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tracing::{info, warn};
+
+use super::FileSource;
+use crate::sources::lines::{Batcher, LineParser};
+use crate::sources::{SourceError, SpoolQueue};
+use crate::telemetry;
+
+/// Bytes read per step.
+const CHUNK: usize = 1024 * 1024;
+
+/// Where the tail stands; saved in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TailState {
+    /// The inode of the file being read.
+    pub inode: u64,
+    /// Bytes of it already turned into spooled batches (or skipped as bad lines).
+    pub offset: u64,
+    /// Its CSV header, once read.
+    pub header: Option<Vec<String>>,
+}
+
+impl TailState {
+    /// Reads the state file; `None` when there is none yet.
+    pub fn load(path: &Path) -> Result<Option<TailState>, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                format!(
+                    "state file {} is not valid ({e}); delete it to read the file from its start",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!(
+                "cannot read state file {}: {e}; check its permissions",
+                path.display()
+            )),
+        }
+    }
+
+    /// Writes the state file atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(self).expect("the state serializes"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+#[cfg(unix)]
+fn inode(m: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(m)
+}
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
+/// The open file and what has been read of it.
+pub(super) struct Tail {
+    name: String,
+    path: PathBuf,
+    state_file: PathBuf,
+    out: SpoolQueue,
+    batcher: Batcher,
+    parser: LineParser,
+    file: Option<File>,
+    state: TailState,
+    /// State as it stood at the last start, used once to resume.
+    resume: Option<TailState>,
+}
+
+impl Tail {
+    pub(super) fn new(source: &FileSource, resume: Option<TailState>) -> Tail {
+        Tail {
+            name: source.name.clone(),
+            path: source.config.path.clone(),
+            state_file: source.config.state_file.clone(),
+            out: source.out.clone(),
+            batcher: Batcher::new(
+                source.agent.clone(),
+                source.domain,
+                source.config.records_per_batch,
+            ),
+            parser: LineParser::new(source.config.format, None),
+            file: None,
+            state: TailState {
+                inode: 0,
+                offset: 0,
+                header: None,
+            },
+            resume,
+        }
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error) -> SourceError {
+        SourceError::Start {
+            source_name: self.name.clone(),
+            reason: format!("cannot {what} {}: {e}", self.path.display()),
+        }
+    }
+
+    /// Opens the file if it exists, resuming at the saved offset when it is the same file.
+    async fn open(&mut self) -> Result<bool, SourceError> {
+        let file = match File::open(&self.path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(self.io_error("open", e)),
+        };
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| self.io_error("stat", e))?;
+        let ino = inode(&meta);
+        self.state = match self.resume.take() {
+            Some(s) if s.inode == ino && s.offset <= meta.len() => {
+                info!(message = "Resuming the file tail.", source = %self.name, offset = s.offset);
+                s
+            }
+            Some(_) => {
+                warn!(message = "The tailed file changed while the agent was stopped; reading the new one from its start.", source = %self.name);
+                TailState {
+                    inode: ino,
+                    offset: 0,
+                    header: None,
+                }
+            }
+            None => TailState {
+                inode: ino,
+                offset: 0,
+                header: None,
+            },
+        };
+        self.parser = LineParser::new(self.parser_format(), self.state.header.clone());
+        self.file = Some(file);
+        Ok(true)
+    }
+
+    fn parser_format(&self) -> crate::sources::lines::Format {
+        self.parser.format()
+    }
+
+    /// Reads and spools what is new; `true` if there may be more to read at once.
+    pub(super) async fn step(&mut self) -> Result<bool, SourceError> {
+        if self.file.is_none() && !self.open().await? {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; CHUNK];
+        let n = {
+            let file = self.file.as_mut().expect("opened above");
+            file.seek(SeekFrom::Start(self.state.offset))
+                .await
+                .map_err(|e| SourceError::Start {
+                    source_name: self.name.clone(),
+                    reason: format!("cannot seek in {}: {e}", self.path.display()),
+                })?;
+            file.read(&mut buf).await.map_err(|e| SourceError::Start {
+                source_name: self.name.clone(),
+                reason: format!("cannot read {}: {e}", self.path.display()),
+            })?
+        };
+        buf.truncate(n);
+        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete > 0 {
+            self.consume(&buf[..complete]).await?;
+            return Ok(true);
+        }
+        // At the end of what is complete: has the file been rotated or truncated?
+        let current = match tokio::fs::metadata(&self.path).await {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io_error("stat", e)),
+        };
+        match current {
+            Some(m) if inode(&m) != self.state.inode => {
+                if !buf.is_empty() {
+                    // The old file's last line had no newline; it will get none now.
+                    let mut last = buf.clone();
+                    last.push(b'\n');
+                    self.consume(&last).await?;
+                }
+                info!(message = "Tailed file rotated; reading the new one.", source = %self.name);
+                self.file = None;
+                self.resume = None;
+                Ok(true)
+            }
+            Some(m) if m.len() < self.state.offset => {
+                warn!(message = "Tailed file was truncated; reading it from its start.", source = %self.name);
+                self.state.offset = 0;
+                self.state.header = None;
+                self.parser.reset();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Turns complete lines into batches, spools them and saves the offset after each.
+    async fn consume(&mut self, bytes: &[u8]) -> Result<(), SourceError> {
+        let mut pos = 0usize;
+        let base = self.state.offset;
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            let at = format!("{} byte {}", self.path.display(), base + pos as u64);
+            pos += line.len();
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
+            let full = match self.parser.parse(&text, &at) {
+                Ok(Some(item)) => self.batcher.push(item, &at),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match full {
+                Ok(None) => {}
+                Ok(Some(batch)) => {
+                    let mut batches = vec![batch];
+                    batches.extend(self.batcher.flush());
+                    self.spool(batches, base + pos as u64).await?;
+                }
+                Err(e) => telemetry::record_rejected(&self.name, e.code(), &e.to_string()),
+            }
+        }
+        let batches = self.batcher.flush();
+        self.spool(batches, base + pos as u64).await
+    }
+
+    async fn spool(&mut self, batches: Vec<Batch>, offset: u64) -> Result<(), SourceError> {
+        for batch in batches {
+            let n = batch.len();
+            self.out
+                .append(batch)
+                .await
+                .map_err(|_| SourceError::SpoolGone {
+                    source_name: self.name.clone(),
+                })?;
+            telemetry::records_accepted(n);
+        }
+        self.state.offset = offset;
+        self.state.header = self.parser.header().cloned();
+        self.state
+            .save(&self.state_file)
+            .map_err(|e| SourceError::Start {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "cannot write state file {}: {e}; check that its directory is writable",
+                    self.state_file.display()
+                ),
+            })
+    }
+}
