@@ -72,8 +72,12 @@ pub struct MqttConfig {
     pub shared_group: Option<String>,
     /// How long start-up waits for the broker before giving up, in seconds.
     pub connect_timeout_s: u64,
-    /// Unacknowledged QoS 1 messages the broker may send us at once.
+    /// Unacknowledged QoS 1 messages the broker may send us at once, per connection.
     pub max_inflight: u16,
+    /// MQTT connections that share the readings. Brokers cap unacknowledged messages per
+    /// connection (rumqttd at 100) and ingest acknowledges only after commit, so more
+    /// connections keep more messages moving.
+    pub connections: usize,
 }
 
 impl Default for MqttConfig {
@@ -85,6 +89,7 @@ impl Default for MqttConfig {
             shared_group: None,
             connect_timeout_s: 10,
             max_inflight: 1000,
+            connections: 8,
         }
     }
 }
@@ -174,8 +179,10 @@ pub struct Config {
     pub shared_group: Option<String>,
     /// Start-up wait for the broker.
     pub connect_timeout: Duration,
-    /// Broker → collector in-flight window.
+    /// Broker → collector in-flight window, per connection.
     pub max_inflight: u16,
+    /// Ingest connections.
+    pub connections: usize,
     /// Pipeline settings.
     pub ingest: IngestConfig,
     /// Store settings.
@@ -271,6 +278,12 @@ impl RawConfig {
                 ));
             }
         }
+        if !(1..=64).contains(&self.mqtt.connections) {
+            problems.push(format!(
+                "mqtt.connections = {}: use 1 to 64",
+                self.mqtt.connections
+            ));
+        }
         if self.mqtt.max_inflight == 0 {
             problems.push("mqtt.max_inflight must be at least 1".into());
         }
@@ -306,6 +319,7 @@ impl RawConfig {
                 shared_group: self.mqtt.shared_group,
                 connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_s.max(1)),
                 max_inflight: self.mqtt.max_inflight,
+                connections: self.mqtt.connections,
                 ingest: self.ingest,
                 store: self.store,
                 limits: self.limits,

@@ -2,6 +2,10 @@
 //! every feed, all in one process but talking real MQTT, with state under one data directory.
 //! Agents run the real agent code (`spotcheck_agent::run`) with their spools in
 //! `DATA/agents/{id}`, so a killed demo resumes where it stopped and loses nothing.
+//!
+//! It also loads a generated registry and annual plans and runs one committed-then-revealed
+//! draw per plan ([`load_registry_and_draw`]); ingest still takes the agent bindings from the
+//! configuration, the entity library records them too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::config::{AgentBinding, BrokerChoice, Config, RawConfig};
+use crate::config::{AgentBinding, BrokerChoice, Config, RawConfig, Synchronous};
 use crate::topology::{Collector, StartError};
 
 /// The demo's command-line settings.
@@ -34,6 +38,9 @@ pub enum DemoError {
     /// The collector did not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// Loading the generated registry or running the demo draws failed.
+    #[error("demo registry and draws: {0}")]
+    Draws(String),
     /// A simulated agent's config was refused (a bug in the demo).
     #[error("simulated agent {agent}: {reason}")]
     Agent {
@@ -139,6 +146,9 @@ seed = {seed}
 /// Runs the demo until `stop` fires, then stops agents first (so their last batches are
 /// spooled and, with luck, confirmed) and the collector after them.
 pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoError> {
+    // Before ingest starts, so that loading the registry never makes ingest's commits wait.
+    std::fs::create_dir_all(&opts.data).map_err(|e| DemoError::Draws(e.to_string()))?;
+    let drawn = load_registry_and_draw(&opts.data, opts.per_domain)?;
     let collector = Collector::start(collector_config(&opts)).await?;
     let broker = collector.broker_url().to_string();
     let agents_stop = CancellationToken::new();
@@ -167,6 +177,13 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
         opts.data.join("admin.token").display()
     );
     println!("  data:        {}", opts.data.display());
+    println!("  draws:       http://{http}/api/v1/public/draws (commitments: /api/v1/public/draw-commitments)");
+    for path in &drawn {
+        println!(
+            "               spotcheck-collector draw verify {}",
+            path.display()
+        );
+    }
     println!("Press Ctrl-C to stop.");
 
     stop.cancelled().await;
@@ -175,4 +192,65 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
     while agents.join_next().await.is_some() {}
     collector.shutdown().await;
     Ok(())
+}
+
+/// Loads the generated registry (120 entities per domain, the first `per_domain` bound to the
+/// simulated agents; 24 inspectors per bureau, some with conflicts), the item list and the
+/// annual plans, then commits and afterwards reveals batch `b1` of every plan. Each revealed
+/// record is also written to `DATA/draws/{id}.json` for `draw verify`. A batch already drawn
+/// by an earlier run is kept as it is.
+pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<PathBuf>, DemoError> {
+    use crate::plan::store as plans;
+    use crate::registry::{generate, import::Records, store as registry};
+    use rusqlite::OptionalExtension;
+
+    let err = |e: &dyn std::fmt::Display| DemoError::Draws(e.to_string());
+    let mut conn = crate::store::open_for_writing(&crate::store::db_path(data), Synchronous::Full)
+        .map_err(|e| err(&e))?;
+    let entities = generate::entities(120, per_domain, 2026);
+    let inspectors = generate::inspectors(24, &entities, 2026);
+    for records in [
+        Records::Entities(entities),
+        Records::Inspectors(inspectors),
+        Records::Items(generate::items()),
+    ] {
+        registry::write(&mut conn, &records).map_err(|e| err(&e))?;
+    }
+    let dir = data.join("draws");
+    std::fs::create_dir_all(&dir).map_err(|e| err(&e))?;
+    let now = || spotcheck_protocol::UnixMillis::now().0;
+    let mut written = Vec::new();
+    for plan in generate::plans(2026) {
+        plans::save(&conn, &plan).map_err(|e| err(&e))?;
+        let id = format!("{}-b1", plan.id);
+        // None: not committed; Some(false): committed only (an interrupted run); Some(true).
+        let state: Option<bool> = conn
+            .query_row(
+                "SELECT record IS NOT NULL FROM draws WHERE id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| err(&e))?;
+        if state.is_none() {
+            let c =
+                plans::commit_batch(&conn, plan.id.as_str(), "b1", now()).map_err(|e| err(&e))?;
+            info!(message = "Demo draw committed.", draw = %id, commitment = %c.commitment);
+        }
+        if state != Some(true) {
+            let r = plans::reveal_batch(&mut conn, plan.id.as_str(), "b1", now())
+                .map_err(|e| err(&e))?;
+            info!(message = "Demo draw revealed.", draw = %id, drawn = r.draws.len());
+        }
+        let record = crate::draw::store::records(&conn, 1000)
+            .map_err(|e| err(&e))?
+            .into_iter()
+            .find(|r| r.parameters.draw_id.as_str() == id)
+            .ok_or_else(|| DemoError::Draws(format!("draw {id} is missing after its reveal")))?;
+        let path = dir.join(format!("{id}.json"));
+        let json = serde_json::to_string_pretty(&record).map_err(|e| err(&e))?;
+        std::fs::write(&path, json).map_err(|e| err(&e))?;
+        written.push(path);
+    }
+    Ok(written)
 }

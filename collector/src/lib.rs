@@ -3,19 +3,28 @@
 //! - [`broker`]: the embedded MQTT broker (rumqttd) or the address of an external one.
 //! - [`ingest`]: subscribe → validate → commit → confirm; nothing is acknowledged before it
 //!   is committed, and every agent is told which of its batches are safe.
-//! - [`registry`]: which agent may publish for which entity; who is online.
+//! - [`registry`]: which agent may publish for which entity; who is online; the item list
+//!   and the entity and inspector libraries (一单两库).
 //! - [`store`]: SQLite (WAL) with migrations: readings, events, dedupe keys, dead letters.
+//! - [`plan`]: annual plans: ratios per risk class, batches, partners, progress.
+//! - [`draw`]: verifiable double-random draws: commit, reveal, record, verify.
+//! - [`joint`]: joint inspections: merging tasks, the joint-task quota.
 //! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console.
 //! - [`telemetry`]: the counters behind `/metrics` and `/api/v1/stats`; logging set-up.
 //! - [`config`], [`topology`], [`shutdown`]: reading the config, wiring the parts, stopping.
+//! - [`cli`]: the one-shot subcommands (`draw verify`, `registry import`).
 //! - [`demo`]: everything above plus simulated agents, in one command.
 
 pub mod api;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod draw;
 pub mod ingest;
+pub mod joint;
+pub mod plan;
 pub mod registry;
 pub mod shutdown;
 pub mod store;

@@ -1,10 +1,11 @@
-//! `spotcheck-collector`: serve, or run the demo.
+//! `spotcheck-collector`: serve, run the demo, verify draws, import the libraries.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use spotcheck_collector::cli::{self, ImportKind};
 use spotcheck_collector::demo::{self, DemoOptions};
 use spotcheck_collector::{shutdown, telemetry, Collector, RawConfig};
 use tokio_util::sync::CancellationToken;
@@ -43,11 +44,73 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         per_domain: usize,
     },
+    /// Double-random draws.
+    Draw {
+        #[command(subcommand)]
+        command: DrawCommand,
+    },
+    /// The item list and the entity and inspector libraries.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrawCommand {
+    /// Recompute a draw record (or a JSON array of them, as the API lists them) and say
+    /// whether it matches; exits 1 on a mismatch.
+    Verify {
+        /// The record file, as `GET /api/v1/public/draws` or `GET /api/v1/draws` gives it.
+        record: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Import a CSV or JSON file atomically: all rows or none.
+    Import {
+        /// What the file holds.
+        #[arg(long, value_enum)]
+        kind: ImportKind,
+        /// The file (`.csv` or `.json`).
+        file: PathBuf,
+        /// Check every row and report, but change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Data directory holding the database.
+        #[arg(long, default_value = "./spotcheck-data")]
+        data: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_tracing();
+    let ok = match cli.command {
+        Command::Draw {
+            command: DrawCommand::Verify { record },
+        } => cli::verify_draws(&record)?,
+        Command::Registry {
+            command:
+                RegistryCommand::Import {
+                    kind,
+                    file,
+                    dry_run,
+                    data,
+                },
+        } => cli::import(kind, &file, dry_run, &data)?,
+        service => {
+            run_service(service)?;
+            true
+        }
+    };
+    // A mismatch or a rejected file is not an error of the program, but the exit status says it.
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// `serve` and `demo`: long-running, on the async runtime until a signal.
+fn run_service(command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,7 +122,7 @@ fn main() -> anyhow::Result<()> {
             shutdown::signal().await;
             on_signal.cancel();
         });
-        match cli.command {
+        match command {
             Command::Serve { config } => {
                 let config = RawConfig::load(&config)?.validate()?;
                 let collector = Collector::start(config).await?;
@@ -83,6 +146,9 @@ fn main() -> anyhow::Result<()> {
                     stop,
                 )
                 .await?;
+            }
+            Command::Draw { .. } | Command::Registry { .. } => {
+                anyhow::bail!("not a service command")
             }
         }
         Ok(())

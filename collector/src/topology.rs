@@ -101,6 +101,7 @@ impl Collector {
             broker: broker_url.clone(),
             client_id: config.client_id.clone(),
             shared_group: config.shared_group.clone(),
+            connections: config.connections,
             max_inflight: config.max_inflight,
             max_packet_bytes: config.limits.max_payload_bytes + 4096,
         };

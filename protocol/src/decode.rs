@@ -143,23 +143,35 @@ impl DecodeError {
 }
 
 fn from_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+    // Fast path: plain serde_json. Only a payload that fails is parsed again with path
+    // tracking, which costs a third of the decode time, to name the field at fault.
+    match serde_json::from_slice(payload) {
+        Ok(v) => Ok(v),
+        Err(_) => Err(explain::<T>(payload)),
+    }
+}
+
+/// The error of a payload that failed to decode, with the path of the field at fault.
+fn explain<T: DeserializeOwned>(payload: &[u8]) -> DecodeError {
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        if e.inner().is_syntax() || e.inner().is_eof() {
-            DecodeError::NotJson {
-                reason: e.inner().to_string(),
-            }
-        } else {
-            DecodeError::Json {
-                path: e.path().to_string(),
-                reason: e.inner().to_string(),
-            }
-        }
-    })?;
-    de.end().map_err(|e| DecodeError::NotJson {
-        reason: e.to_string(),
-    })?;
-    Ok(value)
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) if e.inner().is_syntax() || e.inner().is_eof() => DecodeError::NotJson {
+            reason: e.inner().to_string(),
+        },
+        Err(e) => DecodeError::Json {
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        },
+        Ok(_) => match de.end() {
+            Err(e) => DecodeError::NotJson {
+                reason: e.to_string(),
+            },
+            // Both parsers agree on valid JSON; reaching this means they disagree.
+            Ok(()) => DecodeError::NotJson {
+                reason: "the payload was rejected by the strict parser".into(),
+            },
+        },
+    }
 }
 
 /// Decodes and checks a batch received on a `stream` topic of agent `topic_agent`.

@@ -1,6 +1,8 @@
 //! The HTTP side: `/healthz`, `/metrics`, the JSON API under `/api/v1`, and the console at `/`.
 
+pub mod draws;
 pub mod error;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/entities", get(entities))
         .route("/api/v1/entities/{entity}/readings", get(readings))
         .route("/api/v1/dead-letters", get(dead_letters))
+        .merge(draws::routes().merge(registry::routes()))
         .with_state(state)
 }
 

@@ -20,6 +20,8 @@ use crate::telemetry::Stats;
 /// A message and what validation made of it.
 #[derive(Debug)]
 pub struct Validated {
+    /// The connection it arrived on.
+    pub conn: usize,
     /// The MQTT message, kept to acknowledge it after commit.
     pub publish: Publish,
     /// The verdict.
@@ -29,8 +31,8 @@ pub struct Validated {
 /// Messages whose content is committed: they may now be acknowledged, in this order.
 #[derive(Debug, Default)]
 pub struct Committed {
-    /// The MQTT messages, in arrival order.
-    pub publishes: Vec<Publish>,
+    /// The MQTT messages with their connection, in arrival order.
+    pub publishes: Vec<(usize, Publish)>,
     /// Per agent, the sequence numbers now safe in the store (or in the dead-letter table).
     pub confirmations: BTreeMap<AgentId, Vec<Seq>>,
 }
@@ -155,7 +157,7 @@ fn commit_with_retry(
             }
             Verdict::Status { .. } => {}
         }
-        committed.publishes.push(v.publish);
+        committed.publishes.push((v.conn, v.publish));
     }
     committed
 }

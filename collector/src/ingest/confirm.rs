@@ -8,11 +8,13 @@ use tracing::warn;
 
 use super::commit::Committed;
 
-/// Runs until `rx` closes (the commit stage has finished).
-pub async fn run(client: AsyncClient, mut rx: mpsc::Receiver<Committed>) {
+/// Runs until `rx` closes (the commit stage has finished). `clients[i]` is connection `i`;
+/// agents' acks go out on connection 0.
+pub async fn run(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>) {
+    let client = &clients[0];
     while let Some(c) = rx.recv().await {
-        for p in &c.publishes {
-            if let Err(e) = client.ack(p).await {
+        for (conn, p) in &c.publishes {
+            if let Err(e) = clients[*conn].ack(p).await {
                 warn!(message = "Could not queue a PUBACK; the broker will redeliver.", error = %e);
             }
         }

@@ -20,7 +20,6 @@ pub mod validate;
 
 use std::time::Duration;
 
-use rumqttc::Publish;
 use spotcheck_protocol::{Limits, UnixMillis};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,7 +30,7 @@ use crate::registry::{Bindings, Presence};
 use crate::store::Writer;
 use crate::telemetry::Stats;
 use commit::{CommitConfig, Validated};
-use source::SourceConfig;
+use source::{Received, SourceConfig};
 use validate::{validate, Verdict};
 
 /// Why ingest did not start.
@@ -66,7 +65,7 @@ pub struct IngestParts {
 /// A running ingest pipeline.
 pub struct Ingest {
     stop: CancellationToken,
-    source: JoinHandle<()>,
+    sources: Vec<JoinHandle<()>>,
     confirm: JoinHandle<()>,
     commit: std::thread::JoinHandle<()>,
     stats: Stats,
@@ -88,8 +87,11 @@ impl Ingest {
             queue,
             commit,
         } = parts;
-        let (client, eventloop) = source::connect(&source_cfg, wait, queue).await?;
-        let (pub_tx, pub_rx) = mpsc::channel::<Publish>(queue);
+        let mut links = Vec::with_capacity(source_cfg.connections);
+        for conn in 0..source_cfg.connections.max(1) {
+            links.push(source::connect(&source_cfg, conn, wait, queue).await?);
+        }
+        let (pub_tx, pub_rx) = mpsc::channel::<Received>(queue);
         let (val_tx, val_rx) = mpsc::channel::<Validated>(queue);
         let (com_tx, com_rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
@@ -105,25 +107,33 @@ impl Ingest {
             limits,
         ));
         let confirm = {
-            let client = client.clone();
+            let clients = links.iter().map(|(c, _)| c.clone()).collect();
             let drained = drained.clone();
             tokio::spawn(async move {
-                confirm::run(client, com_rx).await;
+                confirm::run(clients, com_rx).await;
                 drained.cancel();
             })
         };
-        let source = tokio::spawn(source::run(
-            client,
-            eventloop,
-            source_cfg,
-            pub_tx,
-            stop.clone(),
-            drained,
-        ));
+        let sources = links
+            .into_iter()
+            .enumerate()
+            .map(|(conn, (client, eventloop))| {
+                tokio::spawn(source::run(
+                    conn,
+                    client,
+                    eventloop,
+                    source_cfg.clone(),
+                    pub_tx.clone(),
+                    stop.clone(),
+                    drained.clone(),
+                ))
+            })
+            .collect();
+        drop(pub_tx);
         stats.ingest_up.set(1);
         Ok(Ingest {
             stop,
-            source,
+            sources,
             confirm,
             commit,
             stats,
@@ -132,7 +142,9 @@ impl Ingest {
 
     /// Whether every stage is still running.
     pub fn is_running(&self) -> bool {
-        !self.source.is_finished() && !self.confirm.is_finished() && !self.commit.is_finished()
+        self.sources.iter().all(|s| !s.is_finished())
+            && !self.confirm.is_finished()
+            && !self.commit.is_finished()
     }
 
     /// Stops taking messages, commits and acknowledges everything already taken, disconnects.
@@ -146,25 +158,29 @@ impl Ingest {
                 message = "Ingest did not drain in time; stopping without acknowledging the rest (it will be delivered again).",
                 grace_s = grace.as_secs()
             );
-            self.source.abort();
+            for s in &self.sources {
+                s.abort();
+            }
         } else {
             let _ = tokio::task::spawn_blocking(move || self.commit.join()).await;
         }
-        let _ = self.source.await;
+        for s in self.sources {
+            let _ = s.await;
+        }
         self.stats.ingest_up.set(0);
         info!(message = "Ingest stopped.");
     }
 }
 
 async fn validate_stage(
-    mut rx: mpsc::Receiver<Publish>,
+    mut rx: mpsc::Receiver<Received>,
     tx: mpsc::Sender<Validated>,
     bindings: Bindings,
     presence: Presence,
     stats: Stats,
     limits: Limits,
 ) {
-    while let Some(publish) = rx.recv().await {
+    while let Some(Received { conn, publish }) = rx.recv().await {
         let verdict = validate(
             &publish.topic,
             &publish.payload,
@@ -182,7 +198,15 @@ async fn validate_stage(
             }
             Verdict::Accept { .. } => {}
         }
-        if tx.send(Validated { publish, verdict }).await.is_err() {
+        if tx
+            .send(Validated {
+                conn,
+                publish,
+                verdict,
+            })
+            .await
+            .is_err()
+        {
             break;
         }
     }

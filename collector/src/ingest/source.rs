@@ -2,6 +2,7 @@
 //! its own task. Publishes go into a bounded queue; when the queue is full this task waits,
 //! the broker's in-flight window fills, and the broker holds further messages (backpressure).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
@@ -17,10 +18,12 @@ use crate::broker::BrokerUrl;
 pub struct SourceConfig {
     /// The broker.
     pub broker: BrokerUrl,
-    /// Client id.
+    /// Client id; connection `i` uses `{client_id}-{i}` when there is more than one.
     pub client_id: String,
     /// Shared-subscription group.
     pub shared_group: Option<String>,
+    /// MQTT connections that share the readings (see [`Received`]).
+    pub connections: usize,
     /// Broker → us in-flight window.
     pub max_inflight: u16,
     /// Largest packet accepted.
@@ -42,30 +45,57 @@ pub enum SourceError {
     },
 }
 
-/// The subscriptions, each as a filter at QoS 1.
-fn filters(shared_group: Option<&str>) -> Vec<String> {
-    let plain = [
-        filter::all_readings(),
-        filter::all_events(),
-        filter::all_status(),
-    ];
-    plain
-        .into_iter()
-        .map(|f| match shared_group {
-            // Status is retained and small: every collector reads all of it.
-            Some(g) if !f.contains("/agents/") => filter::shared(g, &f),
-            _ => f,
-        })
-        .collect()
+/// A publish and the connection it came on (acks must go back on the same one).
+#[derive(Debug)]
+pub struct Received {
+    /// Index of the connection.
+    pub conn: usize,
+    /// The message.
+    pub publish: Publish,
 }
 
-/// Connects and waits for the first CONNACK, so that a wrong address fails start-up clearly.
+/// The shared-subscription group used when none is configured but there are several connections.
+pub const DEFAULT_GROUP: &str = "spotcheck";
+
+/// The subscriptions of connection `conn`, each a filter at QoS 1.
+///
+/// Batches are shared among the connections (and among collectors in the same group): a broker
+/// keeps only so many unacknowledged messages in flight per connection (rumqttd: 100), and
+/// ingest acknowledges after commit, so several connections multiply the window. Status is
+/// retained and small: connection 0 reads all of it, unshared.
+fn filters(cfg: &SourceConfig, conn: usize) -> Vec<String> {
+    let group = match (&cfg.shared_group, cfg.connections) {
+        (Some(g), _) => Some(g.as_str()),
+        (None, n) if n > 1 => Some(DEFAULT_GROUP),
+        (None, _) => None,
+    };
+    let mut out: Vec<String> = [filter::all_readings(), filter::all_events()]
+        .into_iter()
+        .map(|f| match group {
+            Some(g) => filter::shared(g, &f),
+            None => f,
+        })
+        .collect();
+    if conn == 0 {
+        out.push(filter::all_status());
+    }
+    out
+}
+
+/// Connects connection `conn` and waits for its first CONNACK, so that a wrong address fails
+/// start-up clearly.
 pub async fn connect(
     cfg: &SourceConfig,
+    conn: usize,
     wait: Duration,
     request_capacity: usize,
 ) -> Result<(AsyncClient, EventLoop), SourceError> {
-    let mut opts = MqttOptions::new(&cfg.client_id, &cfg.broker.host, cfg.broker.port);
+    let client_id = if cfg.connections > 1 {
+        format!("{}-{conn}", cfg.client_id)
+    } else {
+        cfg.client_id.clone()
+    };
+    let mut opts = MqttOptions::new(client_id, &cfg.broker.host, cfg.broker.port);
     opts.set_manual_acks(true)
         // A persistent session lets an external broker hold our messages while we restart.
         .set_clean_session(false)
@@ -78,8 +108,8 @@ pub async fn connect(
     loop {
         match tokio::time::timeout_at(deadline, eventloop.poll()).await {
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                subscribe(&client, cfg);
-                info!(message = "Connected to MQTT broker.", broker = %cfg.broker);
+                subscribe(&client, cfg, conn);
+                info!(message = "Connected to MQTT broker.", broker = %cfg.broker, conn);
                 return Ok((client, eventloop));
             }
             Ok(Ok(_)) => {}
@@ -105,8 +135,8 @@ pub async fn connect(
     }
 }
 
-fn subscribe(client: &AsyncClient, cfg: &SourceConfig) {
-    for f in filters(cfg.shared_group.as_deref()) {
+fn subscribe(client: &AsyncClient, cfg: &SourceConfig, conn: usize) {
+    for f in filters(cfg, conn) {
         // try_: this runs beside the event loop, which must never wait on its own queue.
         if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
             warn!(message = "Subscribe request not queued.", filter = %f, error = %e);
@@ -114,50 +144,75 @@ fn subscribe(client: &AsyncClient, cfg: &SourceConfig) {
     }
 }
 
+/// Most publishes held here while the queue to validation is full. The broker sends at most
+/// its in-flight window of unacknowledged messages per connection (rumqttd: 100, Mosquitto:
+/// `max_inflight_messages`), so this is only reached with a broker configured beyond it; then
+/// the event loop pauses until the queue drains.
+const MAX_HELD: usize = 65_536;
+
 /// Polls the event loop until `stop` fires and `drained` says every accepted message has been
 /// acknowledged; forwards publishes into `out` until `stop`.
+///
+/// The event loop is polled even while `out` is full: it also carries our PUBACKs and
+/// keep-alive pings, and a paused loop would deadlock the confirm stage and get the connection
+/// dropped by the broker. Publishes that arrive meanwhile wait in `held`, in order.
 pub async fn run(
+    conn: usize,
     client: AsyncClient,
     mut eventloop: EventLoop,
     cfg: SourceConfig,
-    out: mpsc::Sender<Publish>,
+    out: mpsc::Sender<Received>,
     stop: CancellationToken,
     drained: CancellationToken,
 ) {
     let mut out = Some(out);
+    let mut held: VecDeque<Publish> = VecDeque::new();
     let mut backoff = Duration::from_millis(100);
     loop {
         let event = tokio::select! {
-            e = eventloop.poll() => e,
+            permit = reserve(out.clone()), if !held.is_empty() => {
+                match (permit, held.pop_front()) {
+                    (Some(permit), Some(publish)) => {
+                        permit.send(Received { conn, publish });
+                    }
+                    _ => out = None,
+                }
+                continue;
+            }
+            e = eventloop.poll(), if held.len() < MAX_HELD => e,
             _ = stop.cancelled(), if out.is_some() => {
-                // Close the queue: the stages behind us finish what they hold.
+                // Close the queue: the stages behind us finish what they hold. What is still
+                // held here is neither forwarded nor acked: it is delivered again later.
                 out = None;
+                held.clear();
                 continue;
             }
             _ = drained.cancelled() => break,
         };
         match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
                 backoff = Duration::from_millis(100);
-                if let Some(tx) = &out {
-                    // Waiting here is the backpressure: the broker's window fills.
-                    if tx.send(p).await.is_err() {
-                        out = None;
-                    }
+                let Some(tx) = &out else { continue };
+                if !held.is_empty() {
+                    held.push_back(publish);
+                    continue;
                 }
-                // After stop a publish is neither forwarded nor acked: the broker (or the
-                // agent's spool) delivers it again to the next session.
+                match tx.try_send(Received { conn, publish }) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(r)) => held.push_back(r.publish),
+                    Err(mpsc::error::TrySendError::Closed(_)) => out = None,
+                }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                info!(message = "Reconnected to MQTT broker.", broker = %cfg.broker, session_present = ack.session_present);
-                subscribe(&client, &cfg);
+                info!(message = "Reconnected to MQTT broker.", broker = %cfg.broker, conn, session_present = ack.session_present);
+                subscribe(&client, &cfg, conn);
             }
             Ok(_) => {}
             Err(e) => {
                 if matches!(e, ConnectionError::RequestsDone) {
                     break;
                 }
-                warn!(message = "MQTT connection lost; retrying.", broker = %cfg.broker, error = %e, retry_in_ms = backoff.as_millis() as u64);
+                warn!(message = "MQTT connection lost; retrying.", broker = %cfg.broker, conn, error = %e, retry_in_ms = backoff.as_millis() as u64);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = drained.cancelled() => break,
@@ -174,15 +229,44 @@ pub async fn run(
     .await;
 }
 
+/// A slot in `out`, or `None` once it is closed.
+async fn reserve(out: Option<mpsc::Sender<Received>>) -> Option<mpsc::OwnedPermit<Received>> {
+    out?.reserve_owned().await.ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cfg(group: Option<&str>, connections: usize) -> SourceConfig {
+        SourceConfig {
+            broker: "mqtt://127.0.0.1:1883".parse().unwrap(),
+            client_id: "c".into(),
+            shared_group: group.map(str::to_owned),
+            connections,
+            max_inflight: 100,
+            max_packet_bytes: 1024,
+        }
+    }
+
     #[test]
     fn shared_groups_apply_to_batches_but_not_to_status() {
-        let f = filters(Some("g"));
+        let f = filters(&cfg(Some("g"), 1), 0);
         assert!(f.contains(&"$share/g/spotcheck/v1/+/+/+/readings".to_string()));
         assert!(f.contains(&"spotcheck/v1/agents/+/status".to_string()));
-        assert_eq!(filters(None)[0], "spotcheck/v1/+/+/+/readings");
+        assert_eq!(filters(&cfg(None, 1), 0)[0], "spotcheck/v1/+/+/+/readings");
+    }
+
+    #[test]
+    fn several_connections_share_batches_and_only_the_first_reads_status() {
+        let c = cfg(None, 3);
+        assert_eq!(filters(&c, 0).len(), 3);
+        assert_eq!(
+            filters(&c, 2),
+            vec![
+                "$share/spotcheck/spotcheck/v1/+/+/+/readings".to_string(),
+                "$share/spotcheck/spotcheck/v1/+/+/+/events".to_string(),
+            ]
+        );
     }
 }

@@ -1,6 +1,25 @@
 //! Who may publish what: the agent → entity bindings, and which agents are online.
 //!
-//! For now the bindings come from configuration; the entity library will own them later.
+//! For now the bindings come from configuration; the entity library records the agents bound
+//! to each entity too, but ingest still reads the configuration's `[[agents]]`.
+//!
+//! The item list and the two libraries (一单两库):
+//!
+//! - [`credit_code`]: the unified social credit code (GB 32100-2015).
+//! - [`model`]: items, entities, inspectors and their typed fields.
+//! - [`import`]: CSV and JSON import with every bad row reported by line and field;
+//!   [`parse`] turns one row into one typed record.
+//! - [`store`]: the libraries in SQLite, replaced or extended atomically.
+//! - [`generate`]: a realistic generated registry for the demo, tests and benchmarks.
+
+pub mod credit_code;
+pub mod generate;
+pub mod import;
+pub mod model;
+pub mod parse;
+pub mod store;
+
+pub use credit_code::{CreditCode, CreditCodeError};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

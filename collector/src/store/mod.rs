@@ -2,9 +2,11 @@
 //! the HTTP API through separate connections.
 //!
 //! - [`schema`]: the migrations.
+//! - [`chunk`]: the packed format of readings (one row per batch and metric).
 //! - [`writer`]: commits validated batches and dead letters, deduplicating by (agent, seq).
 //! - [`query`]: read-only queries for the API and console.
 
+pub mod chunk;
 pub mod query;
 pub mod schema;
 pub mod writer;

@@ -1,6 +1,8 @@
 //! Read-only queries behind the HTTP API and the console.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
+
+use super::chunk;
 use serde::Serialize;
 
 /// An entity with the newest value of each of its metrics.
@@ -78,18 +80,12 @@ pub fn entities(conn: &Connection) -> rusqlite::Result<Vec<EntitySummary>> {
             .collect::<Result<_, _>>()?;
         let mut latest = Vec::new();
         for (mid, metric, unit) in metrics {
-            let row: Option<(i64, f64)> = conn
-                .prepare_cached(
-                    "SELECT ts_ms, value FROM readings WHERE entity = ?1 AND metric = ?2 ORDER BY ts_ms DESC LIMIT 1",
-                )?
-                .query_row(params![eid, mid], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((ts_ms, value)) = row {
+            if let Some(p) = newest(conn, eid, mid)? {
                 latest.push(Latest {
                     metric,
                     unit,
-                    ts_ms,
-                    value,
+                    ts_ms: p.ts_ms,
+                    value: p.value,
                 });
             }
         }
@@ -103,6 +99,36 @@ pub fn entities(conn: &Connection) -> rusqlite::Result<Vec<EntitySummary>> {
     Ok(out)
 }
 
+/// Chunks looked at to find a series' newest reading: chunks are indexed by their earliest
+/// time, and a late-arriving batch can overlap the ones before it.
+const NEWEST_SCAN: u32 = 8;
+
+/// The newest reading of a series.
+fn newest(conn: &Connection, entity: i64, metric: i64) -> rusqlite::Result<Option<Point>> {
+    let mut best: Option<Point> = None;
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM reading_chunks WHERE entity = ?1 AND metric = ?2 ORDER BY t0 DESC LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![entity, metric, NEWEST_SCAN])?;
+    while let Some(row) = rows.next()? {
+        for s in samples(row.get_ref(0)?.as_blob()?)? {
+            if best.is_none_or(|b| s.ts.0 > b.ts_ms) {
+                best = Some(Point {
+                    ts_ms: s.ts.0,
+                    value: s.value,
+                });
+            }
+        }
+    }
+    Ok(best)
+}
+
+fn samples(blob: &[u8]) -> rusqlite::Result<Vec<chunk::Sample>> {
+    chunk::decode(blob).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
 /// Readings of one entity's metric since `since_ms`, oldest first, at most `limit`.
 pub fn series(
     conn: &Connection,
@@ -111,19 +137,29 @@ pub fn series(
     since_ms: i64,
     limit: u32,
 ) -> rusqlite::Result<Vec<Point>> {
-    conn.prepare_cached(
-        "SELECT r.ts_ms, r.value FROM readings r
-         JOIN entities e ON e.id = r.entity JOIN metrics m ON m.id = r.metric
-         WHERE e.name = ?1 AND m.name = ?2 AND r.ts_ms >= ?3
-         ORDER BY r.ts_ms LIMIT ?4",
-    )?
-    .query_map(params![entity, metric, since_ms, limit], |r| {
-        Ok(Point {
-            ts_ms: r.get(0)?,
-            value: r.get(1)?,
-        })
-    })?
-    .collect()
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.data FROM reading_chunks c
+         JOIN entities e ON e.id = c.entity JOIN metrics m ON m.id = c.metric
+         WHERE e.name = ?1 AND m.name = ?2 AND c.t1 >= ?3
+         ORDER BY c.t0",
+    )?;
+    let mut rows = stmt.query(params![entity, metric, since_ms])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.extend(
+            samples(row.get_ref(0)?.as_blob()?)?
+                .into_iter()
+                .filter(|s| s.ts.0 >= since_ms)
+                .map(|s| Point {
+                    ts_ms: s.ts.0,
+                    value: s.value,
+                }),
+        );
+    }
+    // Chunks are ordered by their first reading; readings inside may interleave across chunks.
+    out.sort_by_key(|p| p.ts_ms);
+    out.truncate(limit as usize);
+    Ok(out)
 }
 
 /// The newest dead letters, newest first.

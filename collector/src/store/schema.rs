@@ -31,16 +31,18 @@ pub const MIGRATIONS: &[&str] = &[
         received_ms INTEGER NOT NULL,
         PRIMARY KEY (agent, seq)
     ) WITHOUT ROWID;
-    CREATE TABLE readings (
+    -- Readings, one row per (batch, metric): see store/chunk.rs for the BLOB format.
+    CREATE TABLE reading_chunks (
         entity  INTEGER NOT NULL,
         metric  INTEGER NOT NULL,
-        ts_ms   INTEGER NOT NULL,
-        value   REAL NOT NULL,
-        quality INTEGER NOT NULL,
+        t0      INTEGER NOT NULL,   -- earliest ts_ms in the chunk
+        t1      INTEGER NOT NULL,   -- latest ts_ms in the chunk
         agent   INTEGER NOT NULL,
-        seq     INTEGER NOT NULL
+        seq     INTEGER NOT NULL,
+        n       INTEGER NOT NULL,   -- readings in the chunk
+        data    BLOB NOT NULL
     );
-    CREATE INDEX readings_by_series ON readings (entity, metric, ts_ms);
+    CREATE INDEX reading_chunks_by_series ON reading_chunks (entity, metric, t0);
     CREATE TABLE events (
         entity    INTEGER NOT NULL,
         kind      TEXT NOT NULL,
@@ -64,5 +66,67 @@ pub const MIGRATIONS: &[&str] = &[
         payload     BLOB NOT NULL
     );
     CREATE UNIQUE INDEX dead_letters_once ON dead_letters (agent, seq) WHERE agent IS NOT NULL AND seq IS NOT NULL;
+    ",
+    // 2: the item list, the two libraries, plans, draws and tasks (issue 4).
+    "
+    CREATE TABLE registry_items (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        department  TEXT NOT NULL,
+        legal_basis TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        method      TEXT NOT NULL,
+        rule_pack   TEXT
+    );
+    -- agents: JSON array of agent ids bound to the entity (ingest still reads the config).
+    CREATE TABLE registry_entities (
+        code     TEXT PRIMARY KEY,
+        name     TEXT NOT NULL,
+        domain   TEXT NOT NULL,
+        district TEXT NOT NULL,
+        address  TEXT NOT NULL,
+        contact  TEXT NOT NULL,
+        risk     TEXT NOT NULL,
+        agents   TEXT NOT NULL
+    );
+    -- fields, conflicts: JSON arrays (domains; credit codes).
+    CREATE TABLE registry_inspectors (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        certificate TEXT NOT NULL UNIQUE,
+        department  TEXT NOT NULL,
+        fields      TEXT NOT NULL,
+        active      INTEGER NOT NULL,
+        conflicts   TEXT NOT NULL
+    );
+    CREATE TABLE plans (
+        id   TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+    );
+    -- One row per draw: committed (seed secret, record NULL), then revealed (record set).
+    CREATE TABLE draws (
+        id           TEXT PRIMARY KEY,
+        plan         TEXT,
+        commitment   TEXT NOT NULL,
+        parameters   TEXT NOT NULL,
+        digests      TEXT NOT NULL,
+        committed_ms INTEGER NOT NULL,
+        seed         TEXT NOT NULL,
+        revealed_ms  INTEGER,
+        record       TEXT
+    );
+    CREATE TABLE tasks (
+        id           INTEGER PRIMARY KEY,
+        draw         TEXT,
+        kind         TEXT NOT NULL,
+        entity       TEXT NOT NULL,
+        department   TEXT NOT NULL,
+        item         TEXT NOT NULL,
+        window_start TEXT NOT NULL,
+        window_end   TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        joint        INTEGER
+    );
+    CREATE INDEX tasks_by_entity ON tasks (entity, window_start);
     ",
 ];

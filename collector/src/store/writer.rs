@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use spotcheck_protocol::{AgentId, Batch, Checked, Domain, EntityId, Seq, Unit, UnixMillis};
+use spotcheck_protocol::{
+    AgentId, Batch, Checked, Domain, EntityId, Metric, Seq, Unit, UnixMillis,
+};
 
+use super::chunk::{self, Sample};
 use super::{open_for_writing, sqlite_err, StoreError};
 use crate::config::{AgentBinding, Synchronous};
 
@@ -70,7 +73,7 @@ pub struct Writer {
     path: PathBuf,
     agents: HashMap<AgentId, i64>,
     entities: HashMap<EntityId, i64>,
-    metrics: HashMap<(String, Unit), i64>,
+    metrics: HashMap<String, Vec<(Unit, i64)>>,
 }
 
 impl Writer {
@@ -141,11 +144,12 @@ impl Writer {
     }
 
     /// Deletes raw readings and events stamped before `before`; returns how many rows went.
+    /// A reading chunk goes only when all of it is older (its latest reading, `t1`).
     pub fn prune(&mut self, before: UnixMillis) -> Result<u64, StoreError> {
         let e = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
         let r = tx
-            .execute("DELETE FROM readings WHERE ts_ms < ?1", [before.0])
+            .execute("DELETE FROM reading_chunks WHERE t1 < ?1", [before.0])
             .map_err(&e)?;
         let ev = tx
             .execute("DELETE FROM events WHERE ts_ms < ?1", [before.0])
@@ -155,11 +159,38 @@ impl Writer {
     }
 }
 
+/// The id of (metric, unit), interned on first sight.
+fn metric_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, Vec<(Unit, i64)>>,
+    metric: &Metric,
+    unit: Unit,
+) -> rusqlite::Result<i64> {
+    if let Some(id) = cache
+        .get(metric.as_str())
+        .and_then(|units| units.iter().find(|(u, _)| *u == unit))
+    {
+        return Ok(id.1);
+    }
+    let id = intern(
+        tx,
+        "SELECT id FROM metrics WHERE name = ?1 AND unit = ?2",
+        "INSERT INTO metrics (name, unit) VALUES (?1, ?2)",
+        &[&metric.as_str(), &unit.as_str()],
+        2,
+    )?;
+    cache
+        .entry(metric.as_str().to_owned())
+        .or_default()
+        .push((unit, id));
+    Ok(id)
+}
+
 /// The id caches, borrowed apart from the connection.
 struct Ids<'a> {
     agents: &'a mut HashMap<AgentId, i64>,
     entities: &'a mut HashMap<EntityId, i64>,
-    metrics: &'a mut HashMap<(String, Unit), i64>,
+    metrics: &'a mut HashMap<String, Vec<(Unit, i64)>>,
 }
 
 /// The id of the row `select` finds by the leading `key_len` values of `row`, inserting `row`
@@ -233,28 +264,30 @@ fn insert_batch(
     };
     match batch {
         Batch::Readings(b) => {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO readings (entity, metric, ts_ms, value, quality, agent, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
+            // Group by metric (few per batch), keeping each group's arrival order.
+            let mut groups: Vec<(i64, Vec<Sample>)> = Vec::new();
             for r in &b.readings {
-                let key = (r.metric.as_str().to_owned(), r.unit);
-                let metric_id = match ids.metrics.get(&key) {
-                    Some(id) => *id,
-                    None => {
-                        let id = intern(
-                            tx,
-                            "SELECT id FROM metrics WHERE name = ?1 AND unit = ?2",
-                            "INSERT INTO metrics (name, unit) VALUES (?1, ?2)",
-                            &[&r.metric.as_str(), &r.unit.as_str()],
-                            2,
-                        )?;
-                        ids.metrics.insert(key, id);
-                        id
-                    }
+                let metric_id = metric_id(tx, ids.metrics, &r.metric, r.unit)?;
+                let sample = Sample {
+                    ts: r.ts_ms,
+                    value: r.value,
+                    quality: r.quality,
                 };
-                let quality = r.quality as i64;
+                match groups.iter_mut().find(|(m, _)| *m == metric_id) {
+                    Some((_, v)) => v.push(sample),
+                    None => groups.push((metric_id, vec![sample])),
+                }
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO reading_chunks (entity, metric, t0, t1, agent, seq, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (metric_id, samples) in groups {
+                let t0 = samples.iter().map(|s| s.ts.0).min().unwrap_or(0);
+                let t1 = samples.iter().map(|s| s.ts.0).max().unwrap_or(0);
+                let n = samples.len() as i64;
+                let data = chunk::encode(samples.into_iter());
                 insert.execute(params![
-                    entity_id, metric_id, r.ts_ms.0, r.value, quality, agent_id, seq
+                    entity_id, metric_id, t0, t1, agent_id, seq, n, data
                 ])?;
             }
         }
@@ -347,7 +380,12 @@ mod tests {
         assert_eq!(first.outcomes, vec![Outcome::Stored, Outcome::Duplicate]);
         let again = w.commit(&[item()], UnixMillis::now()).unwrap();
         assert_eq!(again.outcomes, vec![Outcome::Duplicate]);
-        assert_eq!(count(&w, "readings"), 5);
+        assert_eq!(count(&w, "reading_chunks"), 1, "one metric: one chunk");
+        let n: i64 = w
+            .conn
+            .query_row("SELECT sum(n) FROM reading_chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 5);
         assert_eq!(count(&w, "batches"), 1);
     }
 
@@ -395,7 +433,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.prune(UnixMillis(0)).unwrap(), 0);
-        assert_eq!(w.prune(UnixMillis(i64::MAX)).unwrap(), 3);
+        assert_eq!(
+            w.prune(UnixMillis(i64::MAX)).unwrap(),
+            1,
+            "one chunk of three readings"
+        );
         assert_eq!(count(&w, "batches"), 1, "dedupe keys outlive the readings");
     }
 }

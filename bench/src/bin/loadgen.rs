@@ -1,0 +1,159 @@
+//! `loadgen`: publishes N readings batches of B readings, spread over K agents, at QoS 1, as
+//! fast as the broker takes them. Payloads are encoded before the clock starts; the clock stops
+//! when the broker has acknowledged (PUBACK) every batch.
+//!
+//! Prints `start_unix_ns=…` when the clock starts and `done_unix_ns=…` when it stops.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use spotcheck_bench::{agent, agent_payloads, parse_broker, unix_ns, MAX_PACKET_BYTES};
+use spotcheck_protocol::UnixMillis;
+use tokio::sync::{oneshot, watch};
+
+#[derive(Parser)]
+#[command(about = "Publish readings batches at QoS 1 as fast as the broker takes them")]
+struct Args {
+    /// The broker, host:port.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    broker: String,
+    /// Batches to publish in all.
+    #[arg(long)]
+    batches: usize,
+    /// Readings per batch.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Agents (bench-0 … bench-{K-1}); batches are spread evenly over them.
+    #[arg(long, default_value_t = 4)]
+    agents: usize,
+    /// MQTT connections; agents are spread over them round-robin. 0 means one per agent.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Unacknowledged publishes allowed per connection.
+    #[arg(long, default_value_t = 1000)]
+    inflight: u16,
+}
+
+/// One connection's share of the work: (topic, payloads) per agent.
+type Share = Vec<(String, Vec<Vec<u8>>)>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.agents >= 1 && args.batch_size >= 1,
+        "--agents and --batch-size must be at least 1"
+    );
+    let (host, port) = parse_broker(&args.broker)?;
+    let connections = match args.connections {
+        0 => args.agents,
+        c => c.min(args.agents),
+    };
+
+    // Encode everything up front.
+    let now_ms = UnixMillis::now().0;
+    let mut shares: Vec<Share> = vec![Vec::new(); connections];
+    for i in 0..args.agents {
+        let batches = args.batches / args.agents + usize::from(i < args.batches % args.agents);
+        let (agent, topic) = agent(i)?;
+        let payloads = agent_payloads(&agent, batches, args.batch_size, now_ms)?;
+        shares[i % connections].push((topic, payloads));
+    }
+
+    let (start_tx, start_rx) = watch::channel(false);
+    let mut connected = Vec::new();
+    let mut finished = Vec::new();
+    for (c, share) in shares.into_iter().enumerate() {
+        let expected: usize = share.iter().map(|(_, p)| p.len()).sum();
+        let mut options = MqttOptions::new(
+            format!("bench-loadgen-{}-{c}", std::process::id()),
+            &host,
+            port,
+        );
+        options
+            .set_clean_session(true)
+            .set_inflight(args.inflight)
+            .set_request_channel_capacity(usize::from(args.inflight))
+            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+        let (client, eventloop) = AsyncClient::new(options, usize::from(args.inflight));
+        let (conn_tx, conn_rx) = oneshot::channel();
+        finished.push(tokio::spawn(drive(eventloop, expected, conn_tx)));
+        connected.push(conn_rx);
+        tokio::spawn(publish(client, share, start_rx.clone()));
+    }
+    for c in connected {
+        c.await.context("a connection failed before CONNACK")?;
+    }
+
+    let started = Instant::now();
+    println!("start_unix_ns={}", unix_ns());
+    start_tx.send_replace(true);
+    for f in finished {
+        f.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("done_unix_ns={}", unix_ns());
+    let readings = args.batches * args.batch_size;
+    eprintln!(
+        "loadgen: {} batches × {} = {readings} readings over {} agents / {connections} connections acknowledged by the broker in {secs:.3} s ({:.0} readings/s)",
+        args.batches,
+        args.batch_size,
+        args.agents,
+        readings as f64 / secs
+    );
+    Ok(())
+}
+
+/// Publishes a share once the clock starts, one batch per agent in turn, so each agent's
+/// sequence numbers go out in order.
+async fn publish(client: AsyncClient, share: Share, mut start: watch::Receiver<bool>) {
+    if start.wait_for(|s| *s).await.is_err() {
+        return;
+    }
+    let mut agents: Vec<_> = share.into_iter().map(|(t, p)| (t, p.into_iter())).collect();
+    loop {
+        let mut sent = false;
+        for (topic, payloads) in agents.iter_mut() {
+            if let Some(payload) = payloads.next() {
+                if client
+                    .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    return; // the event loop has stopped and reports why
+                }
+                sent = true;
+            }
+        }
+        if !sent {
+            return;
+        }
+    }
+}
+
+/// Polls the event loop until `expected` PUBACKs have arrived.
+async fn drive(
+    mut eventloop: rumqttc::EventLoop,
+    expected: usize,
+    connected: oneshot::Sender<()>,
+) -> anyhow::Result<()> {
+    let mut connected = Some(connected);
+    let mut acked = 0usize;
+    while acked < expected {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if let Some(c) = connected.take() {
+                    let _ = c.send(());
+                } else {
+                    bail!("reconnected to the broker mid-run; the result would not be comparable");
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(_) => {}
+            Err(e) => bail!("MQTT connection failed after {acked} of {expected} acks: {e}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Draw routes: published records and commitments (public), plans' batches committed and
+//! revealed, recusals (admin). Records are listed in the JSON form `draw verify` reads.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{authorize, read, ApiError, AppState};
+use crate::config::Synchronous;
+use crate::draw::store::{self as draw_store, Commitment, DrawStoreError};
+use crate::draw::{DrawError, DrawRecord, Replacement};
+use crate::plan::store::{self as plan_store, PlanStoreError};
+use crate::registry::model::InspectorId;
+use crate::registry::CreditCode;
+use crate::store;
+
+/// The draw routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/draws", get(records))
+        .route("/api/v1/public/draws", get(public_records))
+        .route("/api/v1/public/draw-commitments", get(commitments))
+        .route("/api/v1/plans/{plan}/batches/{batch}/commit", post(commit))
+        .route("/api/v1/plans/{plan}/batches/{batch}/reveal", post(reveal))
+        .route("/api/v1/draws/{draw}/recusals", post(recuse))
+}
+
+impl From<DrawError> for ApiError {
+    fn from(e: DrawError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<DrawStoreError> for ApiError {
+    fn from(e: DrawStoreError) -> Self {
+        match e {
+            DrawStoreError::Sqlite(e) => ApiError::Internal(e.to_string()),
+            DrawStoreError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+            DrawStoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            _ => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<PlanStoreError> for ApiError {
+    fn from(e: PlanStoreError) -> Self {
+        match e {
+            PlanStoreError::DrawStore(e) => e.into(),
+            PlanStoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            PlanStoreError::Sqlite(_)
+            | PlanStoreError::Registry(_)
+            | PlanStoreError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+            _ => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+/// Runs `f` on a blocking thread with a writable connection.
+pub(super) async fn write<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let db = s.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = store::open_for_writing(&db, Synchronous::Full)?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+fn now_ms() -> i64 {
+    spotcheck_protocol::UnixMillis::now().0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitParams {
+    limit: Option<u32>,
+}
+
+async fn list(s: &AppState, p: LimitParams) -> Result<Vec<DrawRecord>, ApiError> {
+    let limit = p.limit.unwrap_or(20).min(1000);
+    read(s, move |c| Ok(draw_store::records(c, limit)))
+        .await?
+        .map_err(ApiError::from)
+}
+
+async fn records(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<LimitParams>,
+) -> Result<Json<Vec<DrawRecord>>, ApiError> {
+    authorize(&s, &headers)?;
+    Ok(Json(list(&s, p).await?))
+}
+
+/// The same records without a token: they hold no certificate numbers, and conflicts only for
+/// drawn entities (docs/draw-algorithm.md, §10).
+async fn public_records(
+    State(s): State<AppState>,
+    Query(p): Query<LimitParams>,
+) -> Result<Json<Vec<DrawRecord>>, ApiError> {
+    Ok(Json(list(&s, p).await?))
+}
+
+async fn commitments(
+    State(s): State<AppState>,
+    Query(p): Query<LimitParams>,
+) -> Result<Json<Vec<Commitment>>, ApiError> {
+    let limit = p.limit.unwrap_or(100).min(1000);
+    Ok(Json(
+        read(&s, move |c| Ok(draw_store::commitments(c, limit)))
+            .await?
+            .map_err(ApiError::from)?,
+    ))
+}
+
+async fn commit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((plan, batch)): Path<(String, String)>,
+) -> Result<Json<Commitment>, ApiError> {
+    authorize(&s, &headers)?;
+    let c = write(&s, move |c| {
+        Ok(plan_store::commit_batch(c, &plan, &batch, now_ms())?)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+async fn reveal(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((plan, batch)): Path<(String, String)>,
+) -> Result<Json<DrawRecord>, ApiError> {
+    authorize(&s, &headers)?;
+    let r = write(&s, move |c| {
+        Ok(plan_store::reveal_batch(c, &plan, &batch, now_ms())?)
+    })
+    .await?;
+    Ok(Json(r))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recusal {
+    entity: CreditCode,
+    inspector: InspectorId,
+}
+
+async fn recuse(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(draw): Path<String>,
+    body: Result<Json<Recusal>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Replacement>, ApiError> {
+    authorize(&s, &headers)?;
+    let Json(r) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e}; expected {{\"entity\": CREDIT_CODE, \"inspector\": ID}}"
+        ))
+    })?;
+    let rep = write(&s, move |c| {
+        Ok(draw_store::recuse(c, &draw, &r.entity, &r.inspector)?)
+    })
+    .await?;
+    Ok(Json(rep))
+}

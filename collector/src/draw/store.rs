@@ -1,0 +1,301 @@
+//! Draws in SQLite: a commitment is stored (seed kept secret) and published first; the reveal
+//! rebuilds the input, refuses it if it no longer matches the committed digests, makes the
+//! draw and stores the record and its random tasks in one transaction.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::input::{DrawInput, Parameters, Seed, Sha256};
+use super::record::{DrawRecord, Replacement};
+use super::DrawError;
+use crate::registry::model::InspectorId;
+use crate::registry::CreditCode;
+
+/// Why a stored draw operation failed. Every failure leaves the store unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum DrawStoreError {
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The draw itself is impossible.
+    #[error(transparent)]
+    Draw(#[from] DrawError),
+    /// No draw with that id.
+    #[error("no draw {0:?}: commit it first")]
+    NotFound(String),
+    /// The id is taken.
+    #[error("draw {0:?} already exists: choose another draw id")]
+    Exists(String),
+    /// Revealed already.
+    #[error("draw {0:?} is already revealed")]
+    Revealed(String),
+    /// Not revealed yet.
+    #[error("draw {0:?} is not revealed yet")]
+    NotRevealed(String),
+    /// The libraries changed between commit and reveal.
+    #[error("the {what} of draw {id:?} changed since the commitment was published (committed digest {committed}, now {now}): the draw cannot be revealed; commit a new draw")]
+    InputChanged {
+        /// The draw.
+        id: String,
+        /// Which input.
+        what: &'static str,
+        /// Digest at commit.
+        committed: Sha256,
+        /// Digest now.
+        now: Sha256,
+    },
+    /// A stored row does not parse (a bug or a hand-edited database).
+    #[error("stored draw {id:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The draw.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The digests published with a commitment (conflicts are only known after the draw).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedDigests {
+    /// Of the parameters.
+    pub parameters: Sha256,
+    /// Of the candidate list.
+    pub candidates: Sha256,
+    /// Of the inspector pool.
+    pub inspectors: Sha256,
+}
+
+/// A published commitment, before the reveal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitment {
+    /// SHA-256 of the secret seed.
+    pub commitment: Sha256,
+    /// The parameters.
+    pub parameters: Parameters,
+    /// The input digests.
+    pub digests: CommittedDigests,
+    /// The plan the draw belongs to, if any.
+    pub plan: Option<String>,
+    /// When, Unix ms.
+    pub committed_ms: i64,
+    /// When revealed, Unix ms.
+    pub revealed_ms: Option<i64>,
+}
+
+fn corrupt(id: &str) -> impl Fn(String) -> DrawStoreError + '_ {
+    move |reason| DrawStoreError::Corrupt {
+        id: id.to_owned(),
+        reason,
+    }
+}
+
+/// Stores a commitment for `input` with a fresh secret seed. An impossible draw is refused
+/// first (impossibility does not depend on the seed, so a trial with a zero seed tells).
+pub fn commit(
+    conn: &Connection,
+    plan: Option<&str>,
+    input: &DrawInput,
+    now_ms: i64,
+) -> Result<Commitment, DrawStoreError> {
+    super::algorithm::draw(&Seed([0; 32]), input)?;
+    let id = input.parameters.draw_id.as_str();
+    let seed = Seed::generate();
+    let c = Commitment {
+        commitment: seed.commitment(),
+        parameters: input.parameters.clone(),
+        digests: CommittedDigests {
+            parameters: input.parameters_digest(),
+            candidates: input.candidates_digest(),
+            inspectors: input.inspectors_digest(),
+        },
+        plan: plan.map(str::to_owned),
+        committed_ms: now_ms,
+        revealed_ms: None,
+    };
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id,
+            plan,
+            c.commitment.to_string(),
+            json(&c.parameters),
+            json(&c.digests),
+            now_ms,
+            seed.to_string()
+        ],
+    )?;
+    if n == 0 {
+        return Err(DrawStoreError::Exists(id.to_owned()));
+    }
+    Ok(c)
+}
+
+/// Serialises a value of ours (cannot fail for these types).
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("draw types serialise")
+}
+
+/// Every commitment, newest first.
+pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, DrawStoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms
+         FROM draws ORDER BY committed_ms DESC, id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, commitment, parameters, digests, plan, committed_ms, revealed_ms) = row?;
+        let bad = corrupt(&id);
+        out.push(Commitment {
+            commitment: serde_json::from_value(serde_json::Value::String(commitment))
+                .map_err(|e| bad(e.to_string()))?,
+            parameters: serde_json::from_str(&parameters).map_err(|e| bad(e.to_string()))?,
+            digests: serde_json::from_str(&digests).map_err(|e| bad(e.to_string()))?,
+            plan,
+            committed_ms,
+            revealed_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// Reveals draw `id` over `input` (rebuilt from the libraries now): checks the input against
+/// the committed digests, makes the draw, stores the record and, per drawn entity, one random
+/// task for each (department, item) of `tasks_for` in the window — all in one transaction.
+pub fn reveal(
+    conn: &mut Connection,
+    id: &str,
+    input: &DrawInput,
+    tasks_for: &[(&str, &str)],
+    window: (&str, &str),
+    now_ms: i64,
+) -> Result<DrawRecord, DrawStoreError> {
+    let tx = conn.transaction()?;
+    let row: Option<(String, String, Option<String>)> = tx
+        .query_row(
+            "SELECT seed, digests, record FROM draws WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (seed, digests, record) = row.ok_or_else(|| DrawStoreError::NotFound(id.to_owned()))?;
+    if record.is_some() {
+        return Err(DrawStoreError::Revealed(id.to_owned()));
+    }
+    let bad = corrupt(id);
+    let seed: Seed =
+        serde_json::from_value(serde_json::Value::String(seed)).map_err(|e| bad(e.to_string()))?;
+    let committed: CommittedDigests =
+        serde_json::from_str(&digests).map_err(|e| bad(e.to_string()))?;
+    for (what, was, now) in [
+        (
+            "parameters",
+            committed.parameters,
+            input.parameters_digest(),
+        ),
+        (
+            "candidate list",
+            committed.candidates,
+            input.candidates_digest(),
+        ),
+        (
+            "inspector pool",
+            committed.inspectors,
+            input.inspectors_digest(),
+        ),
+    ] {
+        if was != now {
+            return Err(DrawStoreError::InputChanged {
+                id: id.to_owned(),
+                what,
+                committed: was,
+                now,
+            });
+        }
+    }
+    let record = DrawRecord::make(seed, input)?;
+    tx.execute(
+        "UPDATE draws SET record = ?2, revealed_ms = ?3 WHERE id = ?1",
+        params![
+            id,
+            serde_json::to_string(&record).expect("records serialise"),
+            now_ms
+        ],
+    )?;
+    {
+        let mut ins = tx.prepare(
+            "INSERT INTO tasks (draw, kind, entity, department, item, window_start, window_end, status)
+             VALUES (?1, 'random', ?2, ?3, ?4, ?5, ?6, 'drawn')",
+        )?;
+        for a in &record.draws {
+            for (department, item) in tasks_for {
+                ins.execute(params![
+                    id,
+                    a.entity.as_str(),
+                    department,
+                    item,
+                    window.0,
+                    window.1
+                ])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(record)
+}
+
+/// Revealed records, newest first, in the JSON form `draw verify` reads.
+pub fn records(conn: &Connection, limit: u32) -> Result<Vec<DrawRecord>, DrawStoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, record FROM draws WHERE record IS NOT NULL
+         ORDER BY revealed_ms DESC, id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, json) = row?;
+        out.push(serde_json::from_str(&json).map_err(|e| corrupt(&id)(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// Records a recusal in draw `id` and draws the replacement with a fresh seed.
+pub fn recuse(
+    conn: &mut Connection,
+    id: &str,
+    entity: &CreditCode,
+    inspector: &InspectorId,
+) -> Result<Replacement, DrawStoreError> {
+    let tx = conn.transaction()?;
+    let json: Option<Option<String>> = tx
+        .query_row("SELECT record FROM draws WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    let json = json
+        .ok_or_else(|| DrawStoreError::NotFound(id.to_owned()))?
+        .ok_or_else(|| DrawStoreError::NotRevealed(id.to_owned()))?;
+    let mut record: DrawRecord =
+        serde_json::from_str(&json).map_err(|e| corrupt(id)(e.to_string()))?;
+    let r = record.recuse(entity, inspector, Seed::generate())?.clone();
+    tx.execute(
+        "UPDATE draws SET record = ?2 WHERE id = ?1",
+        params![
+            id,
+            serde_json::to_string(&record).expect("records serialise")
+        ],
+    )?;
+    tx.commit()?;
+    Ok(r)
+}
