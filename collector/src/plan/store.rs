@@ -230,7 +230,7 @@ pub fn progress(conn: &Connection, plan: &Plan) -> Result<Progress, PlanStoreErr
         )?,
         checked: count(
             "SELECT COUNT(*) FROM tasks t JOIN draws d ON d.id = t.draw
-             WHERE d.plan = ?1 AND t.department = ?2 AND t.status IN ('checked', 'published')",
+             WHERE d.plan = ?1 AND t.department = ?2 AND t.status IN ('checked', 'resolved', 'published')",
         )?,
         published: count(
             "SELECT COUNT(*) FROM tasks t JOIN draws d ON d.id = t.draw

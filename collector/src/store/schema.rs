@@ -129,4 +129,81 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tasks_by_entity ON tasks (entity, window_start);
     ",
+    // 3: rules, anomaly tasks, remote checks, results, publication, audit (issue 5).
+    "
+    -- Task lifecycle. kind: random | joint | anomaly | referral.
+    -- status: anomaly: open -> acknowledged -> resolved -> published;
+    --         random/joint/referral: drawn -> checked (verdict recorded) -> resolved -> published.
+    ALTER TABLE tasks ADD COLUMN rule TEXT;          -- anomaly: the rule key `pack/rule`
+    ALTER TABLE tasks ADD COLUMN severity TEXT;      -- anomaly: low | medium | high | critical
+    ALTER TABLE tasks ADD COLUMN opened_ms INTEGER;  -- when the task was created
+    ALTER TABLE tasks ADD COLUMN detail TEXT;        -- why it was opened (anomaly: the breach)
+    ALTER TABLE tasks ADD COLUMN cleared_ms INTEGER; -- anomaly: when the condition cleared
+    ALTER TABLE tasks ADD COLUMN updated_ms INTEGER;
+    ALTER TABLE tasks ADD COLUMN result TEXT;        -- the publication category (results::Category)
+    ALTER TABLE tasks ADD COLUMN comment TEXT;
+    ALTER TABLE tasks ADD COLUMN resolved_ms INTEGER;
+    ALTER TABLE tasks ADD COLUMN published_ms INTEGER;
+    -- At most one live anomaly task per (entity, rule): the dedupe key.
+    CREATE UNIQUE INDEX tasks_one_live_anomaly ON tasks (entity, rule)
+        WHERE kind = 'anomaly' AND status IN ('open', 'acknowledged');
+    CREATE INDEX tasks_by_status ON tasks (status, kind);
+    -- Notes on a task's history (condition cleared, acknowledged by, …).
+    CREATE TABLE task_notes (
+        task   INTEGER NOT NULL,
+        ts_ms  INTEGER NOT NULL,
+        kind   TEXT NOT NULL,
+        text   TEXT NOT NULL
+    );
+    CREATE INDEX task_notes_by_task ON task_notes (task, ts_ms);
+    -- Inspectors assigned to a task (from the draw record, or by hand).
+    CREATE TABLE task_inspectors (
+        task      INTEGER NOT NULL,
+        inspector TEXT NOT NULL,
+        PRIMARY KEY (task, inspector)
+    ) WITHOUT ROWID;
+    -- Every rule pack ever activated, by content hash, so a verdict's hash resolves to its text.
+    CREATE TABLE rule_packs (
+        hash      TEXT PRIMARY KEY,
+        pack      TEXT NOT NULL,
+        domain    TEXT NOT NULL,
+        origin    TEXT NOT NULL,
+        body      TEXT NOT NULL,
+        loaded_ms INTEGER NOT NULL
+    );
+    -- The streaming rule engine's state per (entity, rule key), written in the same
+    -- transaction as the readings that changed it.
+    CREATE TABLE rule_state (
+        entity TEXT NOT NULL,
+        rule   TEXT NOT NULL,
+        state  TEXT NOT NULL,
+        PRIMARY KEY (entity, rule)
+    ) WITHOUT ROWID;
+    -- Remote checks: the verdict with its evidence, and the inspector's decision on it.
+    CREATE TABLE checks (
+        id              INTEGER PRIMARY KEY,
+        task            INTEGER NOT NULL,
+        pack_hash       TEXT NOT NULL,
+        window_start_ms INTEGER NOT NULL,
+        window_end_ms   INTEGER NOT NULL,
+        outcome         TEXT NOT NULL,   -- compliant | violations | cannot_verify
+        evidence        TEXT NOT NULL,   -- JSON
+        checked_ms      INTEGER NOT NULL,
+        decision        TEXT,            -- accepted | overridden
+        decided_by      TEXT,
+        reason          TEXT,
+        decided_ms      INTEGER
+    );
+    CREATE INDEX checks_by_task ON checks (task, checked_ms);
+    -- Append-only, hash-chained audit log: hash = SHA-256 over prev_hash and the entry.
+    CREATE TABLE audit_log (
+        seq       INTEGER PRIMARY KEY,
+        ts_ms     INTEGER NOT NULL,
+        kind      TEXT NOT NULL,
+        subject   TEXT NOT NULL,
+        body      TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    ",
 ];
