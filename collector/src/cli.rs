@@ -1,9 +1,11 @@
-//! The one-shot subcommands behind `main.rs`: `draw verify` and `registry import`.
+//! The one-shot subcommands behind `main.rs`: `draw verify`, `registry import`, `audit verify`
+//! and `audit export`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::audit;
 use crate::config::Synchronous;
 use crate::draw::{verify, DrawRecord};
 use crate::registry::import::{self, parse_rows};
@@ -120,4 +122,81 @@ pub fn import(kind: ImportKind, file: &Path, dry_run: bool, data: &Path) -> anyh
             Ok(true)
         }
     }
+}
+
+/// Where `audit verify` reads the log from.
+#[derive(Debug, Clone)]
+pub enum AuditSource {
+    /// The database in a data directory.
+    Data(PathBuf),
+    /// A JSON Lines export.
+    File(PathBuf),
+}
+
+/// Verifies the audit log, optionally against a published head hash. Prints
+/// `ok: N entries, head HASH` or every problem. Returns whether it verified.
+pub fn audit_verify(source: &AuditSource, head: Option<&str>) -> anyhow::Result<bool> {
+    if let Some(h) = head {
+        anyhow::ensure!(
+            audit::hash::is_hash(&h.trim().to_ascii_lowercase()),
+            "--head {h:?} is not a SHA-256 hash: give the 64 hex digits `audit verify` printed"
+        );
+    }
+    let report = match source {
+        AuditSource::Data(data) => {
+            let db = store::db_path(data);
+            anyhow::ensure!(db.exists(), "no database in {}", data.display());
+            let conn = store::open_for_reading(&db)?;
+            audit::verify_store(&conn, head)?
+        }
+        AuditSource::File(file) => {
+            let f = std::fs::File::open(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let (entries, unreadable) = audit::read_jsonl(std::io::BufReader::new(f))
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let mut report = audit::verify(&entries, head);
+            report.add_unreadable(unreadable);
+            report
+        }
+    };
+    if report.is_ok() {
+        let since = match report.published_head_seq {
+            Some(seq) => format!(
+                " (published head at seq {seq}, {} entries since)",
+                report.head.as_ref().map_or(0, |(last, _)| last - seq)
+            ),
+            None => String::new(),
+        };
+        println!(
+            "ok: {} entries, head {}{since}",
+            report.entries,
+            report.head_hash()
+        );
+    } else {
+        println!("FAILED: {} problem(s)", report.problems.len());
+        for p in &report.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(report.is_ok())
+}
+
+/// Exports the audit log as JSON Lines to `out` (or standard output).
+pub fn audit_export(data: &Path, out: Option<&Path>) -> anyhow::Result<()> {
+    let db = store::db_path(data);
+    anyhow::ensure!(db.exists(), "no database in {}", data.display());
+    let conn = store::open_for_reading(&db)?;
+    match out {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let n = audit::export_jsonl(&conn, std::io::BufWriter::new(f))
+                .with_context(|| format!("cannot export to {}", path.display()))?;
+            eprintln!("{}: {n} entries", path.display());
+        }
+        None => {
+            audit::export_jsonl(&conn, std::io::stdout().lock())?;
+        }
+    }
+    Ok(())
 }

@@ -9,6 +9,8 @@
 //! - [`plan`]: annual plans: ratios per risk class, batches, partners, progress.
 //! - [`draw`]: verifiable double-random draws: commit, reveal, record, verify.
 //! - [`joint`]: joint inspections: merging tasks, the joint-task quota.
+//! - [`results`]: result categories, the publication deadline, publishing, the public feed.
+//! - [`audit`]: the append-only, hash-chained audit log that anyone with an export can check.
 //! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console.
 //! - [`telemetry`]: the counters behind `/metrics` and `/api/v1/stats`; logging set-up.
 //! - [`config`], [`topology`], [`shutdown`]: reading the config, wiring the parts, stopping.
@@ -16,6 +18,7 @@
 //! - [`demo`]: everything above plus simulated agents, in one command.
 
 pub mod api;
+pub mod audit;
 pub mod broker;
 pub mod cli;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod ingest;
 pub mod joint;
 pub mod plan;
 pub mod registry;
+pub mod results;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

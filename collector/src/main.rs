@@ -1,4 +1,5 @@
-//! `spotcheck-collector`: serve, run the demo, verify draws, import the libraries.
+//! `spotcheck-collector`: serve, run the demo, verify draws, import the libraries, verify
+//! and export the audit log.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +55,36 @@ enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the chain: prints `ok: N entries, head HASH`, or every problem and exits 1.
+    Verify {
+        /// Data directory holding the database.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        data: Option<PathBuf>,
+        /// A JSON Lines export (`audit export`).
+        file: Option<PathBuf>,
+        /// A head hash published earlier: the log must still contain that entry (this is
+        /// what reveals deleted entries at the end).
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Write every entry as JSON Lines, in seq order.
+    Export {
+        /// Data directory holding the database.
+        #[arg(long, default_value = "./spotcheck-data")]
+        data: PathBuf,
+        /// Output file; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +131,22 @@ fn main() -> anyhow::Result<()> {
                     data,
                 },
         } => cli::import(kind, &file, dry_run, &data)?,
+        Command::Audit {
+            command: AuditCommand::Verify { data, file, head },
+        } => {
+            let source = match (data, file) {
+                (Some(data), _) => cli::AuditSource::Data(data),
+                (None, Some(file)) => cli::AuditSource::File(file),
+                (None, None) => anyhow::bail!("give --data DIR or an exported FILE.jsonl"),
+            };
+            cli::audit_verify(&source, head.as_deref())?
+        }
+        Command::Audit {
+            command: AuditCommand::Export { data, out },
+        } => {
+            cli::audit_export(&data, out.as_deref())?;
+            true
+        }
         service => {
             run_service(service)?;
             true
@@ -147,7 +194,7 @@ fn run_service(command: Command) -> anyhow::Result<()> {
                 )
                 .await?;
             }
-            Command::Draw { .. } | Command::Registry { .. } => {
+            Command::Draw { .. } | Command::Registry { .. } | Command::Audit { .. } => {
                 anyhow::bail!("not a service command")
             }
         }

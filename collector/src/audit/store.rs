@@ -1,0 +1,223 @@
+//! The log in SQLite (`audit_log`): appending inside the caller's transaction, the head,
+//! reading every entry back, and the JSON Lines export and import.
+
+use std::io::{BufRead, Write};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde_json::Value;
+use spotcheck_protocol::UnixMillis;
+
+use super::hash::{canonical_json, entry_hash, is_hash, GENESIS};
+use super::verify::{verify, Problem, Report};
+use super::{AuditEntry, AuditError, EntryKind, PERSONAL_KEYS};
+
+/// Appends an entry inside `tx`, so it commits (or rolls back) with the change it records.
+/// The body must be a JSON object without personal data (see the module docs); it is stored
+/// as its canonical text. Returns the entry as stored.
+pub fn append(
+    tx: &Transaction,
+    kind: EntryKind,
+    subject: &str,
+    body: &Value,
+    ts: UnixMillis,
+) -> Result<AuditEntry, AuditError> {
+    if subject.is_empty() || subject.chars().any(char::is_control) {
+        return Err(AuditError::BadSubject {
+            subject: subject.to_owned(),
+        });
+    }
+    check_body(subject, body)?;
+    let (seq, prev_hash) = match head(tx)? {
+        Some((seq, hash)) => {
+            if !is_hash(&hash) {
+                return Err(AuditError::Corrupt {
+                    seq,
+                    reason: format!("its hash {hash:?} is not 64 lowercase hex digits"),
+                });
+            }
+            (seq + 1, hash)
+        }
+        None => (1, GENESIS.to_owned()),
+    };
+    let body = canonical_json(body);
+    let hash = entry_hash(seq, ts.0, kind.as_str(), subject, &body, &prev_hash);
+    tx.execute(
+        "INSERT INTO audit_log (seq, ts_ms, kind, subject, body, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seq, ts.0, kind.as_str(), subject, body, prev_hash, hash],
+    )?;
+    Ok(AuditEntry {
+        seq,
+        ts_ms: ts.0,
+        kind,
+        subject: subject.to_owned(),
+        body,
+        prev_hash,
+        hash,
+    })
+}
+
+fn check_body(subject: &str, body: &Value) -> Result<(), AuditError> {
+    fn personal_key(v: &Value) -> Option<&str> {
+        match v {
+            Value::Object(m) => m.iter().find_map(|(k, v)| {
+                if PERSONAL_KEYS.contains(&k.to_lowercase().as_str()) {
+                    Some(k.as_str())
+                } else {
+                    personal_key(v)
+                }
+            }),
+            Value::Array(a) => a.iter().find_map(personal_key),
+            _ => None,
+        }
+    }
+    let found = match body {
+        Value::Object(_) => None,
+        Value::Null => Some("null"),
+        Value::Bool(_) => Some("a boolean"),
+        Value::Number(_) => Some("a number"),
+        Value::String(_) => Some("a string"),
+        Value::Array(_) => Some("an array"),
+    };
+    if let Some(found) = found {
+        return Err(AuditError::BodyNotObject {
+            subject: subject.to_owned(),
+            found,
+        });
+    }
+    match personal_key(body) {
+        Some(key) => Err(AuditError::PersonalData {
+            subject: subject.to_owned(),
+            key: key.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The latest entry's seq and hash, or `None` for an empty log. Publishing this pair lets
+/// anyone detect later truncation (`audit verify --head HASH`).
+pub fn head(conn: &Connection) -> Result<Option<(i64, String)>, AuditError> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Every entry in seq order. Rows that cannot be read as entries (an unknown kind, text that
+/// is not UTF-8) are returned as problems instead, so a verifier sees all of them.
+pub fn read_all(conn: &Connection) -> Result<(Vec<AuditEntry>, Vec<Problem>), AuditError> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, ts_ms, kind, subject, body, prev_hash, hash FROM audit_log ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let text = |i: usize, field: &'static str| -> Result<String, String> {
+            match r.get_ref(i).map_err(|e| e.to_string())? {
+                ValueRef::Text(b) => {
+                    String::from_utf8(b.to_vec()).map_err(|_| format!("{field} is not valid UTF-8"))
+                }
+                other => Err(format!("{field} is {:?}, not text", other.data_type())),
+            }
+        };
+        let entry = (|| -> Result<AuditEntry, String> {
+            let ts_ms = match r.get_ref(1).map_err(|e| e.to_string())? {
+                ValueRef::Integer(i) => i,
+                other => return Err(format!("ts_ms is {:?}, not an integer", other.data_type())),
+            };
+            Ok(AuditEntry {
+                seq,
+                ts_ms,
+                kind: text(2, "kind")?.parse()?,
+                subject: text(3, "subject")?,
+                body: text(4, "body")?,
+                prev_hash: text(5, "prev_hash")?,
+                hash: text(6, "hash")?,
+            })
+        })();
+        match entry {
+            Ok(e) => entries.push(e),
+            Err(reason) => problems.push(Problem::Unreadable {
+                at: format!("seq {seq}"),
+                reason,
+            }),
+        }
+    }
+    Ok((entries, problems))
+}
+
+/// Reads a JSON Lines export (blank lines are skipped). Lines that are not entries become
+/// problems naming the line, so the rest can still be verified.
+pub fn read_jsonl(input: impl BufRead) -> std::io::Result<(Vec<AuditEntry>, Vec<Problem>)> {
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in input.split(b'\n').enumerate() {
+        let line = line?;
+        let at = format!("line {}", i + 1);
+        let line = match std::str::from_utf8(&line) {
+            Ok(l) => l.trim_end_matches('\r'),
+            Err(_) => {
+                problems.push(Problem::Unreadable {
+                    at,
+                    reason: "not valid UTF-8".into(),
+                });
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<AuditEntry>(line) {
+            Ok(e) => entries.push(e),
+            Err(e) => problems.push(Problem::Unreadable {
+                at,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((entries, problems))
+}
+
+/// Writes every entry as one JSON object per line, in seq order; returns how many.
+pub fn export_jsonl(conn: &Connection, mut out: impl Write) -> Result<usize, ExportError> {
+    let (entries, problems) = read_all(conn)?;
+    if let Some(p) = problems.first() {
+        return Err(ExportError::Unreadable(p.to_string()));
+    }
+    for e in &entries {
+        serde_json::to_writer(&mut out, e).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(entries.len())
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Writing failed.
+    #[error("cannot write the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// A row cannot be exported faithfully.
+    #[error(
+        "cannot export the audit log: {0}; run `audit verify --data DIR` to see every problem"
+    )]
+    Unreadable(String),
+}
+
+/// Verifies the stored log, optionally against a published head hash.
+pub fn verify_store(conn: &Connection, published_head: Option<&str>) -> Result<Report, AuditError> {
+    let (entries, unreadable) = read_all(conn)?;
+    let mut report = verify(&entries, published_head);
+    report.add_unreadable(unreadable);
+    Ok(report)
+}

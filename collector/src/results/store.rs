@@ -1,0 +1,396 @@
+//! Results in SQLite: which resolved results await publication, publishing them, and the
+//! public feed.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::json;
+use spotcheck_protocol::UnixMillis;
+
+use super::deadline::{Deadline, DAY_MS};
+use super::{Category, ResultsError};
+use crate::audit::{self, EntryKind};
+
+/// Why one task cannot be published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    /// No task has this id.
+    NoSuchTask {
+        /// The id given.
+        task: i64,
+    },
+    /// The task has no recorded result yet.
+    NotResolved {
+        /// The task.
+        task: i64,
+        /// Its status.
+        status: String,
+    },
+    /// The task is published already.
+    AlreadyPublished {
+        /// The task.
+        task: i64,
+    },
+    /// The task is resolved but without a valid result category.
+    NoResult {
+        /// The task.
+        task: i64,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoSuchTask { task } => write!(f, "task {task}: no such task"),
+            Refusal::NotResolved { task, status } => write!(
+                f,
+                "task {task}: not resolved (status {status:?}); record its result first"
+            ),
+            Refusal::AlreadyPublished { task } => {
+                write!(f, "task {task}: already published")
+            }
+            Refusal::NoResult { task } => write!(
+                f,
+                "task {task}: resolved without a valid result category; record its result again"
+            ),
+        }
+    }
+}
+
+/// A task just published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Published {
+    /// The task.
+    pub task: i64,
+    /// Its result.
+    pub result: Category,
+    /// When it was published.
+    pub published_ms: i64,
+    /// The seq of its `publication` audit entry.
+    pub audit_seq: i64,
+}
+
+/// Marks resolved tasks published at `now` and appends one `publication` audit entry per task,
+/// all in one transaction: either every task is published or, if any is refused (unknown,
+/// not resolved, already published, no result), none is and every refusal is reported.
+/// Repeated ids count once. Fails if `conn` is already inside a transaction.
+pub fn publish(
+    conn: &Connection,
+    task_ids: &[i64],
+    now: UnixMillis,
+) -> Result<Vec<Published>, ResultsError> {
+    let tx = conn.unchecked_transaction()?;
+    let mut seen = HashSet::new();
+    let mut refusals = Vec::new();
+    let mut ready = Vec::new();
+    for &task in task_ids {
+        if !seen.insert(task) {
+            continue;
+        }
+        let row: Option<(String, Option<String>, String, Option<i64>)> = tx
+            .query_row(
+                "SELECT status, result, entity, resolved_ms FROM tasks WHERE id = ?1",
+                [task],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        match row {
+            None => refusals.push(Refusal::NoSuchTask { task }),
+            Some((status, ..)) if status == "published" => {
+                refusals.push(Refusal::AlreadyPublished { task })
+            }
+            Some((status, ..)) if status != "resolved" => {
+                refusals.push(Refusal::NotResolved { task, status })
+            }
+            Some((_, result, entity, resolved_ms)) => {
+                match result.as_deref().map(Category::parse) {
+                    Some(Ok(category)) => ready.push((task, category, entity, resolved_ms)),
+                    _ => refusals.push(Refusal::NoResult { task }),
+                }
+            }
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(ResultsError::Refused { refusals });
+    }
+    let mut out = Vec::with_capacity(ready.len());
+    for (task, result, entity, resolved_ms) in ready {
+        tx.execute(
+            "UPDATE tasks SET status = 'published', published_ms = ?2, updated_ms = ?2
+             WHERE id = ?1 AND status = 'resolved'",
+            params![task, now.0],
+        )?;
+        // Ids and codes only: the entity is a business, by its credit code.
+        let entry = audit::append(
+            &tx,
+            EntryKind::Publication,
+            &format!("task:{task}"),
+            &json!({
+                "task": task,
+                "entity": entity,
+                "result": result.code(),
+                "resolved_ms": resolved_ms,
+                "published_ms": now.0,
+            }),
+            now,
+        )?;
+        out.push(Published {
+            task,
+            result,
+            published_ms: now.0,
+            audit_seq: entry.seq,
+        });
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// A resolved result waiting to be published, with its deadline (for staff, not the public).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingPublication {
+    /// The task.
+    pub task: i64,
+    /// random | joint | anomaly | referral.
+    pub kind: String,
+    /// The entity (its credit code).
+    pub entity: String,
+    /// The department.
+    pub department: String,
+    /// The item.
+    pub item: String,
+    /// The result.
+    pub result: Category,
+    /// When the result was recorded.
+    pub resolved_ms: i64,
+    /// Publish by then.
+    pub due_ms: i64,
+    /// Whole days left (0 on the last day, negative once overdue).
+    pub days_left: i64,
+    /// Past the deadline.
+    pub overdue: bool,
+}
+
+/// Every resolved, unpublished task with its deadline at `now`, most urgent first.
+pub fn pending_publication(
+    conn: &Connection,
+    deadline: Deadline,
+    now: UnixMillis,
+) -> Result<Vec<PendingPublication>, ResultsError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, kind, entity, department, item, result, resolved_ms FROM tasks
+         WHERE status = 'resolved' AND published_ms IS NULL
+         ORDER BY resolved_ms, id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (task, kind, entity, department, item, result, resolved_ms) = row?;
+        let corrupt = |reason: &str| ResultsError::Corrupt {
+            task,
+            reason: reason.to_owned(),
+        };
+        let result = Category::parse(result.as_deref().ok_or_else(|| corrupt("no result"))?)
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let resolved_ms = resolved_ms.ok_or_else(|| corrupt("resolved without resolved_ms"))?;
+        let due = deadline.due(UnixMillis(resolved_ms));
+        out.push(PendingPublication {
+            task,
+            kind,
+            entity,
+            department,
+            item,
+            result,
+            resolved_ms,
+            due_ms: due.due_ms,
+            days_left: due.days_left(now),
+            overdue: due.overdue(now),
+        });
+    }
+    Ok(out)
+}
+
+/// Which published results to list. Every field narrows; the default lists all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicFilter {
+    /// Only this domain (`pool`, `game`, `hospital`).
+    pub domain: Option<String>,
+    /// Only this department.
+    pub department: Option<String>,
+    /// Only this entity (credit code).
+    pub entity: Option<String>,
+    /// Only results published at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Only results published before this time (Unix ms).
+    pub until_ms: Option<i64>,
+    /// At most this many rows, newest first.
+    pub limit: Option<u32>,
+}
+
+/// One row of the public feed. The field order is the column order of the CSV and JSON
+/// renderings ([`super::COLUMNS`], `docs/publication.md`).
+///
+/// Deliberately absent: inspectors (names, ids, certificates), the task's comment and notes
+/// (free text that may name people: the entity's staff, patients, players, inspectors), the
+/// check's evidence (may carry event records about patients or players) and the entity's
+/// address and contact. The entity is a business identified by its public registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PublicResult {
+    /// The task id.
+    pub task_id: i64,
+    /// random | joint | anomaly | referral.
+    pub kind: String,
+    /// The entity's unified social credit code (as stored on the task).
+    pub entity_code: String,
+    /// The entity's registered name; empty if it is not in the entity library.
+    pub entity_name: String,
+    /// pool | game | hospital; empty if unknown.
+    pub domain: String,
+    /// The inspecting department.
+    pub department: String,
+    /// The item id.
+    pub item: String,
+    /// The item's name; empty if it is not in the item list.
+    pub item_name: String,
+    /// First day of the inspection window (YYYY-MM-DD).
+    pub window_start: String,
+    /// Last day of the inspection window (YYYY-MM-DD).
+    pub window_end: String,
+    /// The result category's code.
+    pub result_code: String,
+    /// The result category's label (Chinese).
+    pub result_label: String,
+    /// The date of publication in China Standard Time (UTC+8), YYYY-MM-DD.
+    pub published_date: String,
+    /// The moment of publication, Unix ms (for incremental fetching).
+    pub published_ms: i64,
+}
+
+/// Published results matching `filter`, newest first.
+pub fn public_results(
+    conn: &Connection,
+    filter: &PublicFilter,
+) -> Result<Vec<PublicResult>, ResultsError> {
+    let mut stmt = conn.prepare(
+        "SELECT t.id, t.kind, t.entity, COALESCE(re.name, ''),
+                COALESCE(re.domain, e.domain, ''), t.department, t.item, COALESCE(ri.name, ''),
+                t.window_start, t.window_end, t.result, t.published_ms
+         FROM tasks t
+         LEFT JOIN registry_entities re ON re.code = t.entity
+         LEFT JOIN entities e ON e.name = t.entity
+         LEFT JOIN registry_items ri ON ri.id = t.item
+         WHERE t.status = 'published' AND t.published_ms IS NOT NULL
+           AND (?1 IS NULL OR COALESCE(re.domain, e.domain) = ?1)
+           AND (?2 IS NULL OR t.department = ?2)
+           AND (?3 IS NULL OR t.entity = ?3)
+           AND (?4 IS NULL OR t.published_ms >= ?4)
+           AND (?5 IS NULL OR t.published_ms < ?5)
+         ORDER BY t.published_ms DESC, t.id DESC
+         LIMIT ?6",
+    )?;
+    let limit = filter.limit.map_or(-1, i64::from);
+    let rows = stmt.query_map(
+        params![
+            filter.domain,
+            filter.department,
+            filter.entity,
+            filter.since_ms,
+            filter.until_ms,
+            limit
+        ],
+        |r| {
+            Ok((
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
+                (
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, i64>(11)?,
+                ),
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            (task_id, kind, entity_code, entity_name, domain, department),
+            (item, item_name, window_start, window_end, result, published_ms),
+        ) = row?;
+        let result = Category::parse(result.as_deref().unwrap_or_default()).map_err(|e| {
+            ResultsError::Corrupt {
+                task: task_id,
+                reason: e.to_string(),
+            }
+        })?;
+        out.push(PublicResult {
+            task_id,
+            kind,
+            entity_code,
+            entity_name,
+            domain,
+            department,
+            item,
+            item_name,
+            window_start,
+            window_end,
+            result_code: result.code().to_owned(),
+            result_label: result.label().to_owned(),
+            published_date: china_date(published_ms),
+            published_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// The calendar date of `ms` in China Standard Time (UTC+8, no daylight saving since 1991).
+pub fn china_date(ms: i64) -> String {
+    let days = (ms + 8 * 3_600_000).div_euclid(DAY_MS);
+    // Howard Hinnant's civil_from_days: days since 1970-01-01 to a proleptic Gregorian date.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_in_china_standard_time() {
+        assert_eq!(china_date(0), "1970-01-01");
+        // 2023-11-14T22:13:20Z is already the 15th in Beijing.
+        assert_eq!(china_date(1_700_000_000_000), "2023-11-15");
+        // 2024-02-29T15:59:59.999Z is the last moment of the 29th in Beijing.
+        assert_eq!(china_date(1_709_222_399_999), "2024-02-29");
+        assert_eq!(china_date(1_709_222_400_000), "2024-03-01");
+    }
+}
