@@ -14,7 +14,8 @@
 //! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console.
 //! - [`telemetry`]: the counters behind `/metrics` and `/api/v1/stats`; logging set-up.
 //! - [`config`], [`topology`], [`shutdown`]: reading the config, wiring the parts, stopping.
-//! - [`cli`]: the one-shot subcommands (`draw verify`, `registry import`).
+//! - [`cli`]: the one-shot subcommands (`draw verify`, `registry import`, `audit verify`,
+//!   `audit export`).
 //! - [`demo`]: everything above plus simulated agents, in one command.
 
 pub mod api;
