@@ -776,13 +776,13 @@ fn excess(band: &Band, v: f64) -> f64 {
 }
 
 pub(crate) fn breach_text(metric: &str, unit: &str, band: &Band, v: f64) -> String {
-    let mut s = format!("{metric} {v} {unit}");
+    let mut s = format!("{metric} {v:?} {unit}");
     match (band.min, band.max) {
         (Some(m), _) if v < m => {
-            let _ = write!(s, " below {m}");
+            let _ = write!(s, " below {m:?}");
         }
         (_, Some(m)) if v > m => {
-            let _ = write!(s, " above {m}");
+            let _ = write!(s, " above {m:?}");
         }
         _ => {}
     }
@@ -847,7 +847,7 @@ fn step_range(
                     emit(
                         false,
                         format!(
-                            "{} {v} {} back in {} after {} (worst {worst})",
+                            "{} {v:?} {} back in {} after {} (worst {worst:?})",
                             rule.metric,
                             rule.unit,
                             rule.clear.describe(),

@@ -143,9 +143,9 @@ impl Band {
     /// "0.3–1.0", "≤ 0.4", "≥ 650".
     pub fn describe(&self) -> String {
         match (self.min, self.max) {
-            (Some(a), Some(b)) => format!("{a}–{b}"),
-            (None, Some(b)) => format!("≤ {b}"),
-            (Some(a), None) => format!("≥ {a}"),
+            (Some(a), Some(b)) => format!("{a:?}–{b:?}"),
+            (None, Some(b)) => format!("≤ {b:?}"),
+            (Some(a), None) => format!("≥ {a:?}"),
             (None, None) => "any".into(),
         }
     }
@@ -857,7 +857,7 @@ fn parse_rule(
                 Some(v) => {
                     let c = at.share(v, &ctx("clear_share".into()))?;
                     if c > max_share {
-                        return Err(at.err(v.span(), ctx(format!("clear_share {c} is above max_share {max_share}; it must not be, or a breach would clear while still open"))));
+                        return Err(at.err(v.span(), ctx(format!("clear_share {c:?} is above max_share {max_share:?}; it must not be, or a breach would clear while still open"))));
                     }
                     c
                 }
@@ -902,7 +902,7 @@ fn parse_range(
     }
     if let (Some(a), Some(b), Some(s)) = (min, max, &r.min) {
         if a > b {
-            return Err(at.err(s.span(), ctx(format!("min {a} is above max {b}"))));
+            return Err(at.err(s.span(), ctx(format!("min {a:?} is above max {b:?}"))));
         }
     }
     let (clear_min, clear_max) = (
@@ -975,7 +975,7 @@ fn parse_range(
         if a > b {
             return Err(at.err(
                 s.span(),
-                ctx(format!("clear_min {a} is above clear_max {b}")),
+                ctx(format!("clear_min {a:?} is above clear_max {b:?}")),
             ));
         }
     }
