@@ -585,7 +585,9 @@ impl Engine {
         let e = &mut self.entities[i];
         Self::seen(c, &mut self.dirty_entities, e, i, received, out);
         let rules = &c.by_event[event_slot(EventKind::of(event))];
-        let t = event.ts().0.min(received.0);
+        // A record counts when it is complete (a session at its end), and never later than
+        // it arrived, so a long session is not slid out of the window the moment it arrives.
+        let t = event.end().unwrap_or(event.ts()).0.min(received.0);
         let ctx = PredicateContext {
             calendar: &self.calendar,
             minor_play: &c.minor_play,
