@@ -6,6 +6,7 @@
 //! - [`registry`]: which agent may publish for which entity; who is online; the item list
 //!   and the entity and inspector libraries (一单两库).
 //! - [`store`]: SQLite (WAL) with migrations: readings, events, dedupe keys, dead letters.
+//! - [`rules`]: rule packs as data, the streaming anomaly engine, remote-check evaluation.
 //! - [`plan`]: annual plans: ratios per risk class, batches, partners, progress.
 //! - [`draw`]: verifiable double-random draws: commit, reveal, record, verify.
 //! - [`joint`]: joint inspections: merging tasks, the joint-task quota.
@@ -31,6 +32,7 @@ pub mod joint;
 pub mod plan;
 pub mod registry;
 pub mod results;
+pub mod rules;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
