@@ -33,6 +33,12 @@ pub struct RawConfig {
     /// Payload limits, as in the protocol crate.
     #[serde(default)]
     pub limits: Limits,
+    /// Rule packs and the rule engine.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Publication of results.
+    #[serde(default)]
+    pub publication: PublicationConfig,
     /// The agents allowed to publish, each bound to one entity.
     #[serde(default)]
     pub agents: Vec<AgentBinding>,
@@ -114,6 +120,43 @@ impl Default for IngestConfig {
     }
 }
 
+/// `[rules]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Run the rule engine on ingest (anomaly tasks). Off: readings are only stored.
+    pub enabled: bool,
+    /// A directory of rule pack files (`*.toml`), each replacing the built-in pack of its
+    /// domain. Absent: the built-in packs (collector/rules/).
+    pub dir: Option<PathBuf>,
+    /// How often time-driven rules (inactivity, sliding windows) run, in seconds.
+    pub tick_s: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            enabled: true,
+            dir: None,
+            tick_s: 5,
+        }
+    }
+}
+
+/// `[publication]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicationConfig {
+    /// A result must be published within this many days of being recorded.
+    pub within_days: u32,
+}
+
+impl Default for PublicationConfig {
+    fn default() -> Self {
+        PublicationConfig { within_days: 20 }
+    }
+}
+
 /// How SQLite syncs commits to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,6 +234,10 @@ pub struct Config {
     pub limits: Limits,
     /// Agent bindings.
     pub agents: Vec<AgentBinding>,
+    /// Rule engine settings.
+    pub rules: RulesConfig,
+    /// Publication settings.
+    pub publication: PublicationConfig,
 }
 
 /// Why a configuration was refused.
@@ -293,6 +340,12 @@ impl RawConfig {
         if self.ingest.max_commit == 0 {
             problems.push("ingest.max_commit must be at least 1".into());
         }
+        if self.rules.tick_s == 0 {
+            problems.push("rules.tick_s must be at least 1".into());
+        }
+        if self.publication.within_days == 0 {
+            problems.push("publication.within_days must be at least 1".into());
+        }
         if self.store.retention_days == 0 {
             problems.push("store.retention_days must be at least 1".into());
         }
@@ -324,6 +377,8 @@ impl RawConfig {
                 store: self.store,
                 limits: self.limits,
                 agents: self.agents,
+                rules: self.rules,
+                publication: self.publication,
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }

@@ -62,24 +62,25 @@ pub struct Site {
     pub domain: Domain,
 }
 
-/// The demo's sites: `per_domain` of each domain, with stable names.
+/// Entities in the demo's generated entity library, per domain.
+const LIBRARY_PER_DOMAIN: usize = 120;
+
+/// The demo's sites: the first `per_domain` entities of each domain in the generated entity
+/// library, each served by one agent that reports under the entity's credit code, so that
+/// drawn tasks, anomaly tasks and readings all name an entity the same way.
 pub fn sites(per_domain: usize) -> Vec<Site> {
-    let mut out = Vec::new();
-    for domain in Domain::ALL {
-        for i in 1..=per_domain {
-            let name = match domain {
-                Domain::Pool => "nanshan-pool",
-                Domain::Game => "nanshan-game",
-                Domain::Hospital => "nanshan-ihosp",
-            };
-            out.push(Site {
-                entity: EntityId::new(format!("{name}-{i:02}")).expect("demo ids are valid"),
-                agent: AgentId::new(format!("{domain}-agent-{i:02}")).expect("demo ids are valid"),
-                domain,
-            });
-        }
-    }
-    out
+    use crate::registry::generate;
+    generate::entities(LIBRARY_PER_DOMAIN, per_domain, 2026)
+        .into_iter()
+        .filter_map(|e| {
+            let agent = e.agents.first()?.clone();
+            Some(Site {
+                entity: EntityId::new(e.code.as_str()).expect("credit codes are valid entity ids"),
+                agent,
+                domain: e.domain,
+            })
+        })
+        .collect()
 }
 
 /// The collector configuration the demo runs with.
@@ -184,14 +185,183 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
             path.display()
         );
     }
+    println!("  tasks:       http://{http}/api/v1/tasks  (Authorization: Bearer {token})");
+    println!("  results:     http://{http}/api/v1/public/results  (?format=csv)");
+    println!(
+        "  In about {} s the demo runs remote checks, records inspectors' decisions and publishes results.",
+        SHOWCASE_AFTER.as_secs()
+    );
     println!("Press Ctrl-C to stop.");
 
+    let showcase = {
+        let data = opts.data.clone();
+        let stop = stop.clone();
+        let started = spotcheck_protocol::UnixMillis::now();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SHOWCASE_AFTER) => {}
+            }
+            let db = crate::store::db_path(&data);
+            match tokio::task::spawn_blocking(move || showcase(&db, started)).await {
+                Ok(Ok(s)) => {
+                    println!("Demo: {s}");
+                    info!(message = "Demo showcase done.", summary = %s);
+                }
+                Ok(Err(e)) => error!(message = "Demo showcase failed.", error = %e),
+                Err(e) => error!(message = "Demo showcase panicked.", error = %e),
+            }
+        })
+    };
+
     stop.cancelled().await;
+    showcase.abort();
     info!(message = "Stopping the demo: agents first, then the collector.");
     agents_stop.cancel();
     while agents.join_next().await.is_some() {}
     collector.shutdown().await;
     Ok(())
+}
+
+/// How long after start the demo shows checks, decisions and publication: long enough for
+/// the simulated agents to have sent a useful window of data.
+pub const SHOWCASE_AFTER: std::time::Duration = std::time::Duration::from_secs(40);
+
+/// The item each domain's sites are checked for.
+fn item_of(domain: Domain) -> &'static str {
+    match domain {
+        Domain::Pool => "pool-water-quality",
+        Domain::Game => "game-minors",
+        Domain::Hospital => "ihosp-prescriptions",
+    }
+}
+
+/// The second half of the demo, as a bureau would do it through the API: referral tasks for
+/// the monitored sites, with two inspectors each; remote checks of those and of some drawn
+/// tasks (whose inspection windows hold no data, so they come back "cannot be verified
+/// remotely"); the first inspector's decision on each verdict that can be accepted; one
+/// anomaly task acknowledged and resolved; every resolved task published.
+pub fn showcase(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<String, String> {
+    use crate::check::{self, Decision};
+    use crate::results::{self, Category};
+    use crate::tasks::{store as tasks, TaskFilter, TaskKind, TaskStatus};
+    use spotcheck_protocol::UnixMillis;
+
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let mut conn = crate::store::open_for_writing(db, Synchronous::Full).map_err(|e| err(&e))?;
+    let book = crate::rulebook::Rulebook::load(None).map_err(|e| err(&e))?;
+    let (rules, calendar) = (book.rules(), book.calendar());
+    let now = UnixMillis::now;
+    let per_domain = conn
+        .query_row("SELECT count(*) FROM agents", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| err(&e))? as usize
+        / Domain::ALL.len();
+    let mut checked = Vec::new();
+    for site in sites(per_domain.max(1)) {
+        let department = crate::registry::generate::department_of(site.domain).to_string();
+        let task = tasks::create_referral(
+            &mut conn,
+            site.entity.as_str(),
+            &department,
+            item_of(site.domain),
+            "demo: routine remote check of a monitored site",
+            now(),
+        )
+        .map_err(|e| err(&e))?;
+        let pool: Vec<(String, String)> = conn
+            .prepare(
+                "SELECT id, conflicts FROM registry_inspectors WHERE department = ?1 AND active = 1
+                 ORDER BY id",
+            )
+            .and_then(|mut s| {
+                s.query_map([&department], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(|e| err(&e))?;
+        let inspectors: Vec<String> = pool
+            .into_iter()
+            .filter(|(_, conflicts)| {
+                serde_json::from_str::<Vec<String>>(conflicts)
+                    .is_ok_and(|c| !c.iter().any(|c| c == site.entity.as_str()))
+            })
+            .map(|(id, _)| id)
+            .take(2)
+            .collect();
+        tasks::assign_checked(&mut conn, task.id, &inspectors, now()).map_err(|e| err(&e))?;
+        let c = check::run(
+            &mut conn,
+            &rules,
+            &calendar,
+            task.id,
+            Some((since.0, now().0)),
+            now(),
+        )
+        .map_err(|e| err(&e))?;
+        checked.push((c, inspectors.first().cloned()));
+    }
+    let drawn = tasks::list(
+        &conn,
+        &TaskFilter {
+            kind: Some(TaskKind::Random),
+            status: Some(TaskStatus::Drawn),
+            limit: 5,
+            ..TaskFilter::default()
+        },
+    )
+    .map_err(|e| err(&e))?;
+    for t in drawn {
+        let c = check::run(&mut conn, &rules, &calendar, t.id, None, now()).map_err(|e| err(&e))?;
+        checked.push((c, t.inspectors.first().cloned()));
+    }
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    let mut to_publish = Vec::new();
+    for (c, inspector) in &checked {
+        *tally.entry(c.outcome.clone()).or_default() += 1;
+        let Some(inspector) = inspector else { continue };
+        if c.outcome == "cannot_verify" {
+            continue; // An on-site check is needed; the inspector overrides after it.
+        }
+        let d = Decision::Accept {
+            result: None,
+            comment: Some("demo: remote verdict accepted".into()),
+        };
+        check::decide(&mut conn, c.id.0, inspector, d, now()).map_err(|e| err(&e))?;
+        to_publish.push(c.task.0);
+    }
+    let anomalies = tasks::list(
+        &conn,
+        &TaskFilter {
+            kind: Some(TaskKind::Anomaly),
+            status: Some(TaskStatus::Open),
+            limit: 1,
+            ..TaskFilter::default()
+        },
+    )
+    .map_err(|e| err(&e))?;
+    for t in anomalies {
+        tasks::acknowledge(&mut conn, t.id, "demo supervisor", now()).map_err(|e| err(&e))?;
+        tasks::resolve(
+            &mut conn,
+            t.id,
+            Category::Corrected,
+            "demo: the operator was told to correct it and confirmed",
+            "demo supervisor",
+            now(),
+        )
+        .map_err(|e| err(&e))?;
+        to_publish.push(t.id.0);
+    }
+    results::publish(&conn, &to_publish, now()).map_err(|e| err(&e))?;
+    Ok(format!(
+        "{} remote checks ({}), {} results published",
+        checked.len(),
+        tally
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        to_publish.len()
+    ))
 }
 
 /// Loads the generated registry (120 entities per domain, the first `per_domain` bound to the
@@ -207,7 +377,7 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
     let err = |e: &dyn std::fmt::Display| DemoError::Draws(e.to_string());
     let mut conn = crate::store::open_for_writing(&crate::store::db_path(data), Synchronous::Full)
         .map_err(|e| err(&e))?;
-    let entities = generate::entities(120, per_domain, 2026);
+    let entities = generate::entities(LIBRARY_PER_DOMAIN, per_domain, 2026);
     let inspectors = generate::inspectors(24, &entities, 2026);
     for records in [
         Records::Entities(entities),

@@ -10,6 +10,9 @@
 //! - [`plan`]: annual plans: ratios per risk class, batches, partners, progress.
 //! - [`draw`]: verifiable double-random draws: commit, reveal, record, verify.
 //! - [`joint`]: joint inspections: merging tasks, the joint-task quota.
+//! - [`tasks`]: the tasks' lifecycle; anomaly tasks opened by the rule engine inside ingest's
+//!   commits ([`tasks::anomaly`]); [`rulebook`]: the active rule packs.
+//! - [`check`]: remote checks of drawn tasks, verdicts with evidence, inspectors' decisions.
 //! - [`results`]: result categories, the publication deadline, publishing, the public feed.
 //! - [`audit`]: the append-only, hash-chained audit log that anyone with an export can check.
 //! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console.
@@ -22,6 +25,7 @@
 pub mod api;
 pub mod audit;
 pub mod broker;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -32,9 +36,11 @@ pub mod joint;
 pub mod plan;
 pub mod registry;
 pub mod results;
+pub mod rulebook;
 pub mod rules;
 pub mod shutdown;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod topology;
 

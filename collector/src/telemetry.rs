@@ -39,6 +39,8 @@ pub struct Stats {
     pub agents_online: Gauge,
     /// 1 while the ingest pipeline runs.
     pub ingest_up: Gauge,
+    /// Anomaly tasks opened by the rule engine.
+    pub anomaly_tasks_opened: Counter,
 }
 
 /// `/api/v1/stats`.
@@ -58,6 +60,8 @@ pub struct StatsSnapshot {
     pub duplicates_dropped: u64,
     /// Agents online now.
     pub agents_online: i64,
+    /// Anomaly tasks opened since start.
+    pub anomaly_tasks_opened: u64,
 }
 
 impl Stats {
@@ -82,6 +86,7 @@ impl Stats {
             readings_rejected: self.readings_rejected.get(),
             duplicates_dropped: self.duplicates_dropped.get(),
             agents_online: self.agents_online.get(),
+            anomaly_tasks_opened: self.anomaly_tasks_opened.get(),
         }
     }
 
@@ -123,6 +128,11 @@ impl Stats {
             "agents_online",
             "Agents whose last status is online",
             self.agents_online.clone(),
+        );
+        reg.register(
+            "anomaly_tasks_opened",
+            "Anomaly tasks opened by the rule engine",
+            self.anomaly_tasks_opened.clone(),
         );
         reg.register(
             "ingest_up",

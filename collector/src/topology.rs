@@ -13,12 +13,15 @@ use tracing::info;
 use crate::api::{self, AppState};
 use crate::broker::{BrokerUrl, EmbeddedBroker, EmbeddedBrokerError};
 use crate::config::{BrokerChoice, Config};
-use crate::ingest::commit::CommitConfig;
+use crate::ingest::commit::{CommitConfig, RuleStage};
 use crate::ingest::source::SourceConfig;
 use crate::ingest::{Ingest, IngestError, IngestParts};
 use crate::registry::{Bindings, Presence};
+use crate::rulebook::Rulebook;
 use crate::store::{self, StoreError, Writer};
+use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
+use spotcheck_protocol::UnixMillis;
 
 /// Why the collector did not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,12 @@ pub enum StartError {
     /// Ingest failed to start (usually: broker unreachable).
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// A rule pack in rules.dir is invalid.
+    #[error(transparent)]
+    Rules(#[from] crate::rulebook::RulebookError),
+    /// The rule engine's state could not be loaded.
+    #[error("loading the rule engine's state: {0}")]
+    RuleState(#[from] crate::tasks::TaskError),
     /// The HTTP address is taken.
     #[error("cannot listen for HTTP on {addr}: {source}; pick another with --http or http.listen")]
     Http {
@@ -76,6 +85,32 @@ impl Collector {
         let db = store::db_path(&config.data_dir);
         let mut writer = Writer::open(&db, config.store.synchronous)?;
         writer.register_agents(&config.agents)?;
+        let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
+        {
+            let mut conn = store::open_for_writing(&db, config.store.synchronous)?;
+            rulebook.record_active(&mut conn, UnixMillis::now())?;
+        }
+        let rules = if config.rules.enabled {
+            let watched: Vec<_> = config
+                .agents
+                .iter()
+                .map(|a| (a.entity.clone(), a.domain))
+                .collect();
+            let tracker = Tracker::load(
+                writer.connection(),
+                (*rulebook.rules()).clone(),
+                (*rulebook.calendar()).clone(),
+                &watched,
+                UnixMillis::now(),
+            )?;
+            Some(RuleStage {
+                tracker,
+                rulebook: rulebook.clone(),
+                tick: Duration::from_secs(config.rules.tick_s),
+            })
+        } else {
+            None
+        };
 
         let (embedded, broker_url) = match &config.broker {
             BrokerChoice::Embedded(addr) => {
@@ -117,6 +152,7 @@ impl Collector {
                 retention: Duration::from_secs(u64::from(config.store.retention_days) * 86_400),
                 prune_every: Duration::from_secs(3600),
             },
+            rules,
         };
         let ingest = Ingest::start(source, config.connect_timeout, parts).await?;
 
@@ -133,6 +169,8 @@ impl Collector {
             presence,
             db,
             admin_token: admin_token.clone(),
+            rulebook,
+            publish_within_days: config.publication.within_days,
         });
         let http_stop = CancellationToken::new();
         let stop = http_stop.clone();

@@ -37,7 +37,9 @@ impl From<DrawStoreError> for ApiError {
     fn from(e: DrawStoreError) -> Self {
         match e {
             DrawStoreError::Sqlite(e) => ApiError::Internal(e.to_string()),
-            DrawStoreError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+            DrawStoreError::Corrupt { .. } | DrawStoreError::Audit(_) | DrawStoreError::Task(_) => {
+                ApiError::Internal(e.to_string())
+            }
             DrawStoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
             _ => ApiError::BadRequest(e.to_string()),
         }

@@ -14,6 +14,12 @@ pub enum ApiError {
     /// A query parameter or path segment is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// Authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with the current state (wrong status, already decided).
+    #[error("{0}")]
+    Conflict(String),
     /// Nothing by that name.
     #[error("{0}")]
     NotFound(String),
@@ -27,6 +33,8 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -1,8 +1,10 @@
 //! The HTTP side: `/healthz`, `/metrics`, the JSON API under `/api/v1`, and the console at `/`.
 
+pub mod auth;
 pub mod draws;
 pub mod error;
 pub mod registry;
+pub mod tasks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ pub struct AppState {
     pub db: PathBuf,
     /// The admin API token.
     pub admin_token: Arc<str>,
+    /// The active rule packs and calendar.
+    pub rulebook: crate::rulebook::Rulebook,
+    /// Days within which a result must be published.
+    pub publish_within_days: u32,
 }
 
 /// The router with every route.
@@ -45,7 +51,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/entities", get(entities))
         .route("/api/v1/entities/{entity}/readings", get(readings))
         .route("/api/v1/dead-letters", get(dead_letters))
-        .merge(draws::routes().merge(registry::routes()))
+        .merge(
+            draws::routes()
+                .merge(registry::routes())
+                .merge(tasks::routes()),
+        )
         .with_state(state)
 }
 
@@ -77,22 +87,7 @@ async fn stats(State(s): State<AppState>) -> Json<StatsSnapshot> {
 }
 
 fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    // Compare without an early exit, so timing does not reveal a matching prefix.
-    let (a, b) = (given.as_bytes(), s.admin_token.as_bytes());
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
-    if diff == 0 {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    auth::admin(s, headers)
 }
 
 /// Runs a read-only query on a blocking thread with its own connection.

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::input::{DrawInput, Parameters, Seed, Sha256};
 use super::record::{DrawRecord, Replacement};
 use super::DrawError;
+use crate::audit::{self, EntryKind};
 use crate::registry::model::InspectorId;
 use crate::registry::CreditCode;
+use crate::tasks::{store as tasks, TaskId};
+use spotcheck_protocol::UnixMillis;
 
 /// Why a stored draw operation failed. Every failure leaves the store unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +23,12 @@ pub enum DrawStoreError {
     /// The draw itself is impossible.
     #[error(transparent)]
     Draw(#[from] DrawError),
+    /// The audit log refused an entry.
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    /// Assigning the drawn inspectors to the tasks failed.
+    #[error("assigning inspectors: {0}")]
+    Task(String),
     /// No draw with that id.
     #[error("no draw {0:?}: commit it first")]
     NotFound(String),
@@ -112,7 +121,10 @@ pub fn commit(
         committed_ms: now_ms,
         revealed_ms: None,
     };
-    let n = conn.execute(
+    // Unchecked: the caller holds a shared connection; the draw and its audit entry commit
+    // together.
+    let tx = conn.unchecked_transaction()?;
+    let n = tx.execute(
         "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -128,6 +140,16 @@ pub fn commit(
     if n == 0 {
         return Err(DrawStoreError::Exists(id.to_owned()));
     }
+    audit::append(
+        &tx,
+        EntryKind::DrawCommitted,
+        &format!("draw/{id}"),
+        &serde_json::json!({"draw": id, "plan": plan, "commitment": c.commitment.to_string(),
+            "parameters": c.digests.parameters.to_string(), "candidates": c.digests.candidates.to_string(),
+            "inspectors": c.digests.inspectors.to_string()}),
+        UnixMillis(now_ms),
+    )?;
+    tx.commit()?;
     Ok(c)
 }
 
@@ -233,12 +255,22 @@ pub fn reveal(
             now_ms
         ],
     )?;
+    audit::append(
+        &tx,
+        EntryKind::DrawRevealed,
+        &format!("draw/{id}"),
+        &serde_json::json!({"draw": id, "seed": record.seed.to_string(),
+            "drawn": record.draws.iter().map(|a| a.entity.as_str()).collect::<Vec<_>>()}),
+        UnixMillis(now_ms),
+    )?;
     {
         let mut ins = tx.prepare(
-            "INSERT INTO tasks (draw, kind, entity, department, item, window_start, window_end, status)
-             VALUES (?1, 'random', ?2, ?3, ?4, ?5, ?6, 'drawn')",
+            "INSERT INTO tasks (draw, kind, entity, department, item, window_start, window_end,
+                                status, opened_ms, updated_ms)
+             VALUES (?1, 'random', ?2, ?3, ?4, ?5, ?6, 'drawn', ?7, ?7)",
         )?;
         for a in &record.draws {
+            let inspectors: Vec<String> = a.inspectors.iter().map(|i| i.to_string()).collect();
             for (department, item) in tasks_for {
                 ins.execute(params![
                     id,
@@ -246,8 +278,12 @@ pub fn reveal(
                     department,
                     item,
                     window.0,
-                    window.1
+                    window.1,
+                    now_ms
                 ])?;
+                let task = TaskId(tx.last_insert_rowid());
+                tasks::assign(&tx, task, &inspectors, UnixMillis(now_ms))
+                    .map_err(|e| DrawStoreError::Task(e.to_string()))?;
             }
         }
     }
@@ -295,6 +331,27 @@ pub fn recuse(
             id,
             serde_json::to_string(&record).expect("records serialise")
         ],
+    )?;
+    let now = UnixMillis::now();
+    // The replacement takes the recused inspector's place on the entity's tasks of this draw.
+    tx.execute(
+        "UPDATE OR IGNORE task_inspectors SET inspector = ?4
+         WHERE inspector = ?3 AND task IN (SELECT id FROM tasks WHERE draw = ?1 AND entity = ?2)",
+        params![
+            id,
+            entity.as_str(),
+            r.recused.as_str(),
+            r.replacement.as_str()
+        ],
+    )?;
+    audit::append(
+        &tx,
+        EntryKind::Recusal,
+        &format!("draw/{id}"),
+        &serde_json::json!({"draw": id, "entity": entity.as_str(), "recused": r.recused.as_str(),
+            "replacement": r.replacement.as_str(), "commitment": r.commitment.to_string(),
+            "seed": r.seed.to_string()}),
+        now,
     )?;
     tx.commit()?;
     Ok(r)

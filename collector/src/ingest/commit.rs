@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use super::validate::Verdict;
+use crate::rulebook::Rulebook;
 use crate::store::writer::{Item, Outcome};
 use crate::store::Writer;
+use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
 
 /// A message and what validation made of it.
@@ -48,20 +50,59 @@ pub struct CommitConfig {
     pub prune_every: Duration,
 }
 
+/// The rule engine's place in the commit stage: every batch stored for the first time runs
+/// through it inside its own transaction; time-driven rules run every `tick`.
+pub struct RuleStage {
+    /// The engine and the task writer.
+    pub tracker: Tracker,
+    /// Where rule pack changes come from.
+    pub rulebook: Rulebook,
+    /// How often time-driven rules (inactivity, sliding windows) are evaluated.
+    pub tick: Duration,
+}
+
 /// Starts the commit thread. It ends when `rx` closes and everything received is committed.
 pub fn spawn(
     mut writer: Writer,
+    mut rules: Option<RuleStage>,
     mut rx: mpsc::Receiver<Validated>,
     tx: mpsc::Sender<Committed>,
     stats: Stats,
     cfg: CommitConfig,
 ) -> std::io::Result<JoinHandle<()>> {
+    // The thread waits on the channel with a timeout (for the rule ticks) through the runtime.
+    let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("ingest-commit".into())
         .spawn(move || {
             let mut last_prune: Option<Instant> = None;
+            let mut last_tick = Instant::now();
+            let mut rules_version = rules.as_ref().map(|r| r.rulebook.version());
             let mut pending = Vec::with_capacity(cfg.max_commit);
-            while let Some(first) = rx.blocking_recv() {
+            loop {
+                let wait = rules
+                    .as_ref()
+                    .map(|r| r.tick.saturating_sub(last_tick.elapsed()));
+                let first = match wait {
+                    None => rx.blocking_recv(),
+                    Some(wait) => {
+                        // The timer must be made inside the runtime, so inside the async block.
+                        match runtime
+                            .block_on(async { tokio::time::timeout(wait, rx.recv()).await })
+                        {
+                            Ok(v) => v,
+                            Err(_) => {
+                                // Nothing arrived within a tick: evaluate the clock-driven rules.
+                                if let Some(r) = rules.as_mut() {
+                                    tick(&mut writer, r, &stats);
+                                }
+                                last_tick = Instant::now();
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let Some(first) = first else { break };
                 pending.push(first);
                 while pending.len() < cfg.max_commit {
                     match rx.try_recv() {
@@ -69,10 +110,25 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
-                let committed = commit_with_retry(&mut writer, &mut pending, &stats);
+                if let Some(r) = rules.as_mut() {
+                    let v = r.rulebook.version();
+                    if rules_version != Some(v) {
+                        r.tracker.replace_rules((*r.rulebook.rules()).clone());
+                        rules_version = Some(v);
+                        info!(message = "Rule engine now runs the updated rule packs.");
+                    }
+                }
+                let committed =
+                    commit_with_retry(&mut writer, rules.as_mut(), &mut pending, &stats);
                 if tx.blocking_send(committed).is_err() {
                     error!(message = "Confirm stage is gone; stopping commit stage.");
                     return;
+                }
+                if let Some(r) = rules.as_mut() {
+                    if last_tick.elapsed() >= r.tick {
+                        tick(&mut writer, r, &stats);
+                        last_tick = Instant::now();
+                    }
                 }
                 if last_prune.is_none_or(|t| t.elapsed() >= cfg.prune_every) {
                     prune(&mut writer, cfg.retention);
@@ -80,6 +136,35 @@ pub fn spawn(
                 }
             }
         })
+}
+
+fn tick(writer: &mut Writer, r: &mut RuleStage, stats: &Stats) {
+    let now = UnixMillis::now();
+    let before = r.tracker.opened();
+    let result = writer.transact(&mut |tx| r.tracker.tick(tx, now).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => {
+            stats
+                .anomaly_tasks_opened
+                .inc_by(r.tracker.opened() - before);
+        }
+        Err(e) => {
+            error!(message = "Evaluating time-driven rules failed; will retry on the next tick.", error = %e);
+            reload(writer, r);
+        }
+    }
+}
+
+/// After a rolled-back transaction, the engine's memory is ahead of the store: reload it.
+fn reload(writer: &mut Writer, r: &mut RuleStage) {
+    let rules = (*r.rulebook.rules()).clone();
+    let calendar = (*r.rulebook.calendar()).clone();
+    if let Err(e) = r
+        .tracker
+        .reload(writer.connection(), rules, calendar, UnixMillis::now())
+    {
+        error!(message = "Reloading the rule engine's state failed.", error = %e);
+    }
 }
 
 fn prune(writer: &mut Writer, retention: Duration) {
@@ -93,6 +178,7 @@ fn prune(writer: &mut Writer, retention: Duration) {
 
 fn commit_with_retry(
     writer: &mut Writer,
+    mut rules: Option<&mut RuleStage>,
     pending: &mut Vec<Validated>,
     stats: &Stats,
 ) -> Committed {
@@ -114,9 +200,29 @@ fn commit_with_retry(
         .collect();
     let mut backoff = Duration::from_millis(100);
     let report = loop {
-        match writer.commit(&items, UnixMillis::now()) {
-            Ok(r) => break r,
+        let now = UnixMillis::now();
+        let before = rules.as_ref().map_or(0, |r| r.tracker.opened());
+        let result = match rules.as_deref_mut() {
+            None => writer.commit(&items, now),
+            Some(r) => writer.commit_observed(&items, now, &mut |tx, entity, domain, batch| {
+                r.tracker
+                    .batch(tx, entity, domain, batch, now)
+                    .map_err(|e| e.to_string())
+            }),
+        };
+        match result {
+            Ok(r) => {
+                if let Some(rs) = rules.as_ref() {
+                    stats
+                        .anomaly_tasks_opened
+                        .inc_by(rs.tracker.opened() - before);
+                }
+                break r;
+            }
             Err(e) => {
+                if let Some(r) = rules.as_deref_mut() {
+                    reload(writer, r);
+                }
                 error!(message = "Commit failed; retrying. Nothing is acknowledged until it succeeds.", error = %e, retry_in_ms = backoff.as_millis() as u64);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(30));

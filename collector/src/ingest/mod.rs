@@ -60,6 +60,8 @@ pub struct IngestParts {
     pub queue: usize,
     /// Commit stage settings.
     pub commit: CommitConfig,
+    /// The rule engine that runs inside every commit (none: readings are only stored).
+    pub rules: Option<commit::RuleStage>,
 }
 
 /// A running ingest pipeline.
@@ -86,6 +88,7 @@ impl Ingest {
             limits,
             queue,
             commit,
+            rules,
         } = parts;
         let mut links = Vec::with_capacity(source_cfg.connections);
         for conn in 0..source_cfg.connections.max(1) {
@@ -97,7 +100,7 @@ impl Ingest {
         let stop = CancellationToken::new();
         let drained = CancellationToken::new();
 
-        let commit = commit::spawn(writer, val_rx, com_tx, stats.clone(), commit)?;
+        let commit = commit::spawn(writer, rules, val_rx, com_tx, stats.clone(), commit)?;
         tokio::spawn(validate_stage(
             pub_rx,
             val_tx,

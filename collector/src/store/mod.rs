@@ -30,6 +30,14 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// What ran inside a commit (the rule engine, tasks) failed; the transaction rolled back.
+    #[error("database {path}: {reason}")]
+    Observer {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// The database was written by a newer Spotcheck.
     #[error("database {path} has schema version {found}, newer than this build's {known}: upgrade spotcheck-collector")]
     TooNew {

@@ -183,3 +183,70 @@ pub fn dead_letters(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeadL
     })?
     .collect()
 }
+
+/// An entity's data in `[start, end)`: every metric's readings, oldest first, and its event
+/// records (as their JSON bodies, oldest first). The input of a remote check.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct WindowData {
+    /// Per metric, its readings sorted by time.
+    pub series: Vec<(String, Vec<(spotcheck_protocol::UnixMillis, f64)>)>,
+    /// Event records, sorted by time.
+    pub events: Vec<spotcheck_protocol::Event>,
+}
+
+/// Loads [`WindowData`] for the entities named `entities` (all their data merged: an entity
+/// served by several agents, or known under several names).
+pub fn window_data(
+    conn: &Connection,
+    entities: &[String],
+    start_ms: i64,
+    end_ms: i64,
+) -> rusqlite::Result<WindowData> {
+    use std::collections::BTreeMap;
+    let mut series: BTreeMap<String, Vec<(spotcheck_protocol::UnixMillis, f64)>> = BTreeMap::new();
+    let mut events = Vec::new();
+    let mut chunks = conn.prepare_cached(
+        "SELECT m.name, c.data FROM reading_chunks c
+         JOIN entities e ON e.id = c.entity JOIN metrics m ON m.id = c.metric
+         WHERE e.name = ?1 AND c.t1 >= ?2 AND c.t0 < ?3",
+    )?;
+    let mut evs = conn.prepare_cached(
+        "SELECT ev.body FROM events ev JOIN entities e ON e.id = ev.entity
+         WHERE e.name = ?1 AND ev.ts_ms >= ?2 AND ev.ts_ms < ?3 ORDER BY ev.ts_ms",
+    )?;
+    for entity in entities {
+        let mut rows = chunks.query(params![entity, start_ms, end_ms])?;
+        while let Some(row) = rows.next()? {
+            let metric: String = row.get(0)?;
+            let points = series.entry(metric).or_default();
+            points.extend(
+                samples(row.get_ref(1)?.as_blob()?)?
+                    .into_iter()
+                    .filter(|s| s.ts.0 >= start_ms && s.ts.0 < end_ms)
+                    .map(|s| (s.ts, s.value)),
+            );
+        }
+        let mut rows = evs.query(params![entity, start_ms, end_ms])?;
+        while let Some(row) = rows.next()? {
+            let body: String = row.get(0)?;
+            let event = serde_json::from_str(&body).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?;
+            events.push(event);
+        }
+    }
+    let series = series
+        .into_iter()
+        .map(|(m, mut p)| {
+            p.sort_by_key(|x| x.0);
+            p.dedup_by_key(|x| x.0);
+            (m, p)
+        })
+        .collect();
+    events.sort_by_key(spotcheck_protocol::Event::ts);
+    Ok(WindowData { series, events })
+}

@@ -67,6 +67,10 @@ pub struct CommitReport {
     pub outcomes: Vec<Outcome>,
 }
 
+/// Called for each batch stored for the first time, inside its transaction.
+pub type OnStored<'a> =
+    dyn FnMut(&Transaction<'_>, &EntityId, Domain, &Batch) -> Result<(), String> + 'a;
+
 /// The store's single writer.
 pub struct Writer {
     conn: Connection,
@@ -114,6 +118,19 @@ impl Writer {
         items: &[Item<'_>],
         now: UnixMillis,
     ) -> Result<CommitReport, StoreError> {
+        self.commit_observed(items, now, &mut |_, _, _, _| Ok(()))
+    }
+
+    /// Commits `items` in one transaction, calling `on_stored` for every batch stored for the
+    /// first time (never for a duplicate) inside that transaction, so that what it writes
+    /// (tasks, rule state) commits or rolls back with the batch. An error from it rolls the
+    /// whole transaction back.
+    pub fn commit_observed(
+        &mut self,
+        items: &[Item<'_>],
+        now: UnixMillis,
+        on_stored: &mut OnStored<'_>,
+    ) -> Result<CommitReport, StoreError> {
         let path = self.path.clone();
         let e = sqlite_err(&path);
         let tx = self.conn.transaction().map_err(&e)?;
@@ -130,7 +147,17 @@ impl Writer {
                         entities: &mut self.entities,
                         metrics: &mut self.metrics,
                     };
-                    insert_batch(&tx, ids, entity, *domain, batch.get(), now).map_err(&e)?
+                    let outcome =
+                        insert_batch(&tx, ids, entity, *domain, batch.get(), now).map_err(&e)?;
+                    if outcome == Outcome::Stored {
+                        on_stored(&tx, entity, *domain, batch.get()).map_err(|reason| {
+                            StoreError::Observer {
+                                path: path.clone(),
+                                reason,
+                            }
+                        })?;
+                    }
+                    outcome
                 }
                 Item::DeadLetter(d) => {
                     insert_dead_letter(&tx, d, now).map_err(&e)?;
@@ -141,6 +168,25 @@ impl Writer {
         }
         tx.commit().map_err(&e)?;
         Ok(CommitReport { outcomes })
+    }
+
+    /// Runs `f` in a transaction of its own (time-driven rule evaluation).
+    pub fn transact(
+        &mut self,
+        f: &mut dyn FnMut(&Transaction<'_>) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
+        let e = sqlite_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        f(&tx).map_err(|reason| StoreError::Observer {
+            path: self.path.clone(),
+            reason,
+        })?;
+        tx.commit().map_err(&e)
+    }
+
+    /// The connection, for reading state at start-up.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// Deletes raw readings and events stamped before `before`; returns how many rows went.

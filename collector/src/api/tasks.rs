@@ -1,0 +1,563 @@
+//! Task routes: the queue (admin: all; inspectors: their own), the lifecycle of anomaly and
+//! referral tasks, remote checks and inspectors' decisions, publication, the public results
+//! feed, rule packs and the audit log.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use spotcheck_protocol::UnixMillis;
+
+use super::auth::{self, Principal};
+use super::draws::write;
+use super::{read, ApiError, AppState};
+use crate::check::{self, Check, CheckError, Decision};
+use crate::registry::model::InspectorId;
+use crate::results::{self, Category};
+use crate::rulebook::RulebookError;
+use crate::tasks::store as task_store;
+use crate::tasks::{Note, Task, TaskError, TaskFilter, TaskId, TaskKind, TaskStatus};
+
+/// The task routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tasks", get(list).post(create_referral))
+        .route("/api/v1/tasks/{id}", get(one))
+        .route("/api/v1/tasks/{id}/acknowledge", post(acknowledge))
+        .route("/api/v1/tasks/{id}/resolve", post(resolve))
+        .route("/api/v1/tasks/{id}/checks", post(run_check))
+        .route("/api/v1/tasks/{id}/inspectors", put(assign))
+        .route("/api/v1/checks/{id}/decision", post(decide))
+        .route("/api/v1/publications", post(publish))
+        .route("/api/v1/results/pending", get(pending))
+        .route("/api/v1/public/results", get(public_results))
+        .route("/api/v1/public/results/categories", get(categories))
+        .route("/api/v1/rule-packs", get(rule_packs))
+        .route("/api/v1/rule-packs/{domain}", put(put_rule_pack))
+        .route("/api/v1/audit", get(audit_export))
+        .route("/api/v1/public/audit-head", get(audit_head))
+        .route(
+            "/api/v1/registry/inspectors/{id}/token",
+            post(issue_inspector_token),
+        )
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            TaskError::WrongStatus { .. } => ApiError::Conflict(e.to_string()),
+            TaskError::NotAssigned { .. } => ApiError::Forbidden(e.to_string()),
+            TaskError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            TaskError::Corrupt { .. } | TaskError::Sqlite(_) | TaskError::Audit(_) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<CheckError> for ApiError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Task(t) => t.into(),
+            CheckError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            CheckError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            CheckError::Sqlite(_) | CheckError::Audit(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn now() -> UnixMillis {
+    UnixMillis::now()
+}
+
+fn bad_query(expected: &'static str) -> impl Fn(QueryRejection) -> ApiError {
+    move |e| ApiError::BadRequest(format!("{e}; expected {expected}"))
+}
+
+fn bad_body(expected: &'static str) -> impl Fn(JsonRejection) -> ApiError {
+    move |e| ApiError::BadRequest(format!("{e}; expected {expected}"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    kind: Option<String>,
+    status: Option<String>,
+    entity: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Vec<Task>>, ApiError> {
+    let who = auth::principal(&s, &headers)?;
+    let Query(p) = params.map_err(bad_query(
+        "?kind=random|joint|anomaly|referral&status=...&entity=CODE&before=ID&limit=N",
+    ))?;
+    let parse_kind = |k: &str| k.parse::<TaskKind>().map_err(ApiError::BadRequest);
+    let parse_status = |k: &str| k.parse::<TaskStatus>().map_err(ApiError::BadRequest);
+    let filter = TaskFilter {
+        kind: p.kind.as_deref().map(parse_kind).transpose()?,
+        status: p.status.as_deref().map(parse_status).transpose()?,
+        entity: p.entity,
+        inspector: match who {
+            Principal::Admin => None,
+            Principal::Inspector(i) => Some(i),
+        },
+        before: p.before.map(TaskId),
+        limit: p.limit.unwrap_or(100).min(10_000),
+    };
+    let tasks = read(&s, move |c| Ok(task_store::list(c, &filter))).await??;
+    Ok(Json(tasks))
+}
+
+#[derive(Serialize)]
+struct TaskView {
+    #[serde(flatten)]
+    task: Task,
+    notes: Vec<Note>,
+    checks: Vec<Check>,
+}
+
+/// The task, if the caller may see it.
+fn visible(who: &Principal, task: &Task) -> Result<(), ApiError> {
+    match who {
+        Principal::Admin => Ok(()),
+        Principal::Inspector(i) if task.inspectors.contains(i) => Ok(()),
+        Principal::Inspector(i) => Err(ApiError::Forbidden(format!(
+            "inspector {i} is not assigned to task {}",
+            task.id
+        ))),
+    }
+}
+
+async fn one(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<TaskView>, ApiError> {
+    let who = auth::principal(&s, &headers)?;
+    let id = TaskId(id);
+    let view = read(&s, move |c| {
+        Ok((|| -> Result<TaskView, ApiError> {
+            Ok(TaskView {
+                task: task_store::get(c, id)?,
+                notes: task_store::notes(c, id)?,
+                checks: check::of_task(c, id)?,
+            })
+        })())
+    })
+    .await??;
+    visible(&who, &view.task)?;
+    Ok(Json(view))
+}
+
+async fn acknowledge(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Task>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let t = write(&s, move |c| {
+        Ok(task_store::acknowledge(c, TaskId(id), "admin", now())?)
+    })
+    .await?;
+    Ok(Json(t))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolution {
+    result: Category,
+    comment: String,
+}
+
+async fn resolve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Result<Json<Resolution>, JsonRejection>,
+) -> Result<Json<Task>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let Json(r) = body.map_err(bad_body(
+        "{\"result\": CATEGORY_CODE, \"comment\": TEXT} (categories: GET /api/v1/public/results/categories)",
+    ))?;
+    let t = write(&s, move |c| {
+        Ok(task_store::resolve(
+            c,
+            TaskId(id),
+            r.result,
+            &r.comment,
+            "admin",
+            now(),
+        )?)
+    })
+    .await?;
+    Ok(Json(t))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Referral {
+    entity: String,
+    department: String,
+    item: String,
+    detail: String,
+}
+
+async fn create_referral(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<Referral>, JsonRejection>,
+) -> Result<Json<Task>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let Json(r) = body.map_err(bad_body(
+        "{\"entity\": CODE, \"department\": ID, \"item\": ID, \"detail\": TEXT}",
+    ))?;
+    let t = write(&s, move |c| {
+        Ok(task_store::create_referral(
+            c,
+            &r.entity,
+            &r.department,
+            &r.item,
+            &r.detail,
+            now(),
+        )?)
+    })
+    .await?;
+    Ok(Json(t))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assignment {
+    inspectors: Vec<String>,
+}
+
+async fn assign(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Result<Json<Assignment>, JsonRejection>,
+) -> Result<Json<Task>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let Json(a) = body.map_err(bad_body(
+        "{\"inspectors\": [INSPECTOR_ID, INSPECTOR_ID, ...]}",
+    ))?;
+    let t = write(&s, move |c| {
+        Ok(task_store::assign_checked(
+            c,
+            TaskId(id),
+            &a.inspectors,
+            now(),
+        )?)
+    })
+    .await?;
+    Ok(Json(t))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CheckParams {
+    window_start_ms: Option<i64>,
+    window_end_ms: Option<i64>,
+}
+
+async fn run_check(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<Check>, ApiError> {
+    let who = auth::principal(&s, &headers)?;
+    let p: CheckParams = if body.iter().all(u8::is_ascii_whitespace) {
+        CheckParams::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{e}; expected nothing or {{\"window_start_ms\": UNIX_MS, \"window_end_ms\": UNIX_MS}}"
+            ))
+        })?
+    };
+    let window = match (p.window_start_ms, p.window_end_ms) {
+        (None, None) => None,
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give both window_start_ms and window_end_ms, or neither".into(),
+            ))
+        }
+    };
+    let id = TaskId(id);
+    let task = read(&s, move |c| Ok(task_store::get(c, id))).await??;
+    visible(&who, &task)?;
+    let rules = s.rulebook.rules();
+    let calendar = s.rulebook.calendar();
+    let c = write(&s, move |c| {
+        Ok(check::run(c, &rules, &calendar, id, window, now())?)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+async fn decide(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Result<Json<Decision>, JsonRejection>,
+) -> Result<Json<Check>, ApiError> {
+    let inspector = match auth::principal(&s, &headers)? {
+        Principal::Inspector(i) => i,
+        Principal::Admin => {
+            return Err(ApiError::Forbidden(
+                "only an inspector assigned to the task can accept or override its verdict; use that inspector's token".into(),
+            ))
+        }
+    };
+    let Json(d) = body.map_err(bad_body(
+        "{\"decision\": \"accept\"[, \"result\": CATEGORY][, \"comment\": TEXT]} or {\"decision\": \"override\", \"result\": CATEGORY, \"reason\": TEXT}",
+    ))?;
+    let c = write(&s, move |c| Ok(check::decide(c, id, &inspector, d, now())?)).await?;
+    Ok(Json(c))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Publication {
+    tasks: Vec<i64>,
+}
+
+async fn publish(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<Publication>, JsonRejection>,
+) -> Result<Json<Vec<results::Published>>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let Json(p) = body.map_err(bad_body("{\"tasks\": [TASK_ID, ...]}"))?;
+    let published = write(&s, move |c| {
+        results::publish(c, &p.tasks, now()).map_err(|e| match e {
+            results::ResultsError::Sqlite(_) | results::ResultsError::Audit(_) => {
+                ApiError::Internal(e.to_string())
+            }
+            _ => ApiError::Conflict(e.to_string()),
+        })
+    })
+    .await?;
+    Ok(Json(published))
+}
+
+async fn pending(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<results::PendingPublication>>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let days = s.publish_within_days;
+    let rows = read(&s, move |c| {
+        Ok(
+            results::pending_publication(c, results::Deadline { days }, now())
+                .map_err(|e| ApiError::Internal(e.to_string())),
+        )
+    })
+    .await??;
+    Ok(Json(rows))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicParams {
+    format: Option<String>,
+    domain: Option<String>,
+    department: Option<String>,
+    entity: Option<String>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn public_results(
+    State(s): State<AppState>,
+    params: Result<Query<PublicParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(bad_query(
+        "?format=json|csv&domain=&department=&entity=&since_ms=&until_ms=&limit=N",
+    ))?;
+    let csv = match p.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?} is not offered; use json or csv"
+            )))
+        }
+    };
+    let filter = results::PublicFilter {
+        domain: p.domain,
+        department: p.department,
+        entity: p.entity,
+        since_ms: p.since_ms,
+        until_ms: p.until_ms,
+        limit: Some(p.limit.unwrap_or(1000).min(100_000)),
+    };
+    let rows = read(&s, move |c| {
+        Ok(results::public_results(c, &filter).map_err(|e| ApiError::Internal(e.to_string())))
+    })
+    .await??;
+    if csv {
+        let body = results::to_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"spotcheck-results.csv\"",
+                ),
+            ],
+            body,
+        )
+            .into_response())
+    } else {
+        Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            results::to_json(&rows),
+        )
+            .into_response())
+    }
+}
+
+async fn categories() -> Json<Vec<serde_json::Value>> {
+    Json(
+        Category::ALL
+            .iter()
+            .map(|c| json!({"code": c.code(), "label": c.label()}))
+            .collect(),
+    )
+}
+
+#[derive(Serialize)]
+struct PackView {
+    id: String,
+    domain: String,
+    hash: String,
+    origin: String,
+    rules: usize,
+}
+
+async fn rule_packs(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<PackView>>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let rules = s.rulebook.rules();
+    Ok(Json(
+        rules
+            .packs()
+            .map(|p| PackView {
+                id: p.id.clone(),
+                domain: p.domain.to_string(),
+                hash: p.hash().as_str().to_owned(),
+                origin: p.origin().to_owned(),
+                rules: p.rules.len(),
+            })
+            .collect(),
+    ))
+}
+
+async fn put_rule_pack(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Json<PackView>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("the rule pack is not UTF-8 text".into()))?;
+    let book = s.rulebook.clone();
+    let origin = format!("api:{domain}");
+    let pack = write(&s, move |c| {
+        book.activate(c, &text, &origin, now())
+            .map_err(|e| match e {
+                RulebookError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+                _ => ApiError::Internal(e.to_string()),
+            })
+    })
+    .await?;
+    if pack.domain.as_str() != domain {
+        tracing::warn!(message = "Rule pack activated for another domain than the URL says.", url = %domain, pack = %pack.domain);
+    }
+    Ok(Json(PackView {
+        id: pack.id.clone(),
+        domain: pack.domain.to_string(),
+        hash: pack.hash().as_str().to_owned(),
+        origin: pack.origin().to_owned(),
+        rules: pack.rules.len(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {}
+
+async fn audit_export(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth::admin(&s, &headers)?;
+    let Query(AuditParams {}) = params.map_err(bad_query("no parameters"))?;
+    let body = read(&s, move |c| {
+        let mut out = Vec::new();
+        Ok(crate::audit::export_jsonl(c, &mut out)
+            .map(|_| out)
+            .map_err(|e| ApiError::Internal(e.to_string())))
+    })
+    .await??;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+async fn audit_head(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let head = read(&s, |c| {
+        Ok(crate::audit::head(c).map_err(|e| ApiError::Internal(e.to_string())))
+    })
+    .await??;
+    Ok(Json(match head {
+        Some((seq, hash)) => json!({"seq": seq, "hash": hash}),
+        None => json!({"seq": 0, "hash": null}),
+    }))
+}
+
+async fn issue_inspector_token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let id = InspectorId::new(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let known: bool = read(&s, {
+        let id = id.to_string();
+        move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
+                [id],
+                |r| r.get(0),
+            )
+        }
+    })
+    .await?;
+    if !known {
+        return Err(ApiError::NotFound(format!(
+            "no active inspector {id} in the inspector library"
+        )));
+    }
+    Ok(Json(
+        json!({"inspector": id.to_string(), "token": auth::inspector_token(&s.admin_token, id.as_str())}),
+    ))
+}

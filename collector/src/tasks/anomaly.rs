@@ -1,0 +1,286 @@
+//! Anomaly-triggered tasks, detected while streaming.
+//!
+//! The [`Tracker`] owns the rule engine and lives on ingest's commit thread. It sees every
+//! batch stored for the first time (duplicates never reach it) inside the transaction that
+//! stores the batch, and writes in that same transaction the tasks its transitions open, the
+//! notes of conditions that clear, and the engine's changed state. So a crash loses either
+//! the batch and its effects together or neither: a restart neither duplicates a task nor
+//! forgets a breach that was pending.
+//!
+//! Dedupe: at most one live (open or acknowledged) anomaly task per (entity, rule key); a
+//! condition that returns while its task is live adds a note to that task.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde_json::json;
+use spotcheck_protocol::{Batch, Domain, EntityId, Quality, UnixMillis};
+use tracing::{info, warn};
+
+use super::store::add_note;
+use super::{TaskError, TaskId};
+use crate::audit::{self, EntryKind};
+use crate::registry::generate::department_of;
+use crate::rules::{Calendar, Engine, RuleKey, RuleSet, Transition};
+
+/// The rule engine and what it needs to turn transitions into tasks.
+pub struct Tracker {
+    engine: Engine,
+    out: Vec<Transition>,
+    domains: HashMap<EntityId, Domain>,
+    /// Tasks opened since start (for the counters).
+    opened: u64,
+}
+
+impl Tracker {
+    /// A tracker over `rules`, with the engine state persisted in `conn` restored and the
+    /// `watched` entities' inactivity clocks started at `now`.
+    pub fn load(
+        conn: &Connection,
+        rules: RuleSet,
+        calendar: Calendar,
+        watched: &[(EntityId, Domain)],
+        now: UnixMillis,
+    ) -> Result<Tracker, TaskError> {
+        let mut t = Tracker {
+            engine: Engine::new(rules, calendar),
+            out: Vec::new(),
+            domains: HashMap::new(),
+            opened: 0,
+        };
+        t.restore(conn)?;
+        for (entity, domain) in watched {
+            t.engine.watch(entity, *domain, now);
+            t.domains.insert(entity.clone(), *domain);
+        }
+        Ok(t)
+    }
+
+    fn restore(&mut self, conn: &Connection) -> Result<(), TaskError> {
+        let mut stmt = conn.prepare("SELECT entity, rule, state FROM rule_state")?;
+        let rows: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (entity, rule, state) in rows {
+            let (Ok(e), Some(r)) = (EntityId::new(entity.clone()), RuleKey::parse(&rule)) else {
+                warn!(message = "Dropping unreadable rule state.", entity, rule);
+                continue;
+            };
+            if let Err(err) = self.engine.restore(e, r, &state) {
+                // A rule that no longer exists, or state from an older build: start afresh.
+                warn!(message = "Rule state not restored; the rule starts afresh.", entity, rule, error = %err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Throws away the in-memory state and reloads the committed one: after a failed
+    /// transaction, whose transitions were rolled back with it.
+    pub fn reload(
+        &mut self,
+        conn: &Connection,
+        rules: RuleSet,
+        calendar: Calendar,
+        now: UnixMillis,
+    ) -> Result<(), TaskError> {
+        let watched: Vec<_> = self.domains.iter().map(|(e, d)| (e.clone(), *d)).collect();
+        let opened = self.opened;
+        *self = Tracker::load(conn, rules, calendar, &watched, now)?;
+        self.opened = opened;
+        Ok(())
+    }
+
+    /// Replaces the rule packs; state of rules that still exist is kept.
+    pub fn replace_rules(&mut self, rules: RuleSet) {
+        self.engine.replace_rules(rules);
+    }
+
+    /// Tasks opened since start.
+    pub fn opened(&self) -> u64 {
+        self.opened
+    }
+
+    /// Feeds a batch stored for the first time, inside its transaction.
+    pub fn batch(
+        &mut self,
+        tx: &Transaction<'_>,
+        entity: &EntityId,
+        domain: Domain,
+        batch: &Batch,
+        received: UnixMillis,
+    ) -> Result<(), TaskError> {
+        if !self.domains.contains_key(entity) {
+            self.domains.insert(entity.clone(), domain);
+        }
+        match batch {
+            Batch::Readings(b) => {
+                for r in &b.readings {
+                    // A reading the sensor itself marks bad says nothing about the water.
+                    if r.quality == Quality::Bad {
+                        continue;
+                    }
+                    self.engine.reading(
+                        entity,
+                        domain,
+                        r.metric.as_str(),
+                        r.value,
+                        r.ts_ms,
+                        received,
+                        &mut self.out,
+                    );
+                }
+            }
+            Batch::Events(b) => {
+                for e in &b.events {
+                    self.engine
+                        .event(entity, domain, e, received, &mut self.out);
+                }
+            }
+        }
+        self.apply(tx, received)
+    }
+
+    /// Time-driven rules (inactivity, sliding windows), inside a transaction.
+    pub fn tick(&mut self, tx: &Transaction<'_>, now: UnixMillis) -> Result<(), TaskError> {
+        self.engine.tick(now, &mut self.out);
+        self.apply(tx, now)
+    }
+
+    fn apply(&mut self, tx: &Transaction<'_>, now: UnixMillis) -> Result<(), TaskError> {
+        for t in std::mem::take(&mut self.out) {
+            match t {
+                Transition::Open {
+                    entity,
+                    rule,
+                    severity,
+                    pack,
+                    at,
+                    detail,
+                } => {
+                    let domain = self.domains.get(&entity).copied();
+                    if open(
+                        tx,
+                        &entity,
+                        domain,
+                        &rule,
+                        severity,
+                        pack.as_str(),
+                        at,
+                        &detail,
+                        now,
+                    )? {
+                        self.opened += 1;
+                    }
+                }
+                Transition::Clear {
+                    entity,
+                    rule,
+                    at,
+                    detail,
+                } => clear(tx, &entity, &rule, at, &detail, now)?,
+            }
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO rule_state (entity, rule, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT (entity, rule) DO UPDATE SET state = excluded.state",
+        )?;
+        for (entity, rule, state) in self.engine.take_dirty() {
+            stmt.execute(params![entity.as_str(), rule.to_string(), state])?;
+        }
+        Ok(())
+    }
+}
+
+fn live_task(
+    tx: &Transaction<'_>,
+    entity: &EntityId,
+    rule: &RuleKey,
+) -> rusqlite::Result<Option<TaskId>> {
+    tx.prepare_cached(
+        "SELECT id FROM tasks WHERE kind = 'anomaly' AND entity = ?1 AND rule = ?2
+         AND status IN ('open', 'acknowledged')",
+    )?
+    .query_row(params![entity.as_str(), rule.to_string()], |r| {
+        r.get(0).map(TaskId)
+    })
+    .optional()
+}
+
+/// Opens a task, or notes on the live one that the condition returned. True if a task opened.
+#[allow(clippy::too_many_arguments)]
+fn open(
+    tx: &Transaction<'_>,
+    entity: &EntityId,
+    domain: Option<Domain>,
+    rule: &RuleKey,
+    severity: crate::rules::Severity,
+    pack: &str,
+    at: UnixMillis,
+    detail: &str,
+    now: UnixMillis,
+) -> Result<bool, TaskError> {
+    if let Some(id) = live_task(tx, entity, rule)? {
+        tx.execute(
+            "UPDATE tasks SET cleared_ms = NULL, updated_ms = ?2 WHERE id = ?1",
+            params![id.0, now.0],
+        )?;
+        add_note(tx, id, now, "returned", detail)?;
+        return Ok(false);
+    }
+    let department = domain
+        .map(|d| department_of(d).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    // The item whose rule pack this is, if the item list names one.
+    let item: Option<String> = tx
+        .prepare_cached("SELECT id FROM registry_items WHERE rule_pack = ?1 ORDER BY id LIMIT 1")?
+        .query_row([rule.pack()], |r| r.get(0))
+        .optional()?;
+    let item = item.unwrap_or_else(|| rule.to_string());
+    let day = super::china_day(at);
+    tx.prepare_cached(
+        "INSERT INTO tasks (kind, entity, department, item, window_start, window_end, status,
+                            rule, severity, opened_ms, detail, updated_ms)
+         VALUES ('anomaly', ?1, ?2, ?3, ?4, ?4, 'open', ?5, ?6, ?7, ?8, ?7)",
+    )?
+    .execute(params![
+        entity.as_str(),
+        department,
+        item,
+        day,
+        rule.to_string(),
+        severity.as_str(),
+        now.0,
+        detail
+    ])?;
+    let id = TaskId(tx.last_insert_rowid());
+    audit::append(
+        tx,
+        EntryKind::TaskOpened,
+        &format!("task/{id}"),
+        &json!({
+            "task": id.0, "kind": "anomaly", "entity": entity.as_str(), "rule": rule.to_string(),
+            "pack": pack, "severity": severity.as_str(), "at_ms": at.0, "detail": detail,
+        }),
+        now,
+    )?;
+    info!(message = "Anomaly task opened.", task = id.0, entity = %entity, rule = %rule, %detail);
+    Ok(true)
+}
+
+fn clear(
+    tx: &Transaction<'_>,
+    entity: &EntityId,
+    rule: &RuleKey,
+    at: UnixMillis,
+    detail: &str,
+    now: UnixMillis,
+) -> Result<(), TaskError> {
+    if let Some(id) = live_task(tx, entity, rule)? {
+        tx.execute(
+            "UPDATE tasks SET cleared_ms = ?2, updated_ms = ?3 WHERE id = ?1",
+            params![id.0, at.0, now.0],
+        )?;
+        add_note(tx, id, now, "cleared", detail)?;
+    }
+    Ok(())
+}
