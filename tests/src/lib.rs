@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod agent;
+pub mod api;
 pub use agent::*;
 
 /// Whether tests that need external servers must fail rather than skip when one is missing.
