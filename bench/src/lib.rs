@@ -88,6 +88,7 @@ pub fn agent_payloads(
             v: Version,
             agent: agent.clone(),
             seq: Seq(b as u64 + 1),
+            after: None,
             readings,
         });
         out.push(batch.encode());

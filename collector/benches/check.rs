@@ -79,6 +79,7 @@ fn main() {
             v: Version,
             agent: agent.clone(),
             seq: Seq(seq),
+            after: None,
             readings,
         });
         items.push(spotcheck_protocol::check(batch, &limits, UnixMillis(end)).expect("valid"));

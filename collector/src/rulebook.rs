@@ -161,7 +161,7 @@ fn record(
         audit::append(
             tx,
             EntryKind::RulePackActivated,
-            &format!("rule_pack/{}", pack.id),
+            &format!("rule_pack:{}", pack.hash().as_str()),
             &json!({"pack": pack.id.clone(), "hash": pack.hash().as_str().to_owned(), "domain": pack.domain.as_str(), "origin": pack.origin()}),
             now,
         )?;

@@ -41,6 +41,8 @@ pub struct Stats {
     pub ingest_up: Gauge,
     /// Anomaly tasks opened by the rule engine.
     pub anomaly_tasks_opened: Counter,
+    /// Batches kept back now behind a gap in their agent's sequence.
+    pub batches_kept_back: Gauge,
 }
 
 /// `/api/v1/stats`.
@@ -133,6 +135,11 @@ impl Stats {
             "anomaly_tasks_opened",
             "Anomaly tasks opened by the rule engine",
             self.anomaly_tasks_opened.clone(),
+        );
+        reg.register(
+            "batches_kept_back",
+            "Batches kept back behind a gap in their agent's sequence",
+            self.batches_kept_back.clone(),
         );
         reg.register(
             "ingest_up",

@@ -151,6 +151,8 @@ impl Collector {
                 max_commit: config.ingest.max_commit,
                 retention: Duration::from_secs(u64::from(config.store.retention_days) * 86_400),
                 prune_every: Duration::from_secs(3600),
+                hold_for: Duration::from_secs(10),
+                max_held: 10_000,
             },
             rules,
         };

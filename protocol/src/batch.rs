@@ -44,6 +44,12 @@ pub struct ReadingBatch {
     pub agent: AgentId,
     /// The agent's sequence number for this batch.
     pub seq: Seq,
+    /// The lowest sequence number the agent still held unconfirmed when it sent this batch
+    /// (this one's at most). The collector stores the agent's batches in sequence order and
+    /// keeps this batch back until every batch from `after` up to it is stored. Absent: no
+    /// order is claimed, the batch is stored on arrival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Seq>,
     /// The readings, at least one.
     pub readings: Vec<Reading>,
 }
@@ -58,6 +64,12 @@ pub struct EventBatch {
     pub agent: AgentId,
     /// The agent's sequence number for this batch.
     pub seq: Seq,
+    /// The lowest sequence number the agent still held unconfirmed when it sent this batch
+    /// (this one's at most). The collector stores the agent's batches in sequence order and
+    /// keeps this batch back until every batch from `after` up to it is stored. Absent: no
+    /// order is claimed, the batch is stored on arrival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Seq>,
     /// The records, at least one.
     pub events: Vec<Event>,
 }
@@ -88,6 +100,14 @@ impl Batch {
         }
     }
 
+    /// The lowest unconfirmed sequence number at the agent when it was sent, if it says.
+    pub fn after(&self) -> Option<Seq> {
+        match self {
+            Batch::Readings(b) => b.after,
+            Batch::Events(b) => b.after,
+        }
+    }
+
     /// How many readings or records it holds.
     pub fn len(&self) -> usize {
         match self {
@@ -110,5 +130,27 @@ impl Batch {
             Batch::Events(b) => serde_json::to_vec(b),
         }
         .expect("batch types always serialize")
+    }
+}
+
+/// An encoded batch with `after` set, without decoding it again.
+///
+/// An agent encodes a batch once, when it spools it, but `after` (the lowest sequence number
+/// still unconfirmed) is only known when the batch is sent. `payload` must be what
+/// [`Batch::encode`] made of a batch whose `after` is `None` (a JSON object, so this adds the
+/// member first); anything else is returned unchanged.
+pub fn with_after(payload: &[u8], after: Seq) -> Vec<u8> {
+    match payload.split_first() {
+        Some((b'{', rest)) => {
+            let mut out = Vec::with_capacity(payload.len() + 24);
+            out.extend_from_slice(b"{\"after\":");
+            out.extend_from_slice(after.0.to_string().as_bytes());
+            if rest.first() != Some(&b'}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest);
+            out
+        }
+        _ => payload.to_vec(),
     }
 }

@@ -24,7 +24,7 @@ pub mod reading;
 pub mod topic;
 
 pub use ack::{Ack, AgentState, SeqRange, Status};
-pub use batch::{Batch, EventBatch, ReadingBatch, Version, VERSION};
+pub use batch::{with_after, Batch, EventBatch, ReadingBatch, Version, VERSION};
 pub use decode::{check, decode, Checked, DecodeError};
 pub use event::{AgeBand, Consultation, Event, GamePayment, GameSession, Prescription, Visit};
 pub use ids::{AgentId, Domain, EntityId, IdError, PersonRef, RecordId, Seq, MAX_ID_LEN};

@@ -134,15 +134,17 @@ fn batch() -> impl Strategy<Value = (Stream, Batch)> {
         (
             agent(),
             any::<u64>(),
+            any::<Option<u64>>(),
             proptest::collection::vec(reading(), 1..50)
         )
-            .prop_map(|(agent, seq, readings)| {
+            .prop_map(|(agent, seq, after, readings)| {
                 (
                     Stream::Readings,
                     Batch::Readings(ReadingBatch {
                         v: Version,
                         agent,
                         seq: Seq(seq),
+                        after: after.map(|a| Seq(a.min(seq))),
                         readings,
                     }),
                 )
@@ -150,15 +152,17 @@ fn batch() -> impl Strategy<Value = (Stream, Batch)> {
         (
             agent(),
             any::<u64>(),
+            any::<Option<u64>>(),
             proptest::collection::vec(event(), 1..20)
         )
-            .prop_map(|(agent, seq, events)| {
+            .prop_map(|(agent, seq, after, events)| {
                 (
                     Stream::Events,
                     Batch::Events(EventBatch {
                         v: Version,
                         agent,
                         seq: Seq(seq),
+                        after: after.map(|a| Seq(a.min(seq))),
                         events,
                     }),
                 )
@@ -181,6 +185,21 @@ proptest! {
         let limits = Limits { max_payload_bytes: usize::MAX, ..Limits::default() };
         let decoded = decode(stream, b.agent(), &bytes, &limits, UnixMillis(NOW)).unwrap();
         prop_assert_eq!(decoded.into_inner(), b);
+    }
+
+    #[test]
+    fn after_spliced_into_an_encoded_batch_decodes_as_if_encoded_with_it((stream, b) in batch(), after in any::<u64>()) {
+        let mut without = b.clone();
+        let mut with = b;
+        match (&mut without, &mut with) {
+            (Batch::Readings(w), Batch::Readings(x)) => { w.after = None; x.after = Some(Seq(after)); }
+            (Batch::Events(w), Batch::Events(x)) => { w.after = None; x.after = Some(Seq(after)); }
+            _ => unreachable!(),
+        }
+        let spliced = with_after(&without.encode(), Seq(after));
+        let limits = Limits { max_payload_bytes: usize::MAX, ..Limits::default() };
+        let decoded = decode(stream, with.agent(), &spliced, &limits, UnixMillis(NOW)).unwrap();
+        prop_assert_eq!(decoded.into_inner(), with);
     }
 
     #[test]

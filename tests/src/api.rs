@@ -22,6 +22,7 @@ pub fn chlorine(seq: u64, start_ms: i64, values: &[f64]) -> Vec<u8> {
         v: Version,
         agent: spotcheck_protocol::AgentId::new(AGENT).unwrap(),
         seq: Seq(seq),
+        after: None,
         readings: values
             .iter()
             .enumerate()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
 use spotcheck_protocol::{
-    Ack, AgentId, AgentState, Batch, Domain, EntityId, Seq, Status, Stream, Topic,
+    with_after, Ack, AgentId, AgentState, Batch, Domain, EntityId, Seq, Status, Stream, Topic,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -297,9 +297,13 @@ impl Publisher {
             self.entity.clone(),
             self.agent.clone(),
         );
+        // Tell the collector the lowest record still unconfirmed here, so that it stores this
+        // one only after everything from there on (in order, even across a broker restart).
+        let lowest = self.spool.first_pending_from(Seq(0)).unwrap_or(seq);
+        let payload = with_after(&record.payload, lowest);
         match self
             .client
-            .try_publish(topic.to_string(), QoS::AtLeastOnce, false, record.payload)
+            .try_publish(topic.to_string(), QoS::AtLeastOnce, false, payload)
         {
             Ok(()) => Ok(true),
             Err(error) => {

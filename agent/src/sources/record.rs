@@ -136,6 +136,7 @@ pub fn assemble(agent: &AgentId, items: Vec<Item>) -> Batch {
             v: Version,
             agent: agent.clone(),
             seq: Seq(0),
+            after: None,
             readings: items
                 .into_iter()
                 .filter_map(|i| match i {
@@ -149,6 +150,7 @@ pub fn assemble(agent: &AgentId, items: Vec<Item>) -> Batch {
             v: Version,
             agent: agent.clone(),
             seq: Seq(0),
+            after: None,
             events: items
                 .into_iter()
                 .filter_map(|i| match i {

@@ -51,6 +51,7 @@ fn guest_session(agent: &AgentId, i: usize) -> Vec<u8> {
         v: Version,
         agent: agent.clone(),
         seq: Seq(1),
+        after: None,
         events: vec![Record::GameSession(GameSession {
             id: RecordId::new(format!("s{i}")).expect("valid"),
             player: PersonRef::new(format!("p{i}")).expect("valid"),
@@ -217,7 +218,13 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = collector.stats().snapshot().readings_ingested;
     let t = Instant::now();
-    let mut loaded = phase(http, &token, port, 1, &args).await?;
+    let mut loaded = match phase(http, &token, port, 1, &args).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("collector stats: {:?}", collector.stats().snapshot());
+            return Err(e);
+        }
+    };
     let rate = (collector.stats().snapshot().readings_ingested - before) as f64
         / t.elapsed().as_secs_f64();
     stop.cancel();

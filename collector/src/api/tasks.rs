@@ -72,6 +72,29 @@ impl From<CheckError> for ApiError {
     }
 }
 
+/// The caller; an inspector only while the inspector library lists them as active (a token
+/// outlives a deactivation otherwise).
+async fn who(s: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let p = auth::principal(s, headers)?;
+    if let Principal::Inspector(id) = &p {
+        let id = id.clone();
+        let active: bool = read(s, move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
+                [id],
+                |r| r.get(0),
+            )
+        })
+        .await?;
+        if !active {
+            return Err(ApiError::Forbidden(
+                "this inspector is not active in the inspector library; ask the bureau".into(),
+            ));
+        }
+    }
+    Ok(p)
+}
+
 fn now() -> UnixMillis {
     UnixMillis::now()
 }
@@ -99,7 +122,7 @@ async fn list(
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Vec<Task>>, ApiError> {
-    let who = auth::principal(&s, &headers)?;
+    let who = who(&s, &headers).await?;
     let Query(p) = params.map_err(bad_query(
         "?kind=random|joint|anomaly|referral&status=...&entity=CODE&before=ID&limit=N",
     ))?;
@@ -145,7 +168,7 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let who = auth::principal(&s, &headers)?;
+    let who = who(&s, &headers).await?;
     let id = TaskId(id);
     let view = read(&s, move |c| {
         Ok((|| -> Result<TaskView, ApiError> {
@@ -278,7 +301,7 @@ async fn run_check(
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<Check>, ApiError> {
-    let who = auth::principal(&s, &headers)?;
+    let who = who(&s, &headers).await?;
     let p: CheckParams = if body.iter().all(u8::is_ascii_whitespace) {
         CheckParams::default()
     } else {
@@ -315,7 +338,7 @@ async fn decide(
     Path(id): Path<i64>,
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Json<Check>, ApiError> {
-    let inspector = match auth::principal(&s, &headers)? {
+    let inspector = match who(&s, &headers).await? {
         Principal::Inspector(i) => i,
         Principal::Admin => {
             return Err(ApiError::Forbidden(
@@ -480,6 +503,16 @@ async fn put_rule_pack(
     auth::admin(&s, &headers)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the rule pack is not UTF-8 text".into()))?;
+    // Check the domain before activating anything: a pack for another domain would replace
+    // that domain's pack behind the URL's back.
+    let parsed = crate::rules::parse_pack(&text, &format!("api:{domain}"))
+        .map_err(|e| ApiError::BadRequest(format!("{e}; the previous pack stays active")))?;
+    if parsed.domain.as_str() != domain {
+        return Err(ApiError::BadRequest(format!(
+            "the pack is for domain {}, the URL names {domain}; PUT it to /api/v1/rule-packs/{}",
+            parsed.domain, parsed.domain
+        )));
+    }
     let book = s.rulebook.clone();
     let origin = format!("api:{domain}");
     let pack = write(&s, move |c| {
@@ -490,9 +523,6 @@ async fn put_rule_pack(
             })
     })
     .await?;
-    if pack.domain.as_str() != domain {
-        tracing::warn!(message = "Rule pack activated for another domain than the URL says.", url = %domain, pack = %pack.domain);
-    }
     Ok(Json(PackView {
         id: pack.id.clone(),
         domain: pack.domain.to_string(),

@@ -259,7 +259,7 @@ pub fn run(
     audit::append(
         &tx,
         EntryKind::Verdict,
-        &format!("task/{id}"),
+        &format!("task:{id}"),
         &json!({
             "task": id.0, "check": check.0, "pack": pack_hash, "outcome": outcome,
             "window_start_ms": start, "window_end_ms": end,
@@ -417,7 +417,7 @@ pub fn decide(
     audit::append(
         &tx,
         audit_kind,
-        &format!("task/{task}"),
+        &format!("task:{task}"),
         &json!({
             "task": task.0, "check": id, "decision": kind, "inspector": inspector,
             "verdict": check.outcome, "result": result.code(),

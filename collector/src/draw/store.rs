@@ -143,7 +143,7 @@ pub fn commit(
     audit::append(
         &tx,
         EntryKind::DrawCommitted,
-        &format!("draw/{id}"),
+        &format!("draw:{id}"),
         &serde_json::json!({"draw": id, "plan": plan, "commitment": c.commitment.to_string(),
             "parameters": c.digests.parameters.to_string(), "candidates": c.digests.candidates.to_string(),
             "inspectors": c.digests.inspectors.to_string()}),
@@ -258,7 +258,7 @@ pub fn reveal(
     audit::append(
         &tx,
         EntryKind::DrawRevealed,
-        &format!("draw/{id}"),
+        &format!("draw:{id}"),
         &serde_json::json!({"draw": id, "seed": record.seed.to_string(),
             "drawn": record.draws.iter().map(|a| a.entity.as_str()).collect::<Vec<_>>()}),
         UnixMillis(now_ms),
@@ -347,7 +347,7 @@ pub fn recuse(
     audit::append(
         &tx,
         EntryKind::Recusal,
-        &format!("draw/{id}"),
+        &format!("draw:{id}"),
         &serde_json::json!({"draw": id, "entity": entity.as_str(), "recused": r.recused.as_str(),
             "replacement": r.replacement.as_str(), "commitment": r.commitment.to_string(),
             "seed": r.seed.to_string()}),

@@ -12,6 +12,7 @@ use spotcheck_protocol::{AgentId, Batch, Seq, UnixMillis};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
+use super::order::{Admit, HeldBatch, Sequencer};
 use super::validate::Verdict;
 use crate::rulebook::Rulebook;
 use crate::store::writer::{Item, Outcome};
@@ -48,6 +49,10 @@ pub struct CommitConfig {
     pub retention: Duration,
     /// How often retention runs.
     pub prune_every: Duration,
+    /// Longest a batch is kept back behind a gap in its agent's sequence (see [`super::order`]).
+    pub hold_for: Duration,
+    /// Most batches kept back at once.
+    pub max_held: usize,
 }
 
 /// The rule engine's place in the commit stage: every batch stored for the first time runs
@@ -79,6 +84,7 @@ pub fn spawn(
             let mut last_tick = Instant::now();
             let mut rules_version = rules.as_ref().map(|r| r.rulebook.version());
             let mut pending = Vec::with_capacity(cfg.max_commit);
+            let mut order = Sequencer::new(cfg.hold_for, cfg.max_held);
             loop {
                 let wait = rules
                     .as_ref()
@@ -118,8 +124,13 @@ pub fn spawn(
                         info!(message = "Rule engine now runs the updated rule packs.");
                     }
                 }
-                let committed =
-                    commit_with_retry(&mut writer, rules.as_mut(), &mut pending, &stats);
+                let committed = commit_with_retry(
+                    &mut writer,
+                    rules.as_mut(),
+                    &mut order,
+                    &mut pending,
+                    &stats,
+                );
                 if tx.blocking_send(committed).is_err() {
                     error!(message = "Confirm stage is gone; stopping commit stage.");
                     return;
@@ -176,12 +187,50 @@ fn prune(writer: &mut Writer, retention: Duration) {
     }
 }
 
+/// Puts each accepted batch through the sequencer: those behind a gap become
+/// [`Verdict::KeptBack`] (acknowledged to the broker, not stored, not confirmed). Returns the
+/// kept-back batches whose turn has now come.
+fn sequence(writer: &Writer, order: &mut Sequencer, pending: &mut [Validated]) -> Vec<HeldBatch> {
+    order.expire();
+    for v in pending.iter_mut() {
+        if !matches!(v.verdict, Verdict::Accept { .. }) {
+            continue;
+        }
+        let Verdict::Accept {
+            entity,
+            domain,
+            batch,
+        } = std::mem::replace(&mut v.verdict, Verdict::KeptBack)
+        else {
+            unreachable!("matched above")
+        };
+        match order.admit(writer.connection(), &entity, domain, batch) {
+            Ok((Admit::Now, Some(batch))) => {
+                v.verdict = Verdict::Accept {
+                    entity,
+                    domain,
+                    batch,
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // Cannot tell what is stored: keep it back; the agent sends it again.
+                error!(message = "Reading the stored sequence numbers failed.", error = %e);
+            }
+        }
+    }
+    order.release()
+}
+
 fn commit_with_retry(
     writer: &mut Writer,
     mut rules: Option<&mut RuleStage>,
+    order: &mut Sequencer,
     pending: &mut Vec<Validated>,
     stats: &Stats,
 ) -> Committed {
+    let released = sequence(writer, order, pending);
+    stats.batches_kept_back.set(order.held() as i64);
     let items: Vec<Item<'_>> = pending
         .iter()
         .filter_map(|v| match &v.verdict {
@@ -195,8 +244,13 @@ fn commit_with_retry(
                 batch,
             }),
             Verdict::Reject(d) => Some(Item::DeadLetter(d)),
-            Verdict::Status { .. } => None,
+            Verdict::Status { .. } | Verdict::KeptBack => None,
         })
+        .chain(released.iter().map(|h| Item::Batch {
+            entity: &h.entity,
+            domain: h.domain,
+            batch: &h.batch,
+        }))
         .collect();
     let mut backoff = Duration::from_millis(100);
     let report = loop {
@@ -223,6 +277,7 @@ fn commit_with_retry(
                 if let Some(r) = rules.as_deref_mut() {
                     reload(writer, r);
                 }
+                order.forget_stored();
                 error!(message = "Commit failed; retrying. Nothing is acknowledged until it succeeds.", error = %e, retry_in_ms = backoff.as_millis() as u64);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -238,20 +293,7 @@ fn commit_with_retry(
         match &v.verdict {
             Verdict::Accept { batch, .. } => {
                 let b = batch.get();
-                match outcomes.next() {
-                    Some(Outcome::Stored) => {
-                        stats.batches_committed.inc();
-                        match b {
-                            Batch::Readings(r) => {
-                                stats.readings_ingested.inc_by(r.readings.len() as u64)
-                            }
-                            Batch::Events(e) => stats.events_ingested.inc_by(e.events.len() as u64),
-                        };
-                    }
-                    _ => {
-                        stats.duplicates_dropped.inc();
-                    }
-                }
+                count_stored(stats, b, outcomes.next());
                 confirm(&mut committed, b.agent(), b.seq());
             }
             Verdict::Reject(d) => {
@@ -261,11 +303,31 @@ fn commit_with_retry(
                     confirm(&mut committed, agent, seq);
                 }
             }
-            Verdict::Status { .. } => {}
+            Verdict::Status { .. } | Verdict::KeptBack => {}
         }
         committed.publishes.push((v.conn, v.publish));
     }
+    for h in &released {
+        let b = h.batch.get();
+        count_stored(stats, b, outcomes.next());
+        confirm(&mut committed, b.agent(), b.seq());
+    }
     committed
+}
+
+fn count_stored(stats: &Stats, b: &Batch, outcome: Option<Outcome>) {
+    match outcome {
+        Some(Outcome::Stored) => {
+            stats.batches_committed.inc();
+            match b {
+                Batch::Readings(r) => stats.readings_ingested.inc_by(r.readings.len() as u64),
+                Batch::Events(e) => stats.events_ingested.inc_by(e.events.len() as u64),
+            };
+        }
+        _ => {
+            stats.duplicates_dropped.inc();
+        }
+    }
 }
 
 fn confirm(c: &mut Committed, agent: &AgentId, seq: Seq) {

@@ -15,6 +15,7 @@
 
 pub mod commit;
 pub mod confirm;
+pub mod order;
 pub mod source;
 pub mod validate;
 
@@ -199,7 +200,7 @@ async fn validate_stage(
             Verdict::Reject(d) => {
                 tracing::warn!(message = "Message rejected; kept as a dead letter.", topic = %d.topic, agent = ?d.agent.as_ref().map(|a| a.as_str()), code = d.code, reason = %d.reason);
             }
-            Verdict::Accept { .. } => {}
+            Verdict::Accept { .. } | Verdict::KeptBack => {}
         }
         if tx
             .send(Validated {

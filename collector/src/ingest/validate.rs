@@ -24,6 +24,9 @@ pub enum Verdict {
     },
     /// Rejected; kept in the dead-letter table.
     Reject(DeadLetter),
+    /// A valid batch kept back behind a gap in its agent's sequence (see `ingest::order`):
+    /// acknowledged to the broker, neither stored nor confirmed yet.
+    KeptBack,
     /// An agent's status changed.
     Status {
         /// The agent.

@@ -400,6 +400,7 @@ mod tests {
             v: Version,
             agent: AgentId::new(agent).unwrap(),
             seq: Seq(seq),
+            after: None,
             readings,
         });
         check(b, &Limits::default(), now).unwrap()

@@ -256,7 +256,7 @@ fn open(
     audit::append(
         tx,
         EntryKind::TaskOpened,
-        &format!("task/{id}"),
+        &format!("task:{id}"),
         &json!({
             "task": id.0, "kind": "anomaly", "entity": entity.as_str(), "rule": rule.to_string(),
             "pack": pack, "severity": severity.as_str(), "at_ms": at.0, "detail": detail,

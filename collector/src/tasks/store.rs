@@ -194,7 +194,7 @@ pub fn acknowledge(
     audit::append(
         &tx,
         EntryKind::TaskAcknowledged,
-        &format!("task/{id}"),
+        &format!("task:{id}"),
         &json!({"task": id.0, "by": by}),
         now,
     )?;
@@ -242,7 +242,7 @@ pub fn resolve(
     audit::append(
         &tx,
         EntryKind::ResultRecorded,
-        &format!("task/{id}"),
+        &format!("task:{id}"),
         &json!({"task": id.0, "result": result.code(), "by": by}),
         now,
     )?;
@@ -292,7 +292,7 @@ pub fn create_referral(
     audit::append(
         &tx,
         EntryKind::TaskOpened,
-        &format!("task/{id}"),
+        &format!("task:{id}"),
         &json!({"task": id.0, "kind": "referral", "entity": entity, "item": item}),
         now,
     )?;
@@ -316,7 +316,7 @@ pub fn assign(
     audit::append(
         tx,
         EntryKind::Assignment,
-        &format!("task/{id}"),
+        &format!("task:{id}"),
         &json!({"task": id.0, "inspectors": inspectors}),
         now,
     )?;

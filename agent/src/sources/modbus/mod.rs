@@ -193,6 +193,7 @@ impl ModbusSource {
                 v: Version,
                 agent: self.agent.clone(),
                 seq: Seq(0),
+                after: None,
                 readings,
             });
             let batch = match check(batch, &Limits::default(), now) {

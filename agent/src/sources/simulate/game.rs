@@ -166,6 +166,7 @@ impl GameSim {
             v: Version,
             agent: agent.clone(),
             seq: Seq(0),
+            after: None,
             events,
         })
     }

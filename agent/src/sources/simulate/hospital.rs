@@ -136,6 +136,7 @@ impl HospitalSim {
             v: Version,
             agent: agent.clone(),
             seq: Seq(0),
+            after: None,
             events,
         })
     }

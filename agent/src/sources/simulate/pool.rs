@@ -181,6 +181,7 @@ impl PoolSim {
             v: Version,
             agent: agent.clone(),
             seq: Seq(0),
+            after: None,
             readings,
         })
     }

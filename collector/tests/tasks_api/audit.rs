@@ -1,0 +1,101 @@
+//! The audit log after every flow: it verifies, holds an entry of each kind the flows
+//! caused, names no one, and its public head is its last entry.
+
+use std::collections::BTreeSet;
+
+use spotcheck_collector::audit::{verify_store, AuditEntry};
+use spotcheck_collector::store;
+
+use crate::anomaly::{anomaly_is_resolved_and_published, anomaly_opens_once_and_clears};
+use crate::checks::{offline_never_passes, remote_checks_with_data};
+use crate::helpers::App;
+use crate::roles::roles;
+use crate::rule_packs::rule_packs_are_replaced_only_by_valid_ones;
+
+/// Every flow on one app; returns the exported entries.
+async fn after_every_flow() -> (App, Vec<AuditEntry>, Vec<String>, String) {
+    let app = App::start().await;
+    roles(&app).await;
+    let overridden = offline_never_passes(&app).await;
+    remote_checks_with_data(&app).await;
+    let anomaly = anomaly_opens_once_and_clears(&app).await;
+    anomaly_is_resolved_and_published(&app, anomaly, &overridden).await;
+    let pool_hash = rule_packs_are_replaced_only_by_valid_ones(&app).await;
+
+    let export = app.get("/api/v1/audit", Some(crate::helpers::ADMIN)).await;
+    assert_eq!(export.status, 200, "{}", export.body);
+    let entries: Vec<AuditEntry> = export
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let secrets = vec![
+        overridden.reason.clone(),
+        "Wang Fang".to_owned(),
+        "Mr Zhou".to_owned(),
+    ];
+    assert!(
+        secrets.iter().all(|s| !export.body.contains(s.as_str())),
+        "the audit log holds no free text"
+    );
+    (app, entries, secrets, pool_hash)
+}
+
+#[tokio::test]
+async fn the_audit_log_verifies_and_records_every_step_of_every_flow() {
+    let (app, entries, _, pool_hash) = after_every_flow().await;
+    assert!(!entries.is_empty());
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "seqs run 1, 2, 3, …");
+    }
+    let last = entries.last().unwrap();
+
+    let head = app.get("/api/v1/public/audit-head", None).await;
+    assert_eq!(head.status, 200, "{}", head.body);
+    let head = head.json();
+    assert_eq!(head["hash"], last.hash.as_str());
+    assert_eq!(head["seq"], last.seq);
+
+    let conn = store::open_for_reading(&app.db).unwrap();
+    let report = verify_store(&conn, Some(&last.hash)).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, entries.len());
+    assert_eq!(report.head_hash(), last.hash);
+
+    let kinds: BTreeSet<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    for k in [
+        "assignment",
+        "verdict",
+        "override",
+        "result_recorded",
+        "publication",
+        "task_opened",
+        "task_acknowledged",
+        "rule_pack_activated",
+    ] {
+        assert!(kinds.contains(k), "no {k} entry in {kinds:?}");
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.kind.as_str() == "rule_pack_activated" && e.body.contains(&pool_hash)),
+        "the pack activated through the API is logged under its hash"
+    );
+}
+
+/// docs/audit.md: the subject is `type:id`, e.g. `task:42`, so one task's history is one
+/// subject.
+#[tokio::test]
+async fn every_audit_entry_about_a_task_has_the_documented_subject() {
+    let (_, entries, _, _) = after_every_flow().await;
+    let mut wrong = Vec::new();
+    for e in &entries {
+        let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+        if let Some(task) = body.get("task").and_then(|t| t.as_i64()) {
+            if e.subject != format!("task:{task}") {
+                wrong.push(format!("seq {} {}: {}", e.seq, e.kind, e.subject));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "subjects not `task:ID`: {wrong:#?}");
+}
