@@ -200,3 +200,42 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     c.wait_stat("readings_ingested", 2, Duration::from_secs(30));
     c.wait_healthy();
 }
+
+/// Readings and events interleaved, through the embedded broker and the collector's shared
+/// connections, each message sent once (mosquitto_pub does not re-send as an agent would):
+/// every one is stored. (rumqttd keeps one read cursor per shared-subscription group, so one
+/// group for both filters lost events; each filter now has its own group.)
+#[test]
+fn interleaved_readings_and_events_over_shared_connections_are_all_stored() {
+    if !std::path::Path::new("/usr/bin/mosquitto_pub").exists() {
+        assert!(
+            !servers_required(),
+            "mosquitto_pub is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
+        );
+        eprintln!("skipping: mosquitto_pub is not installed (apt-get install mosquitto-clients)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bindings = agent_binding("a1", "pool-1", "pool") + &agent_binding("g1", "game-1", "game");
+    let mut c = Collector::start(dir.path(), None, &bindings);
+    let now = spotcheck_protocol::UnixMillis::now().0;
+    const EACH: u64 = 15;
+    for seq in 1..=EACH {
+        mosquitto_pub(
+            c.mqtt_port,
+            "spotcheck/v1/pool/pool-1/a1/readings",
+            batch("a1", seq, 7.2).as_bytes(),
+        );
+        let event = format!(
+            r#"{{"v":1,"agent":"g1","seq":{seq},"events":[{{"kind":"game_payment","id":"p{seq}","player":"u1","age_band":"adult","amount_fen":600,"ts_ms":{now}}}]}}"#
+        );
+        mosquitto_pub(
+            c.mqtt_port,
+            "spotcheck/v1/game/game-1/g1/events",
+            event.as_bytes(),
+        );
+    }
+    c.wait_stat("batches_committed", 2 * EACH, Duration::from_secs(30));
+    assert_eq!(c.stat("events_ingested"), EACH);
+    assert_eq!(c.stat("messages_rejected"), 0);
+}

@@ -69,13 +69,18 @@ fn filters(cfg: &SourceConfig, conn: usize) -> Vec<String> {
         (None, n) if n > 1 => Some(DEFAULT_GROUP),
         (None, _) => None,
     };
-    let mut out: Vec<String> = [filter::all_readings(), filter::all_events()]
-        .into_iter()
-        .map(|f| match group {
-            Some(g) => filter::shared(g, &f),
-            None => f,
-        })
-        .collect();
+    // One group per filter: rumqttd keeps one read cursor per group name, so a group that
+    // shared two filters would read events at the readings' offsets and lose them.
+    let mut out: Vec<String> = [
+        (filter::all_readings(), "readings"),
+        (filter::all_events(), "events"),
+    ]
+    .into_iter()
+    .map(|(f, stream)| match group {
+        Some(g) => filter::shared(&format!("{g}-{stream}"), &f),
+        None => f,
+    })
+    .collect();
     if conn == 0 {
         out.push(filter::all_status());
     }
@@ -252,7 +257,8 @@ mod tests {
     #[test]
     fn shared_groups_apply_to_batches_but_not_to_status() {
         let f = filters(&cfg(Some("g"), 1), 0);
-        assert!(f.contains(&"$share/g/spotcheck/v1/+/+/+/readings".to_string()));
+        assert!(f.contains(&"$share/g-readings/spotcheck/v1/+/+/+/readings".to_string()));
+        assert!(f.contains(&"$share/g-events/spotcheck/v1/+/+/+/events".to_string()));
         assert!(f.contains(&"spotcheck/v1/agents/+/status".to_string()));
         assert_eq!(filters(&cfg(None, 1), 0)[0], "spotcheck/v1/+/+/+/readings");
     }
@@ -264,8 +270,8 @@ mod tests {
         assert_eq!(
             filters(&c, 2),
             vec![
-                "$share/spotcheck/spotcheck/v1/+/+/+/readings".to_string(),
-                "$share/spotcheck/spotcheck/v1/+/+/+/events".to_string(),
+                "$share/spotcheck-readings/spotcheck/v1/+/+/+/readings".to_string(),
+                "$share/spotcheck-events/spotcheck/v1/+/+/+/events".to_string(),
             ]
         );
     }
