@@ -121,3 +121,22 @@ async fn inspectors_see_only_their_tasks_and_cannot_use_admin_endpoints() {
     let app = App::start().await;
     roles(&app).await;
 }
+
+#[tokio::test]
+async fn a_deactivated_inspectors_token_stops_working() {
+    let app = App::start().await;
+    let inspector = app.registry.health[0].clone();
+    let token = app.token_of(&inspector).await;
+    assert_eq!(app.get("/api/v1/tasks", Some(&token)).await.status, 200);
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    conn.execute(
+        "UPDATE registry_inspectors SET active = 0 WHERE id = ?1",
+        [&inspector],
+    )
+    .unwrap();
+    let m = app
+        .get("/api/v1/tasks", Some(&token))
+        .await
+        .error(403, "forbidden");
+    assert!(m.contains("not active"), "{m}");
+}

@@ -82,3 +82,18 @@ async fn an_invalid_rule_pack_is_refused_with_its_line_and_a_valid_one_activates
     let app = App::start().await;
     rule_packs_are_replaced_only_by_valid_ones(&app).await;
 }
+
+#[tokio::test]
+async fn a_pack_put_under_another_domains_url_is_refused_and_changes_nothing() {
+    let app = App::start().await;
+    let before = hashes(&app).await;
+    let m = app
+        .send("PUT", "/api/v1/rule-packs/game", Some(ADMIN), DEFAULT_POOL)
+        .await
+        .error(400, "bad_request");
+    assert!(
+        m.contains("domain pool") && m.contains("/api/v1/rule-packs/pool"),
+        "{m}"
+    );
+    assert_eq!(hashes(&app).await, before);
+}
