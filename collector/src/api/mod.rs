@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/entities", get(entities))
         .route("/api/v1/entities/{entity}/readings", get(readings))
@@ -57,6 +58,14 @@ pub fn router(state: AppState) -> Router {
                 .merge(tasks::routes()),
         )
         .with_state(state)
+}
+
+/// The OpenAPI document of every route (kept beside the code; a test checks it against the
+/// routes).
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn console() -> Html<&'static str> {

@@ -6,5 +6,6 @@ mod anomaly;
 mod audit;
 mod checks;
 mod helpers;
+mod openapi;
 mod roles;
 mod rule_packs;
