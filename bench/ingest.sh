@@ -15,6 +15,7 @@
 #   BROKERS="embedded mosquitto"  SIZES="1 100"  CONSUMERS="ceiling python spotcheck"
 #   AGENTS=4                   loadgen agents (bench-0 ... bench-{AGENTS-1})
 #   CONNECTIONS=0              loadgen MQTT connections (0 = one per agent)
+#   COLLECTOR_CONNECTIONS=     the collector's mqtt.connections (empty = its default, 8)
 #   TIMEOUT=300                seconds a run may take before it counts as failed
 #   SKIP_BUILD=1               use the binaries already in target/release
 # Logs of every run stay in /tmp/spotcheck-bench.XXXXXX (printed at the start).
@@ -30,6 +31,7 @@ SIZES=${SIZES:-1 100}
 CONSUMERS=${CONSUMERS:-ceiling python spotcheck}
 AGENTS=${AGENTS:-4}
 CONNECTIONS=${CONNECTIONS:-0}
+COLLECTOR_CONNECTIONS=${COLLECTOR_CONNECTIONS:-}
 TIMEOUT=${TIMEOUT:-300}
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
 VENV=$ROOT/target/bench-venv
@@ -98,6 +100,7 @@ collector_config() { # collector_config FILE HTTP_PORT BROKER_URL|"" EMBEDDED_PO
         echo "listen = \"127.0.0.1:$http\""
         echo "[mqtt]"
         if [[ -n $broker ]]; then echo "broker = \"$broker\""; else echo "embedded_listen = \"127.0.0.1:$embedded\""; fi
+        if [[ -n $COLLECTOR_CONNECTIONS ]]; then echo "connections = $COLLECTOR_CONNECTIONS"; fi
         for ((i = 0; i < AGENTS; i++)); do
             printf '[[agents]]\nid = "bench-%d"\nentity = "bench-e%d"\ndomain = "pool"\n' "$i" "$i"
         done

@@ -95,7 +95,7 @@ impl Default for MqttConfig {
             shared_group: None,
             connect_timeout_s: 10,
             max_inflight: 1000,
-            connections: 8,
+            connections: 32,
         }
     }
 }
