@@ -28,6 +28,9 @@ pub struct Tracker {
     engine: Engine,
     out: Vec<Transition>,
     domains: HashMap<EntityId, Domain>,
+    /// Rules dropped by a pack replacement, whose live tasks get a note in the next
+    /// transaction: the engine no longer watches them, so they will never clear by themselves.
+    removed: Vec<RuleKey>,
     /// Tasks opened since start (for the counters).
     opened: u64,
 }
@@ -46,6 +49,7 @@ impl Tracker {
             engine: Engine::new(rules, calendar),
             out: Vec::new(),
             domains: HashMap::new(),
+            removed: Vec::new(),
             opened: 0,
         };
         t.restore(conn)?;
@@ -90,8 +94,16 @@ impl Tracker {
         Ok(())
     }
 
-    /// Replaces the rule packs; state of rules that still exist is kept.
+    /// Replaces the rule packs; state of rules that still exist is kept. Live tasks of rules
+    /// that no longer exist get a note in the next transaction.
     pub fn replace_rules(&mut self, rules: RuleSet) {
+        let keys = |set: &RuleSet| -> std::collections::BTreeSet<RuleKey> {
+            set.packs()
+                .flat_map(|p| p.rules.iter().map(|r| r.key.clone()))
+                .collect()
+        };
+        let (old, new) = (keys(self.engine.rules()), keys(&rules));
+        self.removed.extend(old.difference(&new).cloned());
         self.engine.replace_rules(rules);
     }
 
@@ -147,6 +159,24 @@ impl Tracker {
     }
 
     fn apply(&mut self, tx: &Transaction<'_>, now: UnixMillis) -> Result<(), TaskError> {
+        for rule in std::mem::take(&mut self.removed) {
+            let live: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM tasks WHERE kind = 'anomaly' AND rule = ?1
+                     AND status IN ('open', 'acknowledged')",
+                )?
+                .query_map([rule.as_str()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in live {
+                add_note(
+                    tx,
+                    TaskId(id),
+                    now,
+                    "rule_removed",
+                    &format!("rule {rule} is no longer in the active pack: the condition is not watched any more and will not clear by itself; resolve the task"),
+                )?;
+            }
+        }
         for t in std::mem::take(&mut self.out) {
             match t {
                 Transition::Open {

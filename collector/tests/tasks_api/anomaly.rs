@@ -250,3 +250,54 @@ async fn an_anomaly_opens_once_clears_and_is_published_without_personal_text() {
     let id = anomaly_opens_once_and_clears(&app).await;
     anomaly_is_resolved_and_published(&app, id, &overridden).await;
 }
+
+#[tokio::test]
+async fn a_live_task_whose_rule_leaves_the_pack_gets_a_note() {
+    let app = App::start().await;
+    let code = &app.registry.pools[5];
+    let agent = AgentId::new("pool-agent-removed").unwrap();
+    let book = Rulebook::load(None).unwrap();
+    let start = three_hours_ago();
+    let (mut w, entity) = writer_for(&app, &agent, code);
+    let mut tracker = load_tracker(&w, &book);
+    commit(
+        &mut w,
+        &mut tracker,
+        &entity,
+        &chlorine(&agent, 1, start, 10, |_| 0.1),
+    );
+    let open = open_anomalies(&app).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let id = open[0]["id"].as_i64().unwrap();
+
+    // The pool pack without its free-chlorine range rule.
+    let text = spotcheck_collector::rules::pack::DEFAULT_POOL;
+    let blocks: Vec<&str> = text.split("[[rule]]").collect();
+    let kept: Vec<&str> = blocks
+        .iter()
+        .copied()
+        .filter(|b| !b.contains("id = \"free_chlorine\"\n"))
+        .collect();
+    assert_eq!(kept.len() + 1, blocks.len(), "exactly one rule removed");
+    let pack = spotcheck_collector::rules::parse_pack(&kept.join("[[rule]]"), "test").unwrap();
+    tracker.replace_rules((*book.rules()).clone().with_pack(pack));
+    commit(
+        &mut w,
+        &mut tracker,
+        &entity,
+        &chlorine(&agent, 2, start + 10 * MINUTE, 2, |_| 0.1),
+    );
+    let view = app.admin("GET", &format!("/api/v1/tasks/{id}"), "").await;
+    assert!(
+        view["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "rule_removed"),
+        "{view}"
+    );
+    assert_eq!(
+        view["status"], "open",
+        "the task stays for a supervisor to resolve"
+    );
+}
