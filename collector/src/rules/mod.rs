@@ -10,7 +10,7 @@
 //! - [`duration`]: `"10m"`-style durations as whole milliseconds ([`Span`]).
 //! - [`calendar`]: China time and the statutory holiday calendar (`calendar-cn.toml`).
 //! - [`predicate`]: the fixed vocabulary of violation predicates over event records, with
-//!   spending caps and the minors' play window.
+//!   the minors' play window; [`spending`]: spending caps by age band and monthly sums.
 //! - [`engine`]: the streaming [`Engine`] run on the ingest commit thread: range, rate,
 //!   inactivity and ratio rules, with open delays, hysteresis, dedupe and persisted state.
 //! - [`window`]: [`evaluate`] a pack over a window of stored data for a remote check, with
@@ -25,6 +25,7 @@ pub mod duration;
 pub mod engine;
 pub mod pack;
 pub mod predicate;
+pub mod spending;
 pub mod window;
 
 pub use calendar::{load_calendar, parse_calendar, Calendar, ChinaDay};
