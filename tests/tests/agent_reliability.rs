@@ -66,29 +66,29 @@ fn assert_stored_exactly_once_in_order(collector: &Collector, first: u64, last: 
     assert_eq!(count(&db, "SELECT count(*) FROM dead_letters"), 0);
 }
 
+/// A fresh Mosquitto, the collector on it with [`AGENT`] bound to `pool-1`, and the config of
+/// an agent that makes `batches` simulated batches 10 ms apart; `None` if Mosquitto is missing.
+fn mosquitto_collector_agent(dir: &Path, batches: u64) -> Option<(Mosquitto, Collector, PathBuf)> {
+    let broker = Mosquitto::start(dir)?;
+    let collector = Collector::start(
+        dir,
+        Some(broker.port),
+        &agent_binding(AGENT, "pool-1", "pool"),
+    );
+    let config = agent_config(dir, AGENT, "pool-1", "pool", broker.port, batches, 10);
+    Some((broker, collector, config))
+}
+
 /// Stops the broker with `signal` in the middle of a stream of `BATCHES` batches, waits until
 /// the agent has spooled batches the broker never saw, restarts the broker (empty: no
 /// persistence) and checks the collector ends up with every batch exactly once, in order.
 fn broker_outage_loses_nothing(signal: &str) {
     const BATCHES: u64 = 300;
     let dir = tempfile::tempdir().unwrap();
-    let Some(mut broker) = Mosquitto::start(dir.path()) else {
+    let Some((mut broker, mut collector, config)) = mosquitto_collector_agent(dir.path(), BATCHES)
+    else {
         return;
     };
-    let mut collector = Collector::start(
-        dir.path(),
-        Some(broker.port),
-        &agent_binding(AGENT, "pool-1", "pool"),
-    );
-    let config = agent_config(
-        dir.path(),
-        AGENT,
-        "pool-1",
-        "pool",
-        broker.port,
-        BATCHES,
-        10,
-    );
     let mut agent = start_agent(dir.path(), "agent", &config);
 
     collector.wait_stat("batches_committed", 30, Duration::from_secs(60));
@@ -137,23 +137,10 @@ fn every_batch_arrives_once_and_in_order_when_mosquitto_is_sigkilled_and_restart
 fn an_agent_killed_with_unconfirmed_batches_loses_and_duplicates_nothing_after_restart() {
     const BATCHES: u64 = 200;
     let dir = tempfile::tempdir().unwrap();
-    let Some(broker) = Mosquitto::start(dir.path()) else {
+    let Some((_broker, mut collector, config)) = mosquitto_collector_agent(dir.path(), BATCHES)
+    else {
         return;
     };
-    let mut collector = Collector::start(
-        dir.path(),
-        Some(broker.port),
-        &agent_binding(AGENT, "pool-1", "pool"),
-    );
-    let config = agent_config(
-        dir.path(),
-        AGENT,
-        "pool-1",
-        "pool",
-        broker.port,
-        BATCHES,
-        10,
-    );
     let mut agent = start_agent(dir.path(), "agent-1", &config);
     collector.wait_stat("batches_committed", 20, Duration::from_secs(60));
 
