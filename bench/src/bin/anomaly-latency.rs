@@ -4,7 +4,7 @@
 //! directory), then publishes probes: one events batch per probe entity holding a guest game
 //! session, which the default game pack's guest-session rule turns into an anomaly task.
 //! Each probe's latency runs from just before its publish to the moment
-//! `GET /api/v1/tasks?kind=anomaly&entity=…` first lists the task (polled every millisecond).
+//! `GET /api/v1/tasks?kind=anomaly&entity=…` first lists the task (requests back to back, each a fraction of a millisecond).
 //!
 //! Two phases in one command: the baseline without background load, then the same probes
 //! while a background agent publishes `--background` readings per second (batches of 100,
@@ -76,6 +76,7 @@ async fn client(port: u16, id: &str) -> anyhow::Result<(AsyncClient, Cancellatio
     let (c, mut ev) = AsyncClient::new(opts, 10_000);
     let stop = CancellationToken::new();
     let s = stop.clone();
+    let name = id.to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut tx = Some(tx);
     tokio::spawn(async move {
@@ -85,7 +86,12 @@ async fn client(port: u16, id: &str) -> anyhow::Result<(AsyncClient, Cancellatio
                 e = ev.poll() => match e {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => { if let Some(t) = tx.take() { let _ = t.send(()); } }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        // A benchmark on a broken connection measures nothing: stop, and let
+                        // the waiting probe fail with its deadline.
+                        eprintln!("{name}: MQTT connection failed: {e}");
+                        break;
+                    }
                 },
             }
         }
@@ -129,7 +135,10 @@ async fn phase(
     args: &Args,
 ) -> anyhow::Result<Vec<f64>> {
     let mut lat = Vec::with_capacity(args.probes);
+    // Paces the probes (a rate, not a wait for anything).
+    let mut pace = tokio::time::interval(Duration::from_millis(args.every_ms.max(1)));
     for i in 0..args.probes {
+        pace.tick().await;
         let (agent, entity) = probe_ids(phase, i);
         let topic = Topic::batch(Stream::Events, Domain::Game, entity.clone(), agent.clone());
         let url = format!("http://{http}/api/v1/tasks?kind=anomaly&entity={entity}");
@@ -154,12 +163,10 @@ async fn phase(
                     return Ok(start.elapsed());
                 }
                 anyhow::ensure!(Instant::now() < deadline, "no task within 10 s for {url}");
-                std::thread::sleep(Duration::from_millis(1));
             }
         })
         .await??;
         lat.push(seen.as_secs_f64() * 1000.0);
-        tokio::time::sleep(Duration::from_millis(args.every_ms)).await;
     }
     Ok(lat)
 }
@@ -221,8 +228,17 @@ async fn main() -> anyhow::Result<()> {
     let mut base = phase(http, &token, &probe, 0, &args).await?;
     let stop = CancellationToken::new();
     let bg = tokio::spawn(background(port, args.background, stop.clone()));
-    // Let the background load reach its rate before probing.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Probe once the collector has stored a second's worth of the background load.
+    let warm = collector.stats().snapshot().readings_ingested + args.background;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut check = tokio::time::interval(Duration::from_millis(10));
+    while collector.stats().snapshot().readings_ingested < warm {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the background load was not stored within 30 s"
+        );
+        check.tick().await;
+    }
     let before = collector.stats().snapshot().readings_ingested;
     let t = Instant::now();
     let mut loaded = match phase(http, &token, &probe, 1, &args).await {

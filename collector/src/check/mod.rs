@@ -15,7 +15,7 @@ use spotcheck_protocol::UnixMillis;
 use crate::audit::{self, EntryKind};
 use crate::results::Category;
 use crate::rules::window::{self, Completeness, Evidence, Outcome, SeriesData, Window};
-use crate::rules::{Calendar, RuleSet};
+use crate::rules::{Calendar, ChinaDay, RuleSet};
 use crate::store::query;
 use crate::tasks::store as tasks;
 use crate::tasks::{TaskError, TaskId, TaskKind, TaskStatus};
@@ -126,11 +126,8 @@ fn data_entities(conn: &Connection, entity: &str) -> rusqlite::Result<Vec<String
 /// The task window as Unix ms: from the first day's 00:00 to the day after the last day,
 /// China time.
 pub fn task_window(start: &str, end: &str) -> Option<(i64, i64)> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let day = |s: &str| time::Date::parse(s, fmt).ok();
-    let offset = time::UtcOffset::from_hms(8, 0, 0).ok()?;
-    let ms = |d: time::Date| d.midnight().assume_offset(offset).unix_timestamp() * 1000;
-    Some((ms(day(start)?), ms(day(end)?.next_day()?)))
+    let (first, last) = (ChinaDay::parse(start)?, ChinaDay::parse(end)?);
+    Some((first.at(0).0, ChinaDay(last.0 + 1).at(0).0))
 }
 
 /// Runs the remote check of task `id` over `window` (default: the task's inspection window,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
-use super::deadline::{Deadline, DAY_MS};
+use super::deadline::Deadline;
 use super::{Category, ResultsError};
 use crate::audit::{self, EntryKind};
 
@@ -366,18 +366,7 @@ pub fn public_results(
 
 /// The calendar date of `ms` in China Standard Time (UTC+8, no daylight saving since 1991).
 pub fn china_date(ms: i64) -> String {
-    let days = (ms + 8 * 3_600_000).div_euclid(DAY_MS);
-    // Howard Hinnant's civil_from_days: days since 1970-01-01 to a proleptic Gregorian date.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    crate::rules::ChinaDay::of(UnixMillis(ms)).to_string()
 }
 
 #[cfg(test)]

@@ -70,31 +70,32 @@ impl ChinaDay {
 
     /// The day of a civil date, or `None` if the date does not exist.
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<ChinaDay> {
-        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-            return None;
-        }
-        // Howard Hinnant's days_from_civil.
-        let y = i64::from(if month <= 2 { year - 1 } else { year });
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let m = i64::from(month);
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Some(ChinaDay(era * 146_097 + doe - 719_468))
+        let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+        let date = time::Date::from_calendar_date(year, month, u8::try_from(day).ok()?).ok()?;
+        Some(ChinaDay(
+            i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY,
+        ))
+    }
+
+    /// A `YYYY-MM-DD` date, or `None` if it is not one.
+    pub fn parse(s: &str) -> Option<ChinaDay> {
+        let date =
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+        ChinaDay::from_ymd(
+            date.year(),
+            u8::from(date.month()).into(),
+            date.day().into(),
+        )
     }
 
     /// The civil date (year, month, day).
     pub fn ymd(self) -> (i32, u32, u32) {
-        let z = self.0 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
-        (y, m, d)
+        let julian = i32::try_from(self.0 + UNIX_EPOCH_JULIAN_DAY).unwrap_or(i32::MAX);
+        match time::Date::from_julian_day(julian) {
+            Ok(d) => (d.year(), u8::from(d.month()).into(), d.day().into()),
+            // Beyond the time crate's ±9999 years: clamp, no real timestamp gets here.
+            Err(_) => (9999, 12, 31),
+        }
     }
 
     /// The calendar month as one number (`year * 12 + month - 1`), for monthly sums.
@@ -130,14 +131,8 @@ impl std::fmt::Display for ChinaDay {
     }
 }
 
-fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        _ => 28,
-    }
-}
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 
 /// What the calendar file says about one year.
 #[derive(Debug, Clone, PartialEq, Eq)]

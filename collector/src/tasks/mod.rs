@@ -183,7 +183,7 @@ pub struct TaskFilter {
 /// The calendar day of `t` in China time (UTC+8), `YYYY-MM-DD`: the day a task opened by a
 /// rule or entered by hand is filed under.
 pub fn china_day(t: spotcheck_protocol::UnixMillis) -> String {
-    crate::results::store::china_date(t.0)
+    crate::rules::ChinaDay::of(t).to_string()
 }
 
 /// Why a task operation was refused.
