@@ -114,23 +114,22 @@ impl Rulebook {
     ) -> Result<(), RulebookError> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for pack in self.rules().packs() {
-            record(&tx, pack, now)?;
+            // Every start-up loads the same packs: log only a text not seen before.
+            record(&tx, pack, now, false)?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Parses `text` as a pack and, if it is valid, makes it its domain's active pack.
+    /// Makes a parsed (so valid) pack its domain's active pack, recording and logging it.
     pub fn activate(
         &self,
         conn: &mut Connection,
-        text: &str,
-        origin: &str,
+        pack: RulePack,
         now: UnixMillis,
     ) -> Result<RulePack, RulebookError> {
-        let pack = crate::rules::parse_pack(text, origin)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        record(&tx, &pack, now)?;
+        record(&tx, &pack, now, true)?;
         tx.commit()?;
         let mut guard = self.inner.rules.write().unwrap_or_else(|e| e.into_inner());
         *guard = Arc::new((**guard).clone().with_pack(pack.clone()));
@@ -139,11 +138,13 @@ impl Rulebook {
     }
 }
 
-/// Keeps the pack's text under its hash and logs its activation (once per hash).
+/// Keeps the pack's text under its hash and logs its activation: always, or (`always` false)
+/// only when the text is new.
 fn record(
     tx: &rusqlite::Transaction<'_>,
     pack: &RulePack,
     now: UnixMillis,
+    always: bool,
 ) -> Result<(), RulebookError> {
     let inserted = tx.execute(
         "INSERT INTO rule_packs (hash, pack, domain, origin, body, loaded_ms)
@@ -157,7 +158,7 @@ fn record(
             now.0
         ],
     )?;
-    if inserted == 1 {
+    if always || inserted == 1 {
         audit::append(
             tx,
             EntryKind::RulePackActivated,

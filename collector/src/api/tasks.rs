@@ -19,7 +19,7 @@ use super::{read, ApiError, AppState};
 use crate::check::{self, Check, CheckError, Decision};
 use crate::registry::model::InspectorId;
 use crate::results::{self, Category};
-use crate::rulebook::RulebookError;
+use crate::rules::RulePack;
 use crate::tasks::store as task_store;
 use crate::tasks::{Note, Task, TaskError, TaskFilter, TaskId, TaskKind, TaskStatus};
 
@@ -480,18 +480,19 @@ async fn rule_packs(
 ) -> Result<Json<Vec<PackView>>, ApiError> {
     auth::admin(&s, &headers)?;
     let rules = s.rulebook.rules();
-    Ok(Json(
-        rules
-            .packs()
-            .map(|p| PackView {
-                id: p.id.clone(),
-                domain: p.domain.to_string(),
-                hash: p.hash().as_str().to_owned(),
-                origin: p.origin().to_owned(),
-                rules: p.rules.len(),
-            })
-            .collect(),
-    ))
+    Ok(Json(rules.packs().map(PackView::of).collect()))
+}
+
+impl PackView {
+    fn of(p: &RulePack) -> PackView {
+        PackView {
+            id: p.id.clone(),
+            domain: p.domain.to_string(),
+            hash: p.hash().as_str().to_owned(),
+            origin: p.origin().to_owned(),
+            rules: p.rules.len(),
+        }
+    }
 }
 
 async fn put_rule_pack(
@@ -514,22 +515,12 @@ async fn put_rule_pack(
         )));
     }
     let book = s.rulebook.clone();
-    let origin = format!("api:{domain}");
     let pack = write(&s, move |c| {
-        book.activate(c, &text, &origin, now())
-            .map_err(|e| match e {
-                RulebookError::Invalid(_) => ApiError::BadRequest(e.to_string()),
-                _ => ApiError::Internal(e.to_string()),
-            })
+        book.activate(c, parsed, now())
+            .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await?;
-    Ok(Json(PackView {
-        id: pack.id.clone(),
-        domain: pack.domain.to_string(),
-        hash: pack.hash().as_str().to_owned(),
-        origin: pack.origin().to_owned(),
-        rules: pack.rules.len(),
-    }))
+    Ok(Json(PackView::of(&pack)))
 }
 
 #[derive(Deserialize)]
