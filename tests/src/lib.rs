@@ -32,7 +32,21 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // Not the variables cargo set for this test: some build scripts (ring's) rerun when
+        // CARGO_MANIFEST_DIR changes, and the outer and this inner build would then rebuild
+        // each other's dependencies every time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"]
+                .iter()
+                .any(|p| key.starts_with(p))
+                || key == "CARGO_TARGET_TMPDIR"
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        let status = build
             .args([
                 "build",
                 "-q",
