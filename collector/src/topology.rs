@@ -14,8 +14,8 @@ use crate::api::{self, AppState};
 use crate::broker::{BrokerUrl, EmbeddedBroker, EmbeddedBrokerError};
 use crate::config::{BrokerChoice, Config};
 use crate::ingest::commit::{CommitConfig, RuleStage};
-use crate::ingest::source::SourceConfig;
-use crate::ingest::{Ingest, IngestError, IngestParts};
+use crate::ingest::source::mqtt::SourceConfig;
+use crate::ingest::{BrokerLink, Ingest, IngestError, IngestParts};
 use crate::registry::{Bindings, Presence};
 use crate::rulebook::Rulebook;
 use crate::store::{self, StoreError, Writer};
@@ -112,9 +112,10 @@ impl Collector {
             None
         };
 
-        let (embedded, broker_url) = match &config.broker {
+        // The embedded broker is read in-process; an external one over MQTT.
+        let (embedded, broker_url, link) = match &config.broker {
             BrokerChoice::Embedded(addr) => {
-                let b = EmbeddedBroker::start(
+                let (b, link) = EmbeddedBroker::start(
                     *addr,
                     config.limits.max_payload_bytes,
                     config.max_inflight as usize,
@@ -124,22 +125,24 @@ impl Collector {
                     port: b.listen().port(),
                 };
                 info!(message = "Embedded MQTT broker listening.", addr = %b.listen());
-                (Some(b), url)
+                (Some(b), url, BrokerLink::InProcess(link))
             }
-            BrokerChoice::External(url) => (None, url.clone()),
+            BrokerChoice::External(url) => {
+                let source = SourceConfig {
+                    broker: url.clone(),
+                    client_id: config.client_id.clone(),
+                    shared_group: config.shared_group.clone(),
+                    connections: config.connections,
+                    max_inflight: config.max_inflight,
+                    max_packet_bytes: config.limits.max_payload_bytes + 4096,
+                };
+                (None, url.clone(), BrokerLink::Mqtt(source))
+            }
         };
 
         let stats = Stats::default();
         let bindings = Bindings::new(&config.agents);
         let presence = Presence::default();
-        let source = SourceConfig {
-            broker: broker_url.clone(),
-            client_id: config.client_id.clone(),
-            shared_group: config.shared_group.clone(),
-            connections: config.connections,
-            max_inflight: config.max_inflight,
-            max_packet_bytes: config.limits.max_payload_bytes + 4096,
-        };
         let parts = IngestParts {
             writer,
             bindings: bindings.clone(),
@@ -156,7 +159,7 @@ impl Collector {
             },
             rules,
         };
-        let ingest = Ingest::start(source, config.connect_timeout, parts).await?;
+        let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)
             .await

@@ -38,9 +38,15 @@ pub fn bin(name: &str) -> PathBuf {
         // each other's dependencies every time.
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy();
-            if ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"]
-                .iter()
-                .any(|p| key.starts_with(p))
+            if [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| key.starts_with(p))
                 || key == "CARGO_TARGET_TMPDIR"
             {
                 build.env_remove(key.as_ref());

@@ -201,12 +201,13 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     c.wait_healthy();
 }
 
-/// Readings and events interleaved, through the embedded broker and the collector's shared
-/// connections, each message sent once (mosquitto_pub does not re-send as an agent would):
-/// every one is stored. (rumqttd keeps one read cursor per shared-subscription group, so one
-/// group for both filters lost events; each filter now has its own group.)
+/// Readings and events interleaved, each message sent once (mosquitto_pub does not re-send as
+/// an agent would), into one collector's embedded broker: that collector (reading in-process)
+/// and a second one reading the same rumqttd over MQTT with shared connections both store
+/// every one. (rumqttd keeps one read cursor per shared-subscription group, so one group for
+/// both filters lost events; each filter now has its own group.)
 #[test]
-fn interleaved_readings_and_events_over_shared_connections_are_all_stored() {
+fn interleaved_readings_and_events_in_process_and_over_shared_connections_are_all_stored() {
     if !std::path::Path::new("/usr/bin/mosquitto_pub").exists() {
         assert!(
             !servers_required(),
@@ -216,8 +217,13 @@ fn interleaved_readings_and_events_over_shared_connections_are_all_stored() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
     let bindings = agent_binding("a1", "pool-1", "pool") + &agent_binding("g1", "game-1", "game");
-    let mut c = Collector::start(dir.path(), None, &bindings);
+    let mut c = Collector::start(&dir_a, None, &bindings);
+    // Over MQTT the collector shares its (by default 32) connections.
+    let mut shared = Collector::start(&dir_b, Some(c.mqtt_port), &bindings);
     let now = spotcheck_protocol::UnixMillis::now().0;
     const EACH: u64 = 15;
     for seq in 1..=EACH {
@@ -235,7 +241,9 @@ fn interleaved_readings_and_events_over_shared_connections_are_all_stored() {
             event.as_bytes(),
         );
     }
-    c.wait_stat("batches_committed", 2 * EACH, Duration::from_secs(30));
-    assert_eq!(c.stat("events_ingested"), EACH);
-    assert_eq!(c.stat("messages_rejected"), 0);
+    for c in [&mut c, &mut shared] {
+        c.wait_stat("batches_committed", 2 * EACH, Duration::from_secs(30));
+        assert_eq!(c.stat("events_ingested"), EACH);
+        assert_eq!(c.stat("messages_rejected"), 0);
+    }
 }

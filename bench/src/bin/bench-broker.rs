@@ -26,8 +26,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let broker = EmbeddedBroker::start(args.listen, args.max_payload_bytes, args.max_inflight)
-        .context("cannot start the embedded broker")?;
+    // The in-process link is left unsubscribed: the consumers here connect over TCP.
+    let (broker, _link) =
+        EmbeddedBroker::start(args.listen, args.max_payload_bytes, args.max_inflight)
+            .context("cannot start the embedded broker")?;
     println!("ready {}", broker.listen());
     loop {
         std::thread::park();

@@ -1,4 +1,5 @@
-//! The embedded broker: rumqttd on its own thread, listening on a TCP address.
+//! The embedded broker: rumqttd on its own thread, listening on a TCP address, plus one
+//! in-process link for the collector's own ingest.
 //!
 //! rumqttd keeps messages in memory only and has no topic ACL; the collector enforces the
 //! agent → entity binding itself, and the end-to-end acks make its lack of persistence safe:
@@ -9,6 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 /// A running embedded broker. It lives as long as the process: rumqttd cannot be stopped.
@@ -16,6 +18,24 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 pub struct EmbeddedBroker {
     listen: SocketAddr,
     _thread: JoinHandle<()>,
+}
+
+/// A connection to the embedded broker's router inside this process: no socket, no MQTT
+/// encoding, messages handed over in groups of up to 200. Made when the broker starts,
+/// since rumqttd offers links only before it starts serving.
+pub struct InProcessLink {
+    /// Publishes and subscribes.
+    pub tx: LinkTx,
+    /// Receives what the subscriptions match.
+    pub rx: LinkRx,
+}
+
+impl std::fmt::Debug for InProcessLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessLink")
+            .field("id", &self.rx.id())
+            .finish()
+    }
 }
 
 /// Why the embedded broker did not start.
@@ -48,7 +68,8 @@ pub enum EmbeddedBrokerError {
 }
 
 impl EmbeddedBroker {
-    /// Starts rumqttd on `listen` and returns once it accepts TCP connections.
+    /// Starts rumqttd on `listen` and returns once it accepts TCP connections, with an
+    /// in-process link to it.
     ///
     /// `max_payload_bytes` bounds a PUBLISH; `max_inflight` bounds unacknowledged QoS 1
     /// messages per connection (rumqttd's flow control).
@@ -56,7 +77,7 @@ impl EmbeddedBroker {
         listen: SocketAddr,
         max_payload_bytes: usize,
         max_inflight: usize,
-    ) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
+    ) -> Result<(EmbeddedBroker, InProcessLink), EmbeddedBrokerError> {
         // rumqttd reports a taken port only from its own thread, with no way to read it here,
         // so try the address first for a clear error.
         let probe = TcpListener::bind(listen).map_err(|source| EmbeddedBrokerError::Bind {
@@ -67,11 +88,21 @@ impl EmbeddedBroker {
         drop(probe);
 
         let config = config(listen, max_payload_bytes, max_inflight);
+        // `Broker::new` starts the router; the link is registered with it before the broker
+        // starts listening. The client id is unguessable: a network client taking it over
+        // would cut the link.
+        let mut broker = Broker::new(config);
+        let client_id = format!("spotcheck-ingest-{:016x}", rand::random::<u64>());
+        let (tx, rx) = broker
+            .link(&client_id)
+            .map_err(|e| EmbeddedBrokerError::Start {
+                addr: listen,
+                reason: format!("in-process link: {e}"),
+            })?;
         let (err_tx, err_rx) = std::sync::mpsc::sync_channel::<String>(1);
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
-                let mut broker = Broker::new(config);
                 if let Err(e) = broker.start() {
                     let _ = err_tx.send(e.to_string());
                 }
@@ -91,10 +122,13 @@ impl EmbeddedBroker {
                 });
             }
             if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
-                return Ok(EmbeddedBroker {
-                    listen,
-                    _thread: thread,
-                });
+                return Ok((
+                    EmbeddedBroker {
+                        listen,
+                        _thread: thread,
+                    },
+                    InProcessLink { tx, rx },
+                ));
             }
             if started.elapsed() > wait {
                 return Err(EmbeddedBrokerError::Timeout {

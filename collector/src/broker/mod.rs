@@ -4,5 +4,5 @@
 pub mod embedded;
 pub mod url;
 
-pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
+pub use embedded::{EmbeddedBroker, EmbeddedBrokerError, InProcessLink};
 pub use url::{BrokerUrl, BrokerUrlError};

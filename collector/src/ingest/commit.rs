@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::Publish;
 use spotcheck_protocol::{AgentId, Batch, Seq, UnixMillis};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use super::order::{Admit, HeldBatch, Sequencer};
+use super::source::BrokerAck;
 use super::validate::Verdict;
 use crate::rulebook::Rulebook;
 use crate::store::writer::{Item, Outcome};
@@ -23,10 +23,8 @@ use crate::telemetry::Stats;
 /// A message and what validation made of it.
 #[derive(Debug)]
 pub struct Validated {
-    /// The connection it arrived on.
-    pub conn: usize,
-    /// The MQTT message, kept to acknowledge it after commit.
-    pub publish: Publish,
+    /// What the broker is owed once it is committed.
+    pub ack: BrokerAck,
     /// The verdict.
     pub verdict: Verdict,
 }
@@ -34,8 +32,8 @@ pub struct Validated {
 /// Messages whose content is committed: they may now be acknowledged, in this order.
 #[derive(Debug, Default)]
 pub struct Committed {
-    /// The MQTT messages with their connection, in arrival order.
-    pub publishes: Vec<(usize, Publish)>,
+    /// What the broker is owed for each message, in arrival order.
+    pub acks: Vec<BrokerAck>,
     /// Per agent, the sequence numbers now safe in the store (or in the dead-letter table).
     pub confirmations: BTreeMap<AgentId, Vec<Seq>>,
 }
@@ -258,11 +256,7 @@ fn commit_with_retry(
         let before = rules.as_ref().map_or(0, |r| r.tracker.opened());
         let result = match rules.as_deref_mut() {
             None => writer.commit(&items, now),
-            Some(r) => writer.commit_observed(&items, now, &mut |tx, entity, domain, batch| {
-                r.tracker
-                    .batch(tx, entity, domain, batch, now)
-                    .map_err(|e| e.to_string())
-            }),
+            Some(r) => writer.commit_observed(&items, now, &mut r.tracker),
         };
         match result {
             Ok(r) => {
@@ -305,7 +299,9 @@ fn commit_with_retry(
             }
             Verdict::Status { .. } | Verdict::KeptBack => {}
         }
-        committed.publishes.push((v.conn, v.publish));
+        if v.ack != BrokerAck::Nothing {
+            committed.acks.push(v.ack);
+        }
     }
     for h in &released {
         let b = h.batch.get();

@@ -1,29 +1,51 @@
 //! The confirm stage: after a commit, acknowledge each message to the broker (in arrival
 //! order, as MQTT requires) and tell each agent which of its sequence numbers are now safe.
 
-use rumqttc::{AsyncClient, QoS};
-use spotcheck_protocol::{Ack, Topic};
+use rumqttc::{AsyncClient, Publish, QoS};
+use rumqttd::local::LinkTx;
+use spotcheck_protocol::{Ack, AgentId, Seq, Topic};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::commit::Committed;
+use super::source::BrokerAck;
 
-/// Runs until `rx` closes (the commit stage has finished). `clients[i]` is connection `i`;
-/// agents' acks go out on connection 0.
-pub async fn run(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>) {
+/// Where acknowledgements and confirmations go.
+pub enum Sink {
+    /// MQTT connections: `clients[i]` is connection `i`, which acknowledges what came on it;
+    /// agents' confirmations go out on connection 0.
+    Mqtt(Vec<AsyncClient>),
+    /// The embedded broker's in-process link: nothing to acknowledge, confirmations only.
+    InProcess(LinkTx),
+}
+
+/// Runs until `rx` closes (the commit stage has finished).
+pub async fn run(sink: Sink, rx: mpsc::Receiver<Committed>) {
+    match sink {
+        Sink::Mqtt(clients) => run_mqtt(clients, rx).await,
+        // rumqttd's link sends with a blocking channel: keep it off the async workers.
+        Sink::InProcess(tx) => {
+            let _ = tokio::task::spawn_blocking(move || run_in_process(tx, rx)).await;
+        }
+    }
+}
+
+async fn run_mqtt(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>) {
     let client = &clients[0];
     while let Some(c) = rx.recv().await {
-        for (conn, p) in &c.publishes {
-            if let Err(e) = clients[*conn].ack(p).await {
+        for ack in &c.acks {
+            let BrokerAck::Mqtt { conn, pkid, qos } = *ack else {
+                continue;
+            };
+            // rumqttc builds the PUBACK from a publish's QoS and packet id only.
+            let mut p = Publish::new("", qos, Vec::new());
+            p.pkid = pkid;
+            if let Err(e) = clients[conn].ack(&p).await {
                 warn!(message = "Could not queue a PUBACK; the broker will redeliver.", error = %e);
             }
         }
         for (agent, seqs) in c.confirmations {
-            let topic = Topic::Ack {
-                agent: agent.clone(),
-            }
-            .to_string();
-            let payload = Ack::new(agent, seqs).encode();
+            let (topic, payload) = confirmation(agent, seqs);
             if let Err(e) = client
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await
@@ -32,4 +54,23 @@ pub async fn run(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>) {
             }
         }
     }
+}
+
+fn run_in_process(mut tx: LinkTx, mut rx: mpsc::Receiver<Committed>) {
+    while let Some(c) = rx.blocking_recv() {
+        for (agent, seqs) in c.confirmations {
+            let (topic, payload) = confirmation(agent, seqs);
+            if let Err(e) = tx.publish(topic, payload) {
+                warn!(message = "Could not hand a confirmation to the embedded broker; the agent will re-send and be confirmed then.", error = %e);
+            }
+        }
+    }
+}
+
+fn confirmation(agent: AgentId, seqs: Vec<Seq>) -> (String, Vec<u8>) {
+    let topic = Topic::Ack {
+        agent: agent.clone(),
+    }
+    .to_string();
+    (topic, Ack::new(agent, seqs).encode())
 }

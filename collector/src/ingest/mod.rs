@@ -1,11 +1,12 @@
 //! Ingest: from the broker to the store, acknowledging only what is committed.
 //!
 //! ```text
-//! source (MQTT, manual acks) ─queue─▶ validate ─queue─▶ commit (SQLite thread) ─queue─▶ confirm
-//!                                                                       PUBACK to broker + Ack to agent
+//! source (broker link) ─queue─▶ validate ─queue─▶ commit (SQLite thread) ─queue─▶ confirm
+//!                                                          PUBACK to broker (MQTT) + Ack to agent
 //! ```
 //!
-//! - [`source`]: the rumqttc connection and its event loop.
+//! - [`source`]: the broker link: in-process to the embedded broker, or MQTT connections with
+//!   manual acks to an external one.
 //! - [`validate`]: topic, registration and payload checks; a dead letter for anything wrong.
 //! - [`commit`]: one transaction per group of messages; deduplication by (agent, seq).
 //! - [`confirm`]: acknowledgements, strictly after commit.
@@ -27,22 +28,45 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::broker::InProcessLink;
 use crate::registry::{Bindings, Presence};
 use crate::store::Writer;
 use crate::telemetry::Stats;
 use commit::{CommitConfig, Validated};
-use source::{Received, SourceConfig};
-use validate::{validate, Verdict};
+use confirm::Sink;
+use source::mqtt::SourceConfig;
+use source::Received;
+use validate::{topic_not_utf8, validate, Verdict};
 
 /// Why ingest did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The broker was not reachable.
     #[error(transparent)]
-    Source(#[from] source::SourceError),
+    Source(#[from] source::mqtt::SourceError),
+    /// The embedded broker refused the in-process link's subscriptions.
+    #[error("cannot subscribe ingest to the embedded broker: {0}")]
+    InProcess(String),
     /// The commit thread could not be started.
     #[error("cannot start the commit thread: {0}")]
     Thread(#[from] std::io::Error),
+}
+
+/// Where ingest reads from.
+pub enum BrokerLink {
+    /// The embedded broker, in-process.
+    InProcess(InProcessLink),
+    /// A broker over TCP (usually an external one).
+    Mqtt(SourceConfig),
+}
+
+/// A broker link, connected, before its source tasks start.
+enum Connected {
+    InProcess(rumqttd::local::LinkRx),
+    Mqtt(
+        Vec<(rumqttc::AsyncClient, rumqttc::EventLoop)>,
+        SourceConfig,
+    ),
 }
 
 /// Everything ingest needs besides the broker connection.
@@ -77,7 +101,7 @@ pub struct Ingest {
 impl Ingest {
     /// Connects to the broker (failing if it is unreachable within `wait`) and starts the stages.
     pub async fn start(
-        source_cfg: SourceConfig,
+        link: BrokerLink,
         wait: Duration,
         parts: IngestParts,
     ) -> Result<Ingest, IngestError> {
@@ -91,16 +115,28 @@ impl Ingest {
             commit,
             rules,
         } = parts;
-        let mut links = Vec::with_capacity(source_cfg.connections);
-        for conn in 0..source_cfg.connections.max(1) {
-            links.push(source::connect(&source_cfg, conn, wait, queue).await?);
-        }
         let (pub_tx, pub_rx) = mpsc::channel::<Received>(queue);
         let (val_tx, val_rx) = mpsc::channel::<Validated>(queue);
         let (com_tx, com_rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
         let drained = CancellationToken::new();
 
+        // Connect (and fail) before any stage starts.
+        let (sink, connected) = match link {
+            BrokerLink::InProcess(InProcessLink { mut tx, rx }) => {
+                source::local::subscribe(&mut tx).map_err(IngestError::InProcess)?;
+                info!(message = "Ingest reads the embedded broker in-process.");
+                (Sink::InProcess(tx), Connected::InProcess(rx))
+            }
+            BrokerLink::Mqtt(cfg) => {
+                let mut links = Vec::with_capacity(cfg.connections);
+                for conn in 0..cfg.connections.max(1) {
+                    links.push(source::mqtt::connect(&cfg, conn, wait, queue).await?);
+                }
+                let clients = links.iter().map(|(c, _)| c.clone()).collect();
+                (Sink::Mqtt(clients), Connected::Mqtt(links, cfg))
+            }
+        };
         let commit = commit::spawn(writer, rules, val_rx, com_tx, stats.clone(), commit)?;
         tokio::spawn(validate_stage(
             pub_rx,
@@ -111,29 +147,32 @@ impl Ingest {
             limits,
         ));
         let confirm = {
-            let clients = links.iter().map(|(c, _)| c.clone()).collect();
             let drained = drained.clone();
             tokio::spawn(async move {
-                confirm::run(clients, com_rx).await;
+                confirm::run(sink, com_rx).await;
                 drained.cancel();
             })
         };
-        let sources = links
-            .into_iter()
-            .enumerate()
-            .map(|(conn, (client, eventloop))| {
-                tokio::spawn(source::run(
-                    conn,
-                    client,
-                    eventloop,
-                    source_cfg.clone(),
-                    pub_tx.clone(),
-                    stop.clone(),
-                    drained.clone(),
-                ))
-            })
-            .collect();
-        drop(pub_tx);
+        let sources = match connected {
+            Connected::InProcess(rx) => {
+                vec![tokio::spawn(source::local::run(rx, pub_tx, stop.clone()))]
+            }
+            Connected::Mqtt(links, cfg) => links
+                .into_iter()
+                .enumerate()
+                .map(|(conn, (client, eventloop))| {
+                    tokio::spawn(source::mqtt::run(
+                        conn,
+                        client,
+                        eventloop,
+                        cfg.clone(),
+                        pub_tx.clone(),
+                        stop.clone(),
+                        drained.clone(),
+                    ))
+                })
+                .collect(),
+        };
         stats.ingest_up.set(1);
         Ok(Ingest {
             stop,
@@ -184,14 +223,16 @@ async fn validate_stage(
     stats: Stats,
     limits: Limits,
 ) {
-    while let Some(Received { conn, publish }) = rx.recv().await {
-        let verdict = validate(
-            &publish.topic,
-            &publish.payload,
-            &bindings,
-            &limits,
-            UnixMillis::now(),
-        );
+    while let Some(Received {
+        topic,
+        payload,
+        ack,
+    }) = rx.recv().await
+    {
+        let verdict = match std::str::from_utf8(&topic) {
+            Ok(topic) => validate(topic, &payload, &bindings, &limits, UnixMillis::now()),
+            Err(_) => topic_not_utf8(&topic, &payload),
+        };
         match &verdict {
             Verdict::Status { agent, state } => {
                 let online = presence.set(agent.clone(), *state);
@@ -202,15 +243,7 @@ async fn validate_stage(
             }
             Verdict::Accept { .. } | Verdict::KeptBack => {}
         }
-        if tx
-            .send(Validated {
-                conn,
-                publish,
-                verdict,
-            })
-            .await
-            .is_err()
-        {
+        if tx.send(Validated { ack, verdict }).await.is_err() {
             break;
         }
     }

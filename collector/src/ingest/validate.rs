@@ -36,6 +36,20 @@ pub enum Verdict {
     },
 }
 
+/// The verdict on a message whose topic is not UTF-8 (which MQTT forbids; a broker may still
+/// pass one on).
+pub fn topic_not_utf8(topic: &[u8], payload: &[u8]) -> Verdict {
+    Verdict::Reject(DeadLetter {
+        topic: String::from_utf8_lossy(topic).into_owned(),
+        agent: None,
+        seq: None,
+        code: "bad_topic",
+        reason: "topic is not valid UTF-8; MQTT topics must be".to_owned(),
+        payload: payload.to_vec(),
+        items: 0,
+    })
+}
+
 /// Judges one message received on `topic`.
 pub fn validate(
     topic: &str,
@@ -203,6 +217,16 @@ mod tests {
         let d = rejected(run(TOPIC, &reading(7, "mV")));
         assert_eq!((d.code, d.seq, d.items), ("unit_mismatch", Some(Seq(7)), 1));
         assert!(d.reason.contains("readings[0].unit"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_topic_that_is_not_utf8_is_dead_lettered_with_its_bytes_shown() {
+        let Verdict::Reject(d) = topic_not_utf8(b"spotcheck/v1/\xff", b"{}") else {
+            panic!("accepted")
+        };
+        assert_eq!(d.code, "bad_topic");
+        assert_eq!(d.topic, "spotcheck/v1/\u{fffd}");
+        assert_eq!(d.payload, b"{}");
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub fn open_for_writing(path: &Path, sync: Synchronous) -> Result<Connection, St
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
     ))
     .map_err(&e)?;
+    // The writer runs some forty distinct statements (ingest, rule engine, tasks, audit);
+    // rusqlite's default cache of 16 would re-prepare them in turn.
+    conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn, path)?;
     Ok(conn)
 }

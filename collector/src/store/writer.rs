@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 use spotcheck_protocol::{
     AgentId, Batch, Checked, Domain, EntityId, Metric, Seq, Unit, UnixMillis,
 };
@@ -67,9 +67,43 @@ pub struct CommitReport {
     pub outcomes: Vec<Outcome>,
 }
 
-/// Called for each batch stored for the first time, inside its transaction.
-pub type OnStored<'a> =
-    dyn FnMut(&Transaction<'_>, &EntityId, Domain, &Batch) -> Result<(), String> + 'a;
+/// What runs inside every commit's transaction beside the inserts (the rule engine), so that
+/// what it writes (tasks, rule state) commits or rolls back with the data. An error from it
+/// rolls the whole transaction back.
+pub trait Observer {
+    /// A batch stored for the first time (never called for a duplicate); `now` is the
+    /// commit's time.
+    fn stored(
+        &mut self,
+        tx: &Transaction<'_>,
+        entity: &EntityId,
+        domain: Domain,
+        batch: &Batch,
+        now: UnixMillis,
+    ) -> Result<(), String>;
+
+    /// Every item is written; the transaction commits next. State that many batches touch is
+    /// written here once per commit rather than once per batch.
+    fn finish(&mut self, tx: &Transaction<'_>) -> Result<(), String>;
+}
+
+/// No observer: only the data is written.
+impl Observer for () {
+    fn stored(
+        &mut self,
+        _: &Transaction<'_>,
+        _: &EntityId,
+        _: Domain,
+        _: &Batch,
+        _: UnixMillis,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn finish(&mut self, _: &Transaction<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 /// The store's single writer.
 pub struct Writer {
@@ -118,23 +152,22 @@ impl Writer {
         items: &[Item<'_>],
         now: UnixMillis,
     ) -> Result<CommitReport, StoreError> {
-        self.commit_observed(items, now, &mut |_, _, _, _| Ok(()))
+        self.commit_observed(items, now, &mut ())
     }
 
-    /// Commits `items` in one transaction, calling `on_stored` for every batch stored for the
-    /// first time (never for a duplicate) inside that transaction, so that what it writes
-    /// (tasks, rule state) commits or rolls back with the batch. An error from it rolls the
-    /// whole transaction back.
+    /// Commits `items` in one transaction, with `observer` told of every batch stored for the
+    /// first time, inside that transaction (see [`Observer`]).
     pub fn commit_observed(
         &mut self,
         items: &[Item<'_>],
         now: UnixMillis,
-        on_stored: &mut OnStored<'_>,
+        observer: &mut dyn Observer,
     ) -> Result<CommitReport, StoreError> {
         let path = self.path.clone();
         let e = sqlite_err(&path);
         let tx = self.conn.transaction().map_err(&e)?;
         let mut outcomes = Vec::with_capacity(items.len());
+        let mut inserts = Inserts::prepare(&tx).map_err(&e)?;
         for item in items {
             let outcome = match item {
                 Item::Batch {
@@ -148,24 +181,32 @@ impl Writer {
                         metrics: &mut self.metrics,
                     };
                     let outcome =
-                        insert_batch(&tx, ids, entity, *domain, batch.get(), now).map_err(&e)?;
+                        insert_batch(&tx, &mut inserts, ids, entity, *domain, batch.get(), now)
+                            .map_err(&e)?;
                     if outcome == Outcome::Stored {
-                        on_stored(&tx, entity, *domain, batch.get()).map_err(|reason| {
-                            StoreError::Observer {
+                        observer
+                            .stored(&tx, entity, *domain, batch.get(), now)
+                            .map_err(|reason| StoreError::Observer {
                                 path: path.clone(),
                                 reason,
-                            }
-                        })?;
+                            })?;
                     }
                     outcome
                 }
                 Item::DeadLetter(d) => {
-                    insert_dead_letter(&tx, d, now).map_err(&e)?;
+                    insert_dead_letter(&mut inserts.dead_letter, d, now).map_err(&e)?;
                     Outcome::DeadLettered
                 }
             };
             outcomes.push(outcome);
         }
+        drop(inserts);
+        observer
+            .finish(&tx)
+            .map_err(|reason| StoreError::Observer {
+                path: path.clone(),
+                reason,
+            })?;
         tx.commit().map_err(&e)?;
         Ok(CommitReport { outcomes })
     }
@@ -259,8 +300,37 @@ fn intern(
     Ok(tx.last_insert_rowid())
 }
 
+/// The statements a commit runs per item, prepared once per transaction.
+struct Inserts<'tx> {
+    batch: CachedStatement<'tx>,
+    chunk: CachedStatement<'tx>,
+    event: CachedStatement<'tx>,
+    dead_letter: CachedStatement<'tx>,
+}
+
+impl<'tx> Inserts<'tx> {
+    fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Inserts<'tx>> {
+        Ok(Inserts {
+            batch: tx.prepare_cached(
+                "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            chunk: tx.prepare_cached(
+                "INSERT INTO reading_chunks (entity, metric, t0, t1, agent, seq, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?,
+            event: tx.prepare_cached(
+                "INSERT INTO events (entity, kind, record_id, ts_ms, end_ms, agent, seq, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?,
+            dead_letter: tx.prepare_cached(
+                "INSERT OR IGNORE INTO dead_letters (received_ms, topic, agent, seq, code, reason, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+        })
+    }
+}
+
 fn insert_batch(
     tx: &Transaction<'_>,
+    inserts: &mut Inserts<'_>,
     ids: Ids<'_>,
     entity: &EntityId,
     domain: Domain,
@@ -286,10 +356,8 @@ fn insert_batch(
         Batch::Events(b) => ("events", b.events.len()),
     };
     let seq = batch.seq().0 as i64;
-    let fresh = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
+    let fresh = inserts
+        .batch
         .execute(params![agent_id, seq, stream, items as i64, now.0])?;
     if fresh == 0 {
         return Ok(Outcome::Duplicate);
@@ -324,26 +392,20 @@ fn insert_batch(
                     None => groups.push((metric_id, vec![sample])),
                 }
             }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO reading_chunks (entity, metric, t0, t1, agent, seq, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
             for (metric_id, samples) in groups {
                 let t0 = samples.iter().map(|s| s.ts.0).min().unwrap_or(0);
                 let t1 = samples.iter().map(|s| s.ts.0).max().unwrap_or(0);
                 let n = samples.len() as i64;
                 let data = chunk::encode(samples.into_iter());
-                insert.execute(params![
+                inserts.chunk.execute(params![
                     entity_id, metric_id, t0, t1, agent_id, seq, n, data
                 ])?;
             }
         }
         Batch::Events(b) => {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (entity, kind, record_id, ts_ms, end_ms, agent, seq, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
             for ev in &b.events {
                 let body = serde_json::to_string(ev).expect("events always serialize");
-                insert.execute(params![
+                inserts.event.execute(params![
                     entity_id,
                     ev.kind(),
                     ev.id().as_str(),
@@ -360,15 +422,11 @@ fn insert_batch(
 }
 
 fn insert_dead_letter(
-    tx: &Transaction<'_>,
+    insert: &mut CachedStatement<'_>,
     d: &DeadLetter,
     now: UnixMillis,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO dead_letters (received_ms, topic, agent, seq, code, reason, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+    insert.execute(params![
         now.0,
         d.topic,
         d.agent.as_ref().map(|a| a.as_str()),

@@ -22,6 +22,7 @@ use super::{TaskError, TaskId};
 use crate::audit::{self, EntryKind};
 use crate::registry::generate::department_of;
 use crate::rules::{Calendar, Engine, RuleKey, RuleSet, Transition};
+use crate::store::writer::Observer;
 
 /// The rule engine and what it needs to turn transitions into tasks.
 pub struct Tracker {
@@ -152,12 +153,28 @@ impl Tracker {
         self.apply(tx, received)
     }
 
-    /// Time-driven rules (inactivity, sliding windows), inside a transaction.
-    pub fn tick(&mut self, tx: &Transaction<'_>, now: UnixMillis) -> Result<(), TaskError> {
-        self.engine.tick(now, &mut self.out);
-        self.apply(tx, now)
+    /// Writes the engine's changed state (`rule_state`). [`Tracker::batch`] leaves it to this,
+    /// to be called once before the transaction commits: a slot touched by a thousand batches
+    /// is written once.
+    pub fn persist(&mut self, tx: &Transaction<'_>) -> Result<(), TaskError> {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO rule_state (entity, rule, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT (entity, rule) DO UPDATE SET state = excluded.state",
+        )?;
+        for (entity, rule, state) in self.engine.take_dirty() {
+            stmt.execute(params![entity.as_str(), rule.to_string(), state])?;
+        }
+        Ok(())
     }
 
+    /// Time-driven rules (inactivity, sliding windows), inside a transaction of their own.
+    pub fn tick(&mut self, tx: &Transaction<'_>, now: UnixMillis) -> Result<(), TaskError> {
+        self.engine.tick(now, &mut self.out);
+        self.apply(tx, now)?;
+        self.persist(tx)
+    }
+
+    /// Writes the transitions (tasks opened, cleared) the engine has emitted.
     fn apply(&mut self, tx: &Transaction<'_>, now: UnixMillis) -> Result<(), TaskError> {
         for rule in std::mem::take(&mut self.removed) {
             let live: Vec<i64> = tx
@@ -210,14 +227,26 @@ impl Tracker {
                 } => clear(tx, &entity, &rule, at, &detail, now)?,
             }
         }
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO rule_state (entity, rule, state) VALUES (?1, ?2, ?3)
-             ON CONFLICT (entity, rule) DO UPDATE SET state = excluded.state",
-        )?;
-        for (entity, rule, state) in self.engine.take_dirty() {
-            stmt.execute(params![entity.as_str(), rule.to_string(), state])?;
-        }
         Ok(())
+    }
+}
+
+/// Ingest's commit runs the tracker inside every transaction.
+impl Observer for Tracker {
+    fn stored(
+        &mut self,
+        tx: &Transaction<'_>,
+        entity: &EntityId,
+        domain: Domain,
+        batch: &Batch,
+        now: UnixMillis,
+    ) -> Result<(), String> {
+        self.batch(tx, entity, domain, batch, now)
+            .map_err(|e| e.to_string())
+    }
+
+    fn finish(&mut self, tx: &Transaction<'_>) -> Result<(), String> {
+        self.persist(tx).map_err(|e| e.to_string())
     }
 }
 

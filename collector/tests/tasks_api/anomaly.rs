@@ -14,10 +14,7 @@ use crate::helpers::{items, pool_batches, three_hours_ago, writer_for, App, ADMI
 fn commit(w: &mut Writer, tracker: &mut Tracker, entity: &EntityId, batches: &[Checked<Batch>]) {
     let now = UnixMillis::now();
     let items = items(entity, batches);
-    w.commit_observed(&items, now, &mut |tx, e, d, b| {
-        tracker.batch(tx, e, d, b, now).map_err(|e| e.to_string())
-    })
-    .unwrap();
+    w.commit_observed(&items, now, tracker).unwrap();
 }
 
 fn load_tracker(w: &Writer, book: &Rulebook) -> Tracker {

@@ -1,16 +1,17 @@
-//! The MQTT side of ingest: one rumqttc connection with manual acks, its event loop polled in
-//! its own task. Publishes go into a bounded queue; when the queue is full this task waits,
-//! the broker's in-flight window fills, and the broker holds further messages (backpressure).
+//! Ingest from a broker over TCP: rumqttc connections with manual acks, each event loop polled
+//! in its own task. Publishes go into a bounded queue; when the queue is full the broker's
+//! in-flight window fills, and the broker holds further messages (backpressure).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use spotcheck_protocol::topic::filter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::Received;
 use crate::broker::BrokerUrl;
 
 /// Connection settings of the collector's MQTT client.
@@ -43,15 +44,6 @@ pub enum SourceError {
         /// The last connection error.
         reason: String,
     },
-}
-
-/// A publish and the connection it came on (acks must go back on the same one).
-#[derive(Debug)]
-pub struct Received {
-    /// Index of the connection.
-    pub conn: usize,
-    /// The message.
-    pub publish: Publish,
 }
 
 /// The shared-subscription group used when none is configured but there are several connections.
@@ -171,14 +163,14 @@ pub async fn run(
     drained: CancellationToken,
 ) {
     let mut out = Some(out);
-    let mut held: VecDeque<Publish> = VecDeque::new();
+    let mut held: VecDeque<Received> = VecDeque::new();
     let mut backoff = Duration::from_millis(100);
     loop {
         let event = tokio::select! {
             permit = reserve(out.clone()), if !held.is_empty() => {
                 match (permit, held.pop_front()) {
-                    (Some(permit), Some(publish)) => {
-                        permit.send(Received { conn, publish });
+                    (Some(permit), Some(r)) => {
+                        permit.send(r);
                     }
                     _ => out = None,
                 }
@@ -199,12 +191,12 @@ pub async fn run(
                 backoff = Duration::from_millis(100);
                 let Some(tx) = &out else { continue };
                 if !held.is_empty() {
-                    held.push_back(publish);
+                    held.push_back(Received::from_mqtt(conn, publish));
                     continue;
                 }
-                match tx.try_send(Received { conn, publish }) {
+                match tx.try_send(Received::from_mqtt(conn, publish)) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(r)) => held.push_back(r.publish),
+                    Err(mpsc::error::TrySendError::Full(r)) => held.push_back(r),
                     Err(mpsc::error::TrySendError::Closed(_)) => out = None,
                 }
             }

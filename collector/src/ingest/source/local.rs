@@ -1,0 +1,74 @@
+//! Ingest from the embedded broker in-process, through rumqttd's local link.
+//!
+//! Over TCP, every message costs the broker an encode and a socket write, and us a read, a
+//! decode and a PUBACK back; with shared subscriptions rumqttd also re-reads each message once
+//! per member. The local link skips all of it: the router puts up to 200 messages at a time in
+//! a buffer this task swaps out.
+//!
+//! The link subscribes at QoS 0, so nothing is acknowledged to the broker, and that loses
+//! nothing: rumqttd has already acknowledged the agent's publish and holds it only in this
+//! process's memory. What makes a batch safe is the agent's confirmation after commit; until
+//! then the agent keeps it and sends it again.
+//!
+//! Backpressure: when the queue to validation is full this task waits; the router stops
+//! forwarding once the link's buffer is full and resumes when the task says it is ready again.
+
+use rumqttd::local::{LinkError, LinkRx, LinkTx};
+use rumqttd::Notification;
+use spotcheck_protocol::topic::filter;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{BrokerAck, Received};
+
+/// Subscribes the link to every readings, events and status topic. The error is rumqttd's,
+/// as text (its error type carries a whole router event).
+pub fn subscribe(tx: &mut LinkTx) -> Result<(), String> {
+    for f in [
+        filter::all_readings(),
+        filter::all_events(),
+        filter::all_status(),
+    ] {
+        tx.subscribe(f.clone())
+            .map_err(|e: LinkError| format!("{f}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Forwards what the link receives into `out` until `stop` fires or the broker drops the link.
+pub async fn run(mut rx: LinkRx, out: mpsc::Sender<Received>, stop: CancellationToken) {
+    loop {
+        let notification = tokio::select! {
+            n = rx.next() => n,
+            _ = stop.cancelled() => break,
+        };
+        match notification {
+            Ok(Some(Notification::Forward(f))) => {
+                let r = Received {
+                    topic: f.publish.topic,
+                    payload: f.publish.payload,
+                    ack: BrokerAck::Nothing,
+                };
+                // Waiting here is the backpressure; stop still interrupts it.
+                tokio::select! {
+                    sent = out.send(r) => if sent.is_err() { break },
+                    _ = stop.cancelled() => break,
+                }
+            }
+            // The router paused us after filling the buffer; everything before this
+            // notification has been taken, so ask for more.
+            Ok(Some(Notification::Unschedule)) => {
+                if rx.wake().await.is_err() {
+                    break;
+                }
+            }
+            Ok(Some(_)) | Ok(None) => {}
+            Err(e) => {
+                warn!(message = "The embedded broker dropped ingest's in-process link; ingest stops.", error = %e);
+                break;
+            }
+        }
+    }
+    info!(message = "In-process ingest link stopped.");
+}
