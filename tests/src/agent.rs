@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{count, wait_for, Proc};
+use crate::{wait_for, Proc};
 
 /// Per sequence number, in seq order, when the collector stored `agent`'s batch
 /// (`batches.received_ms`).
@@ -25,65 +25,96 @@ pub fn stored_batches(db: &rusqlite::Connection, agent: &str) -> Vec<(u64, i64)>
         .collect()
 }
 
-fn has_table(db: &rusqlite::Connection, name: &str) -> bool {
-    db.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )
-    .unwrap()
-        > 0
-}
+/// A chunk's (seq, readings) runs and its (ts_ms, value) readings.
+type ParsedChunk = (Vec<(i64, u64)>, Vec<(i64, f64)>);
 
-/// SQL for the readings stored per (agent, seq), whichever layout the store has: one row per
-/// reading (`readings`) or one chunk per batch and metric (`reading_chunks.n`).
-fn readings_per_batch_sql(db: &rusqlite::Connection) -> &'static str {
-    if has_table(db, "reading_chunks") {
-        "(SELECT coalesce(sum(r.n), 0) FROM reading_chunks r WHERE r.agent = b.agent AND r.seq = b.seq)"
-    } else {
-        "(SELECT count(*) FROM readings r WHERE r.agent = b.agent AND r.seq = b.seq)"
-    }
-}
-
-/// Stored batches whose readings or events were stored twice or partly (should be 0).
-pub fn batches_with_wrong_item_counts(db: &rusqlite::Connection) -> i64 {
-    count(
-        db,
-        &format!(
-            "SELECT count(*) FROM batches b WHERE b.items != {}
-               + (SELECT count(*) FROM events e WHERE e.agent = b.agent AND e.seq = b.seq)",
-            readings_per_batch_sql(db)
-        ),
-    )
-}
-
-/// Every stored reading as (ts_ms, value), in storage order, whichever layout the store has
-/// (chunk format 1: `u8 format, n × {i64 ts_ms, f64 value, u8 quality}`, little-endian).
-pub fn stored_readings(db: &rusqlite::Connection) -> Vec<(i64, f64)> {
-    if has_table(db, "reading_chunks") {
-        let mut stmt = db.prepare("SELECT data FROM reading_chunks").unwrap();
-        let blobs: Vec<Vec<u8>> = stmt
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let mut out = Vec::new();
-        for blob in blobs {
-            assert_eq!(blob.first(), Some(&1), "unknown reading chunk format");
-            for rec in blob[1..].chunks_exact(17) {
-                let ts = i64::from_le_bytes(rec[..8].try_into().unwrap());
-                let v = f64::from_le_bytes(rec[8..16].try_into().unwrap());
-                out.push((ts, v));
-            }
+/// A stored reading chunk, read the way its documented format says (`collector/src/store/
+/// chunk.rs`; little-endian): format 1 is `u8 1, readings` of the row's batch; format 2 is
+/// `u8 2, u32 runs, runs × {i64 seq, u32 n}, readings`; a reading is `i64 ts_ms, f64 value,
+/// u8 quality`. Returns the (seq, readings) runs and the (ts_ms, value) readings.
+fn parse_chunk(blob: &[u8], row_seq: i64) -> ParsedChunk {
+    let (runs, records) = match blob.first() {
+        Some(1) => (vec![(row_seq, ((blob.len() - 1) / 17) as u64)], &blob[1..]),
+        Some(2) => {
+            let n = u32::from_le_bytes(blob[1..5].try_into().unwrap()) as usize;
+            let runs = blob[5..5 + 12 * n]
+                .chunks_exact(12)
+                .map(|r| {
+                    (
+                        i64::from_le_bytes(r[..8].try_into().unwrap()),
+                        u64::from(u32::from_le_bytes(r[8..].try_into().unwrap())),
+                    )
+                })
+                .collect();
+            (runs, &blob[5 + 12 * n..])
         }
-        out
-    } else {
-        let mut stmt = db.prepare("SELECT ts_ms, value FROM readings").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        other => panic!("unknown reading chunk format {other:?}"),
+    };
+    assert_eq!(
+        records.len() % 17,
+        0,
+        "a reading chunk has a partial reading"
+    );
+    let readings = records
+        .chunks_exact(17)
+        .map(|rec| {
+            (
+                i64::from_le_bytes(rec[..8].try_into().unwrap()),
+                f64::from_le_bytes(rec[8..16].try_into().unwrap()),
+            )
+        })
+        .collect();
+    (runs, readings)
+}
+
+/// Every reading chunk as (agent id, row seq, BLOB).
+fn chunks(db: &rusqlite::Connection) -> Vec<(i64, i64, Vec<u8>)> {
+    let mut stmt = db
+        .prepare("SELECT agent, seq, data FROM reading_chunks ORDER BY rowid")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Stored batches whose readings or events were stored twice or partly (should be 0): every
+/// reading is traced to its (agent, seq) through the chunks' runs.
+pub fn batches_with_wrong_item_counts(db: &rusqlite::Connection) -> i64 {
+    let mut stored: std::collections::HashMap<(i64, i64), u64> = Default::default();
+    for (agent, seq, blob) in chunks(db) {
+        for (run_seq, n) in parse_chunk(&blob, seq).0 {
+            *stored.entry((agent, run_seq)).or_default() += n;
+        }
     }
+    let mut stmt = db
+        .prepare(
+            "SELECT b.agent, b.seq, b.items,
+                    (SELECT count(*) FROM events e WHERE e.agent = b.agent AND e.seq = b.seq)
+             FROM batches b",
+        )
+        .unwrap();
+    let batches: Vec<(i64, i64, u64, u64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut wrong = 0;
+    for (agent, seq, items, events) in &batches {
+        if stored.remove(&(*agent, *seq)).unwrap_or(0) + events != *items {
+            wrong += 1;
+        }
+    }
+    // Readings that no stored batch accounts for.
+    wrong + stored.len() as i64
+}
+
+/// Every stored reading as (ts_ms, value), in storage order.
+pub fn stored_readings(db: &rusqlite::Connection) -> Vec<(i64, f64)> {
+    chunks(db)
+        .into_iter()
+        .flat_map(|(_, seq, blob)| parse_chunk(&blob, seq).1)
+        .collect()
 }
 
 /// `text` without ANSI colour escapes (tracing's log lines carry them).

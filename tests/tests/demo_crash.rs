@@ -121,12 +121,7 @@ fn a_demo_killed_with_sigkill_loses_and_duplicates_nothing() {
 
     // Exactly once: each stored batch has exactly the readings or records it carried.
     let db = open_db(&data);
-    let mismatched = count(
-        &db,
-        "SELECT count(*) FROM batches b WHERE b.items != (
-             SELECT coalesce(sum(r.n), 0) FROM reading_chunks r WHERE r.agent = b.agent AND r.seq = b.seq)
-           + (SELECT count(*) FROM events e WHERE e.agent = b.agent AND e.seq = b.seq)",
-    );
+    let mismatched = batches_with_wrong_item_counts(&db);
     assert_eq!(mismatched, 0, "a batch's rows were stored twice or partly");
     for (agent, seqs) in stored(&data) {
         let mut dedup = seqs.clone();

@@ -7,6 +7,7 @@
 //! - [`query`]: read-only queries for the API and console.
 
 pub mod chunk;
+pub mod gather;
 pub mod query;
 pub mod schema;
 pub mod writer;

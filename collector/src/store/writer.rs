@@ -10,7 +10,8 @@ use spotcheck_protocol::{
     AgentId, Batch, Checked, Domain, EntityId, Metric, Seq, Unit, UnixMillis,
 };
 
-use super::chunk::{self, Sample};
+use super::chunk::Sample;
+use super::gather::{Chunk, Gatherer, Series};
 use super::{open_for_writing, sqlite_err, StoreError};
 use crate::config::{AgentBinding, Synchronous};
 
@@ -200,7 +201,7 @@ impl Writer {
             };
             outcomes.push(outcome);
         }
-        drop(inserts);
+        inserts.finish().map_err(&e)?;
         observer
             .finish(&tx)
             .map_err(|reason| StoreError::Observer {
@@ -300,8 +301,10 @@ fn intern(
     Ok(tx.last_insert_rowid())
 }
 
-/// The statements a commit runs per item, prepared once per transaction.
+/// The statements a commit runs per item, prepared once per transaction, and the readings
+/// gathered into chunks so far.
 struct Inserts<'tx> {
+    gathered: Gatherer,
     batch: CachedStatement<'tx>,
     chunk: CachedStatement<'tx>,
     event: CachedStatement<'tx>,
@@ -311,6 +314,7 @@ struct Inserts<'tx> {
 impl<'tx> Inserts<'tx> {
     fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Inserts<'tx>> {
         Ok(Inserts {
+            gathered: Gatherer::default(),
             batch: tx.prepare_cached(
                 "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
@@ -325,6 +329,16 @@ impl<'tx> Inserts<'tx> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
         })
+    }
+}
+
+impl Inserts<'_> {
+    /// Writes the chunks still open.
+    fn finish(mut self) -> rusqlite::Result<()> {
+        for c in self.gathered.drain() {
+            insert_chunk(&mut self.chunk, &c)?;
+        }
+        Ok(())
     }
 }
 
@@ -378,28 +392,20 @@ fn insert_batch(
     };
     match batch {
         Batch::Readings(b) => {
-            // Group by metric (few per batch), keeping each group's arrival order.
-            let mut groups: Vec<(i64, Vec<Sample>)> = Vec::new();
             for r in &b.readings {
-                let metric_id = metric_id(tx, ids.metrics, &r.metric, r.unit)?;
+                let series = Series {
+                    entity: entity_id,
+                    metric: metric_id(tx, ids.metrics, &r.metric, r.unit)?,
+                    agent: agent_id,
+                };
                 let sample = Sample {
                     ts: r.ts_ms,
                     value: r.value,
                     quality: r.quality,
                 };
-                match groups.iter_mut().find(|(m, _)| *m == metric_id) {
-                    Some((_, v)) => v.push(sample),
-                    None => groups.push((metric_id, vec![sample])),
+                if let Some(full) = inserts.gathered.add(series, seq, sample) {
+                    insert_chunk(&mut inserts.chunk, &full)?;
                 }
-            }
-            for (metric_id, samples) in groups {
-                let t0 = samples.iter().map(|s| s.ts.0).min().unwrap_or(0);
-                let t1 = samples.iter().map(|s| s.ts.0).max().unwrap_or(0);
-                let n = samples.len() as i64;
-                let data = chunk::encode(samples.into_iter());
-                inserts.chunk.execute(params![
-                    entity_id, metric_id, t0, t1, agent_id, seq, n, data
-                ])?;
             }
         }
         Batch::Events(b) => {
@@ -419,6 +425,21 @@ fn insert_batch(
         }
     }
     Ok(Outcome::Stored)
+}
+
+fn insert_chunk(insert: &mut CachedStatement<'_>, c: &Chunk) -> rusqlite::Result<()> {
+    let (t0, t1) = c.span();
+    insert.execute(params![
+        c.series.entity,
+        c.series.metric,
+        t0,
+        t1,
+        c.series.agent,
+        c.seq,
+        c.samples.len() as i64,
+        c.encode()
+    ])?;
+    Ok(())
 }
 
 fn insert_dead_letter(
@@ -492,6 +513,39 @@ mod tests {
             .unwrap();
         assert_eq!(n, 5);
         assert_eq!(count(&w, "batches"), 1);
+    }
+
+    #[test]
+    fn batches_of_one_series_in_one_commit_share_a_chunk_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut w = Writer::open(&path, Synchronous::Normal).unwrap();
+        let entity = EntityId::new("pool-1").unwrap();
+        let batches: Vec<_> = (1..=4).map(|seq| batch("a1", seq, 1)).collect();
+        let items: Vec<Item<'_>> = batches
+            .iter()
+            .map(|b| Item::Batch {
+                entity: &entity,
+                domain: Domain::Pool,
+                batch: b,
+            })
+            .collect();
+        w.commit(&items[..3], UnixMillis::now()).unwrap();
+        w.commit(&items[3..], UnixMillis::now()).unwrap();
+        assert_eq!(count(&w, "batches"), 4);
+        assert_eq!(count(&w, "reading_chunks"), 2, "one per commit");
+        let first: (i64, i64) = w
+            .conn
+            .query_row(
+                "SELECT seq, n FROM reading_chunks ORDER BY seq LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(first, (1, 3), "named by its first batch, holding three");
+        let read = crate::store::open_for_reading(&path).unwrap();
+        let points = crate::store::query::series(&read, "pool-1", Metric::PH, 0, 100).unwrap();
+        assert_eq!(points.len(), 4);
     }
 
     #[test]
