@@ -2,7 +2,7 @@
 # Ingest throughput, end to end (publish -> committed), for issue 2.
 #
 # For each broker (embedded rumqttd, Mosquitto) x batch size (1, 100) x consumer
-# (ceiling, python, spotcheck), R times: start a fresh broker and consumer, wait until the
+# (ceiling, inproc, python, spotcheck), R times: start a fresh broker and consumer, wait until the
 # consumer is subscribed, run loadgen, wait until the consumer has every reading.
 # Throughput = readings / (loadgen's clock start -> the consumer's last reading).
 # Prints the median of each cell as a Markdown table, with the machine it ran on.
@@ -12,7 +12,9 @@
 #   REPEATS=3                  runs per cell (median reported)
 #   READINGS_B1=200000         readings per run with batches of 1
 #   READINGS_B100=2000000      readings per run with batches of 100
-#   BROKERS="embedded mosquitto"  SIZES="1 100"  CONSUMERS="ceiling python spotcheck"
+#   BROKERS="embedded mosquitto"  SIZES="1 100"  CONSUMERS="ceiling inproc python spotcheck"
+#                              (inproc: the embedded broker counting through its in-process
+#                              link, as Spotcheck reads it; embedded broker only)
 #   AGENTS=4                   loadgen agents (bench-0 ... bench-{AGENTS-1})
 #   CONNECTIONS=0              loadgen MQTT connections (0 = one per agent)
 #   COLLECTOR_CONNECTIONS=     the collector's mqtt.connections (empty = its default, 8)
@@ -28,7 +30,7 @@ READINGS_B1=${READINGS_B1:-200000}
 READINGS_B100=${READINGS_B100:-2000000}
 BROKERS=${BROKERS:-embedded mosquitto}
 SIZES=${SIZES:-1 100}
-CONSUMERS=${CONSUMERS:-ceiling python spotcheck}
+CONSUMERS=${CONSUMERS:-ceiling inproc python spotcheck}
 AGENTS=${AGENTS:-4}
 CONNECTIONS=${CONNECTIONS:-0}
 COLLECTOR_CONNECTIONS=${COLLECTOR_CONNECTIONS:-}
@@ -119,8 +121,10 @@ run_once() {
     local port; port=$(free_port)
     local broker_pid="" consumer_pid="" http="" result=""
 
-    # Broker. The spotcheck consumer on "embedded" runs its own embedded broker.
-    if [[ $broker == mosquitto ]]; then
+    # Broker. The spotcheck and inproc consumers on "embedded" run their own embedded broker.
+    if [[ $consumer == inproc && $broker != embedded ]]; then
+        echo skip; return
+    elif [[ $broker == mosquitto ]]; then
         # Mosquitto drops QoS 1 messages beyond max_queued_messages for a subscriber that
         # falls behind; allow a whole run so a slow consumer is measured, not starved.
         local queued=$((batches > 100000 ? batches : 100000))
@@ -128,7 +132,7 @@ run_once() {
             "$port" "$queued" >"$dir/mosquitto.conf"
         start "$dir/broker" "$MOSQUITTO" -c "$dir/mosquitto.conf"; broker_pid=$PID
         wait_for 10 port_open "$port" || { log "mosquitto did not start"; echo fail; return; }
-    elif [[ $consumer != spotcheck ]]; then
+    elif [[ $consumer != spotcheck && $consumer != inproc ]]; then
         start "$dir/broker" "$BIN/bench-broker" --listen "127.0.0.1:$port"; broker_pid=$PID
         wait_for 10 said_ready "$dir/broker.out" || { log "bench-broker did not start"; echo fail; return; }
     fi
@@ -139,6 +143,10 @@ run_once() {
         start "$dir/consumer" "$BIN/ceiling" --broker "127.0.0.1:$port" --batches "$batches" --batch-size "$size"
         consumer_pid=$PID
         wait_for 10 said_ready "$dir/consumer.out" || { log "ceiling did not subscribe"; result=fail; } ;;
+    inproc)
+        start "$dir/consumer" "$BIN/bench-broker" --listen "127.0.0.1:$port" --count "$batches"
+        consumer_pid=$PID
+        wait_for 10 said_ready "$dir/consumer.out" || { log "bench-broker --count did not start"; result=fail; } ;;
     python)
         start "$dir/consumer" "$VENV/bin/python" "$ROOT/bench/python/baseline_collector.py" \
             --broker "127.0.0.1:$port" --readings "$total" --db "$dir/baseline.db"
@@ -175,6 +183,12 @@ run_once() {
         if [[ $consumer == spotcheck ]]; then
             while (($(date +%s) < deadline)); do
                 if (($(ingested "$http") >= total)); then end_ns=$(now_ns); break; fi
+                sleep 0.05
+            done
+        elif [[ $consumer == inproc ]]; then # it keeps serving after its count
+            while (($(date +%s) < deadline)) && kill -0 "$consumer_pid" 2>/dev/null; do
+                end_ns=$(field done_unix_ns "$dir/consumer.out")
+                [[ -n $end_ns ]] && break
                 sleep 0.05
             done
         else
@@ -229,15 +243,17 @@ echo "Machine: $(uname -m), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*:
 echo "Runs: median of $REPEATS; $READINGS_B1 readings per run with batches of 1, $READINGS_B100 with batches of 100;" \
     "$AGENTS agents over $([[ $CONNECTIONS == 0 ]] && echo "$AGENTS" || echo "$CONNECTIONS") loadgen connection(s)"
 echo
-echo "| broker | batch | consumer | readings/s | ratio to ceiling | ratio to python |"
-echo "|---|---:|---|---:|---:|---:|"
+echo "| broker | batch | consumer | readings/s | ratio to ceiling | ratio to inproc | ratio to python |"
+echo "|---|---:|---|---:|---:|---:|---:|"
 for broker in $BROKERS; do
     for size in $SIZES; do
         for consumer in $CONSUMERS; do
+            [[ $consumer == inproc && $broker != embedded ]] && continue
             v=${MEDIAN[$broker/$size/$consumer]}
             c=${MEDIAN[$broker/$size/ceiling]:-}
+            i=${MEDIAN[$broker/$size/inproc]:-}
             p=${MEDIAN[$broker/$size/python]:-}
-            echo "| $broker | $size | $consumer | $(thousands "$v") | $(ratio "$v" "$c") | $(ratio "$v" "$p") |"
+            echo "| $broker | $size | $consumer | $(thousands "$v") | $(ratio "$v" "$c") | $(ratio "$v" "$i") | $(ratio "$v" "$p") |"
         done
     done
 done

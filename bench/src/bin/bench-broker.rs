@@ -1,14 +1,20 @@
 //! `bench-broker`: the collector's embedded broker (rumqttd, with the collector's limits),
 //! standalone, so the baselines can run against the same broker as Spotcheck.
 //!
-//! Prints `ready` once it accepts connections, then runs until killed.
+//! Prints `ready` once it accepts connections, then runs until killed. With `--count N` it is
+//! also the in-process ceiling: it reads every readings topic through the same in-process link
+//! the collector uses, counts messages without parsing them and prints `done_unix_ns=…` after
+//! the N-th (and goes on serving: the load generator still waits for its last PUBACKs).
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
+use rumqttd::Notification;
+use spotcheck_bench::unix_ns;
 use spotcheck_collector::broker::EmbeddedBroker;
 use spotcheck_protocol::limits::DEFAULT_MAX_PAYLOAD_BYTES;
+use spotcheck_protocol::topic::filter;
 
 #[derive(Parser)]
 #[command(about = "Run the collector's embedded MQTT broker on its own")]
@@ -22,15 +28,41 @@ struct Args {
     /// Unacknowledged QoS 1 messages per connection (the collector's setting).
     #[arg(long, default_value_t = 1000)]
     max_inflight: usize,
+    /// Count this many readings messages in-process, then exit.
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // The in-process link is left unsubscribed: the consumers here connect over TCP.
-    let (broker, _link) =
+    let (broker, mut link) =
         EmbeddedBroker::start(args.listen, args.max_payload_bytes, args.max_inflight)
             .context("cannot start the embedded broker")?;
+    let Some(count) = args.count else {
+        // The in-process link is left unsubscribed: the consumers connect over TCP.
+        println!("ready {}", broker.listen());
+        loop {
+            std::thread::park();
+        }
+    };
+    link.tx
+        .subscribe(filter::all_readings())
+        .map_err(|e| anyhow::anyhow!("in-process subscribe: {e}"))?;
     println!("ready {}", broker.listen());
+    let mut seen = 0;
+    while seen < count {
+        match link.rx.recv() {
+            Ok(Some(Notification::Forward(_))) => seen += 1,
+            // The router paused the link after filling its buffer: ask for more.
+            Ok(Some(Notification::Unschedule)) => link
+                .rx
+                .ready()
+                .map_err(|e| anyhow::anyhow!("in-process link: {e}"))?,
+            Ok(_) => {}
+            Err(e) => anyhow::bail!("in-process link closed after {seen} messages: {e}"),
+        }
+    }
+    println!("done_unix_ns={}", unix_ns());
     loop {
         std::thread::park();
     }

@@ -1,6 +1,6 @@
-//! The commit stage: one thread that owns the store's writer. It takes whatever the validate
-//! stage has queued (up to `max_commit` messages), commits it in one transaction, and only then
-//! hands the messages on to be acknowledged. A failing commit is retried, never skipped: the
+//! The commit stage: one thread that owns the store's writer. It takes whatever the sources
+//! have queued (about `max_commit` messages at most: whole groups), commits it in one
+//! transaction, and only then hands the messages on to be acknowledged. A failing commit is retried, never skipped: the
 //! pipeline stalls and the broker holds the rest.
 
 use std::collections::BTreeMap;
@@ -68,7 +68,7 @@ pub struct RuleStage {
 pub fn spawn(
     mut writer: Writer,
     mut rules: Option<RuleStage>,
-    mut rx: mpsc::Receiver<Validated>,
+    mut rx: mpsc::Receiver<Vec<Validated>>,
     tx: mpsc::Sender<Committed>,
     stats: Stats,
     cfg: CommitConfig,
@@ -107,10 +107,10 @@ pub fn spawn(
                     }
                 };
                 let Some(first) = first else { break };
-                pending.push(first);
+                pending.extend(first);
                 while pending.len() < cfg.max_commit {
                     match rx.try_recv() {
-                        Ok(v) => pending.push(v),
+                        Ok(v) => pending.extend(v),
                         Err(_) => break,
                     }
                 }

@@ -1,18 +1,20 @@
 //! Ingest: from the broker to the store, acknowledging only what is committed.
 //!
 //! ```text
-//! source (broker link) ─queue─▶ validate ─queue─▶ commit (SQLite thread) ─queue─▶ confirm
-//!                                                          PUBACK to broker (MQTT) + Ack to agent
+//! source (broker link) + validate ─queue─▶ commit (SQLite thread) ─queue─▶ confirm
+//!                                                 PUBACK to broker (MQTT) + Ack to agent
 //! ```
 //!
 //! - [`source`]: the broker link: in-process to the embedded broker, or MQTT connections with
-//!   manual acks to an external one.
+//!   manual acks to an external one. Each source task validates what it receives and hands
+//!   the commit stage groups of messages (what the link had ready, up to [`CHUNK`]), so a
+//!   message costs no task switch of its own.
 //! - [`validate`]: topic, registration and payload checks; a dead letter for anything wrong.
 //! - [`commit`]: one transaction per group of messages; deduplication by (agent, seq).
 //! - [`confirm`]: acknowledgements, strictly after commit.
 //!
-//! Every queue is bounded (`ingest.queue`); a full queue makes the stage before it wait, so a
-//! slow disk ends up holding messages in the broker, never in unbounded memory.
+//! Every queue is bounded (about `ingest.queue` messages); a full queue makes the stage before
+//! it wait, so a slow disk ends up holding messages in the broker, never in unbounded memory.
 
 pub mod commit;
 pub mod confirm;
@@ -22,7 +24,7 @@ pub mod validate;
 
 use std::time::Duration;
 
-use spotcheck_protocol::{Limits, UnixMillis};
+use spotcheck_protocol::Limits;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,8 +37,10 @@ use crate::telemetry::Stats;
 use commit::{CommitConfig, Validated};
 use confirm::Sink;
 use source::mqtt::SourceConfig;
-use source::Received;
-use validate::{topic_not_utf8, validate, Verdict};
+use validate::Validator;
+
+/// Most messages a source hands the commit stage at once (rumqttd's link gives up to 200).
+pub const CHUNK: usize = 256;
 
 /// Why ingest did not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,9 +119,15 @@ impl Ingest {
             commit,
             rules,
         } = parts;
-        let (pub_tx, pub_rx) = mpsc::channel::<Received>(queue);
-        let (val_tx, val_rx) = mpsc::channel::<Validated>(queue);
+        // Counted in groups of up to CHUNK messages; under load groups fill up.
+        let (val_tx, val_rx) = mpsc::channel::<Vec<Validated>>((queue / CHUNK).max(4));
         let (com_tx, com_rx) = mpsc::channel(64);
+        let validator = Validator {
+            bindings,
+            presence,
+            stats: stats.clone(),
+            limits,
+        };
         let stop = CancellationToken::new();
         let drained = CancellationToken::new();
 
@@ -138,14 +148,6 @@ impl Ingest {
             }
         };
         let commit = commit::spawn(writer, rules, val_rx, com_tx, stats.clone(), commit)?;
-        tokio::spawn(validate_stage(
-            pub_rx,
-            val_tx,
-            bindings,
-            presence,
-            stats.clone(),
-            limits,
-        ));
         let confirm = {
             let drained = drained.clone();
             tokio::spawn(async move {
@@ -155,7 +157,12 @@ impl Ingest {
         };
         let sources = match connected {
             Connected::InProcess(rx) => {
-                vec![tokio::spawn(source::local::run(rx, pub_tx, stop.clone()))]
+                vec![tokio::spawn(source::local::run(
+                    rx,
+                    validator,
+                    val_tx,
+                    stop.clone(),
+                ))]
             }
             Connected::Mqtt(links, cfg) => links
                 .into_iter()
@@ -166,7 +173,8 @@ impl Ingest {
                         client,
                         eventloop,
                         cfg.clone(),
-                        pub_tx.clone(),
+                        validator.clone(),
+                        val_tx.clone(),
                         stop.clone(),
                         drained.clone(),
                     ))
@@ -212,39 +220,5 @@ impl Ingest {
         }
         self.stats.ingest_up.set(0);
         info!(message = "Ingest stopped.");
-    }
-}
-
-async fn validate_stage(
-    mut rx: mpsc::Receiver<Received>,
-    tx: mpsc::Sender<Validated>,
-    bindings: Bindings,
-    presence: Presence,
-    stats: Stats,
-    limits: Limits,
-) {
-    while let Some(Received {
-        topic,
-        payload,
-        ack,
-    }) = rx.recv().await
-    {
-        let verdict = match std::str::from_utf8(&topic) {
-            Ok(topic) => validate(topic, &payload, &bindings, &limits, UnixMillis::now()),
-            Err(_) => topic_not_utf8(&topic, &payload),
-        };
-        match &verdict {
-            Verdict::Status { agent, state } => {
-                let online = presence.set(agent.clone(), *state);
-                stats.agents_online.set(online as i64);
-            }
-            Verdict::Reject(d) => {
-                tracing::warn!(message = "Message rejected; kept as a dead letter.", topic = %d.topic, agent = ?d.agent.as_ref().map(|a| a.as_str()), code = d.code, reason = %d.reason);
-            }
-            Verdict::Accept { .. } | Verdict::KeptBack => {}
-        }
-        if tx.send(Validated { ack, verdict }).await.is_err() {
-            break;
-        }
     }
 }

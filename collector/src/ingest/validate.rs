@@ -1,5 +1,6 @@
 //! Where a message becomes a validated batch or a dead letter: topic, registration, payload.
-//! Pure: no I/O, so every rule here is unit-tested directly.
+//! [`validate`] is pure, so every rule here is unit-tested directly; [`Validator`] applies it
+//! in the source tasks, with its side effects (agent presence, a log line per rejection).
 
 use serde::Deserialize;
 use spotcheck_protocol::{
@@ -7,8 +8,54 @@ use spotcheck_protocol::{
     Status, Stream, Topic, UnixMillis,
 };
 
-use crate::registry::Bindings;
+use super::commit::Validated;
+use super::source::Received;
+use crate::registry::{Bindings, Presence};
 use crate::store::writer::DeadLetter;
+use crate::telemetry::Stats;
+
+/// Judges messages as they come off the broker link. Cheap to clone: one per source task.
+#[derive(Clone)]
+pub struct Validator {
+    /// Agent bindings.
+    pub bindings: Bindings,
+    /// Agent presence, updated from status messages.
+    pub presence: Presence,
+    /// Counters.
+    pub stats: Stats,
+    /// Payload limits.
+    pub limits: Limits,
+}
+
+impl Validator {
+    /// The verdict on `r`, with presence updated and rejections logged.
+    pub fn judge(&self, r: Received) -> Validated {
+        let verdict = match std::str::from_utf8(&r.topic) {
+            Ok(topic) => validate(
+                topic,
+                &r.payload,
+                &self.bindings,
+                &self.limits,
+                UnixMillis::now(),
+            ),
+            Err(_) => topic_not_utf8(&r.topic, &r.payload),
+        };
+        match &verdict {
+            Verdict::Status { agent, state } => {
+                let online = self.presence.set(agent.clone(), *state);
+                self.stats.agents_online.set(online as i64);
+            }
+            Verdict::Reject(d) => {
+                tracing::warn!(message = "Message rejected; kept as a dead letter.", topic = %d.topic, agent = ?d.agent.as_ref().map(|a| a.as_str()), code = d.code, reason = %d.reason);
+            }
+            Verdict::Accept { .. } | Verdict::KeptBack => {}
+        }
+        Validated {
+            ack: r.ack,
+            verdict,
+        }
+    }
+}
 
 /// What ingest does with one message.
 #[derive(Debug)]

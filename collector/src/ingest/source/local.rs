@@ -10,7 +10,7 @@
 //! process's memory. What makes a batch safe is the agent's confirmation after commit; until
 //! then the agent keeps it and sends it again.
 //!
-//! Backpressure: when the queue to validation is full this task waits; the router stops
+//! Backpressure: when the queue to the commit stage is full this task waits; the router stops
 //! forwarding once the link's buffer is full and resumes when the task says it is ready again.
 
 use rumqttd::local::{LinkError, LinkRx, LinkTx};
@@ -20,7 +20,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{BrokerAck, Received};
+use super::{ready_now, BrokerAck, Received};
+use crate::ingest::commit::Validated;
+use crate::ingest::validate::Validator;
+use crate::ingest::CHUNK;
 
 /// Subscribes the link to every readings, events and status topic. The error is rumqttd's,
 /// as text (its error type carries a whole router event).
@@ -36,38 +39,53 @@ pub fn subscribe(tx: &mut LinkTx) -> Result<(), String> {
     Ok(())
 }
 
-/// Forwards what the link receives into `out` until `stop` fires or the broker drops the link.
-pub async fn run(mut rx: LinkRx, out: mpsc::Sender<Received>, stop: CancellationToken) {
-    loop {
-        let notification = tokio::select! {
+/// Validates what the link receives and forwards it into `out` in groups (everything the link
+/// has ready, up to [`CHUNK`]) until `stop` fires or the broker drops the link.
+pub async fn run(
+    mut rx: LinkRx,
+    validator: Validator,
+    out: mpsc::Sender<Vec<Validated>>,
+    stop: CancellationToken,
+) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    'link: loop {
+        let first = tokio::select! {
             n = rx.next() => n,
             _ = stop.cancelled() => break,
         };
-        match notification {
-            Ok(Some(Notification::Forward(f))) => {
-                let r = Received {
+        let mut next = Some(first);
+        while let Some(n) = next.take() {
+            match n {
+                Ok(Some(Notification::Forward(f))) => chunk.push(validator.judge(Received {
                     topic: f.publish.topic,
                     payload: f.publish.payload,
                     ack: BrokerAck::Nothing,
-                };
-                // Waiting here is the backpressure; stop still interrupts it.
-                tokio::select! {
-                    sent = out.send(r) => if sent.is_err() { break },
-                    _ = stop.cancelled() => break,
+                })),
+                // The router paused us after filling the buffer; everything before this
+                // notification has been taken, so ask for more.
+                Ok(Some(Notification::Unschedule)) => {
+                    if rx.wake().await.is_err() {
+                        break 'link;
+                    }
+                }
+                Ok(Some(_)) | Ok(None) => {}
+                Err(e) => {
+                    warn!(message = "The embedded broker dropped ingest's in-process link; ingest stops.", error = %e);
+                    break 'link;
                 }
             }
-            // The router paused us after filling the buffer; everything before this
-            // notification has been taken, so ask for more.
-            Ok(Some(Notification::Unschedule)) => {
-                if rx.wake().await.is_err() {
-                    break;
-                }
+            if chunk.len() < CHUNK {
+                next = ready_now(rx.next()).await;
             }
-            Ok(Some(_)) | Ok(None) => {}
-            Err(e) => {
-                warn!(message = "The embedded broker dropped ingest's in-process link; ingest stops.", error = %e);
-                break;
-            }
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+        // Waiting here is the backpressure; stop still interrupts it.
+        tokio::select! {
+            sent = out.send(full) => if sent.is_err() { break },
+            _ = stop.cancelled() => break,
         }
     }
     info!(message = "In-process ingest link stopped.");

@@ -58,3 +58,14 @@ impl Received {
         }
     }
 }
+
+/// `f`'s output if it is ready without waiting, else `None`, dropping `f`. For the futures
+/// used here that loses nothing: rumqttd's link `next` takes its buffer only once woken, and
+/// rumqttc's `EventLoop::poll` is cancel-safe (ingest already drops it in `select!`).
+pub async fn ready_now<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        v = f => Some(v),
+        () = std::future::ready(()) => None,
+    }
+}

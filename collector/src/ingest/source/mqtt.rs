@@ -2,7 +2,6 @@
 //! in its own task. Publishes go into a bounded queue; when the queue is full the broker's
 //! in-flight window fills, and the broker holds further messages (backpressure).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -11,8 +10,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Received;
+use super::{ready_now, Received};
 use crate::broker::BrokerUrl;
+use crate::ingest::commit::Validated;
+use crate::ingest::validate::Validator;
+use crate::ingest::CHUNK;
 
 /// Connection settings of the collector's MQTT client.
 #[derive(Debug, Clone)]
@@ -141,38 +143,43 @@ fn subscribe(client: &AsyncClient, cfg: &SourceConfig, conn: usize) {
     }
 }
 
-/// Most publishes held here while the queue to validation is full. The broker sends at most
-/// its in-flight window of unacknowledged messages per connection (rumqttd: 100, Mosquitto:
-/// `max_inflight_messages`), so this is only reached with a broker configured beyond it; then
-/// the event loop pauses until the queue drains.
+/// Most messages held here while the queue to the commit stage is full. The broker sends at
+/// most its in-flight window of unacknowledged messages per connection (rumqttd: 100,
+/// Mosquitto: `max_inflight_messages`), so this is only reached with a broker configured beyond
+/// it; then the event loop pauses until the queue drains.
 const MAX_HELD: usize = 65_536;
 
 /// Polls the event loop until `stop` fires and `drained` says every accepted message has been
-/// acknowledged; forwards publishes into `out` until `stop`.
+/// acknowledged; validates publishes and forwards them into `out` in groups until `stop`.
 ///
 /// The event loop is polled even while `out` is full: it also carries our PUBACKs and
 /// keep-alive pings, and a paused loop would deadlock the confirm stage and get the connection
 /// dropped by the broker. Publishes that arrive meanwhile wait in `held`, in order.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     conn: usize,
     client: AsyncClient,
     mut eventloop: EventLoop,
     cfg: SourceConfig,
-    out: mpsc::Sender<Received>,
+    validator: Validator,
+    out: mpsc::Sender<Vec<Validated>>,
     stop: CancellationToken,
     drained: CancellationToken,
 ) {
     let mut out = Some(out);
-    let mut held: VecDeque<Received> = VecDeque::new();
+    let mut held: Vec<Validated> = Vec::new();
     let mut backoff = Duration::from_millis(100);
-    loop {
+    'connection: loop {
         let event = tokio::select! {
             permit = reserve(out.clone()), if !held.is_empty() => {
-                match (permit, held.pop_front()) {
-                    (Some(permit), Some(r)) => {
-                        permit.send(r);
+                match permit {
+                    Some(permit) => {
+                        permit.send(std::mem::take(&mut held));
                     }
-                    _ => out = None,
+                    None => {
+                        out = None;
+                        held.clear();
+                    }
                 }
                 continue;
             }
@@ -186,36 +193,53 @@ pub async fn run(
             }
             _ = drained.cancelled() => break,
         };
-        match event {
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                backoff = Duration::from_millis(100);
-                let Some(tx) = &out else { continue };
-                if !held.is_empty() {
-                    held.push_back(Received::from_mqtt(conn, publish));
-                    continue;
+        // Take everything the event loop has ready, up to a group.
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            match event {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    backoff = Duration::from_millis(100);
+                    if out.is_some() {
+                        held.push(validator.judge(Received::from_mqtt(conn, publish)));
+                    }
                 }
-                match tx.try_send(Received::from_mqtt(conn, publish)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(r)) => held.push_back(r),
-                    Err(mpsc::error::TrySendError::Closed(_)) => out = None,
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    info!(message = "Reconnected to MQTT broker.", broker = %cfg.broker, conn, session_present = ack.session_present);
+                    subscribe(&client, &cfg, conn);
                 }
-            }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                info!(message = "Reconnected to MQTT broker.", broker = %cfg.broker, conn, session_present = ack.session_present);
-                subscribe(&client, &cfg, conn);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if matches!(e, ConnectionError::RequestsDone) {
+                Ok(_) => {}
+                Err(e) => {
+                    if matches!(e, ConnectionError::RequestsDone) {
+                        break 'connection;
+                    }
+                    warn!(message = "MQTT connection lost; retrying.", broker = %cfg.broker, conn, error = %e, retry_in_ms = backoff.as_millis() as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = drained.cancelled() => break 'connection,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     break;
                 }
-                warn!(message = "MQTT connection lost; retrying.", broker = %cfg.broker, conn, error = %e, retry_in_ms = backoff.as_millis() as u64);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = drained.cancelled() => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
+            if held.len() < CHUNK {
+                next = ready_now(eventloop.poll()).await;
+            }
+        }
+        // Hand on what is held if there is room; else keep it and keep polling.
+        let closed = match (&out, held.is_empty()) {
+            (Some(tx), false) => match tx.try_reserve() {
+                Ok(permit) => {
+                    permit.send(std::mem::take(&mut held));
+                    false
+                }
+                Err(mpsc::error::TrySendError::Full(())) => false,
+                Err(mpsc::error::TrySendError::Closed(())) => true,
+            },
+            _ => false,
+        };
+        if closed {
+            out = None;
+            held.clear();
         }
     }
     let _ = client.try_disconnect();
@@ -227,7 +251,9 @@ pub async fn run(
 }
 
 /// A slot in `out`, or `None` once it is closed.
-async fn reserve(out: Option<mpsc::Sender<Received>>) -> Option<mpsc::OwnedPermit<Received>> {
+async fn reserve(
+    out: Option<mpsc::Sender<Vec<Validated>>>,
+) -> Option<mpsc::OwnedPermit<Vec<Validated>>> {
     out?.reserve_owned().await.ok()
 }
 
