@@ -17,7 +17,9 @@
 #                              link, as Spotcheck reads it; embedded broker only)
 #   AGENTS=4                   loadgen agents (bench-0 ... bench-{AGENTS-1})
 #   CONNECTIONS=0              loadgen MQTT connections (0 = one per agent)
-#   COLLECTOR_CONNECTIONS=     the collector's mqtt.connections (empty = its default, 8)
+#   COLLECTOR_CONNECTIONS=     the collector's mqtt.connections (empty = its default, 32;
+#                              external brokers only: the embedded one is read in-process)
+#   COLLECTOR_GROUP=           the collector's mqtt.shared_group (empty = none)
 #   TIMEOUT=300                seconds a run may take before it counts as failed
 #   SKIP_BUILD=1               use the binaries already in target/release
 # Logs of every run stay in /tmp/spotcheck-bench.XXXXXX (printed at the start).
@@ -103,6 +105,7 @@ collector_config() { # collector_config FILE HTTP_PORT BROKER_URL|"" EMBEDDED_PO
         echo "[mqtt]"
         if [[ -n $broker ]]; then echo "broker = \"$broker\""; else echo "embedded_listen = \"127.0.0.1:$embedded\""; fi
         if [[ -n $COLLECTOR_CONNECTIONS ]]; then echo "connections = $COLLECTOR_CONNECTIONS"; fi
+        if [[ -n ${COLLECTOR_GROUP:-} ]]; then echo "shared_group = \"$COLLECTOR_GROUP\""; fi
         for ((i = 0; i < AGENTS; i++)); do
             printf '[[agents]]\nid = "bench-%d"\nentity = "bench-e%d"\ndomain = "pool"\n' "$i" "$i"
         done

@@ -13,7 +13,9 @@
 //! `hold_for` or when too many are waiting, it costs nothing: the agent still has it in its
 //! spool and sends it again. Batches without `after` (other clients) are stored on arrival.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};

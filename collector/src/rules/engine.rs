@@ -12,7 +12,7 @@
 //! state and is counted ([`Engine::late`]). Inactivity runs on receive time and the caller's
 //! clock ([`Engine::tick`]), so agent clock skew does not matter to it.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use spotcheck_protocol::{Domain, EntityId, Event, UnixMillis};
 

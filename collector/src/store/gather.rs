@@ -6,7 +6,7 @@
 //! about to commit or when the chunk reaches [`MAX_SAMPLES`]. Queries select chunks by their
 //! time span and sort what they read, so how many batches fed a chunk does not matter to them.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::chunk::{self, Run, Sample};
 

@@ -2,7 +2,7 @@
 //! [`Writer::commit`] is one transaction, and only after it returns may the messages in it be
 //! acknowledged to the broker and confirmed to their agents.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};

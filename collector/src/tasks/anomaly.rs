@@ -10,7 +10,7 @@
 //! Dedupe: at most one live (open or acknowledged) anomaly task per (entity, rule key); a
 //! condition that returns while its task is live adds a note to that task.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::json;
