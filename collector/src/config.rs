@@ -80,9 +80,11 @@ pub struct MqttConfig {
     pub connect_timeout_s: u64,
     /// Unacknowledged QoS 1 messages the broker may send us at once, per connection.
     pub max_inflight: u16,
-    /// MQTT connections that share the readings. Brokers cap unacknowledged messages per
-    /// connection (rumqttd at 100) and ingest acknowledges only after commit, so more
-    /// connections keep more messages moving.
+    /// MQTT connections to an external broker that share the readings. Brokers cap
+    /// unacknowledged messages per connection (rumqttd at 100, Mosquitto at
+    /// `max_inflight_messages`) and ingest acknowledges only after commit, so more connections
+    /// keep more messages in flight; but each costs the broker and ingest a socket's worth of
+    /// small reads and writes, so one is fastest when the broker's window is large.
     pub connections: usize,
 }
 
@@ -95,7 +97,7 @@ impl Default for MqttConfig {
             shared_group: None,
             connect_timeout_s: 10,
             max_inflight: 1000,
-            connections: 32,
+            connections: 1,
         }
     }
 }

@@ -307,6 +307,16 @@ impl Collector {
     /// Starts `spotcheck-collector serve` with an embedded broker (when `broker_port` is
     /// `None`) or against `127.0.0.1:broker_port`; `extra` is appended to the config.
     pub fn start(dir: &Path, broker_port: Option<u16>, extra: &str) -> Collector {
+        Collector::start_with_mqtt(dir, broker_port, "", extra)
+    }
+
+    /// [`Collector::start`] with `mqtt_keys` (TOML lines) added to its `[mqtt]` table.
+    pub fn start_with_mqtt(
+        dir: &Path,
+        broker_port: Option<u16>,
+        mqtt_keys: &str,
+        extra: &str,
+    ) -> Collector {
         let data = dir.join("collector");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let (mqtt, mqtt_port) = match broker_port {
@@ -321,7 +331,7 @@ impl Collector {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n{head}\n[http]\nlisten = \"{http}\"\n[mqtt]\n{mqtt}\n{tail}",
+                "data_dir = {:?}\n{head}\n[http]\nlisten = \"{http}\"\n[mqtt]\n{mqtt}\n{mqtt_keys}\n{tail}",
                 data.display().to_string()
             ),
         )

@@ -222,8 +222,8 @@ fn interleaved_readings_and_events_in_process_and_over_shared_connections_are_al
     std::fs::create_dir_all(&dir_b).unwrap();
     let bindings = agent_binding("a1", "pool-1", "pool") + &agent_binding("g1", "game-1", "game");
     let mut c = Collector::start(&dir_a, None, &bindings);
-    // Over MQTT the collector shares its (by default 32) connections.
-    let mut shared = Collector::start(&dir_b, Some(c.mqtt_port), &bindings);
+    let mut shared =
+        Collector::start_with_mqtt(&dir_b, Some(c.mqtt_port), "connections = 4", &bindings);
     let now = spotcheck_protocol::UnixMillis::now().0;
     const EACH: u64 = 15;
     for seq in 1..=EACH {
