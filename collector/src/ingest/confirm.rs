@@ -30,27 +30,60 @@ pub async fn run(sink: Sink, rx: mpsc::Receiver<Committed>) {
     }
 }
 
+/// What a connection's forwarder hands its rumqttc client, in order.
+enum Outgoing {
+    Ack { pkid: u16, qos: QoS },
+    Confirmation { topic: String, payload: Vec<u8> },
+}
+
+/// Acknowledgements never wait here for room in a client's request queue: that queue drains
+/// only while the connection's event loop is polled, and a source holding its most messages
+/// polls only once the commit stage takes them, which it does only once this stage has taken
+/// the previous commit. So each connection gets a forwarder task fed without waiting. What
+/// waits in it is at most what the broker has delivered and we have not acknowledged yet.
 async fn run_mqtt(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>) {
-    let client = &clients[0];
+    let (senders, forwarders): (Vec<_>, Vec<_>) = clients
+        .into_iter()
+        .map(|client| {
+            let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
+            (tx, tokio::spawn(forward(client, rx)))
+        })
+        .unzip();
     while let Some(c) = rx.recv().await {
         for ack in &c.acks {
-            let BrokerAck::Mqtt { conn, pkid, qos } = *ack else {
-                continue;
-            };
-            // rumqttc builds the PUBACK from a publish's QoS and packet id only.
-            let mut p = Publish::new("", qos, Vec::new());
-            p.pkid = pkid;
-            if let Err(e) = clients[conn].ack(&p).await {
-                warn!(message = "Could not queue a PUBACK; the broker will redeliver.", error = %e);
+            if let BrokerAck::Mqtt { conn, pkid, qos } = *ack {
+                let _ = senders[conn].send(Outgoing::Ack { pkid, qos });
             }
         }
         for (agent, seqs) in c.confirmations {
             let (topic, payload) = confirmation(agent, seqs);
-            if let Err(e) = client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-            {
-                warn!(message = "Could not queue a confirmation; the agent will re-send and be confirmed then.", error = %e);
+            let _ = senders[0].send(Outgoing::Confirmation { topic, payload });
+        }
+    }
+    drop(senders);
+    for f in forwarders {
+        let _ = f.await;
+    }
+}
+
+async fn forward(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Outgoing::Ack { pkid, qos } => {
+                // rumqttc builds the PUBACK from a publish's QoS and packet id only.
+                let mut p = Publish::new("", qos, Vec::new());
+                p.pkid = pkid;
+                if let Err(e) = client.ack(&p).await {
+                    warn!(message = "Could not queue a PUBACK; the broker will redeliver.", error = %e);
+                }
+            }
+            Outgoing::Confirmation { topic, payload } => {
+                if let Err(e) = client
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
+                    .await
+                {
+                    warn!(message = "Could not queue a confirmation; the agent will re-send and be confirmed then.", error = %e);
+                }
             }
         }
     }

@@ -59,9 +59,11 @@ impl Received {
     }
 }
 
-/// `f`'s output if it is ready without waiting, else `None`, dropping `f`. For the futures
-/// used here that loses nothing: rumqttd's link `next` takes its buffer only once woken, and
-/// rumqttc's `EventLoop::poll` is cancel-safe (ingest already drops it in `select!`).
+/// `f`'s output if it is ready without waiting, else `None`, dropping `f`. Only for futures
+/// that lose nothing when dropped: rumqttd's link `next` takes its buffer only once woken.
+/// Not for rumqttc's `EventLoop::poll`: dropped while writing, it loses the packet it was
+/// writing (a PUBACK, say), and grouping its publishes this way stalled ingest through
+/// Mosquitto.
 pub async fn ready_now<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
     tokio::select! {
         biased;

@@ -10,11 +10,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{ready_now, Received};
+use super::Received;
 use crate::broker::BrokerUrl;
 use crate::ingest::commit::Validated;
 use crate::ingest::validate::Validator;
-use crate::ingest::CHUNK;
 
 /// Connection settings of the collector's MQTT client.
 #[derive(Debug, Clone)]
@@ -169,7 +168,7 @@ pub async fn run(
     let mut out = Some(out);
     let mut held: Vec<Validated> = Vec::new();
     let mut backoff = Duration::from_millis(100);
-    'connection: loop {
+    loop {
         let event = tokio::select! {
             permit = reserve(out.clone()), if !held.is_empty() => {
                 match permit {
@@ -193,36 +192,31 @@ pub async fn run(
             }
             _ = drained.cancelled() => break,
         };
-        // Take everything the event loop has ready, up to a group.
-        let mut next = Some(event);
-        while let Some(event) = next.take() {
-            match event {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    backoff = Duration::from_millis(100);
-                    if out.is_some() {
-                        held.push(validator.judge(Received::from_mqtt(conn, publish)));
+        match event {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                backoff = Duration::from_millis(100);
+                if out.is_some() {
+                    held.push(validator.judge(Received::from_mqtt(conn, publish)));
+                    if held.len() == MAX_HELD {
+                        warn!(message = "Holding the most messages allowed while the commit stage is busy; pausing reads from the broker.", conn, held = held.len());
                     }
-                }
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    info!(message = "Reconnected to MQTT broker.", broker = %cfg.broker, conn, session_present = ack.session_present);
-                    subscribe(&client, &cfg, conn);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    if matches!(e, ConnectionError::RequestsDone) {
-                        break 'connection;
-                    }
-                    warn!(message = "MQTT connection lost; retrying.", broker = %cfg.broker, conn, error = %e, retry_in_ms = backoff.as_millis() as u64);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = drained.cancelled() => break 'connection,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    break;
                 }
             }
-            if held.len() < CHUNK {
-                next = ready_now(eventloop.poll()).await;
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(message = "Reconnected to MQTT broker.", broker = %cfg.broker, conn, session_present = ack.session_present);
+                subscribe(&client, &cfg, conn);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if matches!(e, ConnectionError::RequestsDone) {
+                    break;
+                }
+                warn!(message = "MQTT connection lost; retrying.", broker = %cfg.broker, conn, error = %e, retry_in_ms = backoff.as_millis() as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = drained.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
         // Hand on what is held if there is room; else keep it and keep polling.
