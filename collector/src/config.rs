@@ -106,8 +106,9 @@ impl Default for MqttConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Capacity of each queue between stages, in messages. When full, the stage before waits,
-    /// and in the end the broker stops sending (its in-flight window fills).
+    /// About how many messages may wait for the commit thread (the queue holds groups of up
+    /// to 256). When full, the sources wait, and in the end the broker stops sending (its
+    /// in-flight window fills).
     pub queue: usize,
     /// Most messages committed in one transaction.
     pub max_commit: usize,

@@ -85,7 +85,7 @@ pub struct IngestParts {
     pub stats: Stats,
     /// Payload limits.
     pub limits: Limits,
-    /// Queue capacity between stages.
+    /// About how many messages may wait for the commit thread.
     pub queue: usize,
     /// Commit stage settings.
     pub commit: CommitConfig,
