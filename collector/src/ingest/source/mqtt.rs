@@ -2,6 +2,8 @@
 //! in its own task. Publishes go into a bounded queue; when the queue is full the broker's
 //! in-flight window fills, and the broker holds further messages (backpressure).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -158,7 +160,7 @@ const MAX_HELD: usize = 65_536;
 pub async fn run(
     conn: usize,
     client: AsyncClient,
-    mut eventloop: EventLoop,
+    eventloop: EventLoop,
     cfg: SourceConfig,
     validator: Validator,
     out: mpsc::Sender<Vec<Validated>>,
@@ -168,6 +170,7 @@ pub async fn run(
     let mut out = Some(out);
     let mut held: Vec<Validated> = Vec::new();
     let mut backoff = Duration::from_millis(100);
+    let mut poller = Poller::new(eventloop);
     loop {
         let event = tokio::select! {
             permit = reserve(out.clone()), if !held.is_empty() => {
@@ -182,7 +185,7 @@ pub async fn run(
                 }
                 continue;
             }
-            e = eventloop.poll(), if held.len() < MAX_HELD => e,
+            e = poller.next(), if held.len() < MAX_HELD => e,
             _ = stop.cancelled(), if out.is_some() => {
                 // Close the queue: the stages behind us finish what they hold. What is still
                 // held here is neither forwarded nor acked: it is delivered again later.
@@ -239,9 +242,40 @@ pub async fn run(
     let _ = client.try_disconnect();
     // Let the DISCONNECT go out.
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        while eventloop.poll().await.is_ok() {}
+        while poller.next().await.is_ok() {}
     })
     .await;
+}
+
+/// The event loop's `poll`, never dropped half-way: a poll dropped while its socket write
+/// waits loses the packet it was writing (a PUBACK, a PINGREQ), the request being already off
+/// rumqttc's queue. Here the poll in progress survives when another branch of the source's
+/// `select!` wins, and the next call resumes it.
+struct Poller {
+    pending: Pin<Box<dyn Future<Output = Polled> + Send>>,
+}
+
+/// An event and the event loop, handed back for the next poll.
+type Polled = (Result<Event, ConnectionError>, EventLoop);
+
+impl Poller {
+    fn new(eventloop: EventLoop) -> Poller {
+        Poller {
+            pending: Box::pin(poll(eventloop)),
+        }
+    }
+
+    /// The next event; cancel-safe.
+    async fn next(&mut self) -> Result<Event, ConnectionError> {
+        let (event, eventloop) = (&mut self.pending).await;
+        self.pending = Box::pin(poll(eventloop));
+        event
+    }
+}
+
+async fn poll(mut eventloop: EventLoop) -> Polled {
+    let event = eventloop.poll().await;
+    (event, eventloop)
 }
 
 /// A slot in `out`, or `None` once it is closed.
