@@ -286,6 +286,20 @@ pub fn mosquitto_pub(port: u16, topic: &str, payload: &[u8]) {
     assert!(status.success(), "mosquitto_pub failed on {topic}");
 }
 
+/// Whether `mosquitto_pub` is installed; without it a test skips, unless servers are
+/// required (`SPOTCHECK_REQUIRE_SERVERS=1`), when it fails.
+pub fn have_mosquitto_pub() -> bool {
+    if std::path::Path::new("/usr/bin/mosquitto_pub").exists() {
+        return true;
+    }
+    assert!(
+        !servers_required(),
+        "mosquitto_pub is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
+    );
+    eprintln!("skipping: mosquitto_pub is not installed (apt-get install mosquitto-clients)");
+    false
+}
+
 /// A collector run by the real binary, with its own data directory.
 pub struct Collector {
     /// The process.

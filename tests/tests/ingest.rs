@@ -78,12 +78,7 @@ fn batch(agent: &str, seq: u64, ph: f64) -> String {
 /// A third-party client: mosquitto_pub, against the collector's embedded broker.
 #[test]
 fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored_once() {
-    if !std::path::Path::new("/usr/bin/mosquitto_pub").exists() {
-        assert!(
-            !servers_required(),
-            "mosquitto_pub is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
-        );
-        eprintln!("skipping: mosquitto_pub is not installed (apt-get install mosquitto-clients)");
+    if !have_mosquitto_pub() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -208,12 +203,7 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
 /// both filters lost events; each filter now has its own group.)
 #[test]
 fn interleaved_readings_and_events_in_process_and_over_shared_connections_are_all_stored() {
-    if !std::path::Path::new("/usr/bin/mosquitto_pub").exists() {
-        assert!(
-            !servers_required(),
-            "mosquitto_pub is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
-        );
-        eprintln!("skipping: mosquitto_pub is not installed (apt-get install mosquitto-clients)");
+    if !have_mosquitto_pub() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

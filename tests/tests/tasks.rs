@@ -41,12 +41,7 @@ fn audit_verify(data: &Path) -> (bool, String) {
 
 #[test]
 fn a_breach_opens_one_task_across_restarts_and_its_result_is_published() {
-    if !Path::new("/usr/bin/mosquitto_pub").exists() {
-        assert!(
-            !servers_required(),
-            "mosquitto_pub is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
-        );
-        eprintln!("skipping: mosquitto_pub is not installed (apt-get install mosquitto-clients)");
+    if !have_mosquitto_pub() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
