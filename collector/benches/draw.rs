@@ -90,6 +90,7 @@ fn tasks(rng: &mut ChaCha8Rng) -> Vec<Task> {
                 item: ItemId::new(format!("{dept}-item")).expect("valid"),
                 start: PlanDate::new(&format!("2026-{month:02}-01")).expect("valid"),
                 end: PlanDate::new(&format!("2026-{:02}-28", month + 1)).expect("valid"),
+                drawn: true,
             }
         })
         .collect()

@@ -2,8 +2,7 @@
 //! (list, import a JSON array atomically with `?dry_run=true`), plans and their progress,
 //! joint tasks and the joint quota.
 
-use std::collections::BTreeMap;
-
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -175,15 +174,27 @@ struct JointView {
     planned_quotas: Vec<Quota>,
 }
 
-async fn joint_view(State(s): State<AppState>, h: HeaderMap) -> Result<Json<JointView>, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JointParams {
+    /// The year whose random tasks count toward the quota (default: this year in China).
+    year: Option<u16>,
+}
+
+async fn joint_view(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    params: Result<Query<JointParams>, QueryRejection>,
+) -> Result<Json<JointView>, ApiError> {
     authorize(&s, &h)?;
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(format!("{e}; expected ?year=YYYY")))?;
+    let year = p.year.unwrap_or_else(|| {
+        let (y, _, _) = crate::rules::ChinaDay::of(spotcheck_protocol::UnixMillis::now()).ymd();
+        u16::try_from(y).unwrap_or(u16::MAX)
+    });
     let tasks = read(&s, joint::stored_tasks).await?;
-    let mut random = BTreeMap::new();
-    for t in &tasks {
-        *random.entry(t.department.clone()).or_default() += 1;
-    }
     let joint_tasks = joint::merge(&tasks);
-    let quotas = joint::quotas(&random, &joint::joint_per_department(&joint_tasks));
+    let quotas = joint::year_quotas(&tasks, year);
     let plans = read(&s, |c| {
         Ok(plan_store::plans(c).and_then(|plans| {
             let entities = registry_store::entities(c)?;

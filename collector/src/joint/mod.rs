@@ -31,6 +31,8 @@ pub struct Task {
     pub start: PlanDate,
     /// Last day.
     pub end: PlanDate,
+    /// Whether a draw made it (a random task): only those count toward the joint quota.
+    pub drawn: bool,
 }
 
 /// Tasks done in one visit: at least two departments, and a window common to all.
@@ -159,6 +161,23 @@ pub fn quotas(random: &BTreeMap<Department, u64>, joint: &BTreeMap<Department, u
         .collect()
 }
 
+/// Each department's quota in `year`, over the tasks drawn (random tasks) whose window starts
+/// in that year: anomaly and referral tasks are not random tasks and count for nothing, and
+/// only joint tasks made of drawn tasks count as joint.
+pub fn year_quotas(tasks: &[Task], year: u16) -> Vec<Quota> {
+    let prefix = format!("{year:04}-");
+    let drawn: Vec<Task> = tasks
+        .iter()
+        .filter(|t| t.drawn && t.start.as_str().starts_with(&prefix))
+        .cloned()
+        .collect();
+    let mut random: BTreeMap<Department, u64> = BTreeMap::new();
+    for t in &drawn {
+        *random.entry(t.department.clone()).or_default() += 1;
+    }
+    quotas(&random, &joint_per_department(&merge(&drawn)))
+}
+
 /// The quota of every department over the annual plans: a plan's planned entities count as
 /// random tasks of its department and of each partner, and as joint tasks of all of them
 /// when the plan has partners. `plans` pairs each plan with its planned entities.
@@ -192,7 +211,8 @@ pub fn joint_per_department(joint: &[JointTask]) -> BTreeMap<Department, u64> {
 /// Every task in the store that has a window, as a [`Task`].
 pub fn stored_tasks(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Task>> {
     let mut stmt = conn.prepare(
-        "SELECT id, entity, department, item, window_start, window_end FROM tasks ORDER BY id",
+        "SELECT id, entity, department, item, window_start, window_end, draw IS NOT NULL
+         FROM tasks ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
         let bad = |i: usize, e: String| {
@@ -207,6 +227,7 @@ pub fn stored_tasks(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Task>> 
             item: ItemId::new(r.get::<_, String>(3)?).map_err(|e| bad(3, e.to_string()))?,
             start: PlanDate::new(&r.get::<_, String>(4)?).map_err(|e| bad(4, e))?,
             end: PlanDate::new(&r.get::<_, String>(5)?).map_err(|e| bad(5, e))?,
+            drawn: r.get(6)?,
         })
     })?;
     rows.collect()
@@ -224,6 +245,7 @@ mod tests {
             item: ItemId::new(format!("{dept}-item")).unwrap(),
             start: PlanDate::new(start).unwrap(),
             end: PlanDate::new(end).unwrap(),
+            drawn: true,
         }
     }
 
@@ -268,6 +290,20 @@ mod tests {
         assert_eq!(by["health"], (30, 30, true));
         assert_eq!(by["fire"], (30, 30, true));
         assert_eq!(by["culture"], (12, 0, false));
+    }
+
+    #[test]
+    fn only_drawn_tasks_of_the_year_count_toward_the_quota() {
+        let mut referral = task(9, 3, "culture", "2026-05-01", "2026-05-31");
+        referral.drawn = false;
+        let tasks = [
+            task(1, 1, "culture", "2026-03-01", "2026-03-31"),
+            task(2, 2, "culture", "2025-03-01", "2025-03-31"),
+            referral,
+        ];
+        let q = year_quotas(&tasks, 2026);
+        assert_eq!(q.len(), 1);
+        assert_eq!((q[0].random_tasks, q[0].required), (1, 1));
     }
 
     #[test]

@@ -106,6 +106,31 @@ impl ClassRatio {
     }
 }
 
+impl ClassRatio {
+    /// How many of a class of `population` candidates the plan draws in its year: the ratio
+    /// rounded to the nearest entity (halves up), then kept inside the class's allowed range
+    /// — never above `max_bp` (so "A ≤ 5 %" holds for the year), and not below `min_bp`
+    /// where the range allows it.
+    pub fn annual_target(&self, population: u64) -> u64 {
+        let of = |bp: u32| u128::from(population) * u128::from(bp);
+        let nearest = ((of(self.ratio_bp) + 5_000) / 10_000) as u64;
+        let ceiling = (of(self.max_bp) / 10_000) as u64;
+        let floor = of(self.min_bp).div_ceil(10_000) as u64;
+        nearest.max(floor.min(ceiling)).min(ceiling)
+    }
+}
+
+/// What batch `k` (1-based) of `n` draws of a class whose annual target is `target`, when
+/// earlier batches drew `drawn` of it: the cumulative share ⌈target · k / n⌉ less what was
+/// drawn. Remainders go to the earlier batches, the last batch completes the target, and no
+/// batch takes a class past it.
+pub fn batch_share(target: u64, k: u64, n: u64, drawn: u64) -> u64 {
+    let k = k.min(n).max(1);
+    (u128::from(target) * u128::from(k))
+        .div_ceil(u128::from(n.max(1)))
+        .saturating_sub(u128::from(drawn)) as u64
+}
+
 /// A batch of a plan: one draw, one inspection window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
@@ -253,7 +278,9 @@ impl Plan {
 
     /// The draw input of `batch`: the plan's candidates except those drawn in earlier
     /// batches (`already_drawn`), the department's active inspectors in the plan's field, and
-    /// their conflicts.
+    /// their conflicts. Each class draws the batch's share of its annual target
+    /// ([`ClassRatio::annual_target`], [`batch_share`]), so no batch can push a class past
+    /// the plan's ratio for the year.
     pub fn draw_input(
         &self,
         batch: &Batch,
@@ -261,12 +288,43 @@ impl Plan {
         inspectors: &[Inspector],
         already_drawn: &HashSet<CreditCode>,
     ) -> Result<DrawInput, DrawError> {
+        let position = self
+            .batches
+            .iter()
+            .position(|b| b.label == batch.label)
+            .ok_or_else(|| {
+                DrawError::Input(format!("batch {} is not in plan {}", batch.label, self.id))
+            })?;
         let candidates = entities
             .iter()
             .filter(|e| self.is_candidate(e) && !already_drawn.contains(&e.code))
             .map(|e| Candidate {
                 code: e.code.clone(),
                 class: e.risk.clone(),
+            })
+            .collect();
+        let strata = self
+            .ratios
+            .iter()
+            .map(|r| {
+                let of_class = entities
+                    .iter()
+                    .filter(|e| self.is_candidate(e) && e.risk == r.class);
+                let (mut population, mut drawn) = (0u64, 0u64);
+                for e in of_class {
+                    population += 1;
+                    drawn += u64::from(already_drawn.contains(&e.code));
+                }
+                let target = r.annual_target(population);
+                Stratum {
+                    class: r.class.clone(),
+                    quota: Quota::Count(batch_share(
+                        target,
+                        position as u64 + 1,
+                        self.batches.len() as u64,
+                        drawn,
+                    )),
+                }
             })
             .collect();
         let pool: Vec<&Inspector> = inspectors
@@ -289,14 +347,7 @@ impl Plan {
             department: self.department.clone(),
             item: self.item.clone(),
             inspectors_per_entity: self.inspectors_per_entity,
-            strata: self
-                .ratios
-                .iter()
-                .map(|r| Stratum {
-                    class: r.class.clone(),
-                    quota: Quota::RatioBp(r.ratio_bp),
-                })
-                .collect(),
+            strata,
         };
         let pool = pool
             .into_iter()
@@ -349,6 +400,42 @@ mod tests {
             e.to_string()
                 .contains("ratio 600 bp is outside its range 0–500 bp"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn an_annual_target_never_exceeds_the_class_maximum() {
+        let a = &ClassRatio::defaults()[0]; // A: 0–5 %, at 5 %
+        assert_eq!(
+            a.annual_target(30),
+            1,
+            "1.5 rounds up to 2 = 6.7 %, above 5 %"
+        );
+        assert_eq!(a.annual_target(100), 5);
+        assert_eq!(a.annual_target(10), 0);
+        let d = &ClassRatio::defaults()[3]; // D: 61–100 %, at 61 %
+        assert_eq!(d.annual_target(10), 7, "6.1 rounds to 6 = 60 %, below 61 %");
+    }
+
+    #[test]
+    fn batches_share_the_target_and_none_passes_it() {
+        let shares: Vec<u64> = (1..=4)
+            .scan(0, |drawn, k| {
+                let s = batch_share(3, k, 4, *drawn);
+                *drawn += s;
+                Some(s)
+            })
+            .collect();
+        assert_eq!(shares, vec![1, 1, 1, 0]);
+        assert_eq!(
+            batch_share(3, 2, 4, 3),
+            0,
+            "drawn past the cumulative share"
+        );
+        assert_eq!(
+            batch_share(10, 4, 4, 7),
+            3,
+            "the last batch completes the target"
         );
     }
 

@@ -198,17 +198,19 @@ pub struct Progress {
     pub batches: u64,
 }
 
-/// Entities `plan` draws over all its batches, by its ratios over today's `entities`.
+/// Entities `plan` draws over its year: the sum of its classes' annual targets over today's
+/// `entities`.
 pub fn planned_entities(plan: &Plan, entities: &[Entity]) -> u64 {
-    let mut per_batch = 0u64;
-    for r in &plan.ratios {
-        let n = entities
-            .iter()
-            .filter(|e| plan.is_candidate(e) && e.risk == r.class)
-            .count() as u64;
-        per_batch += (n * u64::from(r.ratio_bp)).div_ceil(10_000);
-    }
-    per_batch * plan.batches.len() as u64
+    plan.ratios
+        .iter()
+        .map(|r| {
+            let n = entities
+                .iter()
+                .filter(|e| plan.is_candidate(e) && e.risk == r.class)
+                .count() as u64;
+            r.annual_target(n)
+        })
+        .sum()
 }
 
 /// Progress of `plan` against its ratios.

@@ -20,9 +20,11 @@ use tracing::{info, warn};
 use super::store::add_note;
 use super::{TaskError, TaskId};
 use crate::audit::{self, EntryKind};
-use crate::registry::generate::department_of;
 use crate::rules::{Calendar, Engine, RuleKey, RuleSet, Transition};
 use crate::store::writer::Observer;
+
+/// The department of an anomaly task whose rule pack no item of the item list names.
+pub const UNASSIGNED: &str = "unassigned";
 
 /// The rule engine and what it needs to turn transitions into tasks.
 pub struct Tracker {
@@ -286,15 +288,22 @@ fn open(
         add_note(tx, id, now, "returned", detail)?;
         return Ok(false);
     }
-    let department = domain
-        .map(|d| department_of(d).to_string())
-        .unwrap_or_else(|| "unknown".into());
-    // The item whose rule pack this is, if the item list names one.
-    let item: Option<String> = tx
-        .prepare_cached("SELECT id FROM registry_items WHERE rule_pack = ?1 ORDER BY id LIMIT 1")?
-        .query_row([rule.pack()], |r| r.get(0))
+    // The item list (一单) says which item this rule pack checks and which department owns
+    // it; a rule pack that no item names still opens its task (a breach is never dropped),
+    // under the department `unassigned`, so the bureau sees it and fixes the item list.
+    let owner: Option<(String, String)> = tx
+        .prepare_cached(
+            "SELECT id, department FROM registry_items WHERE rule_pack = ?1 ORDER BY id LIMIT 1",
+        )?
+        .query_row([rule.pack()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let item = item.unwrap_or_else(|| rule.to_string());
+    let (item, department) = match owner {
+        Some(found) => found,
+        None => {
+            warn!(message = "No item of the item list names this rule pack; the anomaly task is unassigned.", pack = rule.pack(), entity = %entity, ?domain);
+            (rule.to_string(), UNASSIGNED.to_owned())
+        }
+    };
     let day = super::china_day(at);
     tx.prepare_cached(
         "INSERT INTO tasks (kind, entity, department, item, window_start, window_end, status,

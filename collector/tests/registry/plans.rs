@@ -151,3 +151,162 @@ fn a_library_changed_after_the_commit_blocks_the_reveal() {
     assert!(records(&conn, 10).unwrap().is_empty());
     assert_eq!(count(&conn, "tasks"), 0);
 }
+
+/// Class A at its maximum of 5 % over four batches: the plan's year never draws more than
+/// 5 % of the class, and the batches share the annual target instead of each taking 5 % of
+/// what is left.
+#[test]
+fn a_class_ratio_holds_for_the_year_over_four_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = library(dir.path(), 400, 40);
+    let mut plan = spotcheck_collector::plan::store::plan(&conn, "2026-culture-game").unwrap();
+    plan.batches = (1..=4)
+        .map(|q| spotcheck_collector::plan::Batch {
+            label: format!("q{q}"),
+            start: spotcheck_collector::plan::PlanDate::new(&format!("2026-{:02}-01", q * 3 - 2))
+                .unwrap(),
+            end: spotcheck_collector::plan::PlanDate::new(&format!("2026-{:02}-28", q * 3 - 1))
+                .unwrap(),
+        })
+        .collect();
+    save(&conn, &plan).unwrap();
+    let class_of = |conn: &Connection, class: &str| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM registry_entities WHERE domain = 'game' AND risk = ?1",
+            [class],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let population = class_of(&conn, "A");
+    assert!(
+        population >= 40,
+        "enough class A games to tell 5 % per batch from 5 % a year: {population}"
+    );
+    let drawn_a = |conn: &Connection| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(DISTINCT t.entity) FROM tasks t JOIN registry_entities e ON e.code = t.entity
+             WHERE t.department = 'culture' AND e.risk = 'A' AND t.draw IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let mut per_batch = Vec::new();
+    for (i, b) in ["q1", "q2", "q3", "q4"].iter().enumerate() {
+        commit_batch(&conn, "2026-culture-game", b, 10 + i as i64).unwrap();
+        reveal_batch(&mut conn, "2026-culture-game", b, 20 + i as i64).unwrap();
+        let drawn = drawn_a(&conn);
+        assert!(
+            drawn * 10_000 <= population * 500,
+            "after batch {b}: {drawn} of {population} class A drawn, above 5 %"
+        );
+        per_batch.push(drawn);
+    }
+    let target = population * 500 / 10_000;
+    assert_eq!(
+        per_batch.last().copied(),
+        Some(target),
+        "the year completes the annual target of ⌊{population} × 5 %⌋: {per_batch:?}"
+    );
+    assert!(
+        per_batch[0] < target,
+        "the first batch takes its share, not the whole year's: {per_batch:?}"
+    );
+    let p = progress(&conn, &plan).unwrap();
+    assert_eq!(p.batches_drawn, 4);
+}
+
+/// An anomaly task takes its department and item from the item list (一单), not from a fixed
+/// table of domains: a bureau that gives pool water to another department sees its tasks there.
+#[test]
+fn an_anomaly_task_takes_the_department_of_its_item() {
+    use spotcheck_collector::config::AgentBinding;
+    use spotcheck_collector::registry::model::Department;
+    use spotcheck_collector::rulebook::Rulebook;
+    use spotcheck_collector::store::writer::Item;
+    use spotcheck_collector::store::Writer;
+    use spotcheck_collector::tasks::anomaly::Tracker;
+    use spotcheck_protocol::{
+        AgentId, Batch, Domain, EntityId, Limits, Metric, Quality, Reading, ReadingBatch, Seq,
+        Unit, UnixMillis, Version,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    let mut conn = store::open_for_writing(&db, Synchronous::Normal).unwrap();
+    let mut items = generate::items();
+    for i in &mut items {
+        if i.rule_pack.as_deref() == Some("pool") {
+            i.department = Department::new("sports-bureau").unwrap();
+        }
+    }
+    write(&mut conn, &Records::Items(items)).unwrap();
+    drop(conn);
+
+    let agent = AgentId::new("pool-agent-1").unwrap();
+    let entity = EntityId::new("91440300MA5ABCDE1X").unwrap();
+    let mut w = Writer::open(&db, Synchronous::Normal).unwrap();
+    w.register_agents(&[AgentBinding {
+        id: agent.clone(),
+        entity: entity.clone(),
+        domain: Domain::Pool,
+    }])
+    .unwrap();
+    let book = Rulebook::load(None).unwrap();
+    let mut tracker = Tracker::load(
+        w.connection(),
+        (*book.rules()).clone(),
+        (*book.calendar()).clone(),
+        &[],
+        UnixMillis::now(),
+    )
+    .unwrap();
+    // Free chlorine far below its band for an hour.
+    let start = UnixMillis::now().0 - 2 * 3_600_000;
+    let limits = Limits {
+        max_age_ms: i64::MAX / 2,
+        ..Limits::default()
+    };
+    let batches: Vec<_> = (0..6u64)
+        .map(|b| {
+            let readings = (0..10)
+                .map(|m| Reading {
+                    metric: Metric::new(Metric::FREE_CHLORINE).unwrap(),
+                    value: 0.05,
+                    unit: Unit::MilligramPerLitre,
+                    ts_ms: UnixMillis(start + (b as i64 * 10 + m) * 60_000),
+                    quality: Quality::Good,
+                })
+                .collect();
+            let batch = Batch::Readings(ReadingBatch {
+                v: Version,
+                agent: agent.clone(),
+                seq: Seq(b + 1),
+                after: None,
+                readings,
+            });
+            spotcheck_protocol::check(batch, &limits, UnixMillis::now()).unwrap()
+        })
+        .collect();
+    let items: Vec<Item> = batches
+        .iter()
+        .map(|b| Item::Batch {
+            entity: &entity,
+            domain: Domain::Pool,
+            batch: b,
+        })
+        .collect();
+    w.commit_observed(&items, UnixMillis::now(), &mut tracker)
+        .unwrap();
+    let (department, item): (String, String) = w
+        .connection()
+        .query_row(
+            "SELECT department, item FROM tasks WHERE kind = 'anomaly' AND rule = 'pool/free_chlorine'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(department, "sports-bureau");
+    assert_eq!(item, "pool-water-quality");
+}
