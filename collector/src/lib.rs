@@ -16,6 +16,7 @@
 //! - [`results`]: result categories, the publication deadline, publishing, the public feed.
 //! - [`audit`]: the append-only, hash-chained audit log that anyone with an export can check.
 //! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console.
+//! - [`health`]: what each running part reports to `/healthz`.
 //! - [`telemetry`]: the counters behind `/metrics` and `/api/v1/stats`; logging set-up.
 //! - [`config`], [`topology`], [`shutdown`]: reading the config, wiring the parts, stopping.
 //! - [`cli`]: the one-shot subcommands (`draw verify`, `registry import`, `audit verify`,
@@ -31,6 +32,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod draw;
+pub mod health;
 pub mod ingest;
 pub mod joint;
 pub mod plan;

@@ -13,6 +13,7 @@ use tracing::info;
 use crate::api::{self, AppState};
 use crate::broker::{BrokerUrl, EmbeddedBroker, EmbeddedBrokerError};
 use crate::config::{BrokerChoice, Config};
+use crate::health::Health;
 use crate::ingest::commit::{CommitConfig, RuleStage};
 use crate::ingest::source::mqtt::SourceConfig;
 use crate::ingest::{BrokerLink, Ingest, IngestError, IngestParts};
@@ -141,6 +142,7 @@ impl Collector {
         };
 
         let stats = Stats::default();
+        let health = Health::default();
         let bindings = Bindings::new(&config.agents);
         let presence = Presence::default();
         let parts = IngestParts {
@@ -158,6 +160,7 @@ impl Collector {
                 max_held: 10_000,
             },
             rules,
+            health: health.clone(),
         };
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
 
@@ -176,6 +179,7 @@ impl Collector {
             admin_token: admin_token.clone(),
             rulebook,
             publish_within_days: config.publication.within_days,
+            health,
         });
         let http_stop = CancellationToken::new();
         let stop = http_stop.clone();

@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::health::{Part, PartState};
 use crate::registry::{Bindings, Presence};
 use crate::store::{self, query};
 use crate::telemetry::{Stats, StatsSnapshot};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub rulebook: crate::rulebook::Rulebook,
     /// Days within which a result must be published.
     pub publish_within_days: u32,
+    /// What each running part reports (`/healthz`).
+    pub health: crate::health::Health,
 }
 
 /// The router with every route.
@@ -72,12 +75,56 @@ async fn console() -> Html<&'static str> {
     Html(crate::console::INDEX_HTML)
 }
 
+/// `/healthz`: each part and its state; 200 when none is failing or down, else 503.
+#[derive(Serialize)]
+struct HealthView {
+    status: &'static str,
+    parts: Vec<PartView>,
+}
+
+#[derive(Serialize)]
+struct PartView {
+    part: Part,
+    #[serde(flatten)]
+    state: PartState,
+}
+
 async fn healthz(State(s): State<AppState>) -> Response {
-    if s.stats.ingest_up.get() == 1 {
-        (StatusCode::OK, "ok\n").into_response()
+    // The store as a reader sees it: a quick query on a fresh read-only connection.
+    let db = s.db.clone();
+    let probe = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let conn = store::open_for_reading(&db).map_err(|e| e.to_string())?;
+        conn.query_row("PRAGMA user_version", [], |_| Ok(()))
+            .map_err(|e| e.to_string())
+    });
+    let store_state = match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+        Ok(Ok(Ok(()))) => PartState::Up,
+        Ok(Ok(Err(reason))) => PartState::Failing { reason },
+        Ok(Err(e)) => PartState::Failing {
+            reason: e.to_string(),
+        },
+        Err(_) => PartState::Failing {
+            reason: "the store did not answer within 2 s".into(),
+        },
+    };
+    s.health.report(Part::Store, store_state);
+    let parts: Vec<PartView> = s
+        .health
+        .parts()
+        .into_iter()
+        .map(|(part, state)| PartView { part, state })
+        .collect();
+    let healthy = parts.iter().all(|p| !p.state.is_fault());
+    let view = HealthView {
+        status: if healthy { "ok" } else { "unhealthy" },
+        parts,
+    };
+    let code = if healthy {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "ingest is not running\n").into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(view)).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -14,6 +14,7 @@ use tracing::{error, info};
 use super::order::{Admit, HeldBatch, Sequencer};
 use super::source::BrokerAck;
 use super::validate::Verdict;
+use crate::health::{Alive, Health, Part};
 use crate::rulebook::Rulebook;
 use crate::store::writer::{Item, Outcome};
 use crate::store::Writer;
@@ -72,12 +73,24 @@ pub fn spawn(
     tx: mpsc::Sender<Committed>,
     stats: Stats,
     cfg: CommitConfig,
+    health: &Health,
 ) -> std::io::Result<JoinHandle<()>> {
+    // Made before the thread starts and dropped when it ends, however it ends: /healthz
+    // reports a dead commit thread (or rule ticker) as down.
+    let alive = health.alive(Part::CommitThread);
+    let ticker = match rules {
+        Some(_) => Some(health.alive(Part::RuleTicker)),
+        None => {
+            health.off(Part::RuleTicker, "rules.enabled is false");
+            None
+        }
+    };
     // The thread waits on the channel with a timeout (for the rule ticks) through the runtime.
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("ingest-commit".into())
         .spawn(move || {
+            let (alive, ticker) = (alive, ticker);
             let mut last_prune: Option<Instant> = None;
             let mut last_tick = Instant::now();
             let mut rules_version = rules.as_ref().map(|r| r.rulebook.version());
@@ -98,7 +111,7 @@ pub fn spawn(
                             Err(_) => {
                                 // Nothing arrived within a tick: evaluate the clock-driven rules.
                                 if let Some(r) = rules.as_mut() {
-                                    tick(&mut writer, r, &stats);
+                                    tick(&mut writer, r, &stats, ticker.as_ref());
                                 }
                                 last_tick = Instant::now();
                                 continue;
@@ -128,6 +141,7 @@ pub fn spawn(
                     &mut order,
                     &mut pending,
                     &stats,
+                    &alive,
                 );
                 if tx.blocking_send(committed).is_err() {
                     error!(message = "Confirm stage is gone; stopping commit stage.");
@@ -135,7 +149,7 @@ pub fn spawn(
                 }
                 if let Some(r) = rules.as_mut() {
                     if last_tick.elapsed() >= r.tick {
-                        tick(&mut writer, r, &stats);
+                        tick(&mut writer, r, &stats, ticker.as_ref());
                         last_tick = Instant::now();
                     }
                 }
@@ -147,7 +161,7 @@ pub fn spawn(
         })
 }
 
-fn tick(writer: &mut Writer, r: &mut RuleStage, stats: &Stats) {
+fn tick(writer: &mut Writer, r: &mut RuleStage, stats: &Stats, alive: Option<&Alive>) {
     let now = UnixMillis::now();
     let before = r.tracker.opened();
     let result = writer.transact(&mut |tx| r.tracker.tick(tx, now).map_err(|e| e.to_string()));
@@ -156,9 +170,15 @@ fn tick(writer: &mut Writer, r: &mut RuleStage, stats: &Stats) {
             stats
                 .anomaly_tasks_opened
                 .inc_by(r.tracker.opened() - before);
+            if let Some(a) = alive {
+                a.ok();
+            }
         }
         Err(e) => {
             error!(message = "Evaluating time-driven rules failed; will retry on the next tick.", error = %e);
+            if let Some(a) = alive {
+                a.failing(format!("evaluating time-driven rules failed: {e}"));
+            }
             reload(writer, r);
         }
     }
@@ -226,6 +246,7 @@ fn commit_with_retry(
     order: &mut Sequencer,
     pending: &mut Vec<Validated>,
     stats: &Stats,
+    alive: &Alive,
 ) -> Committed {
     let released = sequence(writer, order, pending);
     stats.batches_kept_back.set(order.held() as i64);
@@ -265,6 +286,7 @@ fn commit_with_retry(
                         .anomaly_tasks_opened
                         .inc_by(rs.tracker.opened() - before);
                 }
+                alive.ok();
                 break r;
             }
             Err(e) => {
@@ -272,6 +294,9 @@ fn commit_with_retry(
                     reload(writer, r);
                 }
                 order.forget_stored();
+                alive.failing(format!(
+                    "commits fail and are retried; nothing is acknowledged meanwhile: {e}"
+                ));
                 error!(message = "Commit failed; retrying. Nothing is acknowledged until it succeeds.", error = %e, retry_in_ms = backoff.as_millis() as u64);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::broker::InProcessLink;
+use crate::health::Part;
 use crate::registry::{Bindings, Presence};
 use crate::store::Writer;
 use crate::telemetry::Stats;
@@ -91,6 +92,8 @@ pub struct IngestParts {
     pub commit: CommitConfig,
     /// The rule engine that runs inside every commit (none: readings are only stored).
     pub rules: Option<commit::RuleStage>,
+    /// Where each stage reports whether it runs (`/healthz`).
+    pub health: crate::health::Health,
 }
 
 /// A running ingest pipeline.
@@ -118,6 +121,7 @@ impl Ingest {
             queue,
             commit,
             rules,
+            health,
         } = parts;
         // Counted in groups of up to CHUNK messages; under load groups fill up.
         let (val_tx, val_rx) = mpsc::channel::<Vec<Validated>>((queue / CHUNK).max(4));
@@ -147,7 +151,15 @@ impl Ingest {
                 (Sink::Mqtt(clients), Connected::Mqtt(links, cfg))
             }
         };
-        let commit = commit::spawn(writer, rules, val_rx, com_tx, stats.clone(), commit)?;
+        let commit = commit::spawn(
+            writer,
+            rules,
+            val_rx,
+            com_tx,
+            stats.clone(),
+            commit,
+            &health,
+        )?;
         let confirm = {
             let drained = drained.clone();
             tokio::spawn(async move {
@@ -157,18 +169,19 @@ impl Ingest {
         };
         let sources = match connected {
             Connected::InProcess(rx) => {
-                vec![tokio::spawn(source::local::run(
-                    rx,
-                    validator,
-                    val_tx,
-                    stop.clone(),
-                ))]
+                let alive = health.alive(Part::BrokerLink);
+                let run = source::local::run(rx, validator, val_tx, stop.clone());
+                vec![tokio::spawn(async move {
+                    let _alive = alive;
+                    run.await
+                })]
             }
             Connected::Mqtt(links, cfg) => links
                 .into_iter()
                 .enumerate()
                 .map(|(conn, (client, eventloop))| {
-                    tokio::spawn(source::mqtt::run(
+                    let alive = health.alive(Part::BrokerLink);
+                    let run = source::mqtt::run(
                         conn,
                         client,
                         eventloop,
@@ -177,7 +190,11 @@ impl Ingest {
                         val_tx.clone(),
                         stop.clone(),
                         drained.clone(),
-                    ))
+                    );
+                    tokio::spawn(async move {
+                        let _alive = alive;
+                        run.await
+                    })
                 })
                 .collect(),
         };

@@ -72,6 +72,7 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
         admin_token: Arc::from(TOKEN),
         rulebook: spotcheck_collector::rulebook::Rulebook::load(None).unwrap(),
         publish_within_days: 20,
+        health: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -160,6 +160,7 @@ impl App {
             admin_token: Arc::from(ADMIN),
             rulebook,
             publish_within_days: 20,
+            health: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
