@@ -169,7 +169,8 @@ pub fn dead_letters(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeadL
          FROM dead_letters ORDER BY id DESC LIMIT ?1",
     )?
     .query_map([limit], |r| {
-        let payload: Vec<u8> = r.get(7)?;
+        // SQLite's substr of an empty BLOB is NULL: an empty MQTT message is a dead letter too.
+        let payload: Option<Vec<u8>> = r.get(7)?;
         Ok(DeadLetterRow {
             id: r.get(0)?,
             received_ms: r.get(1)?,
@@ -178,7 +179,7 @@ pub fn dead_letters(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeadL
             seq: r.get(4)?,
             code: r.get(5)?,
             reason: r.get(6)?,
-            payload: String::from_utf8_lossy(&payload).into_owned(),
+            payload: String::from_utf8_lossy(payload.as_deref().unwrap_or_default()).into_owned(),
         })
     })?
     .collect()
@@ -249,4 +250,26 @@ pub fn window_data(
         .collect();
     events.sort_by_key(spotcheck_protocol::Event::ts);
     Ok(WindowData { series, events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+
+    #[test]
+    fn an_empty_payload_lists_as_an_empty_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::db_path(dir.path());
+        let conn = crate::store::open_for_writing(&db, Synchronous::Normal).unwrap();
+        conn.execute(
+            "INSERT INTO dead_letters (received_ms, topic, code, reason, payload)
+             VALUES (1, 'spotcheck/v1/pool/E/A/readings', 'bad_json', 'empty', x'')",
+            [],
+        )
+        .unwrap();
+        let rows = dead_letters(&conn, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].payload, "");
+    }
 }
