@@ -64,9 +64,12 @@ impl Rulebook {
     }
 
     /// The built-in default packs, then every `*.toml` pack in `dir` (if given), each
-    /// replacing the default of its domain. Any invalid file is an error naming it.
+    /// replacing the default of its domain; `dir/calendar-cn.toml`, if present, replaces the
+    /// built-in holiday calendar (so a bureau adds a year without a new release). Any invalid
+    /// file is an error naming it.
     pub fn load(dir: Option<&Path>) -> Result<Rulebook, RulebookError> {
         let mut rules = RuleSet::defaults();
+        let mut calendar = Calendar::china_default();
         if let Some(dir) = dir {
             let read = |source| RulebookError::Read {
                 path: dir.to_owned(),
@@ -83,8 +86,12 @@ impl Rulebook {
                 let pack = crate::rules::load_pack(&path)?;
                 rules = rules.with_pack(pack);
             }
+            let own = dir.join("calendar-cn.toml");
+            if own.exists() {
+                calendar = crate::rules::load_calendar(&own)?;
+            }
         }
-        Ok(Rulebook::new(rules, Calendar::china_default()))
+        Ok(Rulebook::new(rules, calendar))
     }
 
     /// The active rule set.
@@ -168,4 +175,32 @@ fn record(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::ChinaDay;
+
+    #[test]
+    fn a_calendar_in_rules_dir_replaces_the_built_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = crate::rules::calendar::DEFAULT_CALENDAR.to_owned();
+        text.push_str(
+            "\n[[year]]\nyear = 2027\nsource = \"a bureau's own entry\"\nconfirmed = false\nholidays = [{ name = \"元旦\", from = 2027-01-01, to = 2027-01-01 }]\n",
+        );
+        std::fs::write(dir.path().join("calendar-cn.toml"), text).unwrap();
+        let book = Rulebook::load(Some(dir.path())).unwrap();
+        let day = ChinaDay::from_ymd(2027, 1, 1).unwrap();
+        assert!(book.calendar().covers(day));
+        assert!(book.calendar().is_holiday(day));
+
+        std::fs::write(
+            dir.path().join("calendar-cn.toml"),
+            "[calendar]\ntitle = \"t\"\nsources = []\n[[year]]\nyear = 2027\n",
+        )
+        .unwrap();
+        let err = Rulebook::load(Some(dir.path())).err().unwrap().to_string();
+        assert!(err.contains("calendar-cn.toml:"), "{err}");
+    }
 }

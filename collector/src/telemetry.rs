@@ -43,6 +43,9 @@ pub struct Stats {
     pub anomaly_tasks_opened: Counter,
     /// Batches kept back now behind a gap in their agent's sequence.
     pub batches_kept_back: Gauge,
+    /// Days from today (China time) to the holiday calendar's last day; negative once it has
+    /// ended (updated when `/metrics` is read).
+    pub calendar_days_left: Gauge,
 }
 
 /// `/api/v1/stats`.
@@ -140,6 +143,11 @@ impl Stats {
             "batches_kept_back",
             "Batches kept back behind a gap in their agent's sequence",
             self.batches_kept_back.clone(),
+        );
+        reg.register(
+            "calendar_days_left",
+            "Days until the holiday calendar's last listed day (China time); negative once it has ended",
+            self.calendar_days_left.clone(),
         );
         reg.register(
             "ingest_up",

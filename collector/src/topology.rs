@@ -87,6 +87,10 @@ impl Collector {
         let mut writer = Writer::open(&db, config.store.synchronous)?;
         writer.register_agents(&config.agents)?;
         let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
+        let today = crate::rules::ChinaDay::of(UnixMillis::now());
+        if let Some(warning) = rulebook.calendar().coverage_warning(today) {
+            tracing::warn!(message = "Holiday calendar coverage.", %warning);
+        }
         {
             let mut conn = store::open_for_writing(&db, config.store.synchronous)?;
             rulebook.record_active(&mut conn, UnixMillis::now())?;

@@ -38,6 +38,7 @@ fn healthz_turns_503_while_commits_fail_and_recovers() {
     for name in ["broker_link", "commit_thread", "store", "rule_ticker"] {
         assert_eq!(part(&body, name)["state"], "up", "{body}");
     }
+    assert!(body["warnings"].is_array(), "{body}");
 
     let fault = rusqlite::Connection::open(c.data.join("spotcheck.db")).unwrap();
     fault.busy_timeout(Duration::from_secs(5)).unwrap();

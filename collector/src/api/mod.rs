@@ -80,6 +80,8 @@ async fn console() -> Html<&'static str> {
 struct HealthView {
     status: &'static str,
     parts: Vec<PartView>,
+    /// Things an operator must see to before they become faults (they do not make it 503).
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -115,9 +117,16 @@ async fn healthz(State(s): State<AppState>) -> Response {
         .map(|(part, state)| PartView { part, state })
         .collect();
     let healthy = parts.iter().all(|p| !p.state.is_fault());
+    let today = crate::rules::ChinaDay::of(spotcheck_protocol::UnixMillis::now());
     let view = HealthView {
         status: if healthy { "ok" } else { "unhealthy" },
         parts,
+        warnings: s
+            .rulebook
+            .calendar()
+            .coverage_warning(today)
+            .into_iter()
+            .collect(),
     };
     let code = if healthy {
         StatusCode::OK
@@ -128,6 +137,11 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    let calendar = s.rulebook.calendar();
+    let today = crate::rules::ChinaDay::of(spotcheck_protocol::UnixMillis::now());
+    s.stats
+        .calendar_days_left
+        .set(calendar.last_day().map_or(-1, |last| last.0 - today.0));
     (
         [(
             header::CONTENT_TYPE,

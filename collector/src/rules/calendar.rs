@@ -131,6 +131,11 @@ impl std::fmt::Display for ChinaDay {
     }
 }
 
+/// How many days before the calendar's last day the collector starts warning.
+pub const COVERAGE_WARNING_DAYS: i64 = 60;
+
+const ADD_A_YEAR: &str = "copy collector/rules/calendar-cn.toml into rules.dir, add the year there and restart (see README, \"Holiday calendar\")";
+
 /// The Julian day number of 1970-01-01.
 const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 
@@ -188,6 +193,38 @@ impl Calendar {
     /// rule can be applied, which misses holidays and make-up days: add the year's notice.
     pub fn covers(&self, day: ChinaDay) -> bool {
         self.years.contains_key(&day.ymd().0)
+    }
+
+    /// The last day the calendar covers (31 December of its last listed year).
+    pub fn last_day(&self) -> Option<ChinaDay> {
+        let (&year, _) = self.years.last_key_value()?;
+        ChinaDay::from_ymd(year, 12, 31)
+    }
+
+    /// A warning for the operators when the calendar ends within [`COVERAGE_WARNING_DAYS`] of
+    /// `today` or has already ended: past its last year, rules that need it cannot judge.
+    pub fn coverage_warning(&self, today: ChinaDay) -> Option<String> {
+        let Some(last) = self.last_day() else {
+            return Some(format!(
+                "the holiday calendar {} lists no year: the minors' play-time rule cannot be judged; {ADD_A_YEAR}",
+                self.origin
+            ));
+        };
+        let left = last.0 - today.0;
+        let next = last.ymd().0 + 1;
+        if left < 0 {
+            Some(format!(
+                "the holiday calendar {} ended on {last}: days from {next} on cannot be judged by the minors' play-time rule (no violation is found, remote checks answer that an on-site check is needed); {ADD_A_YEAR}",
+                self.origin
+            ))
+        } else if left <= COVERAGE_WARNING_DAYS {
+            Some(format!(
+                "the holiday calendar {} ends in {left} day(s), on {last}: add {next} from the State Council's notice before then; {ADD_A_YEAR}",
+                self.origin
+            ))
+        } else {
+            None
+        }
     }
 
     /// The years listed, with their sources.
@@ -403,6 +440,23 @@ mod tests {
         assert!(cal.is_holiday(d(2026, 2, 17)));
         assert!(cal.is_makeup_workday(d(2026, 2, 14)));
         assert!(!cal.covers(d(2027, 1, 1)));
+    }
+
+    #[test]
+    fn the_calendar_warns_sixty_days_before_its_last_year_ends_and_after() {
+        let cal = Calendar::china_default();
+        let d = |y, m, d| ChinaDay::from_ymd(y, m, d).unwrap();
+        let last = cal.last_day().unwrap();
+        assert_eq!(last, d(2026, 12, 31));
+        assert_eq!(cal.coverage_warning(ChinaDay(last.0 - 61)), None);
+        let soon = cal.coverage_warning(ChinaDay(last.0 - 60)).unwrap();
+        assert!(
+            soon.contains("ends in 60 day(s)") && soon.contains("add 2027"),
+            "{soon}"
+        );
+        let after = cal.coverage_warning(d(2027, 1, 2)).unwrap();
+        assert!(after.contains("ended on 2026-12-31"), "{after}");
+        assert!(Calendar::empty().coverage_warning(d(2026, 1, 1)).is_some());
     }
 
     #[test]

@@ -18,7 +18,9 @@ use spotcheck_protocol::{Domain, EntityId, Event, UnixMillis};
 
 use super::calendar::Calendar;
 use super::pack::{PackHash, RangeRule, RateRule, Rule, RuleKey, RuleKind, RuleSet, Severity};
-use super::predicate::{violates, EventKind, MinorPlay, Predicate, PredicateContext, SpendingCaps};
+use super::predicate::{
+    judgeable, violates, EventKind, MinorPlay, Predicate, PredicateContext, SpendingCaps,
+};
 
 mod state;
 
@@ -184,6 +186,8 @@ pub struct Engine {
     index: HashMap<EntityId, usize>,
     dirty_entities: Vec<usize>,
     late: u64,
+    /// Records left out because the holiday calendar does not cover their day.
+    unjudgeable: u64,
 }
 
 /// Marks a slot and its entity as changed.
@@ -207,6 +211,7 @@ impl Engine {
             index: HashMap::new(),
             dirty_entities: Vec::new(),
             late: 0,
+            unjudgeable: 0,
         }
     }
 
@@ -223,6 +228,12 @@ impl Engine {
     /// so changed no state.
     pub fn late(&self) -> u64 {
         self.late
+    }
+
+    /// Records a rule could not judge because the holiday calendar does not list their year
+    /// (see [`super::predicate::judgeable`]); they count neither way.
+    pub fn unjudgeable(&self) -> u64 {
+        self.unjudgeable
     }
 
     /// Switches to `rules`, keeping the state of every rule key that still exists. A rule whose
@@ -483,6 +494,10 @@ impl Engine {
             };
             if s.newest.is_some_and(|n| t <= n - rr.window.millis) {
                 self.late += 1;
+                continue;
+            }
+            if !judgeable(rr.predicate, event, &self.calendar) {
+                self.unjudgeable += 1;
                 continue;
             }
             let violated = match (rr.predicate, event, s.monthly.as_mut()) {

@@ -321,8 +321,23 @@ pub fn violates(predicate: Predicate, event: &Event, ctx: &PredicateContext<'_>)
     })
 }
 
+/// Whether `predicate` can judge `event` with `calendar`: a predicate that needs the holiday
+/// calendar cannot judge a record on a day of a year the calendar does not list — the weekday
+/// rule alone would take a holiday for a school day and a make-up working day for a weekend.
+/// Such a record is neither a violation nor compliant: the engine leaves it out and a remote
+/// check cannot be verified remotely.
+pub fn judgeable(predicate: Predicate, event: &Event, calendar: &Calendar) -> bool {
+    match (predicate, event) {
+        (Predicate::MinorOutsideWindow, Event::GameSession(s)) => {
+            !s.age_band.is_minor() || calendar.covers(ChinaDay::of(s.start_ms))
+        }
+        _ => true,
+    }
+}
+
 fn minor_outside_window(s: &GameSession, ctx: &PredicateContext<'_>) -> bool {
-    if !s.age_band.is_minor() {
+    if !s.age_band.is_minor() || !ctx.calendar.covers(ChinaDay::of(s.start_ms)) {
+        // Outside the calendar's years a day cannot be judged (see `judgeable`).
         return false;
     }
     // A session still running is judged on what is known: from its start to its receipt.

@@ -18,7 +18,7 @@ use super::engine::{breach_text, human};
 use super::pack::{
     PackHash, RangeRule, RateRule, RatioRule, Rule, RuleKey, RuleKind, RulePack, Severity,
 };
-use super::predicate::{violates, EventKind, MonthlySpend, Predicate, PredicateContext};
+use super::predicate::{judgeable, violates, EventKind, MonthlySpend, Predicate, PredicateContext};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -125,6 +125,10 @@ pub struct Evidence {
     pub per_rule: Vec<RuleEvidence>,
     /// Why the outcome is what it is, when it is not plain.
     pub reason: Option<String>,
+    /// Whether some records fell on days the holiday calendar does not cover: a rule that
+    /// needs the calendar could not judge them, so the check cannot be verified remotely.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uncovered_days: bool,
 }
 
 const ON_SITE: &str = "cannot be verified remotely; on-site check needed";
@@ -148,6 +152,7 @@ pub fn evaluate(
         violations: Vec::new(),
         per_rule: Vec::new(),
         reason: None,
+        uncovered_days: false,
     };
     if window.len() == 0 {
         ev.reason = Some(format!("the window is empty: {ON_SITE}"));
@@ -182,6 +187,10 @@ pub fn evaluate(
     let found = ev.violations.len();
     if !any_data {
         ev.reason = Some(format!("no data in the window: {ON_SITE}"));
+    } else if ev.uncovered_days {
+        ev.reason = Some(format!(
+            "records fall on days of a year the holiday calendar does not list, which the minors' play-time rule cannot judge: {ON_SITE} ({found} violation interval(s) found in the rest)"
+        ));
     } else if compl < min {
         ev.reason = Some(format!(
             "data covers {:.1} % of the window, below the {:.1} % required: {ON_SITE} ({found} violation interval(s) found in the data there is)",
@@ -498,8 +507,11 @@ fn records(
         let RuleKind::Ratio(rr) = &rule.kind else {
             continue;
         };
-        let (count, hours) =
-            ratio_over(pack, calendar, rr, events, &order, &in_window, w, &mut bad);
+        let RatioCount {
+            count,
+            hours,
+            unjudgeable,
+        } = ratio_over(pack, calendar, rr, events, &order, &in_window, w, &mut bad);
         let violations: u64 = hours.values().sum();
         let judged = count >= u64::from(rr.min_events);
         let share = if count == 0 {
@@ -508,7 +520,13 @@ fn records(
             violations as f64 / count as f64
         };
         let violated = judged && violations > 0 && share > rr.max_share;
-        let note = if !judged && count > 0 {
+        let note = if unjudgeable > 0 {
+            ev.uncovered_days = true;
+            Some(format!(
+                "{unjudgeable} {} record(s) fall on days of a year the holiday calendar does not list: {ON_SITE}",
+                rr.event
+            ))
+        } else if !judged && count > 0 {
             Some(format!(
                 "{count} {} records, fewer than the {} needed to judge a share",
                 rr.event, rr.min_events
@@ -559,10 +577,11 @@ fn ratio_over(
     in_window: &[bool],
     w: Window,
     bad: &mut [bool],
-) -> (u64, BTreeMap<i64, u64>) {
+) -> RatioCount {
     let mut monthly = MonthlySpend::default();
     let mut hours = BTreeMap::new();
     let mut count = 0;
+    let mut unjudgeable = 0;
     for &i in order {
         let e = &events[i];
         if EventKind::of(e) != rr.event {
@@ -582,6 +601,10 @@ fn ratio_over(
         if !in_window[i] {
             continue;
         }
+        if !judgeable(rr.predicate, e, calendar) {
+            unjudgeable += 1;
+            continue;
+        }
         count += 1;
         if v {
             bad[i] = true;
@@ -590,7 +613,21 @@ fn ratio_over(
             *hours.entry(hour).or_insert(0) += 1;
         }
     }
-    (count, hours)
+    RatioCount {
+        count,
+        hours,
+        unjudgeable,
+    }
+}
+
+/// What [`ratio_over`] found for one rule.
+struct RatioCount {
+    /// Records judged.
+    count: u64,
+    /// Violations per hour (hour start → count).
+    hours: BTreeMap<i64, u64>,
+    /// Records in the window that could not be judged (a day outside the holiday calendar).
+    unjudgeable: u64,
 }
 
 #[cfg(test)]

@@ -470,6 +470,24 @@ fn minors_outside_the_window_open_and_adults_do_not() {
 }
 
 #[test]
+fn a_minor_on_a_day_outside_the_calendar_opens_nothing_and_is_counted() {
+    let mut e = default_engine();
+    let key = RuleKey::new("game", "minor_outside_window");
+    let mut out = Vec::new();
+    // 2027-02-08, a Monday of the Spring Festival: the default calendar stops at 2026.
+    let mon = ChinaDay::from_ymd(2027, 2, 8).unwrap().at(20 * HOUR);
+    e.event(
+        &game(),
+        Domain::Game,
+        &session("m", AgeBand::From8To16, false, mon, 30),
+        UnixMillis(mon.0 + HOUR),
+        &mut out,
+    );
+    assert!(!e.is_active(&game(), &key), "{out:?}");
+    assert_eq!(e.unjudgeable(), 1);
+}
+
+#[test]
 fn monthly_caps_cross_the_month_boundary_in_china_time() {
     let mut e = default_engine();
     let key = RuleKey::new("game", "minor_monthly_cap");

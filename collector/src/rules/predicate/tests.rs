@@ -325,3 +325,21 @@ fn a_predicate_does_not_apply_to_another_kind() {
         None
     );
 }
+
+#[test]
+fn a_day_of_a_year_the_calendar_does_not_list_is_never_judged_by_the_weekday_alone() {
+    // 2027-02-08 (a Monday) falls in the Spring Festival, but the default calendar stops at
+    // 2026: the weekday rule alone would call a minor's evening session a violation.
+    let cal = Calendar::china_default();
+    let monday = session(AgeBand::From8To16, at(2027, 2, 8, 20, 0), 30);
+    assert!(!judgeable(Predicate::MinorOutsideWindow, &monday, &cal));
+    assert!(!check(Predicate::MinorOutsideWindow, &monday));
+    // An adult's session, and every other predicate, need no calendar.
+    let adult = session(AgeBand::Adult, at(2027, 2, 8, 20, 0), 30);
+    assert!(judgeable(Predicate::MinorOutsideWindow, &adult, &cal));
+    assert!(judgeable(Predicate::Guest, &monday, &cal));
+    // Inside the listed years the same Monday evening is judged: a violation.
+    let covered = session(AgeBand::From8To16, at(2026, 11, 30, 20, 0), 30);
+    assert!(judgeable(Predicate::MinorOutsideWindow, &covered, &cal));
+    assert!(check(Predicate::MinorOutsideWindow, &covered));
+}

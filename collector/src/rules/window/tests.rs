@@ -398,3 +398,39 @@ fn a_pack_with_nothing_to_judge_cannot_verify() {
     assert_eq!(ev.outcome, Outcome::CannotVerify);
     assert!(ev.reason.unwrap().contains("no rule that can be judged"));
 }
+
+#[test]
+fn a_minor_on_a_day_the_calendar_does_not_cover_cannot_be_verified_remotely() {
+    // Two days from 2027-02-08 (a Monday in the Spring Festival; the calendar stops at 2026).
+    let start = ChinaDay::from_ymd(2027, 2, 8).unwrap().at(0).0;
+    let mut events: Vec<Event> = (0..2 * 24 * 6)
+        .map(|i| session(i, false, AgeBand::Adult, start + i * 10 * MIN))
+        .collect();
+    events.push(session(
+        9_003,
+        false,
+        AgeBand::From8To16,
+        start + 20 * HOUR_MS,
+    ));
+    let w = Window {
+        start: UnixMillis(start),
+        end: UnixMillis(start + 2 * DAY),
+    };
+    let ev = evaluate(
+        &game_pack(),
+        &Calendar::china_default(),
+        w,
+        &[],
+        &events,
+        &Completeness::default(),
+    );
+    assert_eq!(ev.outcome, Outcome::CannotVerify, "{ev:?}");
+    assert!(ev.uncovered_days);
+    assert!(
+        ev.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("holiday calendar does not list")),
+        "{ev:?}"
+    );
+    assert!(ev.violations.is_empty(), "{ev:?}");
+}
