@@ -10,8 +10,8 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spotcheck_collector::draw::{
-    verify, Candidate, Conflict, DrawInput, DrawRecord, Parameters, PoolInspector, Quota, Seed,
-    Sha256, Stratum,
+    verify, Candidate, Conflict, DrawInput, DrawRecord, Parameters, PoolInspector, Quota, SaltKey,
+    Seed, Sha256, Stratum,
 };
 use spotcheck_collector::joint::{self, Task};
 use spotcheck_collector::plan::PlanDate;
@@ -117,7 +117,12 @@ fn main() {
         input.conflicts.len()
     );
     let record = time("make record (draw + 5 digests)", || {
-        DrawRecord::make(seed, &input).expect("possible")
+        DrawRecord::make(
+            seed,
+            SaltKey(Sha256::of(b"spotcheck bench salt key").0),
+            &input,
+        )
+        .expect("possible")
     });
     let mismatches = time("verify record (digests + recompute)", || verify(&record));
     assert!(mismatches.is_empty(), "{mismatches:?}");

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use serde_json::Value;
 use spotcheck_collector::draw::algorithm::stratum_size;
-use spotcheck_collector::draw::{draw, verify, DrawError, DrawInput, DrawRecord, Quota, Seed};
+use spotcheck_collector::draw::{
+    draw, verify, DrawError, DrawInput, DrawRecord, Quota, SaltKey, Seed,
+};
 
 use super::helpers::input;
 
@@ -138,7 +140,7 @@ proptest! {
         seed in seed(),
         recusals in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), seed()), 1..6),
     ) {
-        let Ok(mut record) = DrawRecord::make(seed, &input) else { return Ok(()); };
+        let Ok(mut record) = DrawRecord::make(seed, SaltKey(seed.0), &input) else { return Ok(()); };
         if record.draws.is_empty() {
             return Ok(());
         }
@@ -185,7 +187,7 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         alt in any::<prop::sample::Index>(),
     ) {
-        let Ok(mut record) = DrawRecord::make(seed, &input) else { return Ok(()); };
+        let Ok(mut record) = DrawRecord::make(seed, SaltKey(seed.0), &input) else { return Ok(()); };
         if let Some(a) = record.draws.first().cloned() {
             // A recusal, when someone can replace; either way the record stays valid.
             let _ = record.recuse(&a.entity, &a.inspectors[0], recuse_seed);
