@@ -116,7 +116,7 @@ fn main() {
         draws.len() * 2,
         input.conflicts.len()
     );
-    let record = time("make record (draw + 5 digests)", || {
+    let record = time("make record (draw + 6 digests, 1M salted hashes)", || {
         DrawRecord::make(
             seed,
             SaltKey(Sha256::of(b"spotcheck bench salt key").0),
@@ -139,6 +139,24 @@ fn main() {
     });
     let mismatches = time("verify parsed record", || verify(&parsed));
     assert!(mismatches.is_empty());
+    let public = time("public form (1M salts and salted hashes)", || {
+        record.to_public()
+    });
+    let check = time("verify the public form", || {
+        spotcheck_collector::draw::verify_public(&public)
+    });
+    assert!(check.mismatches.is_empty(), "{check:?}");
+    println!(
+        "  passed over for undisclosed conflicts: {}",
+        check.passed_over
+    );
+    let public_json = time("serialise the public form to JSON", || {
+        serde_json::to_vec(&public).expect("serialises")
+    });
+    println!(
+        "  public record JSON: {:.1} MB",
+        public_json.len() as f64 / 1e6
+    );
 
     let tasks = time("generate 100k tasks", || tasks(&mut rng));
     let joint = time("joint merge of 100k tasks", || joint::merge(&tasks));

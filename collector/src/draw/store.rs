@@ -65,6 +65,20 @@ pub enum DrawStoreError {
     },
 }
 
+/// A draw stored before schema v4 (no salt key): its commitment fixed neither the conflicts nor
+/// the stratum lists, so it can be neither revealed, nor published under the disclosure policy,
+/// nor read as a record of this version.
+fn legacy(id: &str) -> DrawStoreError {
+    DrawStoreError::Corrupt {
+        id: id.to_owned(),
+        reason: "it was committed by an earlier version, before conflicts and the stratum \
+                 lists were committed (no salt key); this version cannot read or publish it: \
+                 export the database for the record, then delete the draw's row or start \
+                 from a new data directory"
+            .to_owned(),
+    }
+}
+
 fn corrupt(id: &str) -> impl Fn(String) -> DrawStoreError + '_ {
     move |reason| DrawStoreError::Corrupt {
         id: id.to_owned(),
@@ -148,7 +162,8 @@ fn json<T: Serialize>(v: &T) -> String {
 /// Every commitment, newest first.
 pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, DrawStoreError> {
     let mut stmt = conn.prepare(
-        "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end
+        "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end,
+                salt_key IS NULL
          FROM draws ORDER BY committed_ms DESC, id LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit], |r| {
@@ -161,12 +176,16 @@ pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, Dra
             r.get::<_, i64>(5)?,
             r.get::<_, Option<i64>>(6)?,
             r.get::<_, Option<String>>(7)?,
+            r.get::<_, bool>(8)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end) =
+        let (id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end, old) =
             row?;
+        if old {
+            return Err(legacy(&id));
+        }
         let bad = corrupt(&id);
         out.push(Commitment {
             commitment: serde_json::from_value(serde_json::Value::String(commitment))
@@ -209,9 +228,7 @@ pub fn reveal(
     let bad = corrupt(id);
     let hex = |s: String| serde_json::Value::String(s);
     let seed: Seed = serde_json::from_value(hex(seed)).map_err(|e| bad(e.to_string()))?;
-    let key = key.ok_or_else(|| {
-        bad("committed before conflicts were committed (no salt key): commit a new draw".into())
-    })?;
+    let key = key.ok_or_else(|| legacy(id))?;
     let key: SaltKey = serde_json::from_value(hex(key)).map_err(|e| bad(e.to_string()))?;
     let committed: CommittedDigests =
         serde_json::from_str(&digests).map_err(|e| bad(e.to_string()))?;
@@ -300,7 +317,7 @@ pub struct Revealed {
 /// Revealed draws, newest first, with their windows.
 pub fn revealed(conn: &Connection, limit: u32) -> Result<Vec<Revealed>, DrawStoreError> {
     let mut stmt = conn.prepare(
-        "SELECT id, record, window_end FROM draws WHERE record IS NOT NULL
+        "SELECT id, record, window_end, salt_key IS NULL FROM draws WHERE record IS NOT NULL
          ORDER BY revealed_ms DESC, id LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit], |r| {
@@ -308,11 +325,15 @@ pub fn revealed(conn: &Connection, limit: u32) -> Result<Vec<Revealed>, DrawStor
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, Option<String>>(2)?,
+            r.get::<_, bool>(3)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, json, window_end) = row?;
+        let (id, json, window_end, old) = row?;
+        if old {
+            return Err(legacy(&id));
+        }
         out.push(Revealed {
             record: serde_json::from_str(&json).map_err(|e| corrupt(&id)(e.to_string()))?,
             window_end,

@@ -381,3 +381,22 @@ async fn draw_verify_checks_records_against_the_commitments_a_running_collector_
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot fetch the commitments"));
 }
+
+#[test]
+fn a_draw_committed_by_an_earlier_version_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = libraries(dir.path(), 2026);
+    // A row as schema v3 wrote it: no salt key, digests without conflicts or strata.
+    conn.execute(
+        "INSERT INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed)
+         VALUES ('old-b1', NULL, ?1, '{}', '{}', 1, ?1)",
+        ["00".repeat(32)],
+    )
+    .unwrap();
+    let e = spotcheck_collector::draw::store::commitments(&conn, 10).unwrap_err();
+    assert!(
+        e.to_string().contains("committed by an earlier version"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("new data directory"), "{e}");
+}
