@@ -219,14 +219,14 @@ proptest! {
 }
 
 /// The last path segment that names a field (skipping array indices).
-fn key_of(path: &str) -> &str {
+pub fn key_of(path: &str) -> &str {
     path.rsplit('/')
         .find(|s| !s.bytes().all(|b| b.is_ascii_digit()))
         .unwrap_or("")
 }
 
 /// Every leaf as (JSON pointer, value).
-fn collect_leaves(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
+pub fn collect_leaves(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
@@ -243,7 +243,7 @@ fn collect_leaves(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
 }
 
 /// A different value of the same JSON type.
-fn mutate(v: &Value) -> Value {
+pub fn mutate(v: &Value) -> Value {
     match v {
         Value::Number(n) => Value::from(n.as_u64().unwrap_or(0) + 1),
         Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {

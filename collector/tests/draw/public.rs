@@ -145,6 +145,59 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any one edited field of a public record is noticed by the public check or by the check
+    /// against the published commitment — except a team member or a replacement swapped for
+    /// another pool inspector, which the public cannot tell from an undisclosed conflict (the
+    /// full record's check notices those).
+    #[test]
+    fn the_public_check_with_the_commitment_notices_any_edited_field(
+        s in any::<[u8; 32]>(),
+        k in key(),
+        recuse_seed in any::<[u8; 32]>(),
+        pick in any::<prop::sample::Index>(),
+        alt in any::<prop::sample::Index>(),
+    ) {
+        let classes: Vec<usize> = (0..40).map(|i| (i * 7 + i / 3) % 4).collect();
+        let conflicts = [(3, 0), (3, 1), (4, 2), (8, 4), (10, 0), (17, 3)];
+        let quotas = [2000, 3000, 5000, 10_000].map(spotcheck_collector::draw::Quota::RatioBp);
+        let inp = input(&classes, 6, &conflicts, quotas, 2);
+        let mut full = DrawRecord::make(Seed(s), k, &inp).unwrap();
+        let a = full.draws[0].clone();
+        full.recuse(&a.entity, &a.inspectors[0], Seed(recuse_seed)).unwrap();
+        let published = vec![commitment_of(&full)];
+        let original = serde_json::to_value(full.to_public()).unwrap();
+        let mut leaves = Vec::new();
+        super::properties::collect_leaves(&original, String::new(), &mut leaves);
+        leaves.retain(|(p, _)| {
+            !(p.starts_with("/draws/") && p.contains("/inspectors/"))
+                && !p.ends_with("/replacement")
+        });
+        let (path, value) = leaves[pick.index(leaves.len())].clone();
+        let key = super::properties::key_of(&path);
+        let same_key: Vec<&Value> = leaves
+            .iter()
+            .filter(|(p, v)| super::properties::key_of(p) == key && *v != value)
+            .map(|(_, v)| v)
+            .collect();
+        let edited_value = if same_key.is_empty() {
+            super::properties::mutate(&value)
+        } else {
+            same_key[alt.index(same_key.len())].clone()
+        };
+        let mut edited = original.clone();
+        *edited.pointer_mut(&path).unwrap() = edited_value;
+        prop_assert_ne!(&edited, &original);
+        if let Ok(r) = serde_json::from_value::<spotcheck_collector::draw::PublicRecord>(edited) {
+            let mut found = verify_public(&r).mismatches;
+            found.extend(spotcheck_collector::draw::check_against(&r.committed(), &published));
+            prop_assert!(!found.is_empty(), "edit of {} went unnoticed", path);
+        }
+    }
+}
+
 fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_spotcheck-collector"))
         .arg("draw")
