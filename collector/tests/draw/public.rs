@@ -171,10 +171,9 @@ proptest! {
         let original = serde_json::to_value(full.to_public()).unwrap();
         let mut leaves = Vec::new();
         super::properties::collect_leaves(&original, String::new(), &mut leaves);
-        leaves.retain(|(p, _)| {
-            !(p.starts_with("/draws/") && p.contains("/inspectors/"))
-                && !p.ends_with("/replacement")
-        });
+        let team_or_replacement =
+            |p: &str| (p.starts_with("/draws/") && p.contains("/inspectors/")) || p.ends_with("/replacement");
+        leaves.retain(|(p, _)| !team_or_replacement(p));
         let (path, value) = leaves[pick.index(leaves.len())].clone();
         let key = super::properties::key_of(&path);
         let same_key: Vec<&Value> = leaves
