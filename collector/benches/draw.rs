@@ -10,8 +10,8 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spotcheck_collector::draw::{
-    verify, Candidate, Conflict, DrawInput, DrawRecord, Parameters, PoolInspector, Quota, Seed,
-    Sha256, Stratum,
+    verify, Candidate, Conflict, DrawInput, DrawRecord, Parameters, PoolInspector, Quota, SaltKey,
+    Seed, Sha256, Stratum,
 };
 use spotcheck_collector::joint::{self, Task};
 use spotcheck_collector::plan::PlanDate;
@@ -117,8 +117,13 @@ fn main() {
         draws.len() * 2,
         input.conflicts.len()
     );
-    let record = time("make record (draw + 5 digests)", || {
-        DrawRecord::make(seed, &input).expect("possible")
+    let record = time("make record (draw + 6 digests, 1M salted hashes)", || {
+        DrawRecord::make(
+            seed,
+            SaltKey(Sha256::of(b"spotcheck bench salt key").0),
+            &input,
+        )
+        .expect("possible")
     });
     let mismatches = time("verify record (digests + recompute)", || verify(&record));
     assert!(mismatches.is_empty(), "{mismatches:?}");
@@ -135,6 +140,24 @@ fn main() {
     });
     let mismatches = time("verify parsed record", || verify(&parsed));
     assert!(mismatches.is_empty());
+    let public = time("public form (1M salts and salted hashes)", || {
+        record.to_public()
+    });
+    let check = time("verify the public form", || {
+        spotcheck_collector::draw::verify_public(&public)
+    });
+    assert!(check.mismatches.is_empty(), "{check:?}");
+    println!(
+        "  passed over for undisclosed conflicts: {}",
+        check.passed_over
+    );
+    let public_json = time("serialise the public form to JSON", || {
+        serde_json::to_vec(&public).expect("serialises")
+    });
+    println!(
+        "  public record JSON: {:.1} MB",
+        public_json.len() as f64 / 1e6
+    );
 
     let tasks = time("generate 100k tasks", || tasks(&mut rng));
     let joint = time("joint merge of 100k tasks", || joint::merge(&tasks));

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::audit;
 use crate::config::Synchronous;
-use crate::draw::{verify, DrawRecord};
+use crate::draw::{check_against, verify, verify_public, Commitment, DrawRecord, PublicRecord};
 use crate::registry::import::{self, parse_rows};
 use crate::registry::parse::Kind;
 use crate::registry::store as registry_store;
@@ -34,42 +34,121 @@ impl From<ImportKind> for Kind {
     }
 }
 
-/// Verifies a record file (one record or a JSON array of them), printing `match` or every
-/// mismatch per record. Returns whether all matched.
-pub fn verify_draws(path: &Path) -> anyhow::Result<bool> {
+/// Which form a record file holds, told by its top-level keys without building the records.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(default)]
+    candidates: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    strata: Option<serde::de::IgnoredAny>,
+}
+
+/// One record or a JSON array of them.
+fn one_or_many<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<Vec<T>> {
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str(text).map(|r| vec![r])
+    }
+}
+
+/// Reads the published commitments (the JSON of `GET /api/v1/public/draw-commitments`) from
+/// an `http://` or `https://` URL or a file.
+pub fn load_commitments(source: &str) -> anyhow::Result<Vec<Commitment>> {
+    let text = if source.starts_with("http://") || source.starts_with("https://") {
+        let mut response = ureq::get(source)
+            .call()
+            .with_context(|| format!("cannot fetch the commitments from {source}"))?;
+        response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the commitments from {source}"))?
+    } else {
+        std::fs::read_to_string(source)
+            .with_context(|| format!("cannot read the commitments file {source}"))?
+    };
+    one_or_many(&text)
+        .with_context(|| format!("{source} is not the JSON of GET /api/v1/public/draw-commitments"))
+}
+
+/// Verifies a record file (one record or a JSON array of them, full or public form), printing
+/// `match` or every mismatch per record; with `commitments`, also checks each record against
+/// the commitment published for its draw. Returns whether all matched.
+pub fn verify_draws(path: &Path, commitments: Option<&str>) -> anyhow::Result<bool> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let not_a_record = || format!("{} is not a draw record or a list of them", path.display());
+    let published = commitments.map(load_commitments).transpose()?;
+    let check = |committed: crate::draw::commitment::Committed<'_>| {
+        published
+            .as_deref()
+            .map(|p| check_against(&committed, p))
+            .unwrap_or_default()
+    };
     // Parse straight into records (not through serde_json::Value: a million-entity record
     // would take seconds and gigabytes that way).
-    let records: Vec<DrawRecord> = if text.trim_start().starts_with('[') {
-        serde_json::from_str(&text)
-    } else {
-        serde_json::from_str(&text).map(|r| vec![r])
-    }
-    .with_context(|| format!("{} is not a draw record or a list of them", path.display()))?;
+    let probes: Vec<Probe> = one_or_many(&text).with_context(not_a_record)?;
     anyhow::ensure!(
-        !records.is_empty(),
+        !probes.is_empty(),
         "{} holds no draw record",
         path.display()
     );
+    let full = probes.iter().all(|p| p.candidates.is_some());
+    let public = probes
+        .iter()
+        .all(|p| p.strata.is_some() && p.candidates.is_none());
     let mut all = true;
-    for r in &records {
-        let mismatches = verify(r);
+    let mut report = |id: &str, summary: String, mismatches: Vec<crate::draw::verify::Mismatch>| {
         if mismatches.is_empty() {
-            println!(
-                "{}: match ({} entities drawn from {} candidates, {} replacements)",
-                r.parameters.draw_id,
-                r.draws.len(),
-                r.candidates.len(),
-                r.replacements.len()
-            );
+            println!("{id}: match ({summary})");
         } else {
             all = false;
-            println!("{}: MISMATCH", r.parameters.draw_id);
+            println!("{id}: MISMATCH");
             for m in mismatches {
                 println!("  {m}");
             }
         }
+    };
+    if full {
+        let records: Vec<DrawRecord> = one_or_many(&text).with_context(not_a_record)?;
+        for r in &records {
+            let mut mismatches = verify(r);
+            mismatches.extend(check(r.committed()));
+            let summary = format!(
+                "full record: {} entities drawn from {} candidates, {} replacements{}",
+                r.draws.len(),
+                r.candidates.len(),
+                r.replacements.len(),
+                if published.is_some() {
+                    "; as committed"
+                } else {
+                    ""
+                }
+            );
+            report(r.parameters.draw_id.as_str(), summary, mismatches);
+        }
+    } else if public {
+        let records: Vec<PublicRecord> = one_or_many(&text).with_context(not_a_record)?;
+        for r in &records {
+            let mut result = verify_public(r);
+            result.mismatches.extend(check(r.committed()));
+            let summary = format!(
+                "public record: {} entities drawn from {} candidates in {} strata, {} replacements{}; \
+                 {} inspector(s) passed over for conflicts that only the full record shows",
+                r.draws.len(),
+                r.strata.iter().map(|s| s.size).sum::<u64>(),
+                r.strata.len(),
+                r.replacements.len(),
+                if published.is_some() { "; as committed" } else { "" },
+                result.passed_over
+            );
+            report(r.parameters.draw_id.as_str(), summary, result.mismatches);
+        }
+    } else {
+        anyhow::bail!(
+            "{}: every record must be of one form, full (with \"candidates\") or public (with \"strata\"); verify the forms separately",
+            path.display()
+        );
     }
     Ok(all)
 }

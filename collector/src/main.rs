@@ -89,11 +89,15 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum DrawCommand {
-    /// Recompute a draw record (or a JSON array of them, as the API lists them) and say
-    /// whether it matches; exits 1 on a mismatch.
+    /// Recompute a draw record (or a JSON array of them, as the API lists them, full or public
+    /// form) and say whether it matches; exits 1 on a mismatch.
     Verify {
         /// The record file, as `GET /api/v1/public/draws` or `GET /api/v1/draws` gives it.
         record: PathBuf,
+        /// The published commitments (`GET /api/v1/public/draw-commitments`), as a URL or a
+        /// file: each record must also match the commitment of its draw.
+        #[arg(long, value_name = "URL|FILE")]
+        commitments: Option<String>,
     },
 }
 
@@ -120,8 +124,12 @@ fn main() -> anyhow::Result<()> {
     telemetry::init_tracing();
     let ok = match cli.command {
         Command::Draw {
-            command: DrawCommand::Verify { record },
-        } => cli::verify_draws(&record)?,
+            command:
+                DrawCommand::Verify {
+                    record,
+                    commitments,
+                },
+        } => cli::verify_draws(&record, commitments.as_deref())?,
         Command::Registry {
             command:
                 RegistryCommand::Import {

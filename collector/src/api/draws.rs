@@ -1,5 +1,7 @@
-//! Draw routes: published records and commitments (public), plans' batches committed and
-//! revealed, recusals (admin). Records are listed in the JSON form `draw verify` reads.
+//! Draw routes: commitments (public at once), public records (after the batch's inspection
+//! window), full records, plans' batches committed and revealed, recusals (admin). Records are
+//! listed in the JSON forms `draw verify` reads. The disclosure policy is in
+//! `docs/draw-algorithm.md`, "Disclosure".
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -10,7 +12,7 @@ use serde::Deserialize;
 use super::{authorize, read, ApiError, AppState};
 use crate::config::Synchronous;
 use crate::draw::store::{self as draw_store, Commitment, DrawStoreError};
-use crate::draw::{DrawError, DrawRecord, Replacement};
+use crate::draw::{DrawError, DrawRecord, PublicRecord, Replacement};
 use crate::plan::store::{self as plan_store, PlanStoreError};
 use crate::registry::model::InspectorId;
 use crate::registry::CreditCode;
@@ -99,13 +101,30 @@ async fn records(
     Ok(Json(list(&s, p).await?))
 }
 
-/// The same records without a token: they hold no certificate numbers, and conflicts only for
-/// drawn entities (docs/draw-algorithm.md, §10).
+/// Public records, without a token: only draws whose batch's inspection window has ended
+/// (China time), in the public form — no undrawn candidate, no conflict, no salt key.
 async fn public_records(
     State(s): State<AppState>,
     Query(p): Query<LimitParams>,
-) -> Result<Json<Vec<DrawRecord>>, ApiError> {
-    Ok(Json(list(&s, p).await?))
+) -> Result<Json<Vec<PublicRecord>>, ApiError> {
+    let limit = p.limit.unwrap_or(20).min(1000);
+    let today = crate::tasks::china_day(spotcheck_protocol::UnixMillis::now());
+    let revealed = read(&s, move |c| Ok(draw_store::revealed(c, limit)))
+        .await?
+        .map_err(ApiError::from)?;
+    Ok(Json(
+        revealed
+            .into_iter()
+            .filter(|r| public_after(r.window_end.as_deref(), &today))
+            .map(|r| r.record.to_public())
+            .collect(),
+    ))
+}
+
+/// Whether a record whose batch window ends on `window_end` is public on `today`: from the
+/// day after the window's last day. A draw of no plan batch is never public.
+fn public_after(window_end: Option<&str>, today: &str) -> bool {
+    window_end.is_some_and(|end| end < today)
 }
 
 async fn commitments(

@@ -16,13 +16,23 @@ use crate::registry::CreditCode;
 /// The algorithm this build implements; a record names the one it was made with.
 pub const ALGORITHM: &str = "spotcheck-draw/1";
 
+/// Parses 64 **lowercase** hex digits. Uppercase is refused so that every implementation can
+/// compare digests as text (the spec, "Digests").
+pub fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
+    let lower = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if s.len() != 64 || !s.bytes().all(lower) {
+        return Err(format!(
+            "{s:?} is not 64 lowercase hex digits (32 bytes): write 0-9 and a-f only"
+        ));
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(out)
+}
+
 fn hex32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
     let s = String::deserialize(d)?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(&s, &mut out).map_err(|e| {
-        serde::de::Error::custom(format!("{s:?} is not 64 hex digits (32 bytes): {e}"))
-    })?;
-    Ok(out)
+    parse_hex32(&s).map_err(serde::de::Error::custom)
 }
 
 fn hex32_out<S: serde::Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
@@ -60,6 +70,43 @@ hex_bytes!(
     /// A SHA-256 digest, written as 64 lowercase hex digits.
     Sha256
 );
+hex_bytes!(
+    /// The draw's secret salt key, fixed at the commit with the seed. It keys the salts of the
+    /// public stratum lists and the conflicts digest; it is never published (only the full
+    /// record, for the bureau and auditors, holds it).
+    SaltKey
+);
+
+type HmacSha256 = hmac::Hmac<Sha256Hasher>;
+
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> Sha256 {
+    use hmac::Mac as _;
+    let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        m.update(p);
+    }
+    Sha256(m.finalize().into_bytes().into())
+}
+
+impl SaltKey {
+    /// A fresh key from the operating system's generator.
+    pub fn generate() -> SaltKey {
+        SaltKey(Seed::generate().0)
+    }
+
+    /// The salt of candidate `code`: HMAC-SHA256(key, code).
+    pub fn salt(&self, code: &CreditCode) -> Sha256 {
+        hmac(&self.0, &[code.as_str().as_bytes()])
+    }
+}
+
+/// A stratum list entry: SHA-256(salt ‖ code), the 32 salt bytes then the code's UTF-8 bytes.
+pub fn salted_entry(salt: &Sha256, code: &str) -> Sha256 {
+    let mut h = Sha256Hasher::new();
+    h.update(salt.0);
+    h.update(code.as_bytes());
+    Sha256(h.finalize().into())
+}
 
 impl Sha256 {
     /// The digest of `bytes`.
@@ -157,10 +204,18 @@ pub struct DrawInput {
     pub conflicts: Vec<Conflict>,
 }
 
+/// Whether `c` may not appear in a name: Unicode general category Cc, that is U+0000–U+001F
+/// and U+007F–U+009F (tab, line feed, carriage return, DEL, C1 controls). Nothing else is
+/// forbidden.
+pub fn is_forbidden_char(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+}
+
 fn check_text(what: &str, s: &str) -> Result<(), DrawError> {
-    if s.chars().any(char::is_control) {
+    if let Some(c) = s.chars().find(|&c| is_forbidden_char(c)) {
         return Err(DrawError::Input(format!(
-            "{what} {s:?} contains a control character (tab, newline …)"
+            "{what} {s:?} contains the control character U+{:04X}: remove it (U+0000–U+001F and U+007F–U+009F are not allowed)",
+            u32::from(c)
         )));
     }
     Ok(())
@@ -263,17 +318,72 @@ impl DrawInput {
         })
     }
 
-    /// SHA-256 over `ENTITY<TAB>INSPECTOR<LF>` per conflict.
-    pub fn conflicts_digest(&self) -> Sha256 {
-        conflicts_digest(&self.conflicts)
+    /// HMAC-SHA256, keyed with `key`, over `ENTITY<TAB>INSPECTOR<LF>` per conflict.
+    pub fn conflicts_digest(&self, key: &SaltKey) -> Sha256 {
+        conflicts_digest(key, &self.conflicts)
+    }
+
+    /// The public stratum lists: per stratum in parameter order, SHA-256(salt ‖ code) of its
+    /// members in candidate order, salts keyed with `key`.
+    pub fn stratum_lists(&self, key: &SaltKey) -> Vec<StratumList> {
+        self.parameters
+            .strata
+            .iter()
+            .map(|s| {
+                let hashes: Vec<Sha256> = self
+                    .candidates
+                    .iter()
+                    .filter(|c| c.class == s.class)
+                    .map(|c| salted_entry(&key.salt(&c.code), c.code.as_str()))
+                    .collect();
+                StratumList {
+                    class: s.class.clone(),
+                    size: hashes.len() as u64,
+                    hashes,
+                }
+            })
+            .collect()
     }
 }
 
-/// SHA-256 over `ENTITY<TAB>INSPECTOR<LF>` per conflict, in the order given.
-pub fn conflicts_digest(conflicts: &[Conflict]) -> Sha256 {
-    digest_lines(conflicts.iter(), |c, out| {
-        push_line(out, &[c.entity.as_str(), c.inspector.as_str()])
-    })
+/// One stratum as the public sees it: its class, its number of candidates (an aggregate) and
+/// SHA-256(salt ‖ code) of each member in candidate order. Without the salts, which only the
+/// collector can compute, the list does not tell which entity is in which class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StratumList {
+    /// The class.
+    pub class: RiskClass,
+    /// Its number of candidates (= the number of hashes).
+    pub size: u64,
+    /// The salted hashes, in candidate order.
+    pub hashes: Vec<Sha256>,
+}
+
+/// SHA-256 over, per stratum, `stratum=CLASS size=N<LF>` then `HASH<LF>` per member.
+pub fn strata_digest(lists: &[StratumList]) -> Sha256 {
+    let mut hasher = Sha256Hasher::new();
+    for l in lists {
+        hasher.update(format!("stratum={} size={}\n", l.class, l.size).as_bytes());
+        let mut line = [0u8; 65];
+        line[64] = b'\n';
+        for h in &l.hashes {
+            hex::encode_to_slice(h.0, &mut line[..64]).expect("64 hex digits");
+            hasher.update(line);
+        }
+    }
+    Sha256(hasher.finalize().into())
+}
+
+/// HMAC-SHA256, keyed with `key`, over `ENTITY<TAB>INSPECTOR<LF>` per conflict, in the order
+/// given. Keyed, because an outsider who knows the pool and candidates could otherwise try
+/// every small set of conflicts against a plain hash.
+pub fn conflicts_digest(key: &SaltKey, conflicts: &[Conflict]) -> Sha256 {
+    let mut text = Vec::with_capacity(conflicts.len() * 32);
+    for c in conflicts {
+        push_line(&mut text, &[c.entity.as_str(), c.inspector.as_str()]);
+    }
+    hmac(&key.0, &[&text])
 }
 
 fn push_line(out: &mut Vec<u8>, fields: &[&str]) {
@@ -335,7 +445,25 @@ mod tests {
         assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
         assert_eq!(serde_json::from_str::<Seed>(&json).unwrap(), s);
         let err = serde_json::from_str::<Seed>("\"abcd\"").unwrap_err();
-        assert!(err.to_string().contains("64 hex digits"), "{err}");
+        assert!(err.to_string().contains("64 lowercase hex digits"), "{err}");
+        let upper = format!("\"{}\"", "AB".repeat(32));
+        let err = serde_json::from_str::<Seed>(&upper).unwrap_err();
+        assert!(err.to_string().contains("lowercase"), "{err}");
+    }
+
+    #[test]
+    fn the_forbidden_characters_are_exactly_unicode_cc() {
+        for c in [
+            '\u{0}', '\t', '\n', '\r', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}',
+        ] {
+            assert!(is_forbidden_char(c), "{c:?}");
+        }
+        for c in [' ', '~', '\u{a0}', '\u{200b}', '\u{2028}', '检'] {
+            assert!(!is_forbidden_char(c), "{c:?}");
+        }
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            assert_eq!(is_forbidden_char(c), c.is_control(), "{c:?}");
+        }
     }
 
     #[test]

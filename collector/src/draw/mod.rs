@@ -7,25 +7,32 @@
 //! - [`rng`]: how ChaCha20 output becomes indices (the only source of randomness).
 //! - [`algorithm`]: stratified sampling without replacement, then inspector assignment with
 //!   even load and no conflicts; replacement draws (递补) after a recusal.
-//! - [`record`]: the draw record that is stored, listed by the API and published.
-//! - [`mod@verify`]: recomputes a record from its own contents and names what differs.
+//! - [`record`]: the full draw record, stored and given to the bureau and auditors.
+//! - [`public`]: the public form of a record (no undrawn candidate's class, no conflict) and
+//!   its verification from what it holds.
+//! - [`mod@verify`]: recomputes a full record from its own contents and names what differs.
+//! - [`commitment`]: the published commitment and the check of a record against it.
 //! - [`store`]: commitments and records in SQLite.
 //!
 //! `docs/draw-algorithm.md` specifies all of it precisely enough to re-implement it in
 //! another language; `collector/tests/vectors/` holds test vectors that a test checks.
 
 pub mod algorithm;
+pub mod commitment;
 pub mod input;
+pub mod public;
 pub mod record;
 pub mod rng;
 pub mod store;
 pub mod verify;
 
 pub use algorithm::{draw, Assignment};
+pub use commitment::{check_against, Commitment, CommittedDigests};
 pub use input::{
-    Candidate, Conflict, DrawInput, Parameters, PoolInspector, Quota, Seed, Sha256, Stratum,
-    ALGORITHM,
+    Candidate, Conflict, DrawInput, Parameters, PoolInspector, Quota, SaltKey, Seed, Sha256,
+    Stratum, StratumList, ALGORITHM,
 };
+pub use public::{verify_public, PublicCheck, PublicRecord};
 pub use record::{DrawRecord, Replacement};
 pub use verify::{verify, Mismatch};
 

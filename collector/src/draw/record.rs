@@ -1,29 +1,34 @@
-//! The draw record: everything needed to recompute a draw, in the JSON form that is stored,
-//! listed by `GET /api/v1/draws` and `GET /api/v1/public/draws`, and read by
-//! `spotcheck-collector draw verify`.
+//! The full draw record: everything needed to recompute a draw and check it against its
+//! commitment, in the JSON form that is stored, listed by `GET /api/v1/draws` (the bureau and
+//! auditors) and read by `spotcheck-collector draw verify`. The public sees the reduced form
+//! of [`super::public`].
 
 use serde::{Deserialize, Serialize};
 
 use super::algorithm::{self, Assignment};
 use super::input::{
-    conflicts_digest, Candidate, Conflict, DrawInput, Parameters, PoolInspector, Seed, Sha256,
-    ALGORITHM,
+    strata_digest, Candidate, Conflict, DrawInput, Parameters, PoolInspector, SaltKey, Seed,
+    Sha256, ALGORITHM,
 };
 use super::DrawError;
 use crate::registry::model::InspectorId;
 use crate::registry::CreditCode;
 
-/// The digests of the inputs, as published with the commitment (conflicts: after the draw).
+/// The digests of the inputs. All but `candidates` and `replacements` are published with the
+/// commitment, before the seed is used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Digests {
     /// Of the parameters' text form.
     pub parameters: Sha256,
-    /// Of the candidate list.
+    /// Of the candidate list (covered by `strata` in the commitment).
     pub candidates: Sha256,
     /// Of the inspector pool.
     pub inspectors: Sha256,
-    /// Of the conflicts that concern drawn entities.
+    /// HMAC of every conflict between the pool and the candidates, keyed with the salt key.
     pub conflicts: Sha256,
+    /// Of the public stratum lists.
+    pub strata: Sha256,
     /// Of the recusal requests (entity, who recused), in order.
     pub replacements: Sha256,
 }
@@ -53,6 +58,9 @@ pub struct DrawRecord {
     pub commitment: Sha256,
     /// The seed, revealed after the draw.
     pub seed: Seed,
+    /// The secret salt key (full record only: it lets an auditor recompute the public stratum
+    /// lists and the conflicts digest).
+    pub salt_key: SaltKey,
     /// The parameters.
     pub parameters: Parameters,
     /// The digests of the inputs.
@@ -61,7 +69,7 @@ pub struct DrawRecord {
     pub candidates: Vec<Candidate>,
     /// The inspector pool (canonical order).
     pub inspectors: Vec<PoolInspector>,
-    /// Conflicts with drawn entities (others cannot matter and stay private).
+    /// Every conflict between the pool and the candidates (canonical order), as committed.
     pub conflicts: Vec<Conflict>,
     /// The result, in draw order.
     pub draws: Vec<Assignment>,
@@ -72,31 +80,25 @@ pub struct DrawRecord {
 
 impl DrawRecord {
     /// Makes the draw and its record. Nothing is stored: a failed draw changes nothing.
-    pub fn make(seed: Seed, input: &DrawInput) -> Result<DrawRecord, DrawError> {
+    pub fn make(seed: Seed, salt_key: SaltKey, input: &DrawInput) -> Result<DrawRecord, DrawError> {
         let draws = algorithm::draw(&seed, input)?;
-        let drawn: std::collections::HashSet<&CreditCode> =
-            draws.iter().map(|a| &a.entity).collect();
-        let conflicts: Vec<Conflict> = input
-            .conflicts
-            .iter()
-            .filter(|c| drawn.contains(&c.entity))
-            .cloned()
-            .collect();
         Ok(DrawRecord {
             algorithm: ALGORITHM.to_owned(),
             commitment: seed.commitment(),
             seed,
+            salt_key,
             parameters: input.parameters.clone(),
             digests: Digests {
                 parameters: input.parameters_digest(),
                 candidates: input.candidates_digest(),
                 inspectors: input.inspectors_digest(),
-                conflicts: conflicts_digest(&conflicts),
+                conflicts: input.conflicts_digest(&salt_key),
+                strata: strata_digest(&input.stratum_lists(&salt_key)),
                 replacements: replacements_digest(&[]),
             },
             candidates: input.candidates.clone(),
             inspectors: input.inspectors.clone(),
-            conflicts,
+            conflicts: input.conflicts.clone(),
             draws,
             replacements: Vec::new(),
         })

@@ -1,11 +1,13 @@
-//! Draws in SQLite: a commitment is stored (seed kept secret) and published first; the reveal
-//! rebuilds the input, refuses it if it no longer matches the committed digests, makes the
-//! draw and stores the record and its random tasks in one transaction.
+//! Draws in SQLite: a commitment is stored (seed and salt key kept secret) and published first;
+//! the reveal rebuilds the input, refuses it if any input — parameters, candidates and their
+//! classes, pool or conflicts — no longer matches the committed digests, makes the draw and
+//! stores the full record and its random tasks in one transaction.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::input::{DrawInput, Parameters, Seed, Sha256};
+pub use super::commitment::{Commitment, CommittedDigests};
+use super::input::{strata_digest, DrawInput, SaltKey, Seed, Sha256};
 use super::record::{DrawRecord, Replacement};
 use super::DrawError;
 use crate::audit::{self, EntryKind};
@@ -42,7 +44,7 @@ pub enum DrawStoreError {
     #[error("draw {0:?} is not revealed yet")]
     NotRevealed(String),
     /// The libraries changed between commit and reveal.
-    #[error("the {what} of draw {id:?} changed since the commitment was published (committed digest {committed}, now {now}): the draw cannot be revealed; commit a new draw")]
+    #[error("the {what} of draw {id:?} changed since the commitment was published (committed digest {committed}, now {now}): the draw cannot be revealed; undo the change or commit a new draw")]
     InputChanged {
         /// The draw.
         id: String,
@@ -63,32 +65,18 @@ pub enum DrawStoreError {
     },
 }
 
-/// The digests published with a commitment (conflicts are only known after the draw).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommittedDigests {
-    /// Of the parameters.
-    pub parameters: Sha256,
-    /// Of the candidate list.
-    pub candidates: Sha256,
-    /// Of the inspector pool.
-    pub inspectors: Sha256,
-}
-
-/// A published commitment, before the reveal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Commitment {
-    /// SHA-256 of the secret seed.
-    pub commitment: Sha256,
-    /// The parameters.
-    pub parameters: Parameters,
-    /// The input digests.
-    pub digests: CommittedDigests,
-    /// The plan the draw belongs to, if any.
-    pub plan: Option<String>,
-    /// When, Unix ms.
-    pub committed_ms: i64,
-    /// When revealed, Unix ms.
-    pub revealed_ms: Option<i64>,
+/// A draw stored before schema v4 (no salt key): its commitment fixed neither the conflicts nor
+/// the stratum lists, so it can be neither revealed, nor published under the disclosure policy,
+/// nor read as a record of this version.
+fn legacy(id: &str) -> DrawStoreError {
+    DrawStoreError::Corrupt {
+        id: id.to_owned(),
+        reason: "it was committed by an earlier version, before conflicts and the stratum \
+                 lists were committed (no salt key); this version cannot read or publish it: \
+                 export the database for the record, then delete the draw's row or start \
+                 from a new data directory"
+            .to_owned(),
+    }
 }
 
 fn corrupt(id: &str) -> impl Fn(String) -> DrawStoreError + '_ {
@@ -98,35 +86,46 @@ fn corrupt(id: &str) -> impl Fn(String) -> DrawStoreError + '_ {
     }
 }
 
-/// Stores a commitment for `input` with a fresh secret seed. An impossible draw is refused
-/// first (impossibility does not depend on the seed, so a trial with a zero seed tells).
+/// The digests of `input` that a commitment fixes.
+pub fn committed_digests(input: &DrawInput, key: &SaltKey) -> CommittedDigests {
+    CommittedDigests {
+        parameters: input.parameters_digest(),
+        inspectors: input.inspectors_digest(),
+        conflicts: input.conflicts_digest(key),
+        strata: strata_digest(&input.stratum_lists(key)),
+    }
+}
+
+/// Stores a commitment for `input` with a fresh secret seed and salt key. An impossible draw
+/// is refused first (impossibility does not depend on the seed, so a trial with a zero seed
+/// tells).
 pub fn commit(
     conn: &Connection,
     plan: Option<&str>,
     input: &DrawInput,
+    window_end: Option<&str>,
     now_ms: i64,
 ) -> Result<Commitment, DrawStoreError> {
     super::algorithm::draw(&Seed([0; 32]), input)?;
     let id = input.parameters.draw_id.as_str();
     let seed = Seed::generate();
+    let key = SaltKey::generate();
     let c = Commitment {
         commitment: seed.commitment(),
         parameters: input.parameters.clone(),
-        digests: CommittedDigests {
-            parameters: input.parameters_digest(),
-            candidates: input.candidates_digest(),
-            inspectors: input.inspectors_digest(),
-        },
+        digests: committed_digests(input, &key),
         plan: plan.map(str::to_owned),
         committed_ms: now_ms,
         revealed_ms: None,
+        window_end: window_end.map(str::to_owned),
     };
     // Unchecked: the caller holds a shared connection; the draw and its audit entry commit
     // together.
     let tx = conn.unchecked_transaction()?;
     let n = tx.execute(
-        "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
+                                      salt_key, window_end)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             id,
             plan,
@@ -134,7 +133,9 @@ pub fn commit(
             json(&c.parameters),
             json(&c.digests),
             now_ms,
-            seed.to_string()
+            seed.to_string(),
+            key.to_string(),
+            window_end
         ],
     )?;
     if n == 0 {
@@ -145,8 +146,8 @@ pub fn commit(
         EntryKind::DrawCommitted,
         &format!("draw:{id}"),
         &serde_json::json!({"draw": id, "plan": plan, "commitment": c.commitment.to_string(),
-            "parameters": c.digests.parameters.to_string(), "candidates": c.digests.candidates.to_string(),
-            "inspectors": c.digests.inspectors.to_string()}),
+            "parameters": c.digests.parameters.to_string(), "inspectors": c.digests.inspectors.to_string(),
+            "conflicts": c.digests.conflicts.to_string(), "strata": c.digests.strata.to_string()}),
         UnixMillis(now_ms),
     )?;
     tx.commit()?;
@@ -161,7 +162,8 @@ fn json<T: Serialize>(v: &T) -> String {
 /// Every commitment, newest first.
 pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, DrawStoreError> {
     let mut stmt = conn.prepare(
-        "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms
+        "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end,
+                salt_key IS NULL
          FROM draws ORDER BY committed_ms DESC, id LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit], |r| {
@@ -173,11 +175,17 @@ pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, Dra
             r.get::<_, Option<String>>(4)?,
             r.get::<_, i64>(5)?,
             r.get::<_, Option<i64>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, bool>(8)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, commitment, parameters, digests, plan, committed_ms, revealed_ms) = row?;
+        let (id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end, old) =
+            row?;
+        if old {
+            return Err(legacy(&id));
+        }
         let bad = corrupt(&id);
         out.push(Commitment {
             commitment: serde_json::from_value(serde_json::Value::String(commitment))
@@ -187,6 +195,7 @@ pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, Dra
             plan,
             committed_ms,
             revealed_ms,
+            window_end,
         });
     }
     Ok(out)
@@ -204,38 +213,35 @@ pub fn reveal(
     now_ms: i64,
 ) -> Result<DrawRecord, DrawStoreError> {
     let tx = conn.transaction()?;
-    let row: Option<(String, String, Option<String>)> = tx
+    let row: Option<(String, Option<String>, String, Option<String>)> = tx
         .query_row(
-            "SELECT seed, digests, record FROM draws WHERE id = ?1",
+            "SELECT seed, salt_key, digests, record FROM draws WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let (seed, digests, record) = row.ok_or_else(|| DrawStoreError::NotFound(id.to_owned()))?;
+    let (seed, key, digests, record) =
+        row.ok_or_else(|| DrawStoreError::NotFound(id.to_owned()))?;
     if record.is_some() {
         return Err(DrawStoreError::Revealed(id.to_owned()));
     }
     let bad = corrupt(id);
-    let seed: Seed =
-        serde_json::from_value(serde_json::Value::String(seed)).map_err(|e| bad(e.to_string()))?;
+    let hex = |s: String| serde_json::Value::String(s);
+    let seed: Seed = serde_json::from_value(hex(seed)).map_err(|e| bad(e.to_string()))?;
+    let key = key.ok_or_else(|| legacy(id))?;
+    let key: SaltKey = serde_json::from_value(hex(key)).map_err(|e| bad(e.to_string()))?;
     let committed: CommittedDigests =
         serde_json::from_str(&digests).map_err(|e| bad(e.to_string()))?;
+    let now = committed_digests(input, &key);
     for (what, was, now) in [
+        ("parameters", committed.parameters, now.parameters),
         (
-            "parameters",
-            committed.parameters,
-            input.parameters_digest(),
+            "candidate list (or a candidate's risk class)",
+            committed.strata,
+            now.strata,
         ),
-        (
-            "candidate list",
-            committed.candidates,
-            input.candidates_digest(),
-        ),
-        (
-            "inspector pool",
-            committed.inspectors,
-            input.inspectors_digest(),
-        ),
+        ("inspector pool", committed.inspectors, now.inspectors),
+        ("conflicts (回避)", committed.conflicts, now.conflicts),
     ] {
         if was != now {
             return Err(DrawStoreError::InputChanged {
@@ -246,7 +252,7 @@ pub fn reveal(
             });
         }
     }
-    let record = DrawRecord::make(seed, input)?;
+    let record = DrawRecord::make(seed, key, input)?;
     tx.execute(
         "UPDATE draws SET record = ?2, revealed_ms = ?3 WHERE id = ?1",
         params![
@@ -291,19 +297,47 @@ pub fn reveal(
     Ok(record)
 }
 
-/// Revealed records, newest first, in the JSON form `draw verify` reads.
+/// Revealed full records, newest first, in the JSON form `draw verify` reads.
 pub fn records(conn: &Connection, limit: u32) -> Result<Vec<DrawRecord>, DrawStoreError> {
+    Ok(revealed(conn, limit)?
+        .into_iter()
+        .map(|r| r.record)
+        .collect())
+}
+
+/// A revealed draw with the last day of its batch's inspection window.
+#[derive(Debug, Clone)]
+pub struct Revealed {
+    /// The full record.
+    pub record: DrawRecord,
+    /// The window's last day, `YYYY-MM-DD` (None: the draw belongs to no plan batch).
+    pub window_end: Option<String>,
+}
+
+/// Revealed draws, newest first, with their windows.
+pub fn revealed(conn: &Connection, limit: u32) -> Result<Vec<Revealed>, DrawStoreError> {
     let mut stmt = conn.prepare(
-        "SELECT id, record FROM draws WHERE record IS NOT NULL
+        "SELECT id, record, window_end, salt_key IS NULL FROM draws WHERE record IS NOT NULL
          ORDER BY revealed_ms DESC, id LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, bool>(3)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, json) = row?;
-        out.push(serde_json::from_str(&json).map_err(|e| corrupt(&id)(e.to_string()))?);
+        let (id, json, window_end, old) = row?;
+        if old {
+            return Err(legacy(&id));
+        }
+        out.push(Revealed {
+            record: serde_json::from_str(&json).map_err(|e| corrupt(&id)(e.to_string()))?,
+            window_end,
+        });
     }
     Ok(out)
 }

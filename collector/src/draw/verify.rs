@@ -1,9 +1,10 @@
-//! Recomputes a draw record from its own contents and names every field that differs.
+//! Recomputes a full draw record from its own contents and names every field that differs;
+//! checks a record (full or public) against the published commitment.
 
 use std::fmt;
 
 use super::algorithm;
-use super::input::{conflicts_digest, ALGORITHM};
+use super::input::{strata_digest, ALGORITHM};
 use super::record::{replacements_digest, teams_after, DrawRecord};
 
 /// One way a record does not match its recomputation.
@@ -21,15 +22,16 @@ impl fmt::Display for Mismatch {
     }
 }
 
-fn mismatch(field: impl Into<String>, detail: impl Into<String>) -> Mismatch {
+pub(crate) fn mismatch(field: impl Into<String>, detail: impl Into<String>) -> Mismatch {
     Mismatch {
         field: field.into(),
         detail: detail.into(),
     }
 }
 
-/// Verifies `record`: the algorithm version, the commitment against the seed, the four
-/// digests, the draw, and every replacement. An empty result means it matches.
+/// Verifies a full `record`: the algorithm version, the commitment against the seed, every
+/// digest (the stratum lists and the conflicts digest with the record's salt key), the draw,
+/// and every replacement. An empty result means it matches.
 pub fn verify(record: &DrawRecord) -> Vec<Mismatch> {
     let mut out = Vec::new();
     if record.algorithm != ALGORITHM {
@@ -78,7 +80,12 @@ pub fn verify(record: &DrawRecord) -> Vec<Mismatch> {
         (
             "digests.conflicts",
             record.digests.conflicts,
-            conflicts_digest(&record.conflicts),
+            input.conflicts_digest(&record.salt_key),
+        ),
+        (
+            "digests.strata",
+            record.digests.strata,
+            strata_digest(&input.stratum_lists(&record.salt_key)),
         ),
         (
             "digests.replacements",
@@ -93,13 +100,6 @@ pub fn verify(record: &DrawRecord) -> Vec<Mismatch> {
                 format!("record says {stated}, its contents give {computed}"),
             ));
         }
-    }
-    let drawn: std::collections::HashSet<_> = record.draws.iter().map(|a| &a.entity).collect();
-    if let Some(c) = record.conflicts.iter().find(|c| !drawn.contains(&c.entity)) {
-        out.push(mismatch(
-            "conflicts",
-            format!("lists entity {}, which was not drawn", c.entity),
-        ));
     }
     match algorithm::draw(&record.seed, &input) {
         Err(e) => out.push(mismatch("draws", format!("recomputation fails: {e}"))),

@@ -148,7 +148,14 @@ pub fn commit_batch(
 ) -> Result<Commitment, PlanStoreError> {
     let plan = plan(conn, plan_id)?;
     let input = batch_input(conn, &plan, label)?;
-    Ok(draw_store::commit(conn, Some(plan_id), &input, now_ms)?)
+    let end = plan.batch(label).map(|b| b.end.as_str());
+    Ok(draw_store::commit(
+        conn,
+        Some(plan_id),
+        &input,
+        end,
+        now_ms,
+    )?)
 }
 
 /// Reveals the committed draw of batch `label` of plan `plan_id`, creating the tasks of the

@@ -206,4 +206,10 @@ pub const MIGRATIONS: &[&str] = &[
         hash      TEXT NOT NULL
     );
     ",
+    // 4: draws commit their conflicts and stratum lists with a secret salt key; the public
+    // record waits for the end of the batch's inspection window (issue 10).
+    "
+    ALTER TABLE draws ADD COLUMN salt_key TEXT;    -- secret, 64 hex digits; NULL before v4
+    ALTER TABLE draws ADD COLUMN window_end TEXT;  -- last day of the batch's window, YYYY-MM-DD
+    ",
 ];

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use serde_json::Value;
 use spotcheck_collector::draw::algorithm::stratum_size;
-use spotcheck_collector::draw::{draw, verify, DrawError, DrawInput, DrawRecord, Quota, Seed};
+use spotcheck_collector::draw::{
+    draw, verify, DrawError, DrawInput, DrawRecord, Quota, SaltKey, Seed,
+};
 
 use super::helpers::input;
 
@@ -138,7 +140,7 @@ proptest! {
         seed in seed(),
         recusals in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), seed()), 1..6),
     ) {
-        let Ok(mut record) = DrawRecord::make(seed, &input) else { return Ok(()); };
+        let Ok(mut record) = DrawRecord::make(seed, SaltKey(seed.0), &input) else { return Ok(()); };
         if record.draws.is_empty() {
             return Ok(());
         }
@@ -185,7 +187,7 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         alt in any::<prop::sample::Index>(),
     ) {
-        let Ok(mut record) = DrawRecord::make(seed, &input) else { return Ok(()); };
+        let Ok(mut record) = DrawRecord::make(seed, SaltKey(seed.0), &input) else { return Ok(()); };
         if let Some(a) = record.draws.first().cloned() {
             // A recusal, when someone can replace; either way the record stays valid.
             let _ = record.recuse(&a.entity, &a.inspectors[0], recuse_seed);
@@ -217,14 +219,14 @@ proptest! {
 }
 
 /// The last path segment that names a field (skipping array indices).
-fn key_of(path: &str) -> &str {
+pub fn key_of(path: &str) -> &str {
     path.rsplit('/')
         .find(|s| !s.bytes().all(|b| b.is_ascii_digit()))
         .unwrap_or("")
 }
 
 /// Every leaf as (JSON pointer, value).
-fn collect_leaves(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
+pub fn collect_leaves(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
@@ -241,7 +243,7 @@ fn collect_leaves(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
 }
 
 /// A different value of the same JSON type.
-fn mutate(v: &Value) -> Value {
+pub fn mutate(v: &Value) -> Value {
     match v {
         Value::Number(n) => Value::from(n.as_u64().unwrap_or(0) + 1),
         Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {

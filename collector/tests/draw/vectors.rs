@@ -1,24 +1,47 @@
-//! The test vectors in `collector/tests/vectors/`: the generator's output and whole draw
-//! records, which `docs/draw_reference.py` checks independently.
+//! The test vectors in `collector/tests/vectors/`: the generator's output, whole draw records
+//! (full and public form) and their commitments, which `docs/draw_reference.py` checks
+//! independently (`python.rs`).
 //!
-//! Regenerate (only when the algorithm version changes):
+//! Regenerate (only when the specification changes on purpose):
 //! `SPOTCHECK_WRITE_VECTORS=1 cargo test -p spotcheck-collector --test draw -- --ignored`.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use spotcheck_collector::draw::rng::DrawRng;
-use spotcheck_collector::draw::{draw, verify, DrawRecord, Quota, Seed, Sha256};
+use spotcheck_collector::draw::{
+    draw, verify, verify_public, Commitment, DrawRecord, Quota, SaltKey, Seed, Sha256,
+};
+
+use spotcheck_collector::registry::model::DrawId;
 
 use super::helpers::{code, input, inspector};
 
-fn dir() -> PathBuf {
+pub fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 /// Seeds of the vectors: SHA-256 of a label, so anyone can rebuild them.
-fn seed(label: &str) -> Seed {
+pub fn seed(label: &str) -> Seed {
     Seed(Sha256::of(label.as_bytes()).0)
+}
+
+/// Salt keys of the vectors, likewise.
+pub fn salt_key(label: &str) -> SaltKey {
+    SaltKey(Sha256::of(format!("{label} salt key").as_bytes()).0)
+}
+
+/// The commitment a record's draw published (as `GET /api/v1/public/draw-commitments` lists).
+pub fn commitment_of(r: &DrawRecord) -> Commitment {
+    Commitment {
+        commitment: r.commitment,
+        parameters: r.parameters.clone(),
+        digests: r.committed().digests,
+        plan: None,
+        committed_ms: 0,
+        revealed_ms: None,
+        window_end: None,
+    }
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -53,7 +76,7 @@ fn rng_vector(label: &str) -> RngVector {
     }
 }
 
-fn small_record() -> DrawRecord {
+pub fn small_record() -> DrawRecord {
     // 12 candidates over A-D, 5 inspectors, conflicts, one recusal.
     let classes = [0, 1, 2, 3, 3, 2, 1, 0, 3, 2, 3, 1];
     let conflicts = [(3, 0), (3, 1), (4, 2), (8, 4), (10, 0)];
@@ -64,7 +87,8 @@ fn small_record() -> DrawRecord {
         Quota::RatioBp(10_000),
     ];
     let inp = input(&classes, 5, &conflicts, quotas, 2);
-    let mut r = DrawRecord::make(seed("spotcheck vector small"), &inp).unwrap();
+    let label = "spotcheck vector small";
+    let mut r = DrawRecord::make(seed(label), salt_key(label), &inp).unwrap();
     let first = r.draws[0].clone();
     r.recuse(
         &first.entity,
@@ -75,7 +99,7 @@ fn small_record() -> DrawRecord {
     r
 }
 
-fn medium_record() -> DrawRecord {
+pub fn medium_record() -> DrawRecord {
     let classes: Vec<usize> = (0..200).map(|i| (i * 7 + i / 3) % 4).collect();
     let conflicts: Vec<(u32, u32)> = (0..60).map(|i| ((i * 13) % 200, (i * 5) % 20)).collect();
     let quotas = [
@@ -84,8 +108,11 @@ fn medium_record() -> DrawRecord {
         Quota::RatioBp(6000),
         Quota::RatioBp(10_000),
     ];
-    let inp = input(&classes, 20, &conflicts, quotas, 2);
-    let mut r = DrawRecord::make(seed("spotcheck vector medium"), &inp).unwrap();
+    let mut inp = input(&classes, 20, &conflicts, quotas, 2);
+    // Its own draw id, so that the two vectors' commitments can be told apart.
+    inp.parameters.draw_id = DrawId::new("2026-health-pool-b2").unwrap();
+    let label = "spotcheck vector medium";
+    let mut r = DrawRecord::make(seed(label), salt_key(label), &inp).unwrap();
     for k in 0..3 {
         let a = r.draws[k * 5].clone();
         r.recuse(
@@ -104,6 +131,15 @@ fn vectors() -> Vec<(&'static str, String)> {
         ("rng.json", pretty(&rng_vector("spotcheck vector rng"))),
         ("draw-small.json", pretty(&small_record())),
         ("draw-medium.json", pretty(&medium_record())),
+        ("public-small.json", pretty(&small_record().to_public())),
+        ("public-medium.json", pretty(&medium_record().to_public())),
+        (
+            "commitments.json",
+            pretty(&vec![
+                commitment_of(&small_record()),
+                commitment_of(&medium_record()),
+            ]),
+        ),
     ]
 }
 
@@ -150,6 +186,12 @@ fn every_stored_draw_record_verifies() {
         let input = record.input().unwrap();
         assert_eq!(draw(&record.seed, &input).unwrap(), record.draws, "{name}");
         assert!(!record.replacements.is_empty(), "{name} exercises 递补");
+    }
+    for name in ["public-small.json", "public-medium.json"] {
+        let text = std::fs::read_to_string(dir().join(name)).unwrap();
+        let record = serde_json::from_str(&text).unwrap();
+        let check = verify_public(&record);
+        assert!(check.mismatches.is_empty(), "{name}: {check:?}");
     }
 }
 

@@ -44,7 +44,7 @@ fn a_committed_then_revealed_batch_verifies_and_creates_tasks_for_partners_too()
     );
     let r = reveal_batch(&mut conn, "2026-health-pool", "b1", 2).unwrap();
     assert_eq!(r.commitment, c.commitment);
-    assert_eq!(r.digests.candidates, c.digests.candidates);
+    assert_eq!(r.committed().digests, c.digests);
     assert!(verify(&r).is_empty());
     assert_eq!(records(&conn, 10).unwrap(), vec![r.clone()]);
     // One health and one fire task per drawn entity.
@@ -124,7 +124,7 @@ fn a_quota_above_the_pool_fails_the_commit_and_stores_nothing() {
         .filter(|c| c.class.as_str() == "D")
         .count() as u64;
     input.parameters.strata[3].quota = Quota::Count(d + 1);
-    let e = draw_commit(&conn, Some("2026-culture-game"), &input, 1).unwrap_err();
+    let e = draw_commit(&conn, Some("2026-culture-game"), &input, None, 1).unwrap_err();
     assert!(
         e.to_string().contains(&format!(
             "stratum D asks for {} entities but only {d}",
