@@ -1,6 +1,8 @@
 //! The one error shape of the HTTP API: `{"error": {"code": "...", "message": "..."}}`.
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -65,4 +67,54 @@ impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
         ApiError::Internal(e.to_string())
     }
+}
+
+/// Largest error body [`json_errors`] reads back to wrap; axum's rejections are far smaller.
+const MAX_REJECTION_BYTES: usize = 64 * 1024;
+
+/// Middleware: gives the errors that axum itself answers with — a path parameter that does
+/// not parse, a JSON body that does not deserialize, a missing content type, an unknown route,
+/// a wrong method — the one error shape, keeping their status and their text as the message.
+/// Responses that are already JSON pass untouched.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    let body = json!({"error": {"code": code, "message": message}}).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(registry::routes())
                 .merge(tasks::routes()),
         )
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }
 

@@ -401,3 +401,43 @@ fn a_draw_committed_by_an_earlier_version_is_refused_with_what_to_do() {
     );
     assert!(e.to_string().contains("new data directory"), "{e}");
 }
+
+/// Errors axum answers by itself (a body that is not JSON, a malformed path parameter, an
+/// unknown route, a wrong method) come back in the one documented error shape.
+#[tokio::test]
+async fn errors_from_extractors_and_routing_use_the_json_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path(), 2020);
+    let addr = serve(dir.path()).await;
+    let cases = [
+        (
+            "POST",
+            "/api/v1/draws/x/recusals",
+            "{not json",
+            400,
+            "bad_request",
+        ),
+        ("GET", "/api/v1/no-such-route", "", 404, "not_found"),
+        (
+            "DELETE",
+            "/api/v1/public/draws",
+            "",
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", "/api/v1/draws?limit=many", "", 400, "bad_request"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, text) = request(addr, method, path, true, body).await;
+        assert_eq!(got, status, "{method} {path}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path} answered no JSON ({e}): {text}"));
+        assert_eq!(v["error"]["code"], code, "{method} {path}: {text}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {text}"
+        );
+    }
+}
