@@ -1,5 +1,5 @@
-//! The one-shot subcommands behind `main.rs`: `draw verify`, `registry import`, `audit verify`
-//! and `audit export`.
+//! The one-shot subcommands behind `main.rs`: `draw verify`, `draw export`, `registry import`,
+//! `audit verify` and `audit export`.
 
 use std::path::{Path, PathBuf};
 
@@ -69,6 +69,30 @@ pub fn load_commitments(source: &str) -> anyhow::Result<Vec<Commitment>> {
     };
     one_or_many(&text)
         .with_context(|| format!("{source} is not the JSON of GET /api/v1/public/draw-commitments"))
+}
+
+/// Writes every revealed draw's full record, as stored now (recusals and replacements
+/// included), to `out/{draw id}.json`, in the JSON that `draw verify` and `GET /api/v1/draws`
+/// use. The store is the one source: a file is a rendering of it at the time of the export,
+/// so export again after a recusal. Returns the files written.
+pub fn export_draws(data: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let db = store::db_path(data);
+    anyhow::ensure!(
+        db.exists(),
+        "{} has no Spotcheck database (spotcheck.db): pass the collector's data directory",
+        data.display()
+    );
+    let conn = store::open_for_reading(&db)?;
+    let records = crate::draw::store::records(&conn, u32::MAX)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut written = Vec::with_capacity(records.len());
+    for record in records {
+        let path = out.join(format!("{}.json", record.parameters.draw_id));
+        let json = serde_json::to_string_pretty(&record)?;
+        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Verifies a record file (one record or a JSON array of them, full or public form), printing

@@ -185,6 +185,10 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
             path.display()
         );
     }
+    println!(
+        "               (after a recusal: spotcheck-collector draw export --data {})",
+        opts.data.display()
+    );
     println!("  tasks:       http://{http}/api/v1/tasks  (Authorization: Bearer {token})");
     println!("  results:     http://{http}/api/v1/public/results  (?format=csv)");
     println!(
@@ -366,9 +370,10 @@ pub fn showcase(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<Stri
 
 /// Loads the generated registry (120 entities per domain, the first `per_domain` bound to the
 /// simulated agents; 24 inspectors per bureau, some with conflicts), the item list and the
-/// annual plans, then commits and afterwards reveals batch `b1` of every plan. Each revealed
-/// record is also written to `DATA/draws/{id}.json` for `draw verify`. A batch already drawn
-/// by an earlier run is kept as it is.
+/// annual plans, then commits and afterwards reveals batch `b1` of every plan. Every revealed
+/// record is then exported from the store to `DATA/draws/{id}.json` for `draw verify`
+/// ([`crate::cli::export_draws`]; export again after a recusal). A batch already drawn by an
+/// earlier run is kept as it is.
 pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<PathBuf>, DemoError> {
     use crate::plan::store as plans;
     use crate::registry::{generate, import::Records, store as registry};
@@ -389,7 +394,6 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
     let dir = data.join("draws");
     std::fs::create_dir_all(&dir).map_err(|e| err(&e))?;
     let now = || spotcheck_protocol::UnixMillis::now().0;
-    let mut written = Vec::new();
     for plan in generate::plans(2026) {
         plans::save(&conn, &plan).map_err(|e| err(&e))?;
         let id = format!("{}-b1", plan.id);
@@ -412,15 +416,10 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
                 .map_err(|e| err(&e))?;
             info!(message = "Demo draw revealed.", draw = %id, drawn = r.draws.len());
         }
-        let record = crate::draw::store::records(&conn, 1000)
-            .map_err(|e| err(&e))?
-            .into_iter()
-            .find(|r| r.parameters.draw_id.as_str() == id)
-            .ok_or_else(|| DemoError::Draws(format!("draw {id} is missing after its reveal")))?;
-        let path = dir.join(format!("{id}.json"));
-        let json = serde_json::to_string_pretty(&record).map_err(|e| err(&e))?;
-        std::fs::write(&path, json).map_err(|e| err(&e))?;
-        written.push(path);
     }
+    drop(conn);
+    // Rendered from the store, the one source of the records: after a recusal, run
+    // `spotcheck-collector draw export` again.
+    let written = crate::cli::export_draws(data, &dir).map_err(|e| err(&e))?;
     Ok(written)
 }

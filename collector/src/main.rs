@@ -99,6 +99,16 @@ enum DrawCommand {
         #[arg(long, value_name = "URL|FILE")]
         commitments: Option<String>,
     },
+    /// Write every revealed draw's full record, as stored now (recusals included), to
+    /// OUT/{draw id}.json, ready for `draw verify`.
+    Export {
+        /// The collector's data directory.
+        #[arg(long, default_value = "./spotcheck-data")]
+        data: PathBuf,
+        /// Where to write the files (default: DATA/draws).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +140,15 @@ fn main() -> anyhow::Result<()> {
                     commitments,
                 },
         } => cli::verify_draws(&record, commitments.as_deref())?,
+        Command::Draw {
+            command: DrawCommand::Export { data, out },
+        } => {
+            let out = out.unwrap_or_else(|| data.join("draws"));
+            for path in cli::export_draws(&data, &out)? {
+                println!("{}", path.display());
+            }
+            true
+        }
         Command::Registry {
             command:
                 RegistryCommand::Import {

@@ -156,6 +156,18 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
     let team = &full[0].teams()[0];
     assert!(!team.inspectors.contains(&a.inspectors[0]));
 
+    // The exported file renders the stored record: the recusal is in it as in the API.
+    let files = tempfile::tempdir().unwrap();
+    let written = spotcheck_collector::cli::export_draws(dir.path(), files.path()).unwrap();
+    assert_eq!(written.len(), 1);
+    let exported: DrawRecord =
+        serde_json::from_str(&std::fs::read_to_string(&written[0]).unwrap()).unwrap();
+    assert_eq!(exported.replacements.len(), 1);
+    assert_eq!(
+        exported, full[0],
+        "the file and the API render the same record"
+    );
+
     // An inspector not on the team cannot recuse.
     let (status, err) = request(
         addr,
