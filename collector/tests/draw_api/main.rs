@@ -1,8 +1,8 @@
 //! The draw routes over real HTTP: public and admin listings in the form `draw verify` reads,
 //! no certificate numbers in public, recusals recorded as replacement draws.
 
+use spotcheck_protocol::UnixMillis;
 use std::path::Path;
-use std::sync::Arc;
 
 use spotcheck_collector::api::{router, AppState};
 use spotcheck_collector::config::Synchronous;
@@ -64,12 +64,16 @@ async fn request(
 async fn public_draws_verify_hide_certificates_and_record_recusals() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path());
+    let mut conn =
+        store::open_for_writing(&store::db_path(dir.path()), Synchronous::Normal).unwrap();
+    spotcheck_collector::users::store::bootstrap_with(&mut conn, TOKEN, UnixMillis::now()).unwrap();
+    drop(conn);
     let state = AppState {
         stats: Default::default(),
         bindings: Default::default(),
         presence: Default::default(),
         db: store::db_path(dir.path()),
-        admin_token: Arc::from(TOKEN),
+        people: Default::default(),
         rulebook: spotcheck_collector::rulebook::Rulebook::load(None).unwrap(),
         publish_within_days: 20,
     };
