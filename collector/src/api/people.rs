@@ -213,9 +213,7 @@ fn owner(c: &Caller, user: Option<i64>) -> Result<UserId, ApiError> {
     match user.map(UserId) {
         None => Ok(c.user.id),
         Some(u) if u == c.user.id => Ok(u),
-        Some(_) if matches!(c.role(), Role::Admin | Role::Auditor) => {
-            Ok(UserId(user.unwrap_or_default()))
-        }
+        Some(u) if matches!(c.role(), Role::Admin | Role::Auditor) => Ok(u),
         Some(_) => Err(ApiError::Forbidden(
             "only the admin manages other users' tokens".into(),
         )),
