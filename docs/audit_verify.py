@@ -16,7 +16,8 @@ TAG = b"spotcheck-audit-v1\n"
 KINDS = {
     "draw_committed", "draw_revealed", "recusal", "assignment", "task_opened",
     "task_acknowledged", "verdict", "override", "result_recorded", "publication",
-    "rule_pack_activated",
+    "rule_pack_activated", "user_created", "user_changed", "token_issued", "token_revoked",
+    "session_opened", "session_closed", "registry_changed", "plan_saved",
 }
 COLUMNS = ["seq", "ts_ms", "kind", "subject", "body", "prev_hash", "hash"]
 

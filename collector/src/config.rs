@@ -54,12 +54,19 @@ fn default_data_dir() -> PathBuf {
 pub struct HttpConfig {
     /// Listen address of the API and console.
     pub listen: String,
+    /// Mark the console's session cookie `Secure` (set this when the console is served over
+    /// TLS, by a reverse proxy for example).
+    pub secure_cookies: bool,
+    /// How long a console login lasts.
+    pub session_hours: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            secure_cookies: false,
+            session_hours: 12,
         }
     }
 }
@@ -217,6 +224,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
+    /// Console sessions: the cookie's `Secure` flag and the lifetime.
+    pub sessions: crate::api::auth::SessionSettings,
     /// The broker.
     pub broker: BrokerChoice,
     /// MQTT client id.
@@ -370,6 +379,10 @@ impl RawConfig {
             (true, Some(http_listen), Some(broker)) => Ok(Config {
                 data_dir: self.data_dir,
                 http_listen,
+                sessions: crate::api::auth::SessionSettings {
+                    secure_cookies: self.http.secure_cookies,
+                    ttl: Duration::from_secs(u64::from(self.http.session_hours.max(1)) * 3600),
+                },
                 broker,
                 client_id: self.mqtt.client_id,
                 shared_group: self.mqtt.shared_group,

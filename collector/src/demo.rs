@@ -41,6 +41,9 @@ pub enum DemoError {
     /// Loading the generated registry or running the demo draws failed.
     #[error("demo registry and draws: {0}")]
     Draws(String),
+    /// The demo's users could not be created.
+    #[error("demo users: {0}")]
+    Users(String),
     /// A simulated agent's config was refused (a bug in the demo).
     #[error("simulated agent {agent}: {reason}")]
     Agent {
@@ -168,8 +171,12 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
 
     let http = collector.http_addr();
     let token = collector.admin_token().to_owned();
+    let logins = demo_users(&crate::store::db_path(&opts.data))?;
     println!("Spotcheck demo is running.");
-    println!("  console:     http://{http}/#token={token}");
+    println!("  console:     http://{http}/  log in as (new passwords at every start):");
+    for (name, what, password) in &logins {
+        println!("               {name:<11} {password}   {what}");
+    }
     println!("  API:         http://{http}/api/v1/stats");
     println!("  metrics:     http://{http}/metrics");
     println!("  MQTT broker: {broker}");
@@ -246,6 +253,64 @@ fn item_of(domain: Domain) -> &'static str {
 /// remotely"); the first inspector's decision on each verdict that can be accepted; one
 /// anomaly task acknowledged and resolved; every resolved task published.
 pub fn showcase(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<String, String> {
+    // The demo stands in for the people here; the audit log says so (`"by":"demo"`).
+    crate::audit::acting_as("demo", || showcase_steps(db, since))
+}
+
+/// One user per role with a fresh random password each start: (name, role, password).
+/// The inspector is linked to the first active health inspector of the registry.
+pub fn demo_users(db: &Path) -> Result<Vec<(String, String, String)>, DemoError> {
+    use crate::users::store::{self as users, NewUser};
+    use crate::users::Role;
+    let e = |e: &dyn std::fmt::Display| DemoError::Users(e.to_string());
+    let mut conn = crate::store::open_for_writing(db, crate::config::Synchronous::Normal)
+        .map_err(|x| e(&x))?;
+    let inspector: String = conn
+        .query_row(
+            "SELECT id FROM registry_inspectors WHERE department = 'health' AND active = 1 ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|x| e(&x))?;
+    let now = spotcheck_protocol::UnixMillis::now();
+    let wanted = [
+        ("admin", Role::Admin, None, None),
+        ("supervisor", Role::Supervisor, Some("health"), None),
+        ("inspector", Role::Inspector, None, Some(inspector.as_str())),
+        ("auditor", Role::Auditor, None, None),
+    ];
+    let mut out = Vec::new();
+    crate::audit::acting_as("demo", || {
+        for (name, role, department, inspector) in wanted {
+            let password = crate::users::random_secret()[..16].to_owned();
+            match users::by_name(&conn, name).map_err(|x| e(&x))? {
+                Some(u) => users::set_password(&mut conn, u.id, &password, now),
+                None => users::create(
+                    &mut conn,
+                    &NewUser {
+                        name,
+                        role: Some(role),
+                        department,
+                        inspector,
+                        password: Some(&password),
+                    },
+                    now,
+                )
+                .map(drop),
+            }
+            .map_err(|x| e(&x))?;
+            let what = match (department, inspector) {
+                (Some(d), _) => format!("{role} of {d}"),
+                (_, Some(i)) => format!("{role} {i}"),
+                _ => role.to_string(),
+            };
+            out.push((name.to_owned(), what, password));
+        }
+        Ok(out)
+    })
+}
+
+fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<String, String> {
     use crate::check::{self, Decision};
     use crate::results::{self, Category};
     use crate::tasks::{store as tasks, TaskFilter, TaskKind, TaskStatus};
@@ -329,7 +394,8 @@ pub fn showcase(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<Stri
             result: None,
             comment: Some("demo: remote verdict accepted".into()),
         };
-        check::decide(&mut conn, c.id.0, inspector, d, now()).map_err(|e| err(&e))?;
+        let by = check::Decider::Inspector(inspector.clone());
+        check::decide(&mut conn, c.id.0, &by, d, now()).map_err(|e| err(&e))?;
         to_publish.push(c.task.0);
     }
     let anomalies = tasks::list(

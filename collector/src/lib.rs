@@ -45,6 +45,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod topology;
+pub mod users;
 
 pub use config::{Config, RawConfig};
 pub use topology::Collector;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spotcheck_collector::cli::{self, ImportKind};
 use spotcheck_collector::demo::{self, DemoOptions};
+use spotcheck_collector::users::cli::{self as users_cli, TokensCommand, UsersCommand};
 use spotcheck_collector::{shutdown, telemetry, Collector, RawConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +60,16 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Users of the console and the API (admin, supervisor, inspector, auditor).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Users' API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
 }
 
@@ -174,6 +185,14 @@ fn main() -> anyhow::Result<()> {
             cli::audit_export(&data, out.as_deref())?;
             true
         }
+        Command::Users { command } => {
+            users_cli::users(command)?;
+            true
+        }
+        Command::Tokens { command } => {
+            users_cli::tokens(command)?;
+            true
+        }
         service => {
             run_service(service)?;
             true
@@ -221,7 +240,11 @@ fn run_service(command: Command) -> anyhow::Result<()> {
                 )
                 .await?;
             }
-            Command::Draw { .. } | Command::Registry { .. } | Command::Audit { .. } => {
+            Command::Draw { .. }
+            | Command::Registry { .. }
+            | Command::Audit { .. }
+            | Command::Users { .. }
+            | Command::Tokens { .. } => {
                 anyhow::bail!("not a service command")
             }
         }

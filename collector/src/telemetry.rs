@@ -41,6 +41,8 @@ pub struct Stats {
     pub ingest_up: Gauge,
     /// Anomaly tasks opened by the rule engine.
     pub anomaly_tasks_opened: Counter,
+    /// Console logins refused (wrong name or password, or over the rate limit).
+    pub login_failures: Counter,
     /// Batches kept back now behind a gap in their agent's sequence.
     pub batches_kept_back: Gauge,
     /// Days from today (China time) to the holiday calendar's last day; negative once it has
@@ -138,6 +140,11 @@ impl Stats {
             "anomaly_tasks_opened",
             "Anomaly tasks opened by the rule engine",
             self.anomaly_tasks_opened.clone(),
+        );
+        reg.register(
+            "login_failures",
+            "Console logins refused (wrong name or password, or over the rate limit)",
+            self.login_failures.clone(),
         );
         reg.register(
             "batches_kept_back",

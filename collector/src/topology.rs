@@ -2,7 +2,7 @@
 //! lives in its own module, this one only connects them and stops them in order.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ pub enum StartError {
     /// The rule engine's state could not be loaded.
     #[error("loading the rule engine's state: {0}")]
     RuleState(#[from] crate::tasks::TaskError),
+    /// The bootstrap admin or its token could not be set up.
+    #[error("setting up the admin user: {0}")]
+    Bootstrap(#[from] crate::users::store::BootstrapError),
     /// The HTTP address is taken.
     #[error("cannot listen for HTTP on {addr}: {source}; pick another with --http or http.listen")]
     Http {
@@ -80,11 +83,12 @@ impl Collector {
             source,
         };
         std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
-        let admin_token: Arc<str> = load_or_create_token(&config.data_dir)
-            .map_err(dir_err)?
-            .into();
         let db = store::db_path(&config.data_dir);
         let mut writer = Writer::open(&db, config.store.synchronous)?;
+        let admin_token: Arc<str> = {
+            let mut conn = store::open_for_writing(&db, config.store.synchronous)?;
+            crate::users::bootstrap(&mut conn, &config.data_dir, UnixMillis::now())?.into()
+        };
         writer.register_agents(&config.agents)?;
         let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
         let today = crate::rules::ChinaDay::of(UnixMillis::now());
@@ -180,7 +184,7 @@ impl Collector {
             bindings,
             presence,
             db,
-            admin_token: admin_token.clone(),
+            people: crate::api::people::People::new(config.sessions),
             rulebook,
             publish_within_days: config.publication.within_days,
             health,
@@ -188,6 +192,7 @@ impl Collector {
         let http_stop = CancellationToken::new();
         let stop = http_stop.clone();
         let http = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
@@ -218,7 +223,7 @@ impl Collector {
         &self.broker_url
     }
 
-    /// The admin API token.
+    /// The bootstrap admin's API token (`DATA_DIR/admin.token`).
     pub fn admin_token(&self) -> &str {
         &self.admin_token
     }
@@ -244,31 +249,4 @@ fn loopback_for(addr: SocketAddr) -> String {
     } else {
         addr.ip().to_string()
     }
-}
-
-/// Reads `DIR/admin.token`, or writes a new random one (mode 0600).
-pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
-    let path = dir.join("admin.token");
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    use rand::RngCore;
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    use std::io::Write;
-    let mut f = opts.open(&path)?;
-    f.write_all(token.as_bytes())?;
-    f.sync_all()?;
-    Ok(token)
 }

@@ -106,3 +106,140 @@ fn the_console_shows_the_task_queue_and_the_public_results() {
         "without a token the task queue stays empty"
     );
 }
+
+/// Serves one HTML page from another origin (another port: the same site, so a
+/// SameSite=Strict cookie still goes along); returns its URL.
+fn forger_page(html: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[test]
+fn a_user_logs_in_writes_with_the_csrf_token_and_a_forged_write_fails() {
+    let Some(browser) = spotcheck_e2e::browser::chromium() else {
+        assert!(
+            !servers_required(),
+            "chromium is not installed but SPOTCHECK_REQUIRE_SERVERS=1"
+        );
+        eprintln!("skipping: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    if !have_mosquitto_pub() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collector::start(dir.path(), None, &agent_binding(AGENT, ENTITY, "pool"));
+    let token = admin_token(&c.data);
+    let t0 = UnixMillis::now().0 - 3_600_000;
+    mosquitto_pub(c.mqtt_port, TOPIC, &chlorine(1, t0, &[0.1; 10]));
+    c.wait_stat("anomaly_tasks_opened", 1, Duration::from_secs(30));
+    let (_, tasks) = get(&c, "/api/v1/tasks?kind=anomaly", Some(&token));
+    let id = tasks[0]["id"].as_i64().unwrap();
+
+    // Give the bootstrap admin a password (with its token), then log in through the form.
+    let (_, me) = get(&c, "/api/v1/session", Some(&token));
+    let admin = me["user"]["id"].as_i64().unwrap();
+    let password = "console-test-password";
+    let status = ureq::put(&format!("http://{}/api/v1/users/{admin}/password", c.http))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(format!(r#"{{"password": "{password}"}}"#))
+        .expect("the password is set")
+        .status();
+    assert_eq!(status, 200);
+
+    let mut b = spotcheck_e2e::browser::Browser::launch(&browser, &dir.path().join("profile"));
+    let wait = Duration::from_secs(30);
+    b.navigate(&format!("http://{}/", c.http));
+    b.wait_until(
+        "the login form",
+        "document.getElementById('login-form') && !document.getElementById('login-form').classList.contains('hidden')",
+        wait,
+    );
+    b.eval(&format!(
+        "document.getElementById('login-user').value = 'admin';
+         document.getElementById('login-password').value = '{password}';
+         document.getElementById('login-submit').click(); true"
+    ));
+    b.wait_until(
+        "the logged-in user",
+        "document.getElementById('whoami').textContent.startsWith('admin (admin')",
+        wait,
+    );
+    assert_eq!(
+        b.eval("document.cookie"),
+        "",
+        "the session cookie is HttpOnly"
+    );
+
+    // A write through the console: acknowledge the task.
+    let button = format!("document.querySelector('button[data-act=\"ack\"][data-id=\"{id}\"]')");
+    b.wait_until("the acknowledge button", &button, wait);
+    b.eval(&format!("{button}.click(); true"));
+    wait_for("the acknowledgement", wait, || {
+        let (_, t) = get(&c, &format!("/api/v1/tasks/{id}"), Some(&token));
+        (t["status"] == "acknowledged").then_some(())
+    });
+    let (_, audit) = get(&c, "/api/v1/audit", Some(&token));
+    let by_admin = format!("\\\"by\\\":\\\"user:{admin}\\\"");
+    let audit = audit.as_str().unwrap().to_owned();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("task_acknowledged") && l.contains(&by_admin)),
+        "the acknowledgement names the logged-in user: {audit}"
+    );
+
+    // The same session's cookie without the CSRF token: refused, from the page itself and
+    // from a forger's page on another origin.
+    let resolve = format!("/api/v1/tasks/{id}/resolve");
+    let body = r#"{"result":"corrected","comment":"forged"}"#;
+    let status = b.eval(&format!(
+        "fetch('{resolve}', {{method: 'POST', credentials: 'same-origin', headers: {{'Content-Type': 'application/json'}}, body: '{body}'}}).then(r => r.status)"
+    ));
+    assert_eq!(status, 403, "a cookie write without X-CSRF-Token");
+    let forger = forger_page(format!(
+        "<!doctype html><script>fetch('http://{}{resolve}', {{method: 'POST', mode: 'no-cors', credentials: 'include', headers: {{'Content-Type': 'text/plain'}}, body: '{body}'}}).finally(() => {{ document.title = 'sent'; }});</script>",
+        c.http
+    ));
+    b.navigate(&forger);
+    b.wait_until("the forged request", "document.title === 'sent'", wait);
+    let (_, t) = get(&c, &format!("/api/v1/tasks/{id}"), Some(&token));
+    assert_eq!(
+        t["status"], "acknowledged",
+        "the forged writes changed nothing"
+    );
+
+    // Log out: the session is gone from the store and the cookie no longer works.
+    b.navigate(&format!("http://{}/", c.http));
+    b.wait_until(
+        "the logout button",
+        "document.getElementById('logout') && !document.getElementById('logout').classList.contains('hidden')",
+        wait,
+    );
+    assert_eq!(count(&c.db(), "SELECT count(*) FROM sessions"), 1);
+    b.eval("document.getElementById('logout').click(); true");
+    b.wait_until(
+        "the login form after logout",
+        "!document.getElementById('login-form').classList.contains('hidden')",
+        wait,
+    );
+    wait_for("the session's deletion", wait, || {
+        (count(&c.db(), "SELECT count(*) FROM sessions") == 0).then_some(())
+    });
+    assert_eq!(b.eval("fetch('/api/v1/session').then(r => r.status)"), 401);
+}

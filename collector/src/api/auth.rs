@@ -1,39 +1,150 @@
-//! Who is calling: the admin (a supervisor at the bureau) with the admin token, or an
-//! inspector with a token the admin issued for them. Public routes need neither.
+//! Who is calling, and what they may do. Public routes need nobody.
 //!
-//! An inspector token is `inspector.{id}.{mac}`, the MAC being HMAC-SHA256 of the inspector id
-//! keyed with the admin token: the collector keeps no token table, a token cannot be forged
-//! without the admin token, and replacing `admin.token` revokes every inspector token at once.
+//! A caller is a [`User`] (see [`crate::users`]) who proves it with either
+//! - an API token, `Authorization: Bearer spt_…` (named, expiring, revocable), or
+//! - the console's session cookie ([`SESSION_COOKIE`]: HttpOnly, SameSite=Strict, `Secure`
+//!   when configured) from `POST /api/v1/session`. A write (any method but GET, HEAD and
+//!   OPTIONS) with the cookie must also carry the session's synchronizer token in
+//!   [`CSRF_HEADER`]; bearer requests need none, since a browser never adds them by itself.
+//!
+//! [`layer`] runs around every request: it notes whether the method writes, and
+//! [`caller`] records the authenticated user there, so that [`acting_user`] can name them in
+//! the audit log of whatever the handler writes. An auditor is refused every write here, and
+//! an inspector whose inspector is not active in the registry is refused everything.
+//!
+//! The lookups are single indexed SQLite reads made on the request's thread.
 
-use axum::http::{header, HeaderMap};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use std::cell::RefCell;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use spotcheck_protocol::UnixMillis;
 
 use super::{ApiError, AppState};
+use crate::store;
+use crate::tasks::Task;
+use crate::users::{self, secrets, Role, TokenId, User};
 
-/// The caller of an authenticated route.
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "spotcheck_session";
+
+/// The header that carries a session's synchronizer token on writes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How console sessions are made.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// Mark the cookie `Secure` (the console is served over TLS).
+    pub secure_cookies: bool,
+    /// How long a login lasts.
+    pub ttl: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        SessionSettings {
+            secure_cookies: false,
+            ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// The bureau: sees and manages everything.
-    Admin,
-    /// An inspector: sees and decides only on the tasks assigned to them.
-    Inspector(String),
+pub enum Via {
+    /// An API token.
+    Token(TokenId),
+    /// The console's session cookie.
+    Session,
 }
 
-const PREFIX: &str = "inspector.";
-
-fn mac(admin_token: &str, inspector: &str) -> Hmac<Sha256> {
-    let mut m =
-        Hmac::<Sha256>::new_from_slice(admin_token.as_bytes()).expect("HMAC takes any key length");
-    m.update(b"spotcheck inspector token v1\0");
-    m.update(inspector.as_bytes());
-    m
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub user: User,
+    /// With what.
+    pub via: Via,
 }
 
-/// The token for `inspector`.
-pub fn inspector_token(admin_token: &str, inspector: &str) -> String {
-    let tag = mac(admin_token, inspector).finalize().into_bytes();
-    format!("{PREFIX}{inspector}.{}", hex::encode(tag))
+impl Caller {
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.user.role
+    }
+
+    /// How the audit log names them: `user:ID`.
+    pub fn actor(&self) -> String {
+        self.user.id.actor()
+    }
+
+    /// Whether they may see `task`: admin and auditor all, a supervisor their department's,
+    /// an inspector the ones assigned to them.
+    pub fn sees(&self, task: &Task) -> bool {
+        match self.user.role {
+            Role::Admin | Role::Auditor => true,
+            Role::Supervisor => self.user.department.as_deref() == Some(task.department.as_str()),
+            Role::Inspector => self
+                .user
+                .inspector
+                .as_ref()
+                .is_some_and(|i| task.inspectors.contains(i)),
+        }
+    }
+
+    /// Whether they manage `task` (acknowledge, resolve, assign, publish): the admin, or a
+    /// supervisor of its department.
+    pub fn manages(&self, task: &Task) -> bool {
+        match self.user.role {
+            Role::Admin => true,
+            Role::Supervisor => self.sees(task),
+            Role::Inspector | Role::Auditor => false,
+        }
+    }
+
+    /// The inspector they are, if they are one.
+    pub fn inspector(&self) -> Option<&str> {
+        match self.user.role {
+            Role::Inspector => self.user.inspector.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+struct RequestCtx {
+    writes: bool,
+    actor: RefCell<Option<String>>,
+}
+
+tokio::task_local! {
+    static REQUEST: RequestCtx;
+}
+
+/// The middleware around every route (see the module docs).
+pub async fn layer(req: Request, next: Next) -> Response {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let ctx = RequestCtx {
+        writes,
+        actor: RefCell::new(None),
+    };
+    REQUEST.scope(ctx, next.run(req)).await
+}
+
+/// Whether this request writes (outside [`layer`]: assume it does).
+fn writes() -> bool {
+    REQUEST.try_with(|r| r.writes).unwrap_or(true)
+}
+
+/// The authenticated user of this request as the audit log names them, for a write.
+pub fn acting_user() -> Result<String, ApiError> {
+    REQUEST
+        .try_with(|r| r.actor.borrow().clone())
+        .ok()
+        .flatten()
+        .ok_or_else(|| ApiError::Internal("a write without an authenticated caller".into()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -41,6 +152,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The value of cookie `name`, if the request has it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// Compares without an early exit, so timing does not reveal a matching prefix.
@@ -51,45 +175,132 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
-/// The caller, or `Unauthorized`.
-pub fn principal(s: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let given = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if same(given.as_bytes(), s.admin_token.as_bytes()) {
-        return Ok(Principal::Admin);
-    }
-    if let Some(rest) = given.strip_prefix(PREFIX) {
-        if let Some((id, tag)) = rest.rsplit_once('.') {
-            if let Ok(tag) = hex::decode(tag) {
-                if mac(&s.admin_token, id).verify_slice(&tag).is_ok() {
-                    return Ok(Principal::Inspector(id.to_owned()));
-                }
+/// The caller, or why not: 401 without valid credentials; 403 for a cookie write without
+/// the CSRF token, an auditor's write, or an inspector who is no longer active.
+pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let now = UnixMillis::now();
+    let conn = store::open_for_reading(&s.db)?;
+    let caller = if let Some(token) = bearer(headers) {
+        let (user, id) = secrets::authenticate(&conn, token, now)
+            .map_err(user_error)?
+            .ok_or(ApiError::Unauthorized)?;
+        Caller {
+            user,
+            via: Via::Token(id),
+        }
+    } else if let Some(secret) = cookie(headers, SESSION_COOKIE) {
+        let (user, session) = secrets::session(&conn, secret, now)
+            .map_err(user_error)?
+            .ok_or(ApiError::Unauthorized)?;
+        if writes() {
+            let given = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !same(given.as_bytes(), session.csrf_token.as_bytes()) {
+                return Err(ApiError::Forbidden(
+                    "a write with the session cookie needs the session's CSRF token in the X-CSRF-Token header (GET /api/v1/session gives it)".into(),
+                ));
             }
         }
+        Caller {
+            user,
+            via: Via::Session,
+        }
+    } else {
+        return Err(ApiError::Unauthorized);
+    };
+    if let Some(i) = caller.inspector() {
+        let active: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
+            [i],
+            |r| r.get(0),
+        )?;
+        if !active {
+            return Err(ApiError::Forbidden(format!(
+                "inspector {i} is not active in the inspector library; ask the bureau"
+            )));
+        }
     }
-    Err(ApiError::Unauthorized)
+    if writes() && caller.role() == Role::Auditor {
+        return Err(ApiError::Forbidden(
+            "the auditor role is read-only: it can read everything and change nothing".into(),
+        ));
+    }
+    let _ = REQUEST.try_with(|r| *r.actor.borrow_mut() = Some(caller.actor()));
+    Ok(caller)
+}
+
+/// The caller if their role is one of `roles`, else 403 naming who may.
+pub fn one_of(s: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, ApiError> {
+    let c = caller(s, headers)?;
+    if roles.contains(&c.role()) {
+        Ok(c)
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::Forbidden(format!(
+            "this endpoint is for the role(s) {}; you are {}",
+            names.join(", "),
+            c.role()
+        )))
+    }
 }
 
 /// The admin only.
-pub fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match principal(s, headers)? {
-        Principal::Admin => Ok(()),
-        Principal::Inspector(_) => Err(ApiError::Forbidden(
-            "this endpoint is for the bureau (the admin token); inspector tokens cannot use it"
-                .into(),
-        )),
+pub fn admin(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    one_of(s, headers, &[Role::Admin])
+}
+
+/// The bureau's staff, for data beyond tasks (agents, readings, the registry, plans): admin,
+/// auditor, supervisors.
+pub fn staff(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    one_of(s, headers, &[Role::Admin, Role::Auditor, Role::Supervisor])
+}
+
+/// Oversight: the audit log and the full draw records (admin and auditor).
+pub fn oversight(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    one_of(s, headers, &[Role::Admin, Role::Auditor])
+}
+
+/// Maps the users module's errors to the API's.
+pub fn user_error(e: users::UserError) -> ApiError {
+    match e {
+        users::UserError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+        users::UserError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        users::UserError::Conflict(_) => ApiError::Conflict(e.to_string()),
+        users::UserError::Hash(_) | users::UserError::Sqlite(_) | users::UserError::Audit(_) => {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<users::UserError> for ApiError {
+    fn from(e: users::UserError) -> Self {
+        user_error(e)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
-    fn a_token_verifies_only_for_its_inspector_and_key() {
-        let t = inspector_token("k1", "hb-001");
-        let tag = hex::decode(t.rsplit_once('.').unwrap().1).unwrap();
-        assert!(mac("k1", "hb-001").verify_slice(&tag).is_ok());
-        assert!(mac("k1", "hb-002").verify_slice(&tag).is_err());
-        assert!(mac("k2", "hb-001").verify_slice(&tag).is_err());
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; spotcheck_session=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn comparison_needs_equal_length_and_bytes() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+        assert!(!same(b"", b"a"));
     }
 }

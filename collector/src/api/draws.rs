@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{authorize, read, ApiError, AppState};
+use super::{read, ApiError, AppState};
 use crate::config::Synchronous;
 use crate::draw::store::{self as draw_store, Commitment, DrawStoreError};
 use crate::draw::{DrawError, DrawRecord, PublicRecord, Replacement};
@@ -61,15 +61,17 @@ impl From<PlanStoreError> for ApiError {
     }
 }
 
-/// Runs `f` on a blocking thread with a writable connection.
+/// Runs `f` on a blocking thread with a writable connection, as the request's authenticated
+/// user (the audit log's `"by"`).
 pub(super) async fn write<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let db = s.db.clone();
+    let actor = super::auth::acting_user()?;
     tokio::task::spawn_blocking(move || {
         let mut conn = store::open_for_writing(&db, Synchronous::Full)?;
-        f(&mut conn)
+        crate::audit::acting_as(&actor, || f(&mut conn))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -97,7 +99,8 @@ async fn records(
     headers: HeaderMap,
     Query(p): Query<LimitParams>,
 ) -> Result<Json<Vec<DrawRecord>>, ApiError> {
-    authorize(&s, &headers)?;
+    // The full records: the admin and the auditor.
+    super::auth::oversight(&s, &headers)?;
     Ok(Json(list(&s, p).await?))
 }
 
@@ -144,7 +147,7 @@ async fn commit(
     headers: HeaderMap,
     Path((plan, batch)): Path<(String, String)>,
 ) -> Result<Json<Commitment>, ApiError> {
-    authorize(&s, &headers)?;
+    super::auth::admin(&s, &headers)?;
     let c = write(&s, move |c| {
         Ok(plan_store::commit_batch(c, &plan, &batch, now_ms())?)
     })
@@ -157,7 +160,7 @@ async fn reveal(
     headers: HeaderMap,
     Path((plan, batch)): Path<(String, String)>,
 ) -> Result<Json<DrawRecord>, ApiError> {
-    authorize(&s, &headers)?;
+    super::auth::admin(&s, &headers)?;
     let r = write(&s, move |c| {
         Ok(plan_store::reveal_batch(c, &plan, &batch, now_ms())?)
     })
@@ -178,7 +181,7 @@ async fn recuse(
     Path(draw): Path<String>,
     body: Result<Json<Recusal>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Replacement>, ApiError> {
-    authorize(&s, &headers)?;
+    super::auth::admin(&s, &headers)?;
     let Json(r) = body.map_err(|e| {
         ApiError::BadRequest(format!(
             "{e}; expected {{\"entity\": CREDIT_CODE, \"inspector\": ID}}"

@@ -10,9 +10,12 @@ use serde_json::json;
 /// Everything an API handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No or a wrong bearer token.
-    #[error("this endpoint needs the admin token as `Authorization: Bearer <token>` (see DATA_DIR/admin.token)")]
+    /// No, a wrong, an expired or a revoked credential.
+    #[error("this endpoint needs a login: the console's session, or an API token as `Authorization: Bearer <token>` (the bootstrap admin's is in DATA_DIR/admin.token); expired and revoked tokens are refused")]
     Unauthorized,
+    /// Too many failed logins; retry after this many seconds.
+    #[error("too many failed logins for this user name or client address; try again in {0} s")]
+    TooManyRequests(u64),
     /// A query parameter or path segment is wrong.
     #[error("{0}")]
     BadRequest(String),
@@ -34,6 +37,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -49,11 +53,17 @@ impl IntoResponse for ApiError {
             tracing::error!(message = "API request failed.", error = %detail);
         }
         let (status, code) = self.parts();
-        (
+        let mut response = (
             status,
             Json(json!({"error": {"code": code, "message": self.to_string()}})),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::TooManyRequests(s) = &self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, (*s).into());
+        }
+        response
     }
 }
 

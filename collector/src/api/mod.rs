@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod draws;
 pub mod error;
+pub mod people;
 pub mod registry;
 pub mod tasks;
 
@@ -33,8 +34,8 @@ pub struct AppState {
     pub presence: Presence,
     /// The database file.
     pub db: PathBuf,
-    /// The admin API token.
-    pub admin_token: Arc<str>,
+    /// Users' logins: the rate limit and the session settings.
+    pub people: Arc<people::People>,
     /// The active rule packs and calendar.
     pub rulebook: crate::rulebook::Rulebook,
     /// Days within which a result must be published.
@@ -57,10 +58,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dead-letters", get(dead_letters))
         .merge(
             draws::routes()
+                .merge(people::routes())
                 .merge(registry::routes())
                 .merge(tasks::routes()),
         )
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(auth::layer))
         .with_state(state)
 }
 
@@ -157,8 +160,9 @@ async fn stats(State(s): State<AppState>) -> Json<StatsSnapshot> {
     Json(s.stats.snapshot())
 }
 
+/// The bureau's staff (admin, auditor, supervisors): the data beyond tasks.
 fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    auth::admin(s, headers)
+    auth::staff(s, headers).map(drop)
 }
 
 /// Runs a read-only query on a blocking thread with its own connection.

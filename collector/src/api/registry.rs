@@ -1,4 +1,4 @@
-//! Registry, plan and joint-inspection routes (admin): the item list and the two libraries
+//! Registry, plan and joint-inspection routes (read: the bureau's staff; write: admin): the item list and the two libraries
 //! (list, import a JSON array atomically with `?dry_run=true`), plans and their progress,
 //! joint tasks and the joint quota.
 
@@ -83,7 +83,7 @@ async fn import_kind(
     dry_run: bool,
     body: String,
 ) -> Result<Json<Imported>, ApiError> {
-    authorize(&s, &h)?;
+    super::auth::admin(&s, &h)?;
     let rows = import::read_json(&body, "request body")
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     write(&s, move |c| {
@@ -144,11 +144,29 @@ async fn put_plan(
     h: HeaderMap,
     body: Result<Json<Plan>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Plan>, ApiError> {
-    authorize(&s, &h)?;
+    super::auth::admin(&s, &h)?;
     let Json(plan) =
         body.map_err(|e| ApiError::BadRequest(format!("{e}; see docs/draw-algorithm.md")))?;
     let saved = plan.clone();
-    write(&s, move |c| Ok(plan_store::save(c, &plan)?)).await?;
+    write(&s, move |c| {
+        let tx = c.transaction()?;
+        plan_store::save(&tx, &plan)?;
+        let text = serde_json::to_string(&plan).expect("plans serialise");
+        crate::audit::append(
+            &tx,
+            crate::audit::EntryKind::PlanSaved,
+            &format!("plan:{}", plan.id.as_str()),
+            &serde_json::json!({
+                "plan": plan.id.as_str(),
+                "plan_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
+            }),
+            spotcheck_protocol::UnixMillis::now(),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await?;
     Ok(Json(saved))
 }
 

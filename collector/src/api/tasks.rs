@@ -13,15 +13,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
-use super::auth::{self, Principal};
+use super::auth::{self, Caller};
 use super::draws::write;
 use super::{read, ApiError, AppState};
-use crate::check::{self, Check, CheckError, Decision};
+use crate::check::{self, Check, CheckError, Decider, Decision};
 use crate::registry::model::InspectorId;
 use crate::results::{self, Category};
 use crate::rules::RulePack;
 use crate::tasks::store as task_store;
 use crate::tasks::{Note, Task, TaskError, TaskFilter, TaskId, TaskKind, TaskStatus};
+use crate::users::{secrets, store as user_store, Role};
 
 /// The task routes.
 pub fn routes() -> Router<AppState> {
@@ -67,32 +68,35 @@ impl From<CheckError> for ApiError {
             CheckError::Task(t) => t.into(),
             CheckError::NotFound(_) => ApiError::NotFound(e.to_string()),
             CheckError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            CheckError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
             CheckError::Sqlite(_) | CheckError::Audit(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
 
-/// The caller; an inspector only while the inspector library lists them as active (a token
-/// outlives a deactivation otherwise).
-async fn who(s: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let p = auth::principal(s, headers)?;
-    if let Principal::Inspector(id) = &p {
-        let id = id.clone();
-        let active: bool = read(s, move |c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
-                [id],
-                |r| r.get(0),
-            )
-        })
-        .await?;
-        if !active {
-            return Err(ApiError::Forbidden(
-                "this inspector is not active in the inspector library; ask the bureau".into(),
-            ));
-        }
+/// Task `id` if `caller` may see it; otherwise "does not exist", exactly as for a task that
+/// does not, so that nobody learns of tasks they may not see.
+async fn task_for(s: &AppState, caller: &Caller, id: TaskId) -> Result<Task, ApiError> {
+    let task = read(s, move |c| Ok(task_store::get(c, id))).await?;
+    match task {
+        Ok(t) if caller.sees(&t) => Ok(t),
+        Ok(_) | Err(TaskError::NotFound(_)) => Err(TaskError::NotFound(id).into()),
+        Err(e) => Err(e.into()),
     }
-    Ok(p)
+}
+
+/// Task `id` if `caller` manages it (the admin; a supervisor of its department).
+async fn managed(s: &AppState, caller: &Caller, id: TaskId) -> Result<Task, ApiError> {
+    let task = task_for(s, caller, id).await?;
+    if caller.manages(&task) {
+        Ok(task)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "task {id} is managed by the admin and the supervisors of department {}; you are {}",
+            task.department,
+            caller.role()
+        )))
+    }
 }
 
 fn now() -> UnixMillis {
@@ -122,7 +126,7 @@ async fn list(
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Vec<Task>>, ApiError> {
-    let who = who(&s, &headers).await?;
+    let who = auth::caller(&s, &headers)?;
     let Query(p) = params.map_err(bad_query(
         "?kind=random|joint|anomaly|referral&status=...&entity=CODE&before=ID&limit=N",
     ))?;
@@ -132,9 +136,13 @@ async fn list(
         kind: p.kind.as_deref().map(parse_kind).transpose()?,
         status: p.status.as_deref().map(parse_status).transpose()?,
         entity: p.entity,
-        inspector: match who {
-            Principal::Admin => None,
-            Principal::Inspector(i) => Some(i),
+        inspector: match who.role() {
+            Role::Inspector => Some(who.inspector().unwrap_or_default().to_owned()),
+            _ => None,
+        },
+        department: match who.role() {
+            Role::Supervisor => Some(who.user.department.clone().unwrap_or_default()),
+            _ => None,
         },
         before: p.before.map(TaskId),
         limit: p.limit.unwrap_or(100).min(10_000),
@@ -151,25 +159,14 @@ struct TaskView {
     checks: Vec<Check>,
 }
 
-/// The task, if the caller may see it.
-fn visible(who: &Principal, task: &Task) -> Result<(), ApiError> {
-    match who {
-        Principal::Admin => Ok(()),
-        Principal::Inspector(i) if task.inspectors.contains(i) => Ok(()),
-        Principal::Inspector(i) => Err(ApiError::Forbidden(format!(
-            "inspector {i} is not assigned to task {}",
-            task.id
-        ))),
-    }
-}
-
 async fn one(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let who = who(&s, &headers).await?;
+    let who = auth::caller(&s, &headers)?;
     let id = TaskId(id);
+    task_for(&s, &who, id).await?;
     let view = read(&s, move |c| {
         Ok((|| -> Result<TaskView, ApiError> {
             Ok(TaskView {
@@ -180,7 +177,6 @@ async fn one(
         })())
     })
     .await??;
-    visible(&who, &view.task)?;
     Ok(Json(view))
 }
 
@@ -189,9 +185,11 @@ async fn acknowledge(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<Task>, ApiError> {
-    auth::admin(&s, &headers)?;
+    let who = auth::caller(&s, &headers)?;
+    managed(&s, &who, TaskId(id)).await?;
+    let by = who.actor();
     let t = write(&s, move |c| {
-        Ok(task_store::acknowledge(c, TaskId(id), "admin", now())?)
+        Ok(task_store::acknowledge(c, TaskId(id), &by, now())?)
     })
     .await?;
     Ok(Json(t))
@@ -210,7 +208,9 @@ async fn resolve(
     Path(id): Path<i64>,
     body: Result<Json<Resolution>, JsonRejection>,
 ) -> Result<Json<Task>, ApiError> {
-    auth::admin(&s, &headers)?;
+    let who = auth::caller(&s, &headers)?;
+    managed(&s, &who, TaskId(id)).await?;
+    let by = who.actor();
     let Json(r) = body.map_err(bad_body(
         "{\"result\": CATEGORY_CODE, \"comment\": TEXT} (categories: GET /api/v1/public/results/categories)",
     ))?;
@@ -220,7 +220,7 @@ async fn resolve(
             TaskId(id),
             r.result,
             &r.comment,
-            "admin",
+            &by,
             now(),
         )?)
     })
@@ -242,10 +242,19 @@ async fn create_referral(
     headers: HeaderMap,
     body: Result<Json<Referral>, JsonRejection>,
 ) -> Result<Json<Task>, ApiError> {
-    auth::admin(&s, &headers)?;
+    let who = auth::one_of(&s, &headers, &[Role::Admin, Role::Supervisor])?;
     let Json(r) = body.map_err(bad_body(
         "{\"entity\": CODE, \"department\": ID, \"item\": ID, \"detail\": TEXT}",
     ))?;
+    if who.role() == Role::Supervisor
+        && who.user.department.as_deref() != Some(r.department.as_str())
+    {
+        return Err(ApiError::Forbidden(format!(
+            "a supervisor enters tasks for their own department ({}), not {}",
+            who.user.department.as_deref().unwrap_or_default(),
+            r.department
+        )));
+    }
     let t = write(&s, move |c| {
         Ok(task_store::create_referral(
             c,
@@ -272,7 +281,8 @@ async fn assign(
     Path(id): Path<i64>,
     body: Result<Json<Assignment>, JsonRejection>,
 ) -> Result<Json<Task>, ApiError> {
-    auth::admin(&s, &headers)?;
+    let who = auth::caller(&s, &headers)?;
+    managed(&s, &who, TaskId(id)).await?;
     let Json(a) = body.map_err(bad_body(
         "{\"inspectors\": [INSPECTOR_ID, INSPECTOR_ID, ...]}",
     ))?;
@@ -301,7 +311,7 @@ async fn run_check(
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<Check>, ApiError> {
-    let who = who(&s, &headers).await?;
+    let who = auth::caller(&s, &headers)?;
     let p: CheckParams = if body.iter().all(u8::is_ascii_whitespace) {
         CheckParams::default()
     } else {
@@ -321,8 +331,7 @@ async fn run_check(
         }
     };
     let id = TaskId(id);
-    let task = read(&s, move |c| Ok(task_store::get(c, id))).await??;
-    visible(&who, &task)?;
+    task_for(&s, &who, id).await?;
     let rules = s.rulebook.rules();
     let calendar = s.rulebook.calendar();
     let c = write(&s, move |c| {
@@ -338,18 +347,30 @@ async fn decide(
     Path(id): Path<i64>,
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Json<Check>, ApiError> {
-    let inspector = match who(&s, &headers).await? {
-        Principal::Inspector(i) => i,
-        Principal::Admin => {
+    let who = auth::caller(&s, &headers)?;
+    let task = read(&s, move |c| Ok(check::get(c, id))).await?;
+    let task = match task {
+        Ok(c) => c.task,
+        Err(CheckError::NotFound(_)) => return Err(CheckError::NotFound(id).into()),
+        Err(e) => return Err(e.into()),
+    };
+    // A check of a task the caller may not see does not exist for them.
+    let task = task_for(&s, &who, task)
+        .await
+        .map_err(|_| ApiError::from(CheckError::NotFound(id)))?;
+    let by = match who.role() {
+        Role::Inspector => Decider::Inspector(who.inspector().unwrap_or_default().to_owned()),
+        _ if who.manages(&task) => Decider::Bureau(who.actor()),
+        _ => {
             return Err(ApiError::Forbidden(
-                "only an inspector assigned to the task can accept or override its verdict; use that inspector's token".into(),
+                "only an assigned inspector, the admin or the department's supervisor decides on a verdict".into(),
             ))
         }
     };
     let Json(d) = body.map_err(bad_body(
         "{\"decision\": \"accept\"[, \"result\": CATEGORY][, \"comment\": TEXT]} or {\"decision\": \"override\", \"result\": CATEGORY, \"reason\": TEXT}",
     ))?;
-    let c = write(&s, move |c| Ok(check::decide(c, id, &inspector, d, now())?)).await?;
+    let c = write(&s, move |c| Ok(check::decide(c, id, &by, d, now())?)).await?;
     Ok(Json(c))
 }
 
@@ -364,8 +385,11 @@ async fn publish(
     headers: HeaderMap,
     body: Result<Json<Publication>, JsonRejection>,
 ) -> Result<Json<Vec<results::Published>>, ApiError> {
-    auth::admin(&s, &headers)?;
+    let who = auth::one_of(&s, &headers, &[Role::Admin, Role::Supervisor])?;
     let Json(p) = body.map_err(bad_body("{\"tasks\": [TASK_ID, ...]}"))?;
+    for &t in &p.tasks {
+        managed(&s, &who, TaskId(t)).await?;
+    }
     let published = write(&s, move |c| {
         results::publish(c, &p.tasks, now()).map_err(|e| match e {
             results::ResultsError::Sqlite(_) | results::ResultsError::Audit(_) => {
@@ -382,7 +406,7 @@ async fn pending(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<results::PendingPublication>>, ApiError> {
-    auth::admin(&s, &headers)?;
+    let who = auth::staff(&s, &headers)?;
     let days = s.publish_within_days;
     let rows = read(&s, move |c| {
         Ok(
@@ -391,6 +415,13 @@ async fn pending(
         )
     })
     .await??;
+    let rows = match who.role() {
+        Role::Supervisor => rows
+            .into_iter()
+            .filter(|r| who.user.department.as_deref() == Some(r.department.as_str()))
+            .collect(),
+        _ => rows,
+    };
     Ok(Json(rows))
 }
 
@@ -478,7 +509,7 @@ async fn rule_packs(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<PackView>>, ApiError> {
-    auth::admin(&s, &headers)?;
+    auth::staff(&s, &headers)?;
     let rules = s.rulebook.rules();
     Ok(Json(rules.packs().map(PackView::of).collect()))
 }
@@ -532,7 +563,7 @@ async fn audit_export(
     headers: HeaderMap,
     params: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    auth::admin(&s, &headers)?;
+    auth::oversight(&s, &headers)?;
     let Query(AuditParams {}) = params.map_err(bad_query("no parameters"))?;
     let body = read(&s, move |c| {
         let mut out = Vec::new();
@@ -555,30 +586,40 @@ async fn audit_head(State(s): State<AppState>) -> Result<Json<serde_json::Value>
     }))
 }
 
+/// A fresh, named, revocable token for the user of inspector `id` (created and linked if
+/// there is none), audited as issued by the admin who asked.
 async fn issue_inspector_token(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    auth::admin(&s, &headers)?;
+    let admin = auth::admin(&s, &headers)?;
     let id = InspectorId::new(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let known: bool = read(&s, {
-        let id = id.to_string();
-        move |c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
-                [id],
-                |r| r.get(0),
-            )
+    let inspector = id.to_string();
+    let name = format!("issued by {} for inspector {id}", admin.user.name);
+    let (user, info, secret) = write(&s, move |c| {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let active: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
+            [&inspector],
+            |r| r.get(0),
+        )?;
+        if !active {
+            return Err(ApiError::NotFound(format!(
+                "no active inspector {inspector} in the inspector library"
+            )));
         }
+        let user = user_store::for_inspector(&tx, &inspector, now())?;
+        let (info, secret) = secrets::issue(&tx, user.id, &name, 90, now())?;
+        tx.commit()?;
+        Ok((user, info, secret))
     })
     .await?;
-    if !known {
-        return Err(ApiError::NotFound(format!(
-            "no active inspector {id} in the inspector library"
-        )));
-    }
-    Ok(Json(
-        json!({"inspector": id.to_string(), "token": auth::inspector_token(&s.admin_token, id.as_str())}),
-    ))
+    Ok(Json(json!({
+        "inspector": id.to_string(),
+        "user": user.id,
+        "token": secret,
+        "token_id": info.id,
+        "expires_ms": info.expires_ms,
+    })))
 }

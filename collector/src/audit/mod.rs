@@ -7,12 +7,15 @@
 //! - [`store`]: [`append`] inside the caller's transaction, [`head`], reading and exporting.
 //! - [`verify`](mod@verify): every problem of a sequence of entries, in one [`Report`].
 //!
+//! - [`actor`](mod@actor): who is acting; [`append`] writes it into every body as `"by"`.
+//!
 //! **No personal data in the log.** The log is meant to be handed out, so subjects and bodies
 //! carry ids (task ids, draw ids, inspector staff ids, credit codes, rule keys), never names,
 //! certificate numbers, contact details, comments or anything about patients or players.
 //! [`append`] refuses bodies with keys that usually hold such data ([`PERSONAL_KEYS`]); that is
 //! a guard rail, not a proof, and callers remain responsible for what they pass.
 
+pub mod actor;
 pub mod hash;
 pub mod store;
 pub mod verify;
@@ -22,6 +25,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use actor::{acting_as, current_actor};
 pub use hash::{canonical_json, entry_hash, GENESIS};
 pub use store::{append, export_jsonl, head, read_all, read_jsonl, verify_store};
 pub use verify::{verify, Problem, Report};
@@ -52,11 +56,27 @@ pub enum EntryKind {
     Publication,
     /// A rule pack was activated.
     RulePackActivated,
+    /// A user was created.
+    UserCreated,
+    /// A user's password was set, or the user was disabled or enabled.
+    UserChanged,
+    /// An API token was issued.
+    TokenIssued,
+    /// An API token was revoked.
+    TokenRevoked,
+    /// A user logged in to the console.
+    SessionOpened,
+    /// A user logged out.
+    SessionClosed,
+    /// The item list or an entity or inspector library was imported.
+    RegistryChanged,
+    /// An annual plan was saved.
+    PlanSaved,
 }
 
 impl EntryKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EntryKind; 11] = [
+    pub const ALL: [EntryKind; 19] = [
         EntryKind::DrawCommitted,
         EntryKind::DrawRevealed,
         EntryKind::Recusal,
@@ -68,6 +88,14 @@ impl EntryKind {
         EntryKind::ResultRecorded,
         EntryKind::Publication,
         EntryKind::RulePackActivated,
+        EntryKind::UserCreated,
+        EntryKind::UserChanged,
+        EntryKind::TokenIssued,
+        EntryKind::TokenRevoked,
+        EntryKind::SessionOpened,
+        EntryKind::SessionClosed,
+        EntryKind::RegistryChanged,
+        EntryKind::PlanSaved,
     ];
 
     /// The stable code, as stored, exported and hashed.
@@ -84,6 +112,14 @@ impl EntryKind {
             EntryKind::ResultRecorded => "result_recorded",
             EntryKind::Publication => "publication",
             EntryKind::RulePackActivated => "rule_pack_activated",
+            EntryKind::UserCreated => "user_created",
+            EntryKind::UserChanged => "user_changed",
+            EntryKind::TokenIssued => "token_issued",
+            EntryKind::TokenRevoked => "token_revoked",
+            EntryKind::SessionOpened => "session_opened",
+            EntryKind::SessionClosed => "session_closed",
+            EntryKind::RegistryChanged => "registry_changed",
+            EntryKind::PlanSaved => "plan_saved",
         }
     }
 }

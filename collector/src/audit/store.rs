@@ -14,7 +14,8 @@ use super::{AuditEntry, AuditError, EntryKind, PERSONAL_KEYS};
 
 /// Appends an entry inside `tx`, so it commits (or rolls back) with the change it records.
 /// The body must be a JSON object without personal data (see the module docs); it is stored
-/// as its canonical text. Returns the entry as stored.
+/// as its canonical text, with `"by"` set to the acting party ([`super::current_actor`])
+/// unless the caller gave one. Returns the entry as stored.
 pub fn append(
     tx: &Transaction,
     kind: EntryKind,
@@ -28,6 +29,11 @@ pub fn append(
         });
     }
     check_body(subject, body)?;
+    let mut body = body.clone();
+    if let Value::Object(m) = &mut body {
+        m.entry("by")
+            .or_insert_with(|| Value::String(super::current_actor()));
+    }
     let (seq, prev_hash) = match head(tx)? {
         Some((seq, hash)) => {
             if !is_hash(&hash) {
@@ -40,7 +46,7 @@ pub fn append(
         }
         None => (1, GENESIS.to_owned()),
     };
-    let body = canonical_json(body);
+    let body = canonical_json(&body);
     let hash = entry_hash(seq, ts.0, kind.as_str(), subject, &body, &prev_hash);
     tx.execute(
         "INSERT INTO audit_log (seq, ts_ms, kind, subject, body, prev_hash, hash)

@@ -46,7 +46,7 @@ pub struct Check {
     pub checked_ms: i64,
     /// `accepted` or `overridden`, once an assigned inspector decided.
     pub decision: Option<String>,
-    /// Who decided (an inspector id).
+    /// Who decided: an inspector id, or `user:ID` for the bureau's override.
     pub decided_by: Option<String>,
     /// The reason for an override.
     pub reason: Option<String>,
@@ -90,6 +90,9 @@ pub enum CheckError {
     /// The request is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// The decider may not make this decision.
+    #[error("{0}")]
+    Forbidden(String),
     /// SQLite failed.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
@@ -317,29 +320,60 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Check> {
     })
 }
 
-/// Records an assigned inspector's decision on check `id`; the task gets its result.
+/// Who decides on a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decider {
+    /// An inspector assigned to the task (by inspector id): accepts or overrides.
+    Inspector(String),
+    /// The bureau (the admin or the department's supervisor, as `user:ID`): can only override,
+    /// with a reason, and is recorded as itself, never as an inspector.
+    Bureau(String),
+}
+
+impl Decider {
+    /// What `decided_by` records: the inspector id, or `user:ID`.
+    pub fn recorded_as(&self) -> &str {
+        match self {
+            Decider::Inspector(i) | Decider::Bureau(i) => i,
+        }
+    }
+}
+
+/// Records a decision on check `id`; the task gets its result.
 pub fn decide(
     conn: &mut Connection,
     id: i64,
-    inspector: &str,
+    by: &Decider,
     decision: Decision,
     now: UnixMillis,
 ) -> Result<Check, CheckError> {
     let check = get(conn, id)?;
     let task = check.task;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let assigned: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM task_inspectors WHERE task = ?1 AND inspector = ?2)",
-        params![task.0, inspector],
-        |r| r.get(0),
-    )?;
-    if !assigned {
-        return Err(TaskError::NotAssigned {
-            id: task,
-            inspector: inspector.to_owned(),
+    match by {
+        Decider::Inspector(inspector) => {
+            let assigned: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM task_inspectors WHERE task = ?1 AND inspector = ?2)",
+                params![task.0, inspector],
+                |r| r.get(0),
+            )?;
+            if !assigned {
+                return Err(TaskError::NotAssigned {
+                    id: task,
+                    inspector: inspector.to_owned(),
+                }
+                .into());
+            }
         }
-        .into());
+        Decider::Bureau(_) => {
+            if matches!(decision, Decision::Accept { .. }) {
+                return Err(CheckError::Forbidden(
+                    "accepting a verdict is the assigned inspectors' decision, made with their own login; the bureau can only override it with a reason, under its own name".into(),
+                ));
+            }
+        }
     }
+    let inspector = by.recorded_as();
     if check.decision.is_some() {
         return Err(CheckError::Invalid(format!(
             "check {id} was already decided ({}); run a new check to decide again",
@@ -416,7 +450,8 @@ pub fn decide(
         audit_kind,
         &format!("task:{task}"),
         &json!({
-            "task": task.0, "check": id, "decision": kind, "inspector": inspector,
+            "task": task.0, "check": id, "decision": kind,
+            "inspector": match by { Decider::Inspector(i) => Some(i.as_str()), Decider::Bureau(_) => None },
             "verdict": check.outcome, "result": result.code(),
             // The reason is free text that may name people: the log commits to it by hash.
             "reason_sha256": reason.as_deref().map(|r| {

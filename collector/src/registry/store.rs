@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::import::Records;
 use super::model::{Entity, Inspector, Item};
@@ -15,6 +15,12 @@ pub enum RegistryStoreError {
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The audit log refused the entry.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// Revoking a deactivated inspector's credentials failed.
+    #[error(transparent)]
+    Users(#[from] crate::users::UserError),
     /// A stored row does not parse (a hand-edited database?).
     #[error("stored {table} row {key:?} is corrupt: {reason}")]
     Corrupt {
@@ -58,6 +64,7 @@ pub fn known_entities(conn: &Connection) -> Result<HashSet<CreditCode>, Registry
 /// Writes every record in one transaction; returns how many rows were written.
 pub fn write(conn: &mut Connection, records: &Records) -> Result<usize, RegistryStoreError> {
     let tx = conn.transaction()?;
+    let mut deactivated = Vec::new();
     match records {
         Records::Items(items) => {
             let mut stmt = tx.prepare(
@@ -97,6 +104,28 @@ pub fn write(conn: &mut Connection, records: &Records) -> Result<usize, Registry
             }
         }
         Records::Inspectors(inspectors) => {
+            // Deactivating an inspector revokes their user's tokens and ends their sessions
+            // (reactivating later revives none of them).
+            let now = spotcheck_protocol::UnixMillis::now();
+            for i in inspectors.iter().filter(|i| !i.active) {
+                let user: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM users WHERE inspector = ?1",
+                        [i.id.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(user) = user.map(crate::users::UserId) {
+                    let tokens = crate::users::secrets::revoke_all_in(&tx, user, now)?;
+                    let sessions = crate::users::secrets::end_sessions(&tx, user)?;
+                    if !tokens.is_empty() || sessions > 0 {
+                        deactivated.push(serde_json::json!({
+                            "inspector": i.id.as_str(), "user": user.0,
+                            "tokens_revoked": tokens, "sessions_ended": sessions,
+                        }));
+                    }
+                }
+            }
             let mut stmt = tx.prepare(
                 "INSERT OR REPLACE INTO registry_inspectors
                  (id, name, certificate, department, fields, active, conflicts)
@@ -115,6 +144,20 @@ pub fn write(conn: &mut Connection, records: &Records) -> Result<usize, Registry
             }
         }
     }
+    let library = match records {
+        Records::Items(_) => "items",
+        Records::Entities(_) => "entities",
+        Records::Inspectors(_) => "inspectors",
+    };
+    crate::audit::append(
+        &tx,
+        crate::audit::EntryKind::RegistryChanged,
+        &format!("registry:{library}"),
+        &serde_json::json!({
+            "library": library, "rows": records.len(), "credentials_revoked": deactivated,
+        }),
+        spotcheck_protocol::UnixMillis::now(),
+    )?;
     tx.commit()?;
     Ok(records.len())
 }

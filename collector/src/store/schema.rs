@@ -212,4 +212,40 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE draws ADD COLUMN salt_key TEXT;    -- secret, 64 hex digits; NULL before v4
     ALTER TABLE draws ADD COLUMN window_end TEXT;  -- last day of the batch's window, YYYY-MM-DD
     ",
+    // 5: people: users with roles, API tokens and console sessions (issue 10).
+    "
+    -- role: admin | supervisor (department set) | inspector (inspector set) | auditor.
+    -- password: argon2id PHC string; NULL: no console login (API tokens only).
+    CREATE TABLE users (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        role       TEXT NOT NULL,
+        department TEXT,
+        inspector  TEXT UNIQUE,
+        password   TEXT,
+        active     INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    -- Named, expiring, revocable API tokens; only the SHA-256 of the secret is kept.
+    CREATE TABLE api_tokens (
+        id         INTEGER PRIMARY KEY,
+        user       INTEGER NOT NULL REFERENCES users (id),
+        name       TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        revoked_ms INTEGER,
+        created_by TEXT NOT NULL
+    );
+    CREATE INDEX api_tokens_by_user ON api_tokens (user);
+    -- Console sessions: SHA-256 of the cookie secret, the CSRF synchronizer token, expiry.
+    CREATE TABLE sessions (
+        hash       TEXT PRIMARY KEY,
+        user       INTEGER NOT NULL REFERENCES users (id),
+        csrf       TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions (user);
+    ",
 ];

@@ -174,6 +174,8 @@ pub struct TaskFilter {
     pub entity: Option<String>,
     /// Only tasks assigned to this inspector.
     pub inspector: Option<String>,
+    /// Only this department's tasks.
+    pub department: Option<String>,
     /// Only tasks with an id below this (paging, newest first).
     pub before: Option<TaskId>,
     /// At most this many.

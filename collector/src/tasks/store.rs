@@ -90,6 +90,10 @@ pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskErr
         args.push(Box::new(e.clone()));
         sql += &format!(" AND entity = ?{}", args.len());
     }
+    if let Some(d) = &filter.department {
+        args.push(Box::new(d.clone()));
+        sql += &format!(" AND department = ?{}", args.len());
+    }
     if let Some(i) = &filter.inspector {
         args.push(Box::new(i.clone()));
         sql += &format!(

@@ -51,7 +51,8 @@ fn bodies_are_stored_as_canonical_json_and_the_hash_covers_every_field() {
     )
     .unwrap();
     tx.commit().unwrap();
-    assert_eq!(e.body, r#"{"a":{"b":null,"y":true},"z":1}"#);
+    // `by` names the acting party: nobody set one here, so the collector itself.
+    assert_eq!(e.body, r#"{"a":{"b":null,"y":true},"by":"system","z":1}"#);
     assert_eq!(
         e.hash,
         entry_hash(1, T0, "verdict", "task:7", &e.body, GENESIS)

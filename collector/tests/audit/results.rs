@@ -94,7 +94,7 @@ fn publish_marks_resolved_tasks_published_with_one_audit_entry_each() {
     assert_eq!(
         entries[1].body,
         format!(
-            r#"{{"entity":"{POOL}","published_ms":{},"resolved_ms":{},"result":"corrected","task":2}}"#,
+            r#"{{"by":"system","entity":"{POOL}","published_ms":{},"resolved_ms":{},"result":"corrected","task":2}}"#,
             now.0,
             T0 + DAY
         )

@@ -3,8 +3,8 @@
 //! public, recusals recorded as replacement draws, a reveal refused when an input changed
 //! after the commit, and `draw verify --commitments URL` against a running collector.
 
+use spotcheck_protocol::UnixMillis;
 use std::path::Path;
-use std::sync::Arc;
 
 use spotcheck_collector::api::{router, AppState};
 use spotcheck_collector::config::Synchronous;
@@ -54,12 +54,15 @@ fn prepare(dir: &Path, year: u16) {
 
 /// Serves the API over the data directory on a free port.
 async fn serve(dir: &Path) -> std::net::SocketAddr {
+    let mut conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
+    spotcheck_collector::users::store::bootstrap_with(&mut conn, TOKEN, UnixMillis::now()).unwrap();
+    drop(conn);
     let state = AppState {
         stats: Default::default(),
         bindings: Default::default(),
         presence: Default::default(),
         db: store::db_path(dir),
-        admin_token: Arc::from(TOKEN),
+        people: Default::default(),
         rulebook: spotcheck_collector::rulebook::Rulebook::load(None).unwrap(),
         publish_within_days: 20,
         health: Default::default(),

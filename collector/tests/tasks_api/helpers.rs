@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde_json::Value;
 use spotcheck_collector::api::{router, AppState};
@@ -151,20 +150,23 @@ impl App {
         rulebook
             .record_active(&mut conn, UnixMillis::now())
             .unwrap();
+        spotcheck_collector::users::store::bootstrap_with(&mut conn, ADMIN, UnixMillis::now())
+            .unwrap();
         drop(conn);
         let state = AppState {
             stats: Default::default(),
             bindings: Default::default(),
             presence: Default::default(),
             db: db.clone(),
-            admin_token: Arc::from(ADMIN),
+            people: Default::default(),
             rulebook,
             publish_within_days: 20,
             health: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         App {
             addr,
             db,
@@ -181,12 +183,29 @@ impl App {
         token: Option<&str>,
         body: &str,
     ) -> Response {
-        let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
             .unwrap_or_default();
+        self.send_with(method, path, &headers, body).await.0
+    }
+
+    /// One HTTP/1.1 request with these extra headers; the response and its header block.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (Response, String) {
+        let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.unwrap();
@@ -203,7 +222,7 @@ impl App {
         } else {
             body.to_owned()
         };
-        Response { status, body }
+        (Response { status, body }, head.to_owned())
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {

@@ -7,5 +7,6 @@ mod audit;
 mod checks;
 mod helpers;
 mod openapi;
+mod people;
 mod roles;
 mod rule_packs;

@@ -25,6 +25,7 @@ fn routed() -> BTreeSet<(String, String)> {
     let sources = [
         include_str!("../../src/api/mod.rs"),
         include_str!("../../src/api/draws.rs"),
+        include_str!("../../src/api/people.rs"),
         include_str!("../../src/api/registry.rs"),
         include_str!("../../src/api/tasks.rs"),
     ];

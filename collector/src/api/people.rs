@@ -1,0 +1,413 @@
+//! People routes: console login, who-am-I and logout (`/api/v1/session`), API tokens
+//! (`/api/v1/tokens`: one's own; the admin's for anyone) and users (`/api/v1/users`, admin;
+//! the auditor reads).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use spotcheck_protocol::UnixMillis;
+
+use super::auth::{self, Caller, SessionSettings, Via, SESSION_COOKIE};
+use super::draws::write;
+use super::{read, ApiError, AppState};
+use crate::audit;
+use crate::config::Synchronous;
+use crate::users::limit::LoginLimiter;
+use crate::users::store::{self as user_store, NewUser, User};
+use crate::users::{secrets, Role, TokenId, TokenInfo, UserId};
+
+/// What the people routes share: the login rate limit and how sessions are made.
+#[derive(Default)]
+pub struct People {
+    /// Failed logins per user name and client address.
+    pub limiter: LoginLimiter,
+    /// Cookie flags and lifetime.
+    pub sessions: SessionSettings,
+}
+
+impl People {
+    /// With these session settings and the default rate limit.
+    pub fn new(sessions: SessionSettings) -> Arc<People> {
+        Arc::new(People {
+            limiter: LoginLimiter::default(),
+            sessions,
+        })
+    }
+}
+
+/// The people routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/session", post(login).get(whoami).delete(logout))
+        .route("/api/v1/tokens", get(list_tokens).post(issue_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{id}/disable", post(disable_user))
+        .route("/api/v1/users/{id}/enable", post(enable_user))
+        .route("/api/v1/users/{id}/password", put(set_password))
+}
+
+/// Runs `f` with a writable connection on a blocking thread, acting as `actor`.
+async fn as_actor<T: Send + 'static>(
+    s: &AppState,
+    actor: String,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let db = s.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = crate::store::open_for_writing(&db, Synchronous::Full)?;
+        audit::acting_as(&actor, || f(&mut conn))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    user: String,
+    password: String,
+}
+
+/// Who is logged in, as the console sees it.
+#[derive(Serialize)]
+struct SessionView {
+    user: User,
+    /// Only for a cookie session: the token to send as `X-CSRF-Token` with every write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_ms: Option<i64>,
+    via: &'static str,
+}
+
+fn client_addr(ext: &axum::http::Extensions) -> String {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn session_cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .expect("a cookie of hex and ASCII is a header value")
+}
+
+async fn login(
+    State(s): State<AppState>,
+    ext: axum::http::Extensions,
+    body: Result<Json<Login>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(l) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e}; expected {{\"user\": NAME, \"password\": TEXT}}"
+        ))
+    })?;
+    let addr = client_addr(&ext);
+    if let Err(wait) = s.people.limiter.check(&l.user, &addr) {
+        s.stats.login_failures.inc();
+        return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
+    }
+    let (name, pw) = (l.user.clone(), l.password);
+    let user = read(&s, move |c| {
+        Ok(user_store::check_password(c, &name, &pw).map_err(ApiError::from))
+    })
+    .await??;
+    let Some(user) = user else {
+        s.people.limiter.fail(&l.user, &addr);
+        s.stats.login_failures.inc();
+        tracing::info!(message = "Login refused.", client = %addr);
+        return Err(ApiError::Unauthorized);
+    };
+    let settings = s.people.sessions;
+    let ttl_ms = i64::try_from(settings.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let id = user.id;
+    let (secret, session) = as_actor(&s, id.actor(), move |c| {
+        Ok(secrets::open_session(c, id, ttl_ms, UnixMillis::now())?)
+    })
+    .await?;
+    let mut response = Json(SessionView {
+        user,
+        csrf_token: Some(session.csrf_token),
+        expires_ms: Some(session.expires_ms),
+        via: "session",
+    })
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&secret, settings.ttl.as_secs(), settings.secure_cookies),
+    );
+    Ok(response)
+}
+
+async fn whoami(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<SessionView>, ApiError> {
+    let c = auth::caller(&s, &headers)?;
+    let (csrf_token, expires_ms, via) = match c.via {
+        Via::Session => {
+            let secret = auth::cookie(&headers, SESSION_COOKIE)
+                .unwrap_or_default()
+                .to_owned();
+            let found = read(&s, move |conn| {
+                Ok(secrets::session(conn, &secret, UnixMillis::now()).map_err(ApiError::from))
+            })
+            .await??;
+            let session = found.ok_or(ApiError::Unauthorized)?.1;
+            (
+                Some(session.csrf_token),
+                Some(session.expires_ms),
+                "session",
+            )
+        }
+        Via::Token(_) => (None, None, "token"),
+    };
+    Ok(Json(SessionView {
+        user: c.user,
+        csrf_token,
+        expires_ms,
+        via,
+    }))
+}
+
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let c = auth::caller(&s, &headers)?;
+    if c.via != Via::Session {
+        return Err(ApiError::BadRequest(
+            "logout ends a console session; this request used an API token (revoke it with DELETE /api/v1/tokens/ID)".into(),
+        ));
+    }
+    let secret = auth::cookie(&headers, SESSION_COOKIE)
+        .unwrap_or_default()
+        .to_owned();
+    as_actor(&s, c.actor(), move |conn| {
+        Ok(secrets::close_session(conn, &secret, UnixMillis::now())?)
+    })
+    .await?;
+    let mut response = Json(json!({"logged_out": true})).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie("", 0, s.people.sessions.secure_cookies),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenParams {
+    user: Option<i64>,
+}
+
+/// The user whose tokens `c` addresses: their own, or (admin) anyone's.
+fn owner(c: &Caller, user: Option<i64>) -> Result<UserId, ApiError> {
+    match user.map(UserId) {
+        None => Ok(c.user.id),
+        Some(u) if u == c.user.id => Ok(u),
+        Some(u) if matches!(c.role(), Role::Admin | Role::Auditor) => Ok(u),
+        Some(_) => Err(ApiError::Forbidden(
+            "only the admin manages other users' tokens".into(),
+        )),
+    }
+}
+
+async fn list_tokens(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<TokenParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    let c = auth::caller(&s, &headers)?;
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(format!("{e}; expected ?user=ID")))?;
+    let user = owner(&c, p.user)?;
+    Ok(Json(
+        read(&s, move |conn| {
+            Ok(secrets::tokens(conn, Some(user)).map_err(ApiError::from))
+        })
+        .await??,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    #[serde(default)]
+    days: Option<i64>,
+    #[serde(default)]
+    user: Option<i64>,
+}
+
+async fn issue_token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = auth::caller(&s, &headers)?;
+    let Json(t) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e}; expected {{\"name\": TEXT[, \"days\": N][, \"user\": USER_ID]}}"
+        ))
+    })?;
+    let user = owner(&c, t.user)?;
+    let days = t.days.unwrap_or(90);
+    let (info, secret) = write(&s, move |conn| {
+        let tx = conn.transaction()?;
+        let issued = secrets::issue(&tx, user, &t.name, days, UnixMillis::now())?;
+        tx.commit()?;
+        Ok(issued)
+    })
+    .await?;
+    Ok(Json(json!({"token": secret, "info": info})))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    let c = auth::caller(&s, &headers)?;
+    let id = TokenId(id);
+    let t = read(&s, move |conn| {
+        Ok(secrets::token(conn, id).map_err(ApiError::from))
+    })
+    .await??;
+    if t.user != c.user.id && c.role() != Role::Admin {
+        // Someone else's token: as if it did not exist.
+        return Err(ApiError::NotFound(format!("no token {id}")));
+    }
+    Ok(Json(
+        write(&s, move |conn| {
+            Ok(secrets::revoke(conn, id, UnixMillis::now())?)
+        })
+        .await?,
+    ))
+}
+
+async fn list_users(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<User>>, ApiError> {
+    auth::oversight(&s, &headers)?;
+    Ok(Json(
+        read(&s, |c| Ok(user_store::list(c).map_err(ApiError::from))).await??,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    inspector: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CreateUser>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let Json(u) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e}; expected {{\"name\", \"role\": admin|supervisor|inspector|auditor[, \"department\"][, \"inspector\"][, \"password\"]}}"
+        ))
+    })?;
+    Ok(Json(
+        write(&s, move |c| {
+            Ok(user_store::create(
+                c,
+                &NewUser {
+                    name: &u.name,
+                    role: Some(u.role),
+                    department: u.department.as_deref(),
+                    inspector: u.inspector.as_deref(),
+                    password: u.password.as_deref(),
+                },
+                UnixMillis::now(),
+            )?)
+        })
+        .await?,
+    ))
+}
+
+async fn set_active(
+    s: AppState,
+    headers: HeaderMap,
+    id: i64,
+    active: bool,
+) -> Result<Json<User>, ApiError> {
+    auth::admin(&s, &headers)?;
+    Ok(Json(
+        write(&s, move |c| {
+            Ok(user_store::set_active(
+                c,
+                UserId(id),
+                active,
+                UnixMillis::now(),
+            )?)
+        })
+        .await?,
+    ))
+}
+
+async fn disable_user(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<User>, ApiError> {
+    set_active(s, headers, id, false).await
+}
+
+async fn enable_user(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<User>, ApiError> {
+    set_active(s, headers, id, true).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+async fn set_password(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Result<Json<NewPassword>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = auth::caller(&s, &headers)?;
+    if c.user.id.0 != id && c.role() != Role::Admin {
+        return Err(ApiError::Forbidden(
+            "you can set your own password; the admin sets others'".into(),
+        ));
+    }
+    let Json(p) =
+        body.map_err(|e| ApiError::BadRequest(format!("{e}; expected {{\"password\": TEXT}}")))?;
+    write(&s, move |c| {
+        Ok(user_store::set_password(
+            c,
+            UserId(id),
+            &p.password,
+            UnixMillis::now(),
+        )?)
+    })
+    .await?;
+    Ok(Json(json!({"user": id, "sessions_ended": true})))
+}
