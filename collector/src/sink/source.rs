@@ -1,0 +1,405 @@
+//! Reads what ingest has committed, after the sink's cursor, through a read-only connection of
+//! its own, and turns it into line protocol (series design: docs/tsdb.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+
+use super::cursor::Cursor;
+use super::events;
+use super::line::{self, Field, Precision};
+use crate::rules::Calendar;
+use crate::store::chunk;
+
+/// What could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// SQLite failed.
+    #[error("reading the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored chunk is damaged or from a newer build.
+    #[error(transparent)]
+    Chunk(#[from] chunk::ChunkError),
+}
+
+/// One request's worth of points.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Line protocol, one point a line.
+    pub body: String,
+    /// Lines in `body`.
+    pub points: u64,
+    /// Readings consumed from the store (lines plus any refused by the encoder).
+    pub readings: u64,
+    /// Event rows consumed.
+    pub events: u64,
+    /// Readings or buckets the encoder refused (logged once each).
+    pub refused: u64,
+    /// The cursor once this batch is delivered.
+    pub next: Cursor,
+}
+
+/// How much arrived after a point in the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Growth {
+    /// The newest chunk rowid.
+    pub max_chunk: i64,
+    /// Readings in the chunks after the old maximum.
+    pub readings: u64,
+    /// The newest event rowid.
+    pub max_event: i64,
+    /// Event rows after the old maximum.
+    pub events: u64,
+}
+
+/// Names of the store's integer ids, and the series keys already escaped.
+#[derive(Default)]
+struct Names {
+    /// entity id → (credit code, domain)
+    entities: HashMap<i64, (String, String)>,
+    /// metric id → (name, unit)
+    metrics: HashMap<i64, (String, String)>,
+    /// agent id → name
+    agents: HashMap<i64, String>,
+    /// domain → (department, item) from the item list (the item whose rule pack is the
+    /// domain's); the department that inspects the domain when the list has none.
+    domains: HashMap<String, (String, String)>,
+    /// (entity, metric, agent) → series key; `None` if it cannot be encoded.
+    series: HashMap<(i64, i64, i64), Option<String>>,
+}
+
+/// The store, read after a cursor.
+pub struct Source {
+    conn: Connection,
+    names: Names,
+    calendar: Calendar,
+    value_key: String,
+    quality_key: String,
+}
+
+impl Source {
+    /// A read-only connection to the database at `db`.
+    pub fn open(db: &Path) -> Result<Source, crate::store::StoreError> {
+        let conn = crate::store::open_for_reading(db)?;
+        Ok(Source {
+            conn,
+            names: Names::default(),
+            calendar: Calendar::china_default(),
+            value_key: line::field_key("value").expect("a plain key"),
+            quality_key: line::field_key("quality").expect("a plain key"),
+        })
+    }
+
+    /// What was committed after `after` (rowids): the new maxima and how many readings and
+    /// events they add. Cheap: a range scan from the previous maximum.
+    pub fn growth(&self, after: Cursor) -> Result<Growth, SourceError> {
+        let (max_chunk, readings) = self.conn.prepare_cached(
+            "SELECT coalesce(max(rowid), ?1), coalesce(sum(n), 0) FROM reading_chunks WHERE rowid > ?1",
+        )?.query_row([after.chunk], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let (max_event, events) = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(max(rowid), ?1), count(*) FROM events WHERE rowid > ?1",
+            )?
+            .query_row([after.event], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+        Ok(Growth {
+            max_chunk,
+            readings: readings as u64,
+            max_event,
+            events: events as u64,
+        })
+    }
+
+    /// How long ago (ms) the oldest batch not yet delivered was received; `None` when nothing
+    /// waits.
+    pub fn oldest_waiting_ms(&self, after: Cursor) -> Result<Option<i64>, SourceError> {
+        let chunk: Option<i64> = self.conn.prepare_cached(
+            "SELECT b.received_ms FROM reading_chunks c JOIN batches b ON b.agent = c.agent AND b.seq = c.seq
+             WHERE c.rowid > ?1 ORDER BY c.rowid LIMIT 1",
+        )?.query_row([after.chunk], |r| r.get(0)).ok();
+        let event: Option<i64> = self.conn.prepare_cached(
+            "SELECT b.received_ms FROM events e JOIN batches b ON b.agent = e.agent AND b.seq = e.seq
+             WHERE e.rowid > ?1 ORDER BY e.rowid LIMIT 1",
+        )?.query_row([after.event], |r| r.get(0)).ok();
+        Ok(match (chunk, event) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Moves `from` past the oldest rows until at most `keep` readings (and `keep` events)
+    /// remain after it; returns the new cursor and the readings and events passed over.
+    pub fn skip_to_bound(
+        &self,
+        from: Cursor,
+        waiting_readings: u64,
+        waiting_events: u64,
+        keep: u64,
+    ) -> Result<(Cursor, u64, u64), SourceError> {
+        let mut to = from;
+        let mut skipped = (0, 0);
+        if waiting_readings > keep {
+            let excess = waiting_readings - keep;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT rowid, n FROM reading_chunks WHERE rowid > ?1 ORDER BY rowid",
+            )?;
+            let mut rows = stmt.query([from.chunk])?;
+            while skipped.0 < excess {
+                let Some(r) = rows.next()? else { break };
+                to.chunk = r.get(0)?;
+                skipped.0 += r.get::<_, i64>(1)? as u64;
+            }
+        }
+        if waiting_events > keep {
+            let excess = (waiting_events - keep) as i64;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT rowid FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT 1 OFFSET ?2",
+            )?;
+            if let Ok(rowid) = stmt.query_row(params![from.event, excess - 1], |r| r.get(0)) {
+                to.event = rowid;
+                skipped.1 = excess as u64;
+            }
+        }
+        Ok((to, skipped.0, skipped.1))
+    }
+
+    fn refresh_names(&mut self) -> Result<(), SourceError> {
+        let n = &mut self.names;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, name, domain FROM entities")?;
+        n.entities = stmt
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, name, unit FROM metrics")?;
+        n.metrics = stmt
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare_cached("SELECT id, name FROM agents")?;
+        n.agents = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT rule_pack, department, id FROM registry_items WHERE rule_pack IS NOT NULL ORDER BY id",
+        )?;
+        let listed: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        n.domains.clear();
+        for domain in spotcheck_protocol::Domain::ALL {
+            let dept = crate::registry::generate::department_of(domain).to_string();
+            n.domains.insert(domain.to_string(), (dept, String::new()));
+        }
+        for (pack, dept, item) in listed {
+            let slot = n.domains.entry(pack).or_default();
+            if slot.1.is_empty() {
+                *slot = (dept, item);
+            }
+        }
+        n.series.clear();
+        Ok(())
+    }
+
+    /// The escaped series key of a chunk's readings, refreshing the names once on a miss.
+    fn series(
+        &mut self,
+        entity: i64,
+        metric: i64,
+        agent: i64,
+    ) -> Result<Option<&str>, SourceError> {
+        let key = (entity, metric, agent);
+        if !self.names.series.contains_key(&key) {
+            if !(self.names.entities.contains_key(&entity)
+                && self.names.metrics.contains_key(&metric)
+                && self.names.agents.contains_key(&agent))
+            {
+                self.refresh_names()?;
+            }
+            let n = &self.names;
+            let encoded = match (
+                n.entities.get(&entity),
+                n.metrics.get(&metric),
+                n.agents.get(&agent),
+            ) {
+                (Some((code, domain)), Some((name, unit)), Some(agent_name)) => {
+                    let (dept, item) = n.domains.get(domain).cloned().unwrap_or_default();
+                    line::series_key(
+                        domain,
+                        &[
+                            ("agent", agent_name),
+                            ("department", &dept),
+                            ("entity", code),
+                            ("item", &item),
+                            ("metric", name),
+                            ("unit", unit),
+                        ],
+                    )
+                    .map_err(|e| tracing::warn!(message = "Series cannot be written as line protocol; its readings are skipped.", error = %e))
+                    .ok()
+                }
+                _ => None,
+            };
+            self.names.series.insert(key, encoded);
+        }
+        Ok(self.names.series[&key].as_deref())
+    }
+
+    /// Reads chunks after `from.chunk` until about `max_points` readings (never splitting a
+    /// chunk), then, if room is left, events after `from.event`.
+    pub fn read(
+        &mut self,
+        from: Cursor,
+        max_points: usize,
+        precision: Precision,
+    ) -> Result<Batch, SourceError> {
+        let mut batch = Batch {
+            next: from,
+            ..Batch::default()
+        };
+        let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT rowid, entity, metric, agent, data FROM reading_chunks WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![from.chunk, max_points as i64])?;
+            let mut out = Vec::new();
+            let mut readings = 0usize;
+            while readings < max_points {
+                let Some(r) = rows.next()? else { break };
+                let data: Vec<u8> = r.get(4)?;
+                readings += chunk::runs(&data, 0)?
+                    .iter()
+                    .map(|r| r.n as usize)
+                    .sum::<usize>();
+                out.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, data));
+            }
+            out
+        };
+        for (rowid, entity, metric, agent, data) in rows {
+            let samples = chunk::decode(&data)?;
+            batch.readings += samples.len() as u64;
+            batch.next.chunk = rowid;
+            let (value_key, quality_key) = (self.value_key.clone(), self.quality_key.clone());
+            let Some(series) = self.series(entity, metric, agent)? else {
+                batch.refused += samples.len() as u64;
+                continue;
+            };
+            for s in samples {
+                let quality = match s.quality {
+                    spotcheck_protocol::Quality::Good => 0,
+                    spotcheck_protocol::Quality::Uncertain => 1,
+                    spotcheck_protocol::Quality::Bad => 2,
+                };
+                let fields = [
+                    (value_key.as_str(), Field::Float(s.value)),
+                    (quality_key.as_str(), Field::Int(quality)),
+                ];
+                match line::push_line(&mut batch.body, series, &fields, s.ts.0, precision) {
+                    Ok(()) => batch.points += 1,
+                    Err(_) => batch.refused += 1,
+                }
+            }
+        }
+        let room = max_points.saturating_sub(batch.readings as usize);
+        if room > 0 {
+            self.read_events(&mut batch, from, room, precision)?;
+        }
+        Ok(batch)
+    }
+
+    /// Event rows after the cursor → the minute buckets they touch, each recomputed in full.
+    fn read_events(
+        &mut self,
+        batch: &mut Batch,
+        from: Cursor,
+        room: usize,
+        precision: Precision,
+    ) -> Result<(), SourceError> {
+        let mut buckets = BTreeMap::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT rowid, entity, agent, kind, ts_ms FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![from.event, room as i64])?;
+            while let Some(r) = rows.next()? {
+                batch.next.event = r.get(0)?;
+                batch.events += 1;
+                let key: (i64, i64, String, i64) = (
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    events::bucket_of(r.get(4)?),
+                );
+                buckets.insert(key, ());
+            }
+        }
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let need_refresh = buckets.keys().any(|(e, a, _, _)| {
+            !self.names.entities.contains_key(e) || !self.names.agents.contains_key(a)
+        });
+        if need_refresh {
+            self.refresh_names()?;
+        }
+        for (entity, agent, kind, start) in buckets.into_keys() {
+            let names = events::field_names(&kind);
+            let mut fields = vec![0i64; names.len()];
+            {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT body FROM events WHERE entity = ?1 AND kind = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 AND agent = ?5",
+                )?;
+                let mut rows = stmt.query(params![
+                    entity,
+                    kind,
+                    start,
+                    start + events::BUCKET_MS,
+                    agent
+                ])?;
+                while let Some(r) = rows.next()? {
+                    let body: String = r.get(0)?;
+                    match serde_json::from_str(&body) {
+                        Ok(ev) => events::accumulate(&mut fields, &ev, &self.calendar),
+                        Err(_) => fields[0] += 1,
+                    }
+                }
+            }
+            let n = &self.names;
+            let (Some((code, domain)), Some(agent_name)) =
+                (n.entities.get(&entity), n.agents.get(&agent))
+            else {
+                batch.refused += 1;
+                continue;
+            };
+            let (dept, item) = n.domains.get(domain).cloned().unwrap_or_default();
+            let series = line::series_key(
+                &format!("{domain}_events"),
+                &[
+                    ("agent", agent_name),
+                    ("department", &dept),
+                    ("entity", code),
+                    ("item", &item),
+                    ("kind", &kind),
+                ],
+            );
+            let Ok(series) = series else {
+                batch.refused += 1;
+                continue;
+            };
+            let pairs: Vec<(&str, Field)> = names
+                .iter()
+                .zip(&fields)
+                .map(|(k, v)| (*k, Field::Int(*v)))
+                .collect();
+            match line::push_line(&mut batch.body, &series, &pairs, start, precision) {
+                Ok(()) => batch.points += 1,
+                Err(_) => batch.refused += 1,
+            }
+        }
+        Ok(())
+    }
+}
