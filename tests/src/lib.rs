@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod agent;
 pub mod api;
+pub mod tsdb;
 pub use agent::*;
 
 /// Whether tests that need external servers must fail rather than skip when one is missing.

@@ -1,23 +1,16 @@
-//! Event records as points: per (entity, agent, kind) and China-time minute, the number of
-//! records and of those that matter to the compliance dashboards. A minute's point is
-//! recomputed from the store whenever one of its records is delivered, so sending it again
-//! overwrites it with the full count: idempotent, and correct when a minute's records arrive in
-//! several batches.
+//! Event records as points: one point per record, at the record's time, with `count=1i` and
+//! 0/1 (or amount) fields for what the compliance dashboards count, so that `sum()` over any
+//! interval gives the counts per kind. Sending a record again writes the same point with the
+//! same values: idempotent on every server, whichever copy it keeps. (Per-minute totals
+//! recomputed and resent were tried first: VictoriaMetrics keeps an arbitrary one of several
+//! values written with one timestamp, so a total could come out stale.)
 
 use spotcheck_protocol::{Event, UnixMillis};
 
 use crate::rules::calendar::{Weekday, CHINA_OFFSET_MS};
 use crate::rules::{Calendar, ChinaDay};
 
-/// Width of an event bucket.
-pub const BUCKET_MS: i64 = 60_000;
-
-/// The start of the bucket that `ts_ms` falls in.
-pub fn bucket_of(ts_ms: i64) -> i64 {
-    ts_ms.div_euclid(BUCKET_MS) * BUCKET_MS
-}
-
-/// The integer fields of one kind's bucket, in a fixed order per kind.
+/// The integer fields of one kind's point, in a fixed order per kind.
 pub fn field_names(kind: &str) -> &'static [&'static str] {
     match kind {
         "game_session" => &[
@@ -51,7 +44,7 @@ pub fn minor_may_play(ts: UnixMillis, calendar: &Calendar) -> bool {
     play_day && (20 * 60..21 * 60).contains(&minute_of_day)
 }
 
-/// Adds one record to a bucket's fields (laid out as [`field_names`] of its kind).
+/// Adds one record to a point's fields (laid out as [`field_names`] of its kind).
 pub fn accumulate(fields: &mut [i64], event: &Event, calendar: &Calendar) {
     let b = i64::from;
     let add = |fields: &mut [i64], values: &[i64]| {
@@ -121,12 +114,6 @@ mod tests {
         assert!(!minor_may_play(at(2026, 1, 2, 21, 0), &cal));
         assert!(!minor_may_play(at(2026, 1, 2, 19, 59), &cal));
         assert!(!minor_may_play(at(2026, 1, 5, 20, 30), &cal));
-    }
-
-    #[test]
-    fn buckets_are_whole_minutes() {
-        assert_eq!(bucket_of(125_000), 120_000);
-        assert_eq!(bucket_of(-1), -60_000);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! - [`config`]: the `sink` section of the configuration.
 //! - [`cursor`]: where the sink stands, in `DATA/sink.db`.
 //! - [`source`]: reads what ingest committed after the cursor (its own read-only connection)
-//!   and writes line protocol ([`line`]; event buckets: [`events`]).
+//!   and writes line protocol ([`line`]; event records: [`events`]).
 //! - [`client`]: one HTTP write and what its answer means; [`backoff`]: how long to wait.
 //!
 //! It runs on a thread of its own and never touches ingest's queues: ingest does not know it
@@ -37,7 +37,8 @@ use config::SinkConfig;
 use cursor::{Cursor, CursorStore};
 use source::{Batch, Source};
 
-/// On shutdown, how long the sink keeps delivering what is already committed.
+/// On shutdown, how long the sink keeps delivering what is already committed (retrying, if
+/// the server fails, within this time).
 const DRAIN_FOR: Duration = Duration::from_secs(10);
 
 /// Why the sink did not start.
@@ -100,8 +101,8 @@ impl Sink {
         })
     }
 
-    /// Delivers what is committed (for up to 10 s, and not while the server is failing), then
-    /// stops. Blocks: call it from a blocking context.
+    /// Delivers what is committed (for up to 10 s), then stops. Blocks: call it from a
+    /// blocking context.
     pub fn stop(mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
@@ -139,10 +140,12 @@ impl Backlog {
 }
 
 impl Runner {
-    /// Waits up to `d`; true when the sink should stop now.
+    /// Waits up to `d`; true when the sink should stop now (draining and out of time).
     fn wait(&mut self, d: Duration) -> bool {
-        if self.draining.is_some() {
-            return true;
+        if let Some(until) = self.draining {
+            let now = Instant::now();
+            std::thread::sleep(d.min(until.saturating_duration_since(now)));
+            return Instant::now() >= until;
         }
         match self.stop.recv_timeout(d) {
             Err(RecvTimeoutError::Timeout) => false,
@@ -160,17 +163,17 @@ impl Runner {
         };
         let mut last_flush = Instant::now();
         loop {
-            if let Some(until) = self.draining {
-                if backlog.total() == 0 || Instant::now() >= until {
-                    break;
-                }
-            }
             if let Err(e) = self.look(&mut backlog) {
                 error!(message = "Sink cannot read the store; retrying.", error = %e);
                 if self.wait(Duration::from_secs(1)) {
                     break;
                 }
                 continue;
+            }
+            if let Some(until) = self.draining {
+                if backlog.total() == 0 || Instant::now() >= until {
+                    break;
+                }
             }
             let due = backlog.total() >= self.config.batch_points as u64
                 || (backlog.total() > 0
@@ -191,20 +194,21 @@ impl Runner {
                 }
                 continue;
             }
-            let batch =
-                match self
-                    .source
-                    .read(self.cursor, self.config.batch_points, self.config.precision)
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        error!(message = "Sink cannot read the store; retrying.", error = %e);
-                        if self.wait(Duration::from_secs(1)) {
-                            break;
-                        }
-                        continue;
+            let batch = match self.source.read(
+                self.cursor,
+                backlog.seen,
+                self.config.batch_points,
+                self.config.precision,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(message = "Sink cannot read the store; retrying.", error = %e);
+                    if self.wait(Duration::from_secs(1)) {
+                        break;
                     }
-                };
+                    continue;
+                }
+            };
             if !self.deliver(&batch) {
                 break;
             }
@@ -319,7 +323,7 @@ impl Runner {
     fn advance(&mut self, batch: &Batch, backlog: &mut Backlog) {
         if batch.refused > 0 {
             warn!(
-                message = "Readings or event buckets that line protocol cannot carry were skipped.",
+                message = "Readings or event records that line protocol cannot carry were skipped.",
                 count = batch.refused
             );
             self.stats.points_skipped.inc_by(batch.refused);

@@ -1,7 +1,7 @@
 //! Reads what ingest has committed, after the sink's cursor, through a read-only connection of
 //! its own, and turns it into line protocol (series design: docs/tsdb.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection};
@@ -34,7 +34,7 @@ pub struct Batch {
     pub readings: u64,
     /// Event rows consumed.
     pub events: u64,
-    /// Readings or buckets the encoder refused (logged once each).
+    /// Readings or event records the encoder refused.
     pub refused: u64,
     /// The cursor once this batch is delivered.
     pub next: Cursor,
@@ -249,11 +249,14 @@ impl Source {
         Ok(self.names.series[&key].as_deref())
     }
 
-    /// Reads chunks after `from.chunk` until about `max_points` readings (never splitting a
-    /// chunk), then, if room is left, events after `from.event`.
+    /// Reads chunks after `from.chunk` (up to `upto.chunk`) until about `max_points` readings
+    /// (never splitting a chunk), then, if room is left, events after `from.event` (up to
+    /// `upto.event`). The upper bounds keep the backlog's accounting exact: the sink counts
+    /// what it has seen and delivers only that.
     pub fn read(
         &mut self,
         from: Cursor,
+        upto: Cursor,
         max_points: usize,
         precision: Precision,
     ) -> Result<Batch, SourceError> {
@@ -263,9 +266,9 @@ impl Source {
         };
         let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid, entity, metric, agent, data FROM reading_chunks WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                "SELECT rowid, entity, metric, agent, data FROM reading_chunks WHERE rowid > ?1 AND rowid <= ?3 ORDER BY rowid LIMIT ?2",
             )?;
-            let mut rows = stmt.query(params![from.chunk, max_points as i64])?;
+            let mut rows = stmt.query(params![from.chunk, max_points as i64, upto.chunk])?;
             let mut out = Vec::new();
             let mut readings = 0usize;
             while readings < max_points {
@@ -306,67 +309,58 @@ impl Source {
         }
         let room = max_points.saturating_sub(batch.readings as usize);
         if room > 0 {
-            self.read_events(&mut batch, from, room, precision)?;
+            self.read_events(&mut batch, from, upto, room, precision)?;
         }
         Ok(batch)
     }
 
-    /// Event rows after the cursor → the minute buckets they touch, each recomputed in full.
+    /// Event rows after the cursor, one point each (see [`events`]).
     fn read_events(
         &mut self,
         batch: &mut Batch,
         from: Cursor,
+        upto: Cursor,
         room: usize,
         precision: Precision,
     ) -> Result<(), SourceError> {
-        let mut buckets = BTreeMap::new();
-        {
+        type Row = (i64, i64, i64, String, i64, String);
+        let rows: Vec<Row> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid, entity, agent, kind, ts_ms FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                "SELECT rowid, entity, agent, kind, ts_ms, body FROM events WHERE rowid > ?1 AND rowid <= ?3 ORDER BY rowid LIMIT ?2",
             )?;
-            let mut rows = stmt.query(params![from.event, room as i64])?;
-            while let Some(r) = rows.next()? {
-                batch.next.event = r.get(0)?;
-                batch.events += 1;
-                let key: (i64, i64, String, i64) = (
+            let rows = stmt.query_map(params![from.event, room as i64, upto.event], |r| {
+                Ok((
+                    r.get(0)?,
                     r.get(1)?,
                     r.get(2)?,
                     r.get(3)?,
-                    events::bucket_of(r.get(4)?),
-                );
-                buckets.insert(key, ());
-            }
-        }
-        if buckets.is_empty() {
-            return Ok(());
-        }
-        let need_refresh = buckets.keys().any(|(e, a, _, _)| {
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if rows.iter().any(|(_, e, a, ..)| {
             !self.names.entities.contains_key(e) || !self.names.agents.contains_key(a)
-        });
-        if need_refresh {
+        }) {
             self.refresh_names()?;
         }
-        for (entity, agent, kind, start) in buckets.into_keys() {
+        for (rowid, entity, agent, kind, ts_ms, body) in rows {
+            batch.next.event = rowid;
+            batch.events += 1;
+            // Records of one kind from one agent in the same millisecond: the later ones (by
+            // rowid, which never changes) move 1 ms on each, so every record stays a point.
+            let same_ms: i64 = self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*) FROM events WHERE entity = ?1 AND kind = ?2 AND ts_ms = ?3 AND agent = ?4 AND rowid < ?5",
+                )?
+                .query_row(params![entity, kind, ts_ms, agent, rowid], |r| r.get(0))?;
             let names = events::field_names(&kind);
             let mut fields = vec![0i64; names.len()];
-            {
-                let mut stmt = self.conn.prepare_cached(
-                    "SELECT body FROM events WHERE entity = ?1 AND kind = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 AND agent = ?5",
-                )?;
-                let mut rows = stmt.query(params![
-                    entity,
-                    kind,
-                    start,
-                    start + events::BUCKET_MS,
-                    agent
-                ])?;
-                while let Some(r) = rows.next()? {
-                    let body: String = r.get(0)?;
-                    match serde_json::from_str(&body) {
-                        Ok(ev) => events::accumulate(&mut fields, &ev, &self.calendar),
-                        Err(_) => fields[0] += 1,
-                    }
-                }
+            match serde_json::from_str(&body) {
+                Ok(ev) => events::accumulate(&mut fields, &ev, &self.calendar),
+                Err(_) => fields[0] = 1,
             }
             let n = &self.names;
             let (Some((code, domain)), Some(agent_name)) =
@@ -376,7 +370,7 @@ impl Source {
                 continue;
             };
             let (dept, item) = n.domains.get(domain).cloned().unwrap_or_default();
-            let series = line::series_key(
+            let Ok(series) = line::series_key(
                 &format!("{domain}_events"),
                 &[
                     ("agent", agent_name),
@@ -385,8 +379,7 @@ impl Source {
                     ("item", &item),
                     ("kind", &kind),
                 ],
-            );
-            let Ok(series) = series else {
+            ) else {
                 batch.refused += 1;
                 continue;
             };
@@ -395,7 +388,7 @@ impl Source {
                 .zip(&fields)
                 .map(|(k, v)| (*k, Field::Int(*v)))
                 .collect();
-            match line::push_line(&mut batch.body, &series, &pairs, start, precision) {
+            match line::push_line(&mut batch.body, &series, &pairs, ts_ms + same_ms, precision) {
                 Ok(()) => batch.points += 1,
                 Err(_) => batch.refused += 1,
             }
