@@ -396,3 +396,128 @@ impl Source {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+    use spotcheck_protocol::UnixMillis;
+
+    const MAX: Cursor = Cursor {
+        chunk: i64::MAX,
+        event: i64::MAX,
+    };
+
+    fn store(chunks: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::db_path(dir.path());
+        let conn = crate::store::open_for_writing(&db, Synchronous::Normal).unwrap();
+        conn.execute_batch(
+            "INSERT INTO entities (id, name, domain) VALUES (1, 'E1', 'pool'), (2, 'G1', 'game');
+             INSERT INTO agents (id, name, entity, domain) VALUES (1, 'a1', 'E1', 'pool'), (2, 'g1', 'G1', 'game');
+             INSERT INTO metrics (id, name, unit) VALUES (1, 'ph', 'pH');",
+        )
+        .unwrap();
+        for seq in 0..chunks as i64 {
+            let samples = (0..3_i32).map(|i| chunk::Sample {
+                ts: UnixMillis(seq * 10 + i64::from(i)),
+                value: 7.2,
+                quality: spotcheck_protocol::Quality::Good,
+            });
+            let data = chunk::encode(&[chunk::Run { seq, n: 3 }], samples);
+            conn.execute(
+                "INSERT INTO batches (agent, seq, stream, items, received_ms) VALUES (1, ?1, 'readings', 3, 1000)",
+                [seq],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO reading_chunks (entity, metric, t0, t1, agent, seq, n, data) VALUES (1, 1, 0, 0, 1, ?1, 3, ?2)",
+                params![seq, data],
+            )
+            .unwrap();
+        }
+        (dir, db)
+    }
+
+    #[test]
+    fn batches_follow_the_cursor_and_stop_at_what_was_counted() {
+        let (_dir, db) = store(5);
+        let mut source = Source::open(&db).unwrap();
+        let first = source
+            .read(Cursor::default(), MAX, 4, Precision::Ms)
+            .unwrap();
+        assert_eq!(
+            (first.readings, first.points, first.next.chunk),
+            (6, 6, 2),
+            "whole chunks, until 4 or more"
+        );
+        assert!(first.body.starts_with(
+            "pool,agent=a1,department=health,entity=E1,metric=ph,unit=pH value=7.2,quality=0i 0\n"
+        ));
+        let upto = Cursor { chunk: 4, event: 0 };
+        let second = source.read(first.next, upto, 100, Precision::Ms).unwrap();
+        assert_eq!(
+            (second.readings, second.next.chunk),
+            (6, 4),
+            "nothing past the upper bound"
+        );
+        let g = source.growth(second.next).unwrap();
+        assert_eq!((g.max_chunk, g.readings), (5, 3));
+        let last = source.read(second.next, MAX, 100, Precision::Ms).unwrap();
+        assert_eq!(last.readings, 3);
+        let all = [first.body, second.body, last.body].concat();
+        assert_eq!(all.lines().count(), 15, "each reading once");
+        assert_eq!(
+            source
+                .read(last.next, MAX, 100, Precision::Ms)
+                .unwrap()
+                .readings,
+            0
+        );
+        assert_eq!(source.oldest_waiting_ms(last.next).unwrap(), None);
+        assert_eq!(
+            source.oldest_waiting_ms(Cursor::default()).unwrap(),
+            Some(1000)
+        );
+    }
+
+    #[test]
+    fn the_backlog_bound_passes_over_the_oldest_chunks() {
+        let (_dir, db) = store(5);
+        let source = Source::open(&db).unwrap();
+        let (to, readings, events) = source.skip_to_bound(Cursor::default(), 15, 0, 7).unwrap();
+        assert_eq!(
+            (to.chunk, readings, events),
+            (3, 9, 0),
+            "15 waiting, 7 kept: three chunks of 3 go"
+        );
+    }
+
+    #[test]
+    fn every_event_record_is_a_point_even_two_in_one_millisecond() {
+        let (_dir, db) = store(0);
+        let conn = crate::store::open_for_writing(&db, Synchronous::Normal).unwrap();
+        for id in ["s1", "s2"] {
+            let body = format!(
+                r#"{{"kind":"game_session","id":"{id}","player":"p","age_band":"8_to_16","real_name_verified":true,"guest":true,"start_ms":5000}}"#
+            );
+            conn.execute(
+                "INSERT INTO events (entity, kind, record_id, ts_ms, agent, seq, body) VALUES (2, 'game_session', ?1, 5000, 2, 1, ?2)",
+                params![id, body],
+            )
+            .unwrap();
+        }
+        let mut source = Source::open(&db).unwrap();
+        let b = source
+            .read(Cursor::default(), MAX, 100, Precision::Ms)
+            .unwrap();
+        assert_eq!((b.events, b.points, b.next.event), (2, 2, 2));
+        let lines: Vec<&str> = b.body.lines().collect();
+        assert!(lines[0].starts_with("game_events,agent=g1,department=culture,entity=G1,kind=game_session count=1i,minor=1i,guest=1i,unverified=0i,minor_outside_window=1i 5000"), "{}", lines[0]);
+        assert!(
+            lines[1].ends_with(" 5001"),
+            "the second record of the millisecond moves 1 ms: {}",
+            lines[1]
+        );
+    }
+}
