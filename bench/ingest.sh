@@ -20,6 +20,8 @@
 #   COLLECTOR_CONNECTIONS=     the collector's mqtt.connections (empty = its default, 32;
 #                              external brokers only: the embedded one is read in-process)
 #   COLLECTOR_GROUP=           the collector's mqtt.shared_group (empty = none)
+#   SINK_URL=                  the collector's sink.url (empty = no time-series sink), e.g. a
+#                              VictoriaMetrics at http://127.0.0.1:8428: ingest with the sink on
 #   TIMEOUT=300                seconds a run may take before it counts as failed
 #   SKIP_BUILD=1               use the binaries already in target/release
 # Logs of every run stay in /tmp/spotcheck-bench.XXXXXX (printed at the start).
@@ -106,6 +108,7 @@ collector_config() { # collector_config FILE HTTP_PORT BROKER_URL|"" EMBEDDED_PO
         if [[ -n $broker ]]; then echo "broker = \"$broker\""; else echo "embedded_listen = \"127.0.0.1:$embedded\""; fi
         if [[ -n $COLLECTOR_CONNECTIONS ]]; then echo "connections = $COLLECTOR_CONNECTIONS"; fi
         if [[ -n ${COLLECTOR_GROUP:-} ]]; then echo "shared_group = \"$COLLECTOR_GROUP\""; fi
+        if [[ -n ${SINK_URL:-} ]]; then printf '[sink]\nurl = "%s"\n' "$SINK_URL"; fi
         for ((i = 0; i < AGENTS; i++)); do
             printf '[[agents]]\nid = "bench-%d"\nentity = "bench-e%d"\ndomain = "pool"\n' "$i" "$i"
         done

@@ -39,6 +39,9 @@ pub struct RawConfig {
     /// Publication of results.
     #[serde(default)]
     pub publication: PublicationConfig,
+    /// The time-series sink (absent: none).
+    #[serde(default)]
+    pub sink: crate::sink::config::RawSinkConfig,
     /// The agents allowed to publish, each bound to one entity.
     #[serde(default)]
     pub agents: Vec<AgentBinding>,
@@ -250,6 +253,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Publication settings.
     pub publication: PublicationConfig,
+    /// The time-series sink, if configured.
+    pub sink: Option<crate::sink::config::SinkConfig>,
 }
 
 /// Why a configuration was refused.
@@ -366,6 +371,7 @@ impl RawConfig {
                 "limits.max_payload_bytes and limits.max_batch_len must be at least 1".into(),
             );
         }
+        let sink = self.sink.validate(&mut problems);
         let mut seen = std::collections::HashSet::new();
         for a in &self.agents {
             if !seen.insert(a.id.clone()) {
@@ -395,6 +401,7 @@ impl RawConfig {
                 agents: self.agents,
                 rules: self.rules,
                 publication: self.publication,
+                sink,
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }

@@ -30,6 +30,18 @@ pub struct DemoOptions {
     pub data: PathBuf,
     /// Simulated entities per domain.
     pub per_domain: usize,
+    /// Send readings to this time-series store (`demo --influx URL`).
+    pub influx: Option<InfluxTarget>,
+}
+
+/// The demo's time-series sink: the v2 write API (org and bucket `spotcheck`), or v1 into a
+/// database. A token, if the server needs one, is read from `SPOTCHECK_SINK_TOKEN`.
+#[derive(Debug, Clone)]
+pub struct InfluxTarget {
+    /// The server's base URL.
+    pub url: String,
+    /// v1 mode into this database (InfluxDB 1.x); absent: v2.
+    pub v1_database: Option<String>,
 }
 
 /// Why the demo failed.
@@ -38,6 +50,9 @@ pub enum DemoError {
     /// The collector did not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// A demo option made the configuration invalid (e.g. a bad `--influx` URL).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Loading the generated registry or running the demo draws failed.
     #[error("demo registry and draws: {0}")]
     Draws(String),
@@ -87,11 +102,23 @@ pub fn sites(per_domain: usize) -> Vec<Site> {
 }
 
 /// The collector configuration the demo runs with.
-pub fn collector_config(opts: &DemoOptions) -> Config {
+pub fn collector_config(opts: &DemoOptions) -> Result<Config, crate::config::ConfigError> {
     let mut raw = RawConfig::parse("", Path::new("<demo>")).expect("the empty config parses");
     raw.data_dir = opts.data.clone();
     raw.http.listen = opts.http.to_string();
     raw.mqtt.embedded_listen = opts.mqtt.to_string();
+    if let Some(t) = &opts.influx {
+        raw.sink.url = Some(t.url.clone());
+        if let Some(db) = &t.v1_database {
+            raw.sink.api = crate::sink::config::Api::V1;
+            raw.sink.database = db.clone();
+        }
+        if std::env::var_os("SPOTCHECK_SINK_TOKEN").is_some() {
+            raw.sink.token_env = Some("SPOTCHECK_SINK_TOKEN".into());
+        }
+        // A local server that restarts comes back within seconds: retry often.
+        raw.sink.max_backoff_s = 2;
+    }
     raw.agents = sites(opts.per_domain)
         .into_iter()
         .map(|s| AgentBinding {
@@ -100,9 +127,9 @@ pub fn collector_config(opts: &DemoOptions) -> Config {
             domain: s.domain,
         })
         .collect();
-    let mut config = raw.validate().expect("the demo config is valid");
+    let mut config = raw.validate()?;
     config.broker = BrokerChoice::Embedded(opts.mqtt);
-    config
+    Ok(config)
 }
 
 /// The agent configuration of one simulated site.
@@ -153,7 +180,7 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
     // Before ingest starts, so that loading the registry never makes ingest's commits wait.
     std::fs::create_dir_all(&opts.data).map_err(|e| DemoError::Draws(e.to_string()))?;
     let drawn = load_registry_and_draw(&opts.data, opts.per_domain)?;
-    let collector = Collector::start(collector_config(&opts)).await?;
+    let collector = Collector::start(collector_config(&opts)?).await?;
     let broker = collector.broker_url().to_string();
     let agents_stop = CancellationToken::new();
     let mut agents = JoinSet::new();
@@ -185,6 +212,12 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
         opts.data.join("admin.token").display()
     );
     println!("  data:        {}", opts.data.display());
+    if let Some(t) = &opts.influx {
+        println!(
+            "  time series: {} (docs/tsdb.md; dashboards in dashboards/)",
+            t.url
+        );
+    }
     println!("  draws:       http://{http}/api/v1/public/draws (commitments: /api/v1/public/draw-commitments)");
     for path in &drawn {
         println!(

@@ -15,6 +15,8 @@
 //! - [`check`]: remote checks of drawn tasks, verdicts with evidence, inspectors' decisions.
 //! - [`results`]: result categories, the publication deadline, publishing, the public feed.
 //! - [`audit`]: the append-only, hash-chained audit log that anyone with an export can check.
+//! - [`sink`]: every committed reading (and event counts) to InfluxDB / VictoriaMetrics
+//!   through the line-protocol write API, from a cursor of its own, never in ingest's way.
 //! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console.
 //! - [`health`]: what each running part reports to `/healthz`.
 //! - [`telemetry`]: the counters behind `/metrics` and `/api/v1/stats`; logging set-up.
@@ -41,6 +43,7 @@ pub mod results;
 pub mod rulebook;
 pub mod rules;
 pub mod shutdown;
+pub mod sink;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;

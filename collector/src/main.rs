@@ -45,6 +45,12 @@ enum Command {
         /// Simulated entities per domain.
         #[arg(long, default_value_t = 3)]
         per_domain: usize,
+        /// Also write readings to this InfluxDB / VictoriaMetrics (base URL, v2 write API).
+        #[arg(long)]
+        influx: Option<String>,
+        /// With --influx: use the v1 API (InfluxDB 1.x) and write into this database.
+        #[arg(long, requires = "influx")]
+        influx_v1_db: Option<String>,
     },
     /// Double-random draws.
     Draw {
@@ -227,6 +233,8 @@ fn run_service(command: Command) -> anyhow::Result<()> {
                 mqtt,
                 data,
                 per_domain,
+                influx,
+                influx_v1_db,
             } => {
                 anyhow::ensure!(per_domain >= 1, "--per-domain must be at least 1");
                 demo::run(
@@ -235,6 +243,10 @@ fn run_service(command: Command) -> anyhow::Result<()> {
                         mqtt,
                         data,
                         per_domain,
+                        influx: influx.map(|url| demo::InfluxTarget {
+                            url,
+                            v1_database: influx_v1_db,
+                        }),
                     },
                     stop,
                 )

@@ -48,6 +48,26 @@ pub struct Stats {
     /// Days from today (China time) to the holiday calendar's last day; negative once it has
     /// ended (updated when `/metrics` is read).
     pub calendar_days_left: Gauge,
+    /// The time-series sink's numbers (all zero when no sink is configured).
+    pub sink: SinkStats,
+}
+
+/// The time-series sink's counters and gauges (`spotcheck_sink_*`).
+#[derive(Clone, Default)]
+pub struct SinkStats {
+    /// Points the server accepted.
+    pub points_written: Counter,
+    /// Write requests that failed and will be retried (connection errors, 429, 5xx, …).
+    pub write_errors: Counter,
+    /// Points refused by the server (400/413/422) and dead-lettered.
+    pub points_dead_lettered: Counter,
+    /// Readings and event rows passed over because the backlog exceeded its bound, or that
+    /// line protocol cannot carry.
+    pub points_skipped: Counter,
+    /// Readings and event rows committed but not yet delivered.
+    pub backlog: Gauge,
+    /// Seconds since the oldest batch not yet delivered was received (0 when caught up).
+    pub lag_seconds: Gauge,
 }
 
 /// `/api/v1/stats`.
@@ -160,6 +180,37 @@ impl Stats {
             "ingest_up",
             "1 while the ingest pipeline runs",
             self.ingest_up.clone(),
+        );
+        let sink = &self.sink;
+        reg.register(
+            "sink_points_written",
+            "Points the time-series store accepted",
+            sink.points_written.clone(),
+        );
+        reg.register(
+            "sink_write_errors",
+            "Write requests to the time-series store that failed and are retried",
+            sink.write_errors.clone(),
+        );
+        reg.register(
+            "sink_points_dead_lettered",
+            "Points the time-series store refused (400/413/422), kept as dead letters",
+            sink.points_dead_lettered.clone(),
+        );
+        reg.register(
+            "sink_points_skipped",
+            "Readings and events not delivered: over the backlog bound or not encodable",
+            sink.points_skipped.clone(),
+        );
+        reg.register(
+            "sink_backlog",
+            "Readings and event records committed but not yet delivered to the time-series store",
+            sink.backlog.clone(),
+        );
+        reg.register(
+            "sink_lag_seconds",
+            "Seconds since the oldest batch not yet delivered was received",
+            sink.lag_seconds.clone(),
         );
         let mut text = String::new();
         encode(&mut text, &reg).expect("writing to a String cannot fail");

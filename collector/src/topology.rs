@@ -53,6 +53,9 @@ pub enum StartError {
     /// The bootstrap admin or its token could not be set up.
     #[error("setting up the admin user: {0}")]
     Bootstrap(#[from] crate::users::store::BootstrapError),
+    /// The time-series sink could not start.
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
     /// The HTTP address is taken.
     #[error("cannot listen for HTTP on {addr}: {source}; pick another with --http or http.listen")]
     Http {
@@ -72,6 +75,7 @@ pub struct Collector {
     broker_url: BrokerUrl,
     admin_token: Arc<str>,
     stats: Stats,
+    sink: Option<crate::sink::Sink>,
     _embedded: Option<EmbeddedBroker>,
 }
 
@@ -171,6 +175,15 @@ impl Collector {
             health: health.clone(),
         };
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
+        // Reads what ingest commits, from the store; ingest does not know it exists.
+        let sink = match config.sink.clone() {
+            Some(c) => Some(crate::sink::Sink::start(
+                c,
+                &config.data_dir,
+                stats.sink.clone(),
+            )?),
+            None => None,
+        };
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)
             .await
@@ -209,6 +222,7 @@ impl Collector {
             broker_url,
             admin_token,
             stats,
+            sink,
             _embedded: embedded,
         })
     }
@@ -233,9 +247,13 @@ impl Collector {
         &self.stats
     }
 
-    /// Drains ingest (everything taken is committed and acknowledged), then stops HTTP.
+    /// Drains ingest (everything taken is committed and acknowledged), lets the sink deliver
+    /// what is committed, then stops HTTP.
     pub async fn shutdown(self) {
         self.ingest.shutdown(Duration::from_secs(30)).await;
+        if let Some(sink) = self.sink {
+            let _ = tokio::task::spawn_blocking(move || sink.stop()).await;
+        }
         self.http_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
         info!(message = "Collector stopped.");

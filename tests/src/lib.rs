@@ -13,6 +13,7 @@ use serde_json::Value;
 mod agent;
 pub mod api;
 pub mod browser;
+pub mod tsdb;
 pub use agent::*;
 
 /// Whether tests that need external servers must fail rather than skip when one is missing.
