@@ -313,6 +313,22 @@ mod tests {
     }
 
     #[test]
+    fn serve_lists_sink_problems_with_the_rest_of_the_file() {
+        let err = crate::config::RawConfig::parse(
+            "[sink]\nurl = \"influx:8086\"\n[store]\nretention_days = 0\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sink.url") && err.contains("retention_days"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_unknown_key_is_refused() {
         assert!(toml::from_str::<RawSinkConfig>("urll = \"x\"").is_err());
     }
