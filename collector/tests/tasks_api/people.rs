@@ -157,6 +157,16 @@ async fn a_supervisor_sees_and_acts_on_their_department_only() {
         .find(|e| e["kind"] == "assignment")
         .unwrap();
     assert_eq!(a["body"]["by"], format!("user:{health_id}"));
+    // The token it used is named, and its issuance says who issued it.
+    let via = a["body"]["via_token"]
+        .as_i64()
+        .expect("the token used is recorded");
+    let issued = entries
+        .iter()
+        .find(|e| e["kind"] == "token_issued" && e["body"]["token"] == via)
+        .expect("the token's issuance is in the log");
+    assert_eq!(issued["body"]["user"], health_id);
+    assert_eq!(issued["body"]["by"], admin_actor(&app).await.as_str());
 }
 
 #[tokio::test]
