@@ -24,6 +24,7 @@ use axum::response::Response;
 use spotcheck_protocol::UnixMillis;
 
 use super::{ApiError, AppState};
+use crate::audit::Actor;
 use crate::store;
 use crate::tasks::Task;
 use crate::users::{self, secrets, Role, TokenId, User};
@@ -116,7 +117,7 @@ impl Caller {
 
 struct RequestCtx {
     writes: bool,
-    actor: RefCell<Option<String>>,
+    actor: RefCell<Option<Actor>>,
 }
 
 tokio::task_local! {
@@ -138,8 +139,9 @@ fn writes() -> bool {
     REQUEST.try_with(|r| r.writes).unwrap_or(true)
 }
 
-/// The authenticated user of this request as the audit log names them, for a write.
-pub fn acting_user() -> Result<String, ApiError> {
+/// The authenticated user of this request (and the token they used) as the audit log names
+/// them, for a write.
+pub fn acting_user() -> Result<Actor, ApiError> {
     REQUEST
         .try_with(|r| r.actor.borrow().clone())
         .ok()
@@ -227,7 +229,14 @@ pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
             "the auditor role is read-only: it can read everything and change nothing".into(),
         ));
     }
-    let _ = REQUEST.try_with(|r| *r.actor.borrow_mut() = Some(caller.actor()));
+    let actor = Actor {
+        by: caller.actor(),
+        token: match caller.via {
+            Via::Token(id) => Some(id.0),
+            Via::Session => None,
+        },
+    };
+    let _ = REQUEST.try_with(|r| *r.actor.borrow_mut() = Some(actor));
     Ok(caller)
 }
 

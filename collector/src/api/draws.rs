@@ -71,7 +71,7 @@ pub(super) async fn write<T: Send + 'static>(
     let actor = super::auth::acting_user()?;
     tokio::task::spawn_blocking(move || {
         let mut conn = store::open_for_writing(&db, Synchronous::Full)?;
-        crate::audit::acting_as(&actor, || f(&mut conn))
+        crate::audit::acting(actor, || f(&mut conn))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

@@ -411,3 +411,21 @@ async fn set_password(
     .await?;
     Ok(Json(json!({"user": id, "sessions_ended": true})))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_httponly_strict_and_secure_when_configured() {
+        let plain = session_cookie("abc", 60, false);
+        let plain = plain.to_str().unwrap();
+        assert!(plain.starts_with("spotcheck_session=abc;"), "{plain}");
+        for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=60"] {
+            assert!(plain.contains(flag), "{plain}");
+        }
+        assert!(!plain.contains("Secure"), "{plain}");
+        let secure = session_cookie("abc", 60, true);
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+    }
+}

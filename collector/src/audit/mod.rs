@@ -25,7 +25,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use actor::{acting_as, current_actor};
+pub use actor::{acting, acting_as, current_actor, current_token, Actor};
 pub use hash::{canonical_json, entry_hash, GENESIS};
 pub use store::{append, export_jsonl, head, read_all, read_jsonl, verify_store};
 pub use verify::{verify, Problem, Report};

@@ -33,6 +33,9 @@ pub fn append(
     if let Value::Object(m) = &mut body {
         m.entry("by")
             .or_insert_with(|| Value::String(super::current_actor()));
+        if let Some(token) = super::current_token() {
+            m.entry("via_token").or_insert_with(|| Value::from(token));
+        }
     }
     let (seq, prev_hash) = match head(tx)? {
         Some((seq, hash)) => {

@@ -157,6 +157,16 @@ async fn a_supervisor_sees_and_acts_on_their_department_only() {
         .find(|e| e["kind"] == "assignment")
         .unwrap();
     assert_eq!(a["body"]["by"], format!("user:{health_id}"));
+    // The token it used is named, and its issuance says who issued it.
+    let via = a["body"]["via_token"]
+        .as_i64()
+        .expect("the token used is recorded");
+    let issued = entries
+        .iter()
+        .find(|e| e["kind"] == "token_issued" && e["body"]["token"] == via)
+        .expect("the token's issuance is in the log");
+    assert_eq!(issued["body"]["user"], health_id);
+    assert_eq!(issued["body"]["by"], admin_actor(&app).await.as_str());
 }
 
 #[tokio::test]
@@ -449,4 +459,35 @@ async fn a_cookie_write_needs_the_csrf_token_and_logout_ends_the_session() {
         .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_refused() {
+    let app = App::start().await;
+    app.admin(
+        "POST",
+        "/api/v1/users",
+        r#"{"name":"dave","role":"auditor","password":"a long enough password"}"#,
+    )
+    .await;
+    let (r, head) = login(&app, "dave", "a long enough password").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let (me, _) = app
+        .send_with("GET", "/api/v1/session", &[("Cookie", &cookie)], "")
+        .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    rusqlite::Connection::open(&app.db)
+        .unwrap()
+        .execute("UPDATE sessions SET expires_ms = 1", [])
+        .unwrap();
+    let (gone, _) = app
+        .send_with("GET", "/api/v1/session", &[("Cookie", &cookie)], "")
+        .await;
+    gone.error(401, "unauthorized");
 }
