@@ -98,6 +98,17 @@ impl SaltKey {
     pub fn salt(&self, code: &CreditCode) -> Sha256 {
         hmac(&self.0, &[code.as_str().as_bytes()])
     }
+
+    /// [`SaltKey::salt`] for many codes: the keyed state is computed once and cloned per code.
+    fn salter(&self) -> impl Fn(&CreditCode) -> Sha256 {
+        use hmac::Mac as _;
+        let keyed = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        move |code| {
+            let mut m = keyed.clone();
+            m.update(code.as_str().as_bytes());
+            Sha256(m.finalize().into_bytes().into())
+        }
+    }
 }
 
 /// A stratum list entry: SHA-256(salt ‖ code), the 32 salt bytes then the code's UTF-8 bytes.
@@ -326,6 +337,7 @@ impl DrawInput {
     /// The public stratum lists: per stratum in parameter order, SHA-256(salt ‖ code) of its
     /// members in candidate order, salts keyed with `key`.
     pub fn stratum_lists(&self, key: &SaltKey) -> Vec<StratumList> {
+        let salt = key.salter();
         self.parameters
             .strata
             .iter()
@@ -334,7 +346,7 @@ impl DrawInput {
                     .candidates
                     .iter()
                     .filter(|c| c.class == s.class)
-                    .map(|c| salted_entry(&key.salt(&c.code), c.code.as_str()))
+                    .map(|c| salted_entry(&salt(&c.code), c.code.as_str()))
                     .collect();
                 StratumList {
                     class: s.class.clone(),
