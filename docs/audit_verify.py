@@ -16,7 +16,8 @@ TAG = b"spotcheck-audit-v1\n"
 KINDS = {
     "draw_committed", "draw_revealed", "recusal", "assignment", "task_opened",
     "task_acknowledged", "verdict", "override", "result_recorded", "publication",
-    "rule_pack_activated",
+    "rule_pack_activated", "agent_credential_issued", "agent_credential_rotated",
+    "agent_credential_revoked",
 }
 COLUMNS = ["seq", "ts_ms", "kind", "subject", "body", "prev_hash", "hash"]
 

@@ -15,7 +15,9 @@ use crate::broker::{BrokerUrl, EmbeddedBroker, EmbeddedBrokerError};
 use crate::config::{BrokerChoice, Config};
 use crate::ingest::commit::{CommitConfig, RuleStage};
 use crate::ingest::source::mqtt::SourceConfig;
+use crate::ingest::validate::Auth;
 use crate::ingest::{BrokerLink, Ingest, IngestError, IngestParts};
+use crate::registry::credentials::{CredentialError, Credentials};
 use crate::registry::{Bindings, Presence};
 use crate::rulebook::Rulebook;
 use crate::store::{self, StoreError, Writer};
@@ -46,6 +48,9 @@ pub enum StartError {
     /// A rule pack in rules.dir is invalid.
     #[error(transparent)]
     Rules(#[from] crate::rulebook::RulebookError),
+    /// The agents' credentials could not be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     /// The rule engine's state could not be loaded.
     #[error("loading the rule engine's state: {0}")]
     RuleState(#[from] crate::tasks::TaskError),
@@ -69,6 +74,38 @@ pub struct Collector {
     admin_token: Arc<str>,
     stats: Stats,
     _embedded: Option<EmbeddedBroker>,
+    _reload: ReloadTask,
+}
+
+/// Stops the credential reloader when the collector is dropped.
+struct ReloadTask(JoinHandle<()>);
+
+impl Drop for ReloadTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Re-reads the credential table every 2 s, so that `agents revoke|rotate` run from the CLI
+/// against a running collector take effect within that time (the API's changes apply at once).
+fn spawn_reload(table: Credentials, db: PathBuf) -> ReloadTask {
+    ReloadTask(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let table = table.clone();
+            let db = db.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let conn = store::open_for_reading(&db).map_err(|e| e.to_string())?;
+                table.reload(&conn).map_err(|e| e.to_string())
+            })
+            .await;
+            if let Ok(Err(error)) = done {
+                tracing::error!(message = "Reloading agent credentials failed; keeping the previous table.", %error);
+            }
+        }
+    }))
 }
 
 impl Collector {
@@ -85,6 +122,11 @@ impl Collector {
         let db = store::db_path(&config.data_dir);
         let mut writer = Writer::open(&db, config.store.synchronous)?;
         writer.register_agents(&config.agents)?;
+        let credentials = Credentials::load(writer.connection())?;
+        if credentials.is_empty() && config.ingest.require_agent_auth {
+            tracing::warn!(message = "No agent has a credential yet: every batch will be dead-lettered. Issue them with `spotcheck-collector agents add ID --data DIR`.");
+        }
+        let reload = spawn_reload(credentials.clone(), db.clone());
         let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
         {
             let mut conn = store::open_for_writing(&db, config.store.synchronous)?;
@@ -119,10 +161,12 @@ impl Collector {
                     *addr,
                     config.limits.max_payload_bytes,
                     config.max_inflight as usize,
+                    Some(credentials.clone()),
                 )?;
                 let url = BrokerUrl {
                     host: loopback_for(b.listen()),
                     port: b.listen().port(),
+                    tls: false,
                 };
                 info!(message = "Embedded MQTT broker listening.", addr = %b.listen());
                 (Some(b), url, BrokerLink::InProcess(link))
@@ -135,6 +179,8 @@ impl Collector {
                     connections: config.connections,
                     max_inflight: config.max_inflight,
                     max_packet_bytes: config.limits.max_payload_bytes + 4096,
+                    login: config.mqtt_login.clone(),
+                    tls: config.mqtt_tls.clone(),
                 };
                 (None, url.clone(), BrokerLink::Mqtt(source))
             }
@@ -158,6 +204,10 @@ impl Collector {
                 max_held: 10_000,
             },
             rules,
+            auth: Auth {
+                table: credentials.clone(),
+                required: config.ingest.require_agent_auth,
+            },
         };
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
 
@@ -176,6 +226,7 @@ impl Collector {
             admin_token: admin_token.clone(),
             rulebook,
             publish_within_days: config.publication.within_days,
+            credentials,
         });
         let http_stop = CancellationToken::new();
         let stop = http_stop.clone();
@@ -197,6 +248,7 @@ impl Collector {
             admin_token,
             stats,
             _embedded: embedded,
+            _reload: reload,
         })
     }
 

@@ -31,6 +31,6 @@ pub use decode::{check, decode, Checked, DecodeError};
 pub use event::{AgeBand, Consultation, Event, GamePayment, GameSession, Prescription, Visit};
 pub use ids::{AgentId, Domain, EntityId, IdError, PersonRef, RecordId, Seq, MAX_ID_LEN};
 pub use limits::Limits;
-pub use mac::{AgentKey, KeyError, KeyGeneration, MacError};
+pub use mac::{AgentKey, KeyError, KeyGeneration, MacError, KEY_LEN};
 pub use reading::{Metric, Quality, Reading, Unit, UnixMillis};
 pub use topic::{Stream, Topic, TopicError};

@@ -226,6 +226,16 @@ pub fn verify(key: &AgentKey, signed: &[u8]) -> Result<Vec<u8>, MacError> {
     Ok(body)
 }
 
+/// The unsigned body of a signed payload, without checking the MAC (for a collector that runs
+/// with authentication off, as in a benchmark's baseline).
+pub fn unsigned_body(signed: &[u8]) -> Result<Vec<u8>, MacError> {
+    let p = parts(signed)?;
+    let mut body = Vec::with_capacity(p.at + 1);
+    body.extend_from_slice(&signed[..p.at]);
+    body.push(b'}');
+    Ok(body)
+}
+
 /// Whether `payload` carries a `"mac"` member at its end (well-formed or not).
 pub fn is_signed(payload: &[u8]) -> bool {
     !matches!(parts(payload), Err(MacError::Missing))

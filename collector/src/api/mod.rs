@@ -1,5 +1,6 @@
 //! The HTTP side: `/healthz`, `/metrics`, the JSON API under `/api/v1`, and the console at `/`.
 
+pub mod agent_credentials;
 pub mod auth;
 pub mod draws;
 pub mod error;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub rulebook: crate::rulebook::Rulebook,
     /// Days within which a result must be published.
     pub publish_within_days: u32,
+    /// The agents' credentials (live table).
+    pub credentials: crate::registry::credentials::Credentials,
 }
 
 /// The router with every route.
@@ -55,7 +58,8 @@ pub fn router(state: AppState) -> Router {
         .merge(
             draws::routes()
                 .merge(registry::routes())
-                .merge(tasks::routes()),
+                .merge(tasks::routes())
+                .merge(agent_credentials::routes()),
         )
         .with_state(state)
 }

@@ -52,11 +52,17 @@ pub enum EntryKind {
     Publication,
     /// A rule pack was activated.
     RulePackActivated,
+    /// An agent's first credential was issued.
+    AgentCredentialIssued,
+    /// An agent's credential was replaced by a new generation.
+    AgentCredentialRotated,
+    /// An agent's credential was revoked.
+    AgentCredentialRevoked,
 }
 
 impl EntryKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EntryKind; 11] = [
+    pub const ALL: [EntryKind; 14] = [
         EntryKind::DrawCommitted,
         EntryKind::DrawRevealed,
         EntryKind::Recusal,
@@ -68,6 +74,9 @@ impl EntryKind {
         EntryKind::ResultRecorded,
         EntryKind::Publication,
         EntryKind::RulePackActivated,
+        EntryKind::AgentCredentialIssued,
+        EntryKind::AgentCredentialRotated,
+        EntryKind::AgentCredentialRevoked,
     ];
 
     /// The stable code, as stored, exported and hashed.
@@ -84,6 +93,9 @@ impl EntryKind {
             EntryKind::ResultRecorded => "result_recorded",
             EntryKind::Publication => "publication",
             EntryKind::RulePackActivated => "rule_pack_activated",
+            EntryKind::AgentCredentialIssued => "agent_credential_issued",
+            EntryKind::AgentCredentialRotated => "agent_credential_rotated",
+            EntryKind::AgentCredentialRevoked => "agent_credential_revoked",
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct IngestParts {
     pub commit: CommitConfig,
     /// The rule engine that runs inside every commit (none: readings are only stored).
     pub rules: Option<commit::RuleStage>,
+    /// Whether batches and statuses must carry their agent's MAC (acks are signed either way
+    /// when the agent has a key).
+    pub auth: validate::Auth,
 }
 
 /// A running ingest pipeline.
@@ -118,6 +121,7 @@ impl Ingest {
             queue,
             commit,
             rules,
+            auth,
         } = parts;
         // Counted in groups of up to CHUNK messages; under load groups fill up.
         let (val_tx, val_rx) = mpsc::channel::<Vec<Validated>>((queue / CHUNK).max(4));
@@ -127,6 +131,7 @@ impl Ingest {
             presence,
             stats: stats.clone(),
             limits,
+            auth: auth.clone(),
         };
         let stop = CancellationToken::new();
         let drained = CancellationToken::new();
@@ -151,7 +156,7 @@ impl Ingest {
         let confirm = {
             let drained = drained.clone();
             tokio::spawn(async move {
-                confirm::run(sink, com_rx).await;
+                confirm::run(sink, com_rx, auth).await;
                 drained.cancel();
             })
         };

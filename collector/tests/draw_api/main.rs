@@ -65,6 +65,7 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path());
     let state = AppState {
+        credentials: Default::default(),
         stats: Default::default(),
         bindings: Default::default(),
         presence: Default::default(),

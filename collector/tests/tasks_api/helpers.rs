@@ -153,6 +153,7 @@ impl App {
             .unwrap();
         drop(conn);
         let state = AppState {
+            credentials: Default::default(),
             stats: Default::default(),
             bindings: Default::default(),
             presence: Default::default(),
