@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod agent;
 pub mod api;
+pub mod tls;
 pub use agent::*;
 
 /// Whether tests that need external servers must fail rather than skip when one is missing.
@@ -432,10 +433,32 @@ impl Collector {
         mqtt_keys: &str,
         extra: &str,
     ) -> Collector {
+        let url = broker_port.map(|p| (format!("mqtt://127.0.0.1:{p}"), p));
+        Collector::start_at(dir, url, mqtt_keys, extra)
+    }
+
+    /// [`Collector::start_with_mqtt`] against the broker at `url` (listening on `port`).
+    pub fn start_external(
+        dir: &Path,
+        url: &str,
+        port: u16,
+        mqtt_keys: &str,
+        extra: &str,
+    ) -> Collector {
+        Collector::start_at(dir, Some((url.to_owned(), port)), mqtt_keys, extra)
+    }
+
+    fn start_at(
+        dir: &Path,
+        broker: Option<(String, u16)>,
+        mqtt_keys: &str,
+        extra: &str,
+    ) -> Collector {
+        let broker_port = broker.as_ref().map(|(_, p)| *p);
         let data = dir.join("collector");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let (mqtt, mqtt_port) = match broker_port {
-            Some(p) => (format!("broker = \"mqtt://127.0.0.1:{p}\""), p),
+        let (mqtt, mqtt_port) = match broker {
+            Some((url, p)) => (format!("broker = \"{url}\""), p),
             None => {
                 let p = free_port();
                 (format!("embedded_listen = \"127.0.0.1:{p}\""), p)
