@@ -147,3 +147,58 @@ impl Signer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use spotcheck_protocol::Seq;
+
+    use super::*;
+
+    fn key(fill: u8) -> AgentKey {
+        AgentKey::new(KeyGeneration(1), [fill; 32]).unwrap()
+    }
+
+    #[test]
+    fn a_keyed_signer_believes_only_acks_signed_with_its_key() {
+        let agent = AgentId::new("a1").unwrap();
+        let signer = Signer::new(Some(key(1)));
+        let ack = Ack::new(agent.clone(), [Seq(0), Seq(u64::MAX)]);
+        assert_eq!(signer.ack(&ack.encode_signed(&key(1))).unwrap(), ack);
+        assert!(signer.ack(&ack.encode()).is_err(), "unsigned");
+        assert!(
+            signer.ack(&ack.encode_signed(&key(2))).is_err(),
+            "another key"
+        );
+        // Without a key (authentication off at the collector) unsigned acks are believed.
+        assert_eq!(Signer::new(None).ack(&ack.encode()).unwrap(), ack);
+    }
+
+    #[test]
+    fn statuses_are_signed_and_numbered() {
+        let agent = AgentId::new("a1").unwrap();
+        let signer = Signer::new(Some(key(1)));
+        let wire = signer.status(&agent, AgentState::Offline, 5);
+        let s = Status::decode_signed(&key(1), &wire).unwrap();
+        assert_eq!((s.state, s.counter), (AgentState::Offline, 5));
+        assert!(s.epoch > 0);
+    }
+
+    #[test]
+    fn a_credential_file_of_another_agent_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let text = format!(
+            "agent = \"a2\"\ngeneration = 1\nkey = \"{}\"\npassword = \"p\"\n",
+            "ab".repeat(32)
+        );
+        std::fs::write(&path, text).unwrap();
+        let err = Credential::load(&path, &AgentId::new("a1").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("a2"), "{err}");
+        let ok = Credential::load(&path, &AgentId::new("a2").unwrap()).unwrap();
+        assert_eq!(ok.key.to_hex(), "ab".repeat(32));
+        assert!(
+            !format!("{ok:?}").contains("abab"),
+            "the key is never printed"
+        );
+    }
+}

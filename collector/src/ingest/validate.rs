@@ -458,6 +458,73 @@ mod tests {
         assert_eq!((d.code, d.seq), ("agent_mismatch", None));
     }
 
+    fn key(fill: u8) -> spotcheck_protocol::AgentKey {
+        spotcheck_protocol::AgentKey::new(spotcheck_protocol::KeyGeneration(1), [fill; 32]).unwrap()
+    }
+
+    fn run_auth(topic: &str, payload: &[u8]) -> Verdict {
+        let auth = Auth {
+            table: Credentials::from_keys([(AgentId::new("a1").unwrap(), key(1))]),
+            required: true,
+        };
+        validate(
+            topic,
+            payload,
+            &bindings(),
+            &auth,
+            &Limits::default(),
+            UnixMillis(1_700_000_000_000),
+        )
+    }
+
+    #[test]
+    fn with_authentication_only_a_batch_signed_with_the_agents_key_is_accepted() {
+        let body = reading(4, "pH");
+        assert!(matches!(
+            run_auth(TOPIC, &mac::sign(&key(1), body.as_bytes())),
+            Verdict::Accept { .. }
+        ));
+        for forged in [
+            body.as_bytes().to_vec(),
+            mac::sign(&key(2), body.as_bytes()),
+        ] {
+            let d = rejected(run_auth(TOPIC, &forged));
+            assert_eq!(d.code, "bad_mac");
+            assert_eq!(d.seq, None, "a forgery is never confirmed");
+            assert_eq!(d.agent, Some(AgentId::new("a1").unwrap()));
+        }
+    }
+
+    #[test]
+    fn with_authentication_a_forged_entity_mismatch_is_not_confirmed_either() {
+        // Signed with the wrong key and for the wrong entity: the MAC is checked first.
+        let body = reading(9, "pH");
+        let d = rejected(run_auth(
+            "spotcheck/v1/pool/pool-2/a1/readings",
+            &mac::sign(&key(2), body.as_bytes()),
+        ));
+        assert_eq!((d.code, d.seq), ("bad_mac", None));
+    }
+
+    #[test]
+    fn with_authentication_statuses_must_be_signed_and_name_a_registered_agent() {
+        let s = r#"{"v":1,"agent":"a1","state":"offline","epoch":5,"counter":3}"#;
+        let v = run_auth(
+            "spotcheck/v1/agents/a1/status",
+            &mac::sign(&key(1), s.as_bytes()),
+        );
+        assert!(matches!(v, Verdict::Status { order: (5, 3), .. }), "{v:?}");
+        assert_eq!(
+            rejected(run_auth("spotcheck/v1/agents/a1/status", s.as_bytes())).code,
+            "bad_mac"
+        );
+        let other = r#"{"v":1,"agent":"zz","state":"online"}"#;
+        assert_eq!(
+            rejected(run_auth("spotcheck/v1/agents/zz/status", other.as_bytes())).code,
+            "unknown_agent"
+        );
+    }
+
     #[test]
     fn status_messages_update_presence() {
         let v = run(

@@ -131,6 +131,24 @@ impl Credentials {
         self.0.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A table of these keys, none revoked, with no broker password that any login matches
+    /// (for tests and tools that check MACs only).
+    pub fn from_keys(keys: impl IntoIterator<Item = (AgentId, AgentKey)>) -> Credentials {
+        let map = keys
+            .into_iter()
+            .map(|(agent, key)| {
+                let entry = Entry {
+                    key,
+                    // No password hashes to all ones.
+                    password_hash: [0xff; 32],
+                    revoked: false,
+                };
+                (agent, entry)
+            })
+            .collect();
+        Credentials(Arc::new(RwLock::new(map)))
+    }
+
     /// The table as stored in `conn`.
     pub fn load(conn: &Connection) -> Result<Credentials, CredentialError> {
         let c = Credentials::default();
