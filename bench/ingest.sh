@@ -2,7 +2,7 @@
 # Ingest throughput, end to end (publish -> committed), for issue 2.
 #
 # For each broker (embedded rumqttd, Mosquitto) x batch size (1, 100) x consumer
-# (ceiling, inproc, python, spotcheck), R times: start a fresh broker and consumer, wait until the
+# (ceiling, inproc, python, spotcheck, spotcheck-noauth), R times: start a fresh broker and consumer, wait until the
 # consumer is subscribed, run loadgen, wait until the consumer has every reading.
 # Throughput = readings / (loadgen's clock start -> the consumer's last reading).
 # Prints the median of each cell as a Markdown table, with the machine it ran on.
@@ -12,9 +12,12 @@
 #   REPEATS=3                  runs per cell (median reported)
 #   READINGS_B1=200000         readings per run with batches of 1
 #   READINGS_B100=2000000      readings per run with batches of 100
-#   BROKERS="embedded mosquitto"  SIZES="1 100"  CONSUMERS="ceiling inproc python spotcheck"
+#   BROKERS="embedded mosquitto"  SIZES="1 100"  CONSUMERS="ceiling inproc python spotcheck spotcheck-noauth"
 #                              (inproc: the embedded broker counting through its in-process
-#                              link, as Spotcheck reads it; embedded broker only)
+#                              link, as Spotcheck reads it; embedded broker only.
+#                              spotcheck: agents' MACs checked (the default); spotcheck-noauth:
+#                              ingest.require_agent_auth = false and unsigned batches, to
+#                              measure what checking costs. Both log the agents in.)
 #   AGENTS=4                   loadgen agents (bench-0 ... bench-{AGENTS-1})
 #   CONNECTIONS=0              loadgen MQTT connections (0 = one per agent)
 #   COLLECTOR_CONNECTIONS=     the collector's mqtt.connections (empty = its default, 32;
@@ -34,7 +37,7 @@ READINGS_B1=${READINGS_B1:-200000}
 READINGS_B100=${READINGS_B100:-2000000}
 BROKERS=${BROKERS:-embedded mosquitto}
 SIZES=${SIZES:-1 100}
-CONSUMERS=${CONSUMERS:-ceiling inproc python spotcheck}
+CONSUMERS=${CONSUMERS:-ceiling inproc python spotcheck spotcheck-noauth}
 AGENTS=${AGENTS:-4}
 CONNECTIONS=${CONNECTIONS:-0}
 COLLECTOR_CONNECTIONS=${COLLECTOR_CONNECTIONS:-}
@@ -98,10 +101,12 @@ stop() { # stop PID: SIGTERM, then SIGKILL after 5 s.
 }
 not_running() { ! kill -0 "$1" 2>/dev/null; }
 
-collector_config() { # collector_config FILE HTTP_PORT BROKER_URL|"" EMBEDDED_PORT|""
-    local file=$1 http=$2 broker=$3 embedded=$4 i
+collector_config() { # collector_config FILE HTTP_PORT BROKER_URL|"" EMBEDDED_PORT|"" AUTH(true|false)
+    local file=$1 http=$2 broker=$3 embedded=$4 auth=$5 i
     {
         echo "data_dir = \"$(dirname "$file")/data\""
+        echo "[ingest]"
+        echo "require_agent_auth = $auth"
         echo "[http]"
         echo "listen = \"127.0.0.1:$http\""
         echo "[mqtt]"
@@ -126,6 +131,7 @@ run_once() {
     mkdir -p "$dir"
     local port; port=$(free_port)
     local broker_pid="" consumer_pid="" http="" result=""
+    LOADGEN_AUTH=()
 
     # Broker. The spotcheck and inproc consumers on "embedded" run their own embedded broker.
     if [[ $consumer == inproc && $broker != embedded ]]; then
@@ -158,16 +164,26 @@ run_once() {
             --broker "127.0.0.1:$port" --readings "$total" --db "$dir/baseline.db"
         consumer_pid=$PID
         wait_for 10 said_ready "$dir/consumer.out" || { log "python baseline did not subscribe"; result=fail; } ;;
-    spotcheck)
+    spotcheck | spotcheck-noauth)
+        local auth=true
+        [[ $consumer == spotcheck-noauth ]] && auth=false
         if [[ ! -x $BIN/spotcheck-collector ]]; then
             log "spotcheck: target/release/spotcheck-collector is missing; skipped"; result=skip
         else
             http=$(free_port)
             if [[ $broker == mosquitto ]]; then
-                collector_config "$dir/collector.toml" "$http" "mqtt://127.0.0.1:$port" ""
+                collector_config "$dir/collector.toml" "$http" "mqtt://127.0.0.1:$port" "" "$auth"
             else
-                collector_config "$dir/collector.toml" "$http" "" "$port"
+                collector_config "$dir/collector.toml" "$http" "" "$port" "$auth"
             fi
+            # Each loadgen agent gets a credential (the embedded broker wants a login).
+            mkdir -p "$dir/credentials"
+            for ((i = 0; i < AGENTS; i++)); do
+                "$BIN/spotcheck-collector" agents add "bench-$i" --data "$dir/data" \
+                    --out "$dir/credentials/bench-$i.credential" 2>>"$dir/agents.err"
+            done
+            LOADGEN_AUTH=(--credentials "$dir/credentials")
+            [[ $auth == false ]] && LOADGEN_AUTH+=(--no-sign)
             start "$dir/consumer" "$BIN/spotcheck-collector" serve --config "$dir/collector.toml"
             consumer_pid=$PID
             wait_for 30 healthy_or_dead "$http" "$consumer_pid"
@@ -178,7 +194,7 @@ run_once() {
 
     if [[ -z $result ]]; then
         if ! "$BIN/loadgen" --broker "127.0.0.1:$port" --batches "$batches" --batch-size "$size" \
-            --agents "$AGENTS" --connections "$CONNECTIONS" >"$dir/loadgen.out" 2>"$dir/loadgen.err"; then
+            --agents "$AGENTS" --connections "$CONNECTIONS" "${LOADGEN_AUTH[@]}" >"$dir/loadgen.out" 2>"$dir/loadgen.err"; then
             log "loadgen failed: $(tail -n1 "$dir/loadgen.err")"; result=fail
         fi
     fi
@@ -186,7 +202,7 @@ run_once() {
     if [[ -z $result ]]; then
         local start_ns end_ns=""; start_ns=$(field start_unix_ns "$dir/loadgen.out")
         local deadline=$(($(date +%s) + TIMEOUT))
-        if [[ $consumer == spotcheck ]]; then
+        if [[ $consumer == spotcheck* ]]; then
             while (($(date +%s) < deadline)); do
                 if (($(ingested "$http") >= total)); then end_ns=$(now_ns); break; fi
                 sleep 0.05
@@ -249,8 +265,8 @@ echo "Machine: $(uname -m), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*:
 echo "Runs: median of $REPEATS; $READINGS_B1 readings per run with batches of 1, $READINGS_B100 with batches of 100;" \
     "$AGENTS agents over $([[ $CONNECTIONS == 0 ]] && echo "$AGENTS" || echo "$CONNECTIONS") loadgen connection(s)"
 echo
-echo "| broker | batch | consumer | readings/s | ratio to ceiling | ratio to inproc | ratio to python |"
-echo "|---|---:|---|---:|---:|---:|---:|"
+echo "| broker | batch | consumer | readings/s | ratio to ceiling | ratio to inproc | ratio to python | ratio to spotcheck-noauth |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|"
 for broker in $BROKERS; do
     for size in $SIZES; do
         for consumer in $CONSUMERS; do
@@ -259,7 +275,8 @@ for broker in $BROKERS; do
             c=${MEDIAN[$broker/$size/ceiling]:-}
             i=${MEDIAN[$broker/$size/inproc]:-}
             p=${MEDIAN[$broker/$size/python]:-}
-            echo "| $broker | $size | $consumer | $(thousands "$v") | $(ratio "$v" "$c") | $(ratio "$v" "$i") | $(ratio "$v" "$p") |"
+            n=${MEDIAN[$broker/$size/spotcheck-noauth]:-}
+            echo "| $broker | $size | $consumer | $(thousands "$v") | $(ratio "$v" "$c") | $(ratio "$v" "$i") | $(ratio "$v" "$p") | $(ratio "$v" "$n") |"
         done
     done
 done

@@ -18,6 +18,7 @@ KINDS = {
     "task_acknowledged", "verdict", "override", "result_recorded", "publication",
     "rule_pack_activated", "user_created", "user_changed", "token_issued", "token_revoked",
     "session_opened", "session_closed", "registry_changed", "plan_saved",
+    "agent_credential_issued", "agent_credential_rotated", "agent_credential_revoked",
 }
 COLUMNS = ["seq", "ts_ms", "kind", "subject", "body", "prev_hash", "hash"]
 

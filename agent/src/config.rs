@@ -7,6 +7,7 @@
 //! id = "pool-agent-1"        # AgentId, also the MQTT client id
 //! entity = "pool-1"          # EntityId this agent is registered to
 //! domain = "pool"            # pool | game | hospital
+//! credential_file = "/etc/spotcheck/pool-agent-1.credential"  # from `spotcheck-collector agents add`
 //!
 //! [mqtt]
 //! broker = "mqtt://127.0.0.1:1883"  # or mqtts://host:8883 with [mqtt.tls]
@@ -72,6 +73,11 @@ pub struct AgentSection {
     pub entity: EntityId,
     /// The entity's domain.
     pub domain: Domain,
+    /// The credential file the collector issued (`spotcheck-collector agents add`): the key
+    /// batches are signed with and the broker password. The environment variable
+    /// `SPOTCHECK_AGENT_CREDENTIAL_FILE` overrides it. See [`crate::credential`].
+    #[serde(default)]
+    pub credential_file: Option<PathBuf>,
 }
 
 /// The `[mqtt]` table.
@@ -371,6 +377,11 @@ impl AgentConfig {
         }
         if m.username.is_some() != m.password.is_some() {
             problems.push("mqtt.username and mqtt.password must be set together".into());
+        }
+        if let Err(ConfigError::Invalid { problems: p }) =
+            crate::credential::Credential::for_config(self)
+        {
+            problems.extend(p);
         }
         let s = &self.spool;
         if s.dir.as_os_str().is_empty() {

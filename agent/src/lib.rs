@@ -24,6 +24,7 @@
 
 pub mod check;
 pub mod config;
+pub mod credential;
 pub mod health;
 pub mod publish;
 pub mod run;

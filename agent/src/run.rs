@@ -106,7 +106,12 @@ async fn run_validated(
         next_seq = spool.next_seq().0
     );
 
-    let (client, eventloop) = publish::mqtt_client(&config, &broker)?;
+    let credential = crate::credential::Credential::for_config(&config)?;
+    if credential.is_none() {
+        warn!(message = "No credential configured (agent.credential_file): batches go unsigned and unsigned acks are believed. A collector that requires agent authentication (the default) will dead-letter every batch.");
+    }
+    let signer = crate::credential::Signer::new(credential.map(|c| c.key));
+    let (client, eventloop) = publish::mqtt_client(&config, &broker, &signer)?;
     let (net_tx, net_rx) = mpsc::channel(NET_EVENTS);
     let stop_connection = CancellationToken::new();
     let connection = Connection::new(
@@ -115,6 +120,7 @@ async fn run_validated(
         broker.to_string(),
         net_tx,
         stop_connection.clone(),
+        signer.clone(),
     );
     let connection = tokio::spawn(connection.run().in_current_span());
 
@@ -140,6 +146,7 @@ async fn run_validated(
             domain: config.agent.domain,
             ack_timeout: Duration::from_millis(config.mqtt.ack_timeout_ms),
             max_in_flight: config.mqtt.max_in_flight,
+            signer,
         },
         client,
         spool,

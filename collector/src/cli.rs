@@ -1,5 +1,5 @@
 //! The one-shot subcommands behind `main.rs`: `draw verify`, `draw export`, `registry import`,
-//! `audit verify` and `audit export`.
+//! `audit verify`, `audit export` and `agents add|rotate|revoke|list`.
 
 use std::path::{Path, PathBuf};
 
@@ -302,4 +302,89 @@ pub fn audit_export(data: &Path, out: Option<&Path>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `agents` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialAction {
+    /// Issue an agent's first credential.
+    Add,
+    /// Replace it with a new generation.
+    Rotate,
+    /// Revoke it.
+    Revoke,
+}
+
+/// Issues, rotates or revokes an agent's credential in the data directory's database
+/// (audited). A new credential is written to `out` (mode 0600) or printed. A running
+/// collector picks the change up within 2 s.
+pub fn agents_change(
+    action: CredentialAction,
+    agent: &str,
+    data: &Path,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    use crate::registry::credentials;
+    let agent = spotcheck_protocol::AgentId::new(agent)
+        .with_context(|| format!("agent id {agent:?} is not valid"))?;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
+    let mut conn = store::open_for_writing(&store::db_path(data), Synchronous::Full)?;
+    let now = spotcheck_protocol::UnixMillis::now();
+    let issued = match action {
+        CredentialAction::Add => credentials::add(&mut conn, &agent, now)?,
+        CredentialAction::Rotate => credentials::rotate(&mut conn, &agent, now)?,
+        CredentialAction::Revoke => {
+            credentials::revoke(&mut conn, &agent, now)?;
+            eprintln!(
+                "agent {agent}: credential revoked; its next login and its batches are refused"
+            );
+            return Ok(());
+        }
+    };
+    let text = issued.to_file_text();
+    match out {
+        Some(path) => {
+            write_secret(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "agent {agent}: credential generation {} written to {} (install it on the agent as agent.credential_file)",
+                issued.key.generation(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// Lists every agent credential (never the secrets).
+pub fn agents_list(data: &Path) -> anyhow::Result<()> {
+    let db = store::db_path(data);
+    anyhow::ensure!(db.exists(), "no database in {}", data.display());
+    let conn = store::open_for_reading(&db)?;
+    println!("agent\tgeneration\tissued_ms\tstate");
+    for c in crate::registry::credentials::list(&conn)? {
+        let state = match c.revoked_ms {
+            Some(t) => format!("revoked at {t}"),
+            None => "live".to_owned(),
+        };
+        println!("{}\t{}\t{}\t{state}", c.agent, c.generation, c.issued_ms);
+    }
+    Ok(())
+}
+
+/// Writes a secret file readable by its owner only.
+pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }

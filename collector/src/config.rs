@@ -10,6 +10,7 @@ use serde::Deserialize;
 use spotcheck_protocol::{AgentId, Domain, EntityId, Limits};
 
 use crate::broker::BrokerUrl;
+use spotcheck_agent::config::{Secret, TlsConfig};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +75,9 @@ impl Default for HttpConfig {
     }
 }
 
+/// The environment variable that holds the external broker's password (wins over the file).
+pub const MQTT_PASSWORD_ENV: &str = "SPOTCHECK_MQTT_PASSWORD";
+
 /// `[mqtt]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,6 +100,15 @@ pub struct MqttConfig {
     /// keep more messages in flight; but each costs the broker and ingest a socket's worth of
     /// small reads and writes, so one is fastest when the broker's window is large.
     pub connections: usize,
+    /// User name for an external broker; needs a password (`password_file`, `password` or the
+    /// environment variable `SPOTCHECK_MQTT_PASSWORD`).
+    pub username: Option<String>,
+    /// The password itself (prefer `password_file`). Never logged.
+    pub password: Option<Secret>,
+    /// A file holding the password (surrounding whitespace ignored).
+    pub password_file: Option<PathBuf>,
+    /// TLS for an `mqtts://` broker: `ca_file`, optional `client_cert` + `client_key`.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for MqttConfig {
@@ -108,6 +121,10 @@ impl Default for MqttConfig {
             connect_timeout_s: 10,
             max_inflight: 1000,
             connections: 1,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: None,
         }
     }
 }
@@ -122,6 +139,9 @@ pub struct IngestConfig {
     pub queue: usize,
     /// Most messages committed in one transaction.
     pub max_commit: usize,
+    /// Store a batch, believe a status, only if its MAC verifies with the agent's current key.
+    /// Exists only so that the benchmark can measure what checking costs: leave it on.
+    pub require_agent_auth: bool,
 }
 
 impl Default for IngestConfig {
@@ -129,6 +149,7 @@ impl Default for IngestConfig {
         IngestConfig {
             queue: 4096,
             max_commit: 4096,
+            require_agent_auth: true,
         }
     }
 }
@@ -241,6 +262,10 @@ pub struct Config {
     pub max_inflight: u16,
     /// Ingest connections.
     pub connections: usize,
+    /// User name and password for an external broker.
+    pub mqtt_login: Option<(String, Secret)>,
+    /// TLS for an `mqtts://` broker.
+    pub mqtt_tls: Option<TlsConfig>,
     /// Pipeline settings.
     pub ingest: IngestConfig,
     /// Store settings.
@@ -297,6 +322,41 @@ impl RawConfig {
             path: path.to_owned(),
             source: Box::new(source),
         })
+    }
+
+    /// The external broker's login: `mqtt.username` with the password from
+    /// `SPOTCHECK_MQTT_PASSWORD`, else `mqtt.password_file`, else `mqtt.password`.
+    fn mqtt_login(&self, problems: &mut Vec<String>) -> Option<(String, Secret)> {
+        let env = std::env::var(MQTT_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty());
+        let from_file = self.mqtt.password_file.as_ref().and_then(|path| {
+            std::fs::read_to_string(path)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| {
+                    problems.push(format!(
+                        "mqtt.password_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })
+                .ok()
+        });
+        let password = env
+            .map(Secret)
+            .or(from_file.map(Secret))
+            .or(self.mqtt.password.clone());
+        match (&self.mqtt.username, password) {
+            (Some(user), Some(p)) => Some((user.clone(), p)),
+            (None, None) => None,
+            (Some(_), None) => {
+                problems.push(format!("mqtt.username is set but no password: set mqtt.password_file or {MQTT_PASSWORD_ENV}"));
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("a broker password is set but mqtt.username is not".into());
+                None
+            }
+        }
     }
 
     /// Checks everything serde cannot, reporting all problems together.
@@ -381,6 +441,29 @@ impl RawConfig {
                 ));
             }
         }
+        let mqtt_login = self.mqtt_login(&mut problems);
+        if let Some(tls) = &self.mqtt.tls {
+            for (key, path) in [
+                ("ca_file", Some(&tls.ca_file)),
+                ("client_cert", tls.client_cert.as_ref()),
+                ("client_key", tls.client_key.as_ref()),
+            ] {
+                if let Some(Err(e)) = path.map(std::fs::metadata) {
+                    problems.push(format!(
+                        "mqtt.tls.{key}: cannot read {}: {e}",
+                        path.map_or(String::new(), |p| p.display().to_string())
+                    ));
+                }
+            }
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                problems.push(
+                    "mqtt.tls.client_cert and mqtt.tls.client_key must be set together".into(),
+                );
+            }
+        }
+        if matches!(&broker, Some(BrokerChoice::External(u)) if u.tls) && self.mqtt.tls.is_none() {
+            problems.push("mqtt.broker is mqtts:// but [mqtt.tls] with ca_file is missing".into());
+        }
         match (problems.is_empty(), http_listen, broker) {
             (true, Some(http_listen), Some(broker)) => Ok(Config {
                 data_dir: self.data_dir,
@@ -395,6 +478,8 @@ impl RawConfig {
                 connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_s.max(1)),
                 max_inflight: self.mqtt.max_inflight,
                 connections: self.mqtt.connections,
+                mqtt_login,
+                mqtt_tls: self.mqtt.tls,
                 ingest: self.ingest,
                 store: self.store,
                 limits: self.limits,

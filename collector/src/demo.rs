@@ -137,6 +137,7 @@ pub fn agent_config(
     site: &Site,
     broker: &str,
     spool: &Path,
+    credential: &Path,
     seed: u64,
 ) -> Result<AgentConfig, DemoError> {
     let interval_ms = match site.domain {
@@ -149,6 +150,7 @@ pub fn agent_config(
 id = "{agent}"
 entity = "{entity}"
 domain = "{domain}"
+credential_file = {credential:?}
 
 [mqtt]
 broker = "{broker}"
@@ -167,11 +169,42 @@ seed = {seed}
         entity = site.entity,
         domain = site.domain,
         spool = spool.display().to_string(),
+        credential = credential.display().to_string(),
     );
     AgentConfig::from_toml_str(&toml).map_err(|e| DemoError::Agent {
         agent: site.agent.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// Gives every simulated agent a credential (audited, as `agents add` would), written to
+/// `DATA/credentials/{agent}.credential`; a restarted demo keeps the ones it has.
+fn issue_credentials(data: &Path, sites: &[Site]) -> Result<Vec<PathBuf>, DemoError> {
+    use crate::registry::credentials::{self, CredentialError};
+    let fail = |e: String| DemoError::Draws(format!("issuing agent credentials: {e}"));
+    let dir = data.join("credentials");
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    let mut conn = crate::store::open_for_writing(
+        &crate::store::db_path(data),
+        crate::config::Synchronous::Full,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let mut paths = Vec::with_capacity(sites.len());
+    for site in sites {
+        let path = dir.join(format!("{}.credential", site.agent));
+        if !path.exists() {
+            let now = spotcheck_protocol::UnixMillis::now();
+            let issued = match credentials::add(&mut conn, &site.agent, now) {
+                Err(CredentialError::Exists(_)) => credentials::rotate(&mut conn, &site.agent, now),
+                other => other,
+            }
+            .map_err(|e| fail(e.to_string()))?;
+            crate::cli::write_secret(&path, &issued.to_file_text())
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        }
+        paths.push(path);
+    }
+    Ok(paths)
 }
 
 /// Runs the demo until `stop` fires, then stops agents first (so their last batches are
@@ -180,13 +213,15 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
     // Before ingest starts, so that loading the registry never makes ingest's commits wait.
     std::fs::create_dir_all(&opts.data).map_err(|e| DemoError::Draws(e.to_string()))?;
     let drawn = load_registry_and_draw(&opts.data, opts.per_domain)?;
+    let sites = sites(opts.per_domain);
+    let credentials = issue_credentials(&opts.data, &sites)?;
     let collector = Collector::start(collector_config(&opts)?).await?;
     let broker = collector.broker_url().to_string();
     let agents_stop = CancellationToken::new();
     let mut agents = JoinSet::new();
-    for (i, site) in sites(opts.per_domain).into_iter().enumerate() {
+    for (i, (site, credential)) in sites.into_iter().zip(credentials).enumerate() {
         let spool = opts.data.join("agents").join(site.agent.as_str());
-        let config = agent_config(&site, &broker, &spool, 1000 + i as u64)?;
+        let config = agent_config(&site, &broker, &spool, &credential, 1000 + i as u64)?;
         let token = agents_stop.clone();
         let agent = site.agent.clone();
         agents.spawn(async move {

@@ -1,5 +1,5 @@
 //! `spotcheck-collector`: serve, run the demo, verify draws, import the libraries, verify
-//! and export the audit log.
+//! and export the audit log, manage agent credentials.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +76,51 @@ enum Command {
     Tokens {
         #[command(subcommand)]
         command: TokensCommand,
+    },
+    /// Agent credentials: the key each agent signs with and its broker password.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Issue an agent's first credential; prints the credential file (or writes it to --out).
+    Add {
+        /// The agent id.
+        agent: String,
+        /// Write the credential file here (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Data directory holding the database.
+        #[arg(long, default_value = "./spotcheck-data")]
+        data: PathBuf,
+    },
+    /// Replace an agent's credential with a new generation; the old one stops working.
+    Rotate {
+        /// The agent id.
+        agent: String,
+        /// Write the credential file here (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Data directory holding the database.
+        #[arg(long, default_value = "./spotcheck-data")]
+        data: PathBuf,
+    },
+    /// Revoke an agent's credential: its next login and its batches are refused.
+    Revoke {
+        /// The agent id.
+        agent: String,
+        /// Data directory holding the database.
+        #[arg(long, default_value = "./spotcheck-data")]
+        data: PathBuf,
+    },
+    /// List the agents' credentials (generation, issue time, revoked or live; never secrets).
+    List {
+        /// Data directory holding the database.
+        #[arg(long, default_value = "./spotcheck-data")]
+        data: PathBuf,
     },
 }
 
@@ -199,6 +244,22 @@ fn main() -> anyhow::Result<()> {
             users_cli::tokens(command)?;
             true
         }
+        Command::Agents { command } => {
+            use cli::CredentialAction as A;
+            match command {
+                AgentsCommand::Add { agent, out, data } => {
+                    cli::agents_change(A::Add, &agent, &data, out.as_deref())?
+                }
+                AgentsCommand::Rotate { agent, out, data } => {
+                    cli::agents_change(A::Rotate, &agent, &data, out.as_deref())?
+                }
+                AgentsCommand::Revoke { agent, data } => {
+                    cli::agents_change(A::Revoke, &agent, &data, None)?
+                }
+                AgentsCommand::List { data } => cli::agents_list(&data)?,
+            }
+            true
+        }
         service => {
             run_service(service)?;
             true
@@ -256,7 +317,8 @@ fn run_service(command: Command) -> anyhow::Result<()> {
             | Command::Registry { .. }
             | Command::Audit { .. }
             | Command::Users { .. }
-            | Command::Tokens { .. } => {
+            | Command::Tokens { .. }
+            | Command::Agents { .. } => {
                 anyhow::bail!("not a service command")
             }
         }

@@ -16,7 +16,9 @@ use crate::config::{BrokerChoice, Config};
 use crate::health::Health;
 use crate::ingest::commit::{CommitConfig, RuleStage};
 use crate::ingest::source::mqtt::SourceConfig;
+use crate::ingest::validate::Auth;
 use crate::ingest::{BrokerLink, Ingest, IngestError, IngestParts};
+use crate::registry::credentials::{CredentialError, Credentials};
 use crate::registry::{Bindings, Presence};
 use crate::rulebook::Rulebook;
 use crate::store::{self, StoreError, Writer};
@@ -47,6 +49,9 @@ pub enum StartError {
     /// A rule pack in rules.dir is invalid.
     #[error(transparent)]
     Rules(#[from] crate::rulebook::RulebookError),
+    /// The agents' credentials could not be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     /// The rule engine's state could not be loaded.
     #[error("loading the rule engine's state: {0}")]
     RuleState(#[from] crate::tasks::TaskError),
@@ -77,6 +82,38 @@ pub struct Collector {
     stats: Stats,
     sink: Option<crate::sink::Sink>,
     _embedded: Option<EmbeddedBroker>,
+    _reload: ReloadTask,
+}
+
+/// Stops the credential reloader when the collector is dropped.
+struct ReloadTask(JoinHandle<()>);
+
+impl Drop for ReloadTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Re-reads the credential table every 2 s, so that `agents revoke|rotate` run from the CLI
+/// against a running collector take effect within that time (the API's changes apply at once).
+fn spawn_reload(table: Credentials, db: PathBuf) -> ReloadTask {
+    ReloadTask(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let table = table.clone();
+            let db = db.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let conn = store::open_for_reading(&db).map_err(|e| e.to_string())?;
+                table.reload(&conn).map_err(|e| e.to_string())
+            })
+            .await;
+            if let Ok(Err(error)) = done {
+                tracing::error!(message = "Reloading agent credentials failed; keeping the previous table.", %error);
+            }
+        }
+    }))
 }
 
 impl Collector {
@@ -94,6 +131,11 @@ impl Collector {
             crate::users::bootstrap(&mut conn, &config.data_dir, UnixMillis::now())?.into()
         };
         writer.register_agents(&config.agents)?;
+        let credentials = Credentials::load(writer.connection())?;
+        if credentials.is_empty() && config.ingest.require_agent_auth {
+            tracing::warn!(message = "No agent has a credential yet: every batch will be dead-lettered. Issue them with `spotcheck-collector agents add ID --data DIR`.");
+        }
+        let reload = spawn_reload(credentials.clone(), db.clone());
         let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
         let today = crate::rules::ChinaDay::of(UnixMillis::now());
         if let Some(warning) = rulebook.calendar().coverage_warning(today) {
@@ -132,10 +174,12 @@ impl Collector {
                     *addr,
                     config.limits.max_payload_bytes,
                     config.max_inflight as usize,
+                    Some(credentials.clone()),
                 )?;
                 let url = BrokerUrl {
                     host: loopback_for(b.listen()),
                     port: b.listen().port(),
+                    tls: false,
                 };
                 info!(message = "Embedded MQTT broker listening.", addr = %b.listen());
                 (Some(b), url, BrokerLink::InProcess(link))
@@ -148,6 +192,8 @@ impl Collector {
                     connections: config.connections,
                     max_inflight: config.max_inflight,
                     max_packet_bytes: config.limits.max_payload_bytes + 4096,
+                    login: config.mqtt_login.clone(),
+                    tls: config.mqtt_tls.clone(),
                 };
                 (None, url.clone(), BrokerLink::Mqtt(source))
             }
@@ -173,6 +219,10 @@ impl Collector {
             },
             rules,
             health: health.clone(),
+            auth: Auth {
+                table: credentials.clone(),
+                required: config.ingest.require_agent_auth,
+            },
         };
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
         // Reads what ingest commits, from the store; ingest does not know it exists.
@@ -201,6 +251,7 @@ impl Collector {
             rulebook,
             publish_within_days: config.publication.within_days,
             health,
+            credentials,
         });
         let http_stop = CancellationToken::new();
         let stop = http_stop.clone();
@@ -224,6 +275,7 @@ impl Collector {
             stats,
             sink,
             _embedded: embedded,
+            _reload: reload,
         })
     }
 

@@ -8,6 +8,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::Version;
 use crate::ids::{AgentId, Seq};
+use crate::mac::{self, AgentKey, MacError};
+
+/// Why a signed ack or status was not believed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignedError {
+    /// The MAC is missing, malformed, stale or wrong.
+    #[error(transparent)]
+    Mac(#[from] MacError),
+    /// The MAC is right but the payload is not of the expected shape.
+    #[error("payload: {0}")]
+    Json(#[from] serde_json::Error),
+}
 
 /// An inclusive range of sequence numbers, `[first, last]` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -116,6 +128,16 @@ impl Ack {
     pub fn decode(payload: &[u8]) -> Result<Ack, serde_json::Error> {
         serde_json::from_slice(payload)
     }
+
+    /// The JSON payload signed with the agent's key (see [`crate::mac`]).
+    pub fn encode_signed(&self, key: &AgentKey) -> Vec<u8> {
+        mac::sign(key, &self.encode())
+    }
+
+    /// Parses an ack payload whose MAC must verify with `key`.
+    pub fn decode_signed(key: &AgentKey, payload: &[u8]) -> Result<Ack, SignedError> {
+        Ok(serde_json::from_slice(&mac::verify(key, payload)?)?)
+    }
 }
 
 /// Whether an agent is connected.
@@ -129,6 +151,9 @@ pub enum AgentState {
 }
 
 /// The retained payload of `spotcheck/v1/agents/{agent}/status`.
+///
+/// Signed, it is believed only if `(epoch, counter)` is higher than that of the last status
+/// believed from the agent, so an old signed `offline` cannot be replayed over a live session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Status {
@@ -138,16 +163,45 @@ pub struct Status {
     pub agent: AgentId,
     /// Online or offline.
     pub state: AgentState,
+    /// When the agent process started, Unix milliseconds (0 if unsaid).
+    #[serde(default)]
+    pub epoch: u64,
+    /// Increases with every status the process sends: `2k` for the online status of its
+    /// `k`-th connection, `2k + 1` for that connection's offline status (and last will).
+    #[serde(default)]
+    pub counter: u64,
 }
 
 impl Status {
-    /// A status message.
+    /// A status message without an epoch or counter.
     pub fn new(agent: AgentId, state: AgentState) -> Status {
+        Status::numbered(agent, state, 0, 0)
+    }
+
+    /// A status message with its place in the agent's sequence of statuses.
+    pub fn numbered(agent: AgentId, state: AgentState, epoch: u64, counter: u64) -> Status {
         Status {
             v: Version,
             agent,
             state,
+            epoch,
+            counter,
         }
+    }
+
+    /// Where it stands in the agent's sequence of statuses: later ones compare higher.
+    pub fn order(&self) -> (u64, u64) {
+        (self.epoch, self.counter)
+    }
+
+    /// The JSON payload signed with the agent's key (see [`crate::mac`]).
+    pub fn encode_signed(&self, key: &AgentKey) -> Vec<u8> {
+        mac::sign(key, &self.encode())
+    }
+
+    /// Parses a status payload whose MAC must verify with `key`.
+    pub fn decode_signed(key: &AgentKey, payload: &[u8]) -> Result<Status, SignedError> {
+        Ok(serde_json::from_slice(&mac::verify(key, payload)?)?)
     }
 
     /// The JSON payload.
@@ -174,6 +228,18 @@ mod tests {
         assert_eq!(Ack::decode(wire.as_bytes()).unwrap(), ack);
         assert!(ack.confirms(Seq(8)) && !ack.confirms(Seq(6)));
         assert_eq!(ack.iter().count(), 6);
+    }
+
+    #[test]
+    fn a_signed_ack_decodes_only_with_the_agents_key() {
+        use crate::mac::KeyGeneration;
+        let key = AgentKey::new(KeyGeneration(1), [9; 32]).unwrap();
+        let other = AgentKey::new(KeyGeneration(1), [8; 32]).unwrap();
+        let ack = Ack::new(AgentId::new("a").unwrap(), [Seq(1)]);
+        let wire = ack.encode_signed(&key);
+        assert_eq!(Ack::decode_signed(&key, &wire).unwrap(), ack);
+        assert!(Ack::decode_signed(&other, &wire).is_err());
+        assert!(Ack::decode_signed(&key, &ack.encode()).is_err());
     }
 
     #[test]

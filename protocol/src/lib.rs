@@ -9,6 +9,7 @@
 //! - [`topic`]: where batches, statuses and acks are published; built and parsed only here.
 //! - [`limits`] and [`decode`]: the bounds a payload is held to and the one function that turns
 //!   bytes into a [`Checked`] batch or an error that names the field at fault.
+//! - [`mac`]: the HMAC-SHA256 that proves who wrote a batch, a status or an ack.
 //! - [`ack`]: the collector's end-to-end confirmation of committed sequence numbers, and the
 //!   agents' retained online/offline status.
 //!
@@ -20,14 +21,16 @@ pub mod decode;
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod mac;
 pub mod reading;
 pub mod topic;
 
-pub use ack::{Ack, AgentState, SeqRange, Status};
+pub use ack::{Ack, AgentState, SeqRange, SignedError, Status};
 pub use batch::{with_after, Batch, EventBatch, ReadingBatch, Version, VERSION};
 pub use decode::{check, decode, Checked, DecodeError};
 pub use event::{AgeBand, Consultation, Event, GamePayment, GameSession, Prescription, Visit};
 pub use ids::{AgentId, Domain, EntityId, IdError, PersonRef, RecordId, Seq, MAX_ID_LEN};
 pub use limits::Limits;
+pub use mac::{AgentKey, KeyError, KeyGeneration, MacError, KEY_LEN};
 pub use reading::{Metric, Quality, Reading, Unit, UnixMillis};
 pub use topic::{Stream, Topic, TopicError};

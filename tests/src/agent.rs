@@ -163,7 +163,8 @@ pub fn agent_config_with_sources(
     std::fs::write(
         &path,
         format!(
-            "[agent]\nid = \"{agent}\"\nentity = \"{entity}\"\ndomain = \"{domain}\"\n\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\nack_timeout_ms = 2000\n\n[spool]\ndir = {:?}\n\n{sources}\n",
+            "[agent]\nid = \"{agent}\"\nentity = \"{entity}\"\ndomain = \"{domain}\"\ncredential_file = {:?}\n\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\nack_timeout_ms = 2000\n\n[spool]\ndir = {:?}\n\n{sources}\n",
+            crate::ensure_credential(dir, agent).display().to_string(),
             spool.display().to_string()
         ),
     )

@@ -13,6 +13,7 @@ use serde_json::Value;
 mod agent;
 pub mod api;
 pub mod browser;
+pub mod tls;
 pub mod tsdb;
 pub use agent::*;
 
@@ -261,31 +262,128 @@ fn mosquitto_program() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// `mosquitto_pub`, for tests that need a third-party client.
+/// `mosquitto_pub`, for tests that need a third-party client: publishes `payload` as is,
+/// anonymously (an external broker that allows it).
 pub fn mosquitto_pub(port: u16, topic: &str, payload: &[u8]) {
+    mosquitto_pub_as(port, topic, payload, None);
+}
+
+/// `mosquitto_pub` with an optional login `(client id, username, password)`; panics if it fails.
+pub fn mosquitto_pub_as(port: u16, topic: &str, payload: &[u8], login: Option<(&str, &str, &str)>) {
+    assert!(
+        try_mosquitto_pub(port, topic, payload, login),
+        "mosquitto_pub failed on {topic}"
+    );
+}
+
+/// `mosquitto_pub` with an optional login `(client id, username, password)`; whether the
+/// broker took the message (false if it refused the connection).
+pub fn try_mosquitto_pub(
+    port: u16,
+    topic: &str,
+    payload: &[u8],
+    login: Option<(&str, &str, &str)>,
+) -> bool {
     let program = Path::new("/usr/bin/mosquitto_pub");
     if !program.exists() {
         panic!("mosquitto_pub is not installed (apt-get install mosquitto-clients)");
     }
+    let port = port.to_string();
+    let mut args = vec!["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", topic, "-s"];
+    if let Some((id, user, password)) = login {
+        args.extend(["-i", id, "-u", user, "-P", password]);
+    }
     let mut child = Command::new(program)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-s",
-        ])
+        .args(&args)
         .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(payload).unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "mosquitto_pub failed on {topic}");
+    child.wait().unwrap().success()
+}
+
+/// Where the tests keep agent `agent`'s credential file for the collector in `dir`.
+pub fn credential_path(dir: &Path, agent: &str) -> PathBuf {
+    dir.join("credentials").join(format!("{agent}.credential"))
+}
+
+/// The credential in `dir` of `agent` (issued when the collector started).
+pub fn credential(dir: &Path, agent: &str) -> spotcheck_agent::credential::Credential {
+    let id = spotcheck_protocol::AgentId::new(agent).unwrap();
+    spotcheck_agent::credential::Credential::load(&credential_path(dir, agent), &id)
+        .unwrap_or_else(|e| panic!("credential of {agent}: {e}"))
+}
+
+/// `spotcheck-collector agents ACTION AGENT --data DATA [--out FILE]`; panics if it fails.
+pub fn agents_cli(data: &Path, action: &str, agent: &str, out: Option<&Path>) {
+    let mut args = vec![
+        "agents".to_owned(),
+        action.to_owned(),
+        agent.to_owned(),
+        "--data".to_owned(),
+        data.display().to_string(),
+    ];
+    if let Some(out) = out {
+        args.extend(["--out".to_owned(), out.display().to_string()]);
+    }
+    let o = Command::new(bin("spotcheck-collector"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "agents {action} {agent}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Issues `agent` a credential in the data directory the collector in `dir` uses (`DIR/collector`)
+/// unless [`credential_path`] already holds one; returns that path.
+pub fn ensure_credential(dir: &Path, agent: &str) -> PathBuf {
+    let path = credential_path(dir, agent);
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        agents_cli(&dir.join("collector"), "add", agent, Some(&path));
+    }
+    path
+}
+
+/// Issues a credential (into [`credential_path`]) for every `id = "…"` of an `[[agents]]` table
+/// in `extra` that has none there yet.
+fn provision(dir: &Path, data: &Path, extra: &str) {
+    let mut in_agents = false;
+    for line in extra.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_agents = line == "[[agents]]";
+            continue;
+        }
+        let Some(id) = line
+            .strip_prefix("id = \"")
+            .and_then(|r| r.strip_suffix('"'))
+            .filter(|_| in_agents)
+        else {
+            continue;
+        };
+        let path = credential_path(dir, id);
+        if !path.exists() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            agents_cli(data, "add", id, Some(&path));
+        }
+    }
+}
+
+/// The agent level of a batch or status topic (`spotcheck/v1/{d}/{e}/{agent}/…` or
+/// `spotcheck/v1/agents/{agent}/status`).
+fn topic_agent(topic: &str) -> Option<&str> {
+    let levels: Vec<&str> = topic.split('/').collect();
+    match levels.as_slice() {
+        ["spotcheck", "v1", "agents", agent, _] => Some(agent),
+        ["spotcheck", "v1", _, _, agent, _] => Some(agent),
+        _ => None,
+    }
 }
 
 /// Whether `mosquitto_pub` is installed; without it a test skips, unless servers are
@@ -312,6 +410,10 @@ pub struct Collector {
     pub mqtt_port: u16,
     /// Its data directory.
     pub data: PathBuf,
+    /// The test's directory (agent credentials are in `DIR/credentials/`).
+    pub dir: PathBuf,
+    /// Whether ingest reads its embedded broker (which needs a login).
+    pub embedded: bool,
 }
 
 /// One `[[agents]]` entry.
@@ -333,16 +435,39 @@ impl Collector {
         mqtt_keys: &str,
         extra: &str,
     ) -> Collector {
+        let url = broker_port.map(|p| (format!("mqtt://127.0.0.1:{p}"), p));
+        Collector::start_at(dir, url, mqtt_keys, extra)
+    }
+
+    /// [`Collector::start_with_mqtt`] against the broker at `url` (listening on `port`).
+    pub fn start_external(
+        dir: &Path,
+        url: &str,
+        port: u16,
+        mqtt_keys: &str,
+        extra: &str,
+    ) -> Collector {
+        Collector::start_at(dir, Some((url.to_owned(), port)), mqtt_keys, extra)
+    }
+
+    fn start_at(
+        dir: &Path,
+        broker: Option<(String, u16)>,
+        mqtt_keys: &str,
+        extra: &str,
+    ) -> Collector {
+        let broker_port = broker.as_ref().map(|(_, p)| *p);
         let data = dir.join("collector");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let (mqtt, mqtt_port) = match broker_port {
-            Some(p) => (format!("broker = \"mqtt://127.0.0.1:{p}\""), p),
+        let (mqtt, mqtt_port) = match broker {
+            Some((url, p)) => (format!("broker = \"{url}\""), p),
             None => {
                 let p = free_port();
                 (format!("embedded_listen = \"127.0.0.1:{p}\""), p)
             }
         };
         let config = dir.join("collector.toml");
+        provision(dir, &data, extra);
         let (head, tail) = split_tables(extra);
         std::fs::write(
             &config,
@@ -363,6 +488,8 @@ impl Collector {
             http,
             mqtt_port,
             data,
+            dir: dir.to_owned(),
+            embedded: broker_port.is_none(),
         };
         c.wait_healthy();
         c
@@ -405,6 +532,51 @@ impl Collector {
     /// A read-only connection to its database.
     pub fn db(&self) -> rusqlite::Connection {
         open_db(&self.data)
+    }
+
+    /// Publishes `payload` on `topic` with `mosquitto_pub`, as the agent named in the topic
+    /// would: signed with its key (a batch or status payload, when the agent has a
+    /// credential) and, on the embedded broker, logged in as that agent (or, for a topic of
+    /// an agent without a credential, as any agent that has one).
+    pub fn publish(&self, topic: &str, payload: &[u8]) {
+        let agent = topic_agent(topic).filter(|a| credential_path(&self.dir, a).exists());
+        // Only JSON objects can be signed; malformed test payloads go as they are.
+        let payload = match agent {
+            Some(a) if payload.ends_with(b"}") => {
+                spotcheck_protocol::mac::sign(&credential(&self.dir, a).key, payload)
+            }
+            _ => payload.to_vec(),
+        };
+        self.publish_unsigned_as(agent, topic, &payload);
+    }
+
+    /// Publishes `payload` as given (no MAC added), logged in on the embedded broker as
+    /// `login_as` (or as any agent with a credential).
+    pub fn publish_unsigned_as(&self, login_as: Option<&str>, topic: &str, payload: &[u8]) {
+        if !self.embedded {
+            return mosquitto_pub(self.mqtt_port, topic, payload);
+        }
+        let login = match login_as {
+            Some(a) => a.to_owned(),
+            None => std::fs::read_dir(self.dir.join("credentials"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| e.ok())
+                .and_then(|e| {
+                    e.path()
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                })
+                .expect("the embedded broker needs a login: register an agent"),
+        };
+        let password = credential(&self.dir, &login).password.0;
+        let client_id = format!("{login}-test-{}", free_port());
+        mosquitto_pub_as(
+            self.mqtt_port,
+            topic,
+            payload,
+            Some((&client_id, &login, &password)),
+        );
     }
 }
 
@@ -449,7 +621,8 @@ pub fn agent_config(
     std::fs::write(
         &path,
         format!(
-            "[agent]\nid = \"{agent}\"\nentity = \"{entity}\"\ndomain = \"{domain}\"\n\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\nack_timeout_ms = 2000\n\n[spool]\ndir = {:?}\n\n[[sources]]\ntype = \"simulate\"\nfeed = \"{domain}\"\ninterval_ms = {interval_ms}\nseed = 7\nbatches = {batches}\n",
+            "[agent]\nid = \"{agent}\"\nentity = \"{entity}\"\ndomain = \"{domain}\"\ncredential_file = {:?}\n\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\nack_timeout_ms = 2000\n\n[spool]\ndir = {:?}\n\n[[sources]]\ntype = \"simulate\"\nfeed = \"{domain}\"\ninterval_ms = {interval_ms}\nseed = 7\nbatches = {batches}\n",
+            ensure_credential(dir, agent).display().to_string(),
             spool.display().to_string()
         ),
     )

@@ -57,7 +57,7 @@ fn the_console_shows_the_task_queue_and_the_public_results() {
     let mut c = Collector::start(dir.path(), None, &agent_binding(AGENT, ENTITY, "pool"));
     let token = admin_token(&c.data);
     let t0 = UnixMillis::now().0 - 3_600_000;
-    mosquitto_pub(c.mqtt_port, TOPIC, &chlorine(1, t0, &[0.1; 10]));
+    c.publish(TOPIC, &chlorine(1, t0, &[0.1; 10]));
     c.wait_stat("anomaly_tasks_opened", 1, Duration::from_secs(30));
 
     // The supervisor's view: the token arrives in the URL's fragment, as the demo prints it.

@@ -91,10 +91,10 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     let topic = "spotcheck/v1/pool/pool-1/a1/readings";
 
     let valid = batch("a1", 1, 7.2);
-    mosquitto_pub(c.mqtt_port, topic, valid.as_bytes());
-    mosquitto_pub(c.mqtt_port, topic, valid.as_bytes()); // the same batch again
+    c.publish(topic, valid.as_bytes());
+    c.publish(topic, valid.as_bytes()); // the same batch again
     let bad: Vec<(&str, String, &str)> = vec![
-        (topic, "{not json".into(), "bad_json"),
+        (topic, "{not json}".into(), "bad_json"),
         (
             topic,
             batch("a1", 2, 7.2).replace(r#""seq":2"#, r#""seq":"two""#),
@@ -137,7 +137,7 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
         ),
     ];
     for (t, payload, _) in &bad {
-        mosquitto_pub(c.mqtt_port, t, payload.as_bytes());
+        c.publish(t, payload.as_bytes());
     }
     // Ids with '+', '#' or '/' cannot even be published as topic levels by a client
     // (the broker refuses wildcards in a PUBLISH topic), so they are covered above in the
@@ -178,7 +178,10 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(payload, b"{not json", "the payload is kept as received");
+    assert!(
+        payload.starts_with(b"{not json,\"mac\":"),
+        "the payload is kept as received, MAC included"
+    );
     let metrics = ureq::get(&format!("http://{}/metrics", c.http))
         .call()
         .unwrap()
@@ -191,7 +194,7 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     );
 
     // Still running and still ingesting.
-    mosquitto_pub(c.mqtt_port, topic, batch("a1", 10, 7.4).as_bytes());
+    c.publish(topic, batch("a1", 10, 7.4).as_bytes());
     c.wait_stat("readings_ingested", 2, Duration::from_secs(30));
     c.wait_healthy();
 }
@@ -212,24 +215,29 @@ fn interleaved_readings_and_events_in_process_and_over_shared_connections_are_al
     std::fs::create_dir_all(&dir_b).unwrap();
     let bindings = agent_binding("a1", "pool-1", "pool") + &agent_binding("g1", "game-1", "game");
     let mut c = Collector::start(&dir_a, None, &bindings);
-    let mut shared =
-        Collector::start_with_mqtt(&dir_b, Some(c.mqtt_port), "connections = 4", &bindings);
+    // The second collector logs in to the first one's embedded broker as agent a1 (client ids
+    // `a1-shared-N`) and, holding none of the first one's keys, checks no MACs.
+    let a1 = spotcheck_e2e::credential(&dir_a, "a1");
+    let mut shared = Collector::start_with_mqtt(
+        &dir_b,
+        Some(c.mqtt_port),
+        &format!(
+            "connections = 4\nclient_id = \"a1-shared\"\nusername = \"a1\"\npassword = \"{}\"",
+            a1.password.0
+        ),
+        &format!("[ingest]\nrequire_agent_auth = false\n{bindings}"),
+    );
     let now = spotcheck_protocol::UnixMillis::now().0;
     const EACH: u64 = 15;
     for seq in 1..=EACH {
-        mosquitto_pub(
-            c.mqtt_port,
+        c.publish(
             "spotcheck/v1/pool/pool-1/a1/readings",
             batch("a1", seq, 7.2).as_bytes(),
         );
         let event = format!(
             r#"{{"v":1,"agent":"g1","seq":{seq},"events":[{{"kind":"game_payment","id":"p{seq}","player":"u1","age_band":"adult","amount_fen":600,"ts_ms":{now}}}]}}"#
         );
-        mosquitto_pub(
-            c.mqtt_port,
-            "spotcheck/v1/game/game-1/g1/events",
-            event.as_bytes(),
-        );
+        c.publish("spotcheck/v1/game/game-1/g1/events", event.as_bytes());
     }
     for c in [&mut c, &mut shared] {
         c.wait_stat("batches_committed", 2 * EACH, Duration::from_secs(30));

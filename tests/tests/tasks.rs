@@ -51,18 +51,14 @@ fn a_breach_opens_one_task_across_restarts_and_its_result_is_published() {
     let t0 = UnixMillis::now().0 - 3 * 3_600_000;
 
     // In band: nothing opens.
-    mosquitto_pub(c.mqtt_port, TOPIC, &chlorine(1, t0, &[0.6, 0.55, 0.62]));
+    c.publish(TOPIC, &chlorine(1, t0, &[0.6, 0.55, 0.62]));
     c.wait_stat("batches_committed", 1, Duration::from_secs(30));
     assert!(anomaly_tasks(&c, &token).is_empty());
     let (status, _) = get(&c, "/api/v1/tasks", None);
     assert_eq!(status, 401, "the task list needs the admin token");
 
     // Ten minutes below 0.3 mg/L: one task.
-    mosquitto_pub(
-        c.mqtt_port,
-        TOPIC,
-        &chlorine(2, t0 + 10 * 60_000, &[0.2; 10]),
-    );
+    c.publish(TOPIC, &chlorine(2, t0 + 10 * 60_000, &[0.2; 10]));
     let task = wait_for("an anomaly task", Duration::from_secs(30), || {
         anomaly_tasks(&c, &token).into_iter().next()
     });
@@ -72,11 +68,7 @@ fn a_breach_opens_one_task_across_restarts_and_its_result_is_published() {
     let id = task["id"].as_i64().unwrap();
 
     // More of the same breach: still one task.
-    mosquitto_pub(
-        c.mqtt_port,
-        TOPIC,
-        &chlorine(3, t0 + 20 * 60_000, &[0.18; 5]),
-    );
+    c.publish(TOPIC, &chlorine(3, t0 + 20 * 60_000, &[0.18; 5]));
     c.wait_stat("batches_committed", 3, Duration::from_secs(30));
     assert_eq!(anomaly_tasks(&c, &token).len(), 1);
 
@@ -88,11 +80,7 @@ fn a_breach_opens_one_task_across_restarts_and_its_result_is_published() {
         c.proc.log()
     );
     let mut c = Collector::start(dir.path(), None, &bindings);
-    mosquitto_pub(
-        c.mqtt_port,
-        TOPIC,
-        &chlorine(4, t0 + 25 * 60_000, &[0.15; 5]),
-    );
+    c.publish(TOPIC, &chlorine(4, t0 + 25 * 60_000, &[0.15; 5]));
     c.wait_stat("batches_committed", 1, Duration::from_secs(30));
     assert_eq!(
         anomaly_tasks(&c, &token).len(),
@@ -109,11 +97,7 @@ fn a_breach_opens_one_task_across_restarts_and_its_result_is_published() {
             .any(|n| n["kind"] == "returned"),
         "{t}"
     );
-    mosquitto_pub(
-        c.mqtt_port,
-        TOPIC,
-        &chlorine(5, t0 + 30 * 60_000, &[0.6; 10]),
-    );
+    c.publish(TOPIC, &chlorine(5, t0 + 30 * 60_000, &[0.6; 10]));
     let cleared = wait_for(
         "the task to note the clearing",
         Duration::from_secs(30),

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use rand::Rng;
 use rumqttc::{Event, EventLoop, Outgoing, Packet};
-use spotcheck_protocol::{Ack, AgentId, Topic};
+use spotcheck_protocol::{AgentId, Topic};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::NetEvent;
+use super::{last_will, NetEvent};
+use crate::credential::Signer;
 
 /// Exponential backoff with jitter: each delay is drawn from `[d/2, d]` where `d` doubles from
 /// `base` up to `cap`; [`Backoff::reset`] after a successful connect.
@@ -52,6 +53,7 @@ pub struct Connection {
     events: mpsc::Sender<NetEvent>,
     stop: CancellationToken,
     backoff: Backoff,
+    signer: Signer,
 }
 
 impl Connection {
@@ -62,6 +64,7 @@ impl Connection {
         broker: String,
         events: mpsc::Sender<NetEvent>,
         stop: CancellationToken,
+        signer: Signer,
     ) -> Connection {
         Connection {
             eventloop,
@@ -70,6 +73,7 @@ impl Connection {
             events,
             stop,
             backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+            signer,
         }
     }
 
@@ -82,6 +86,7 @@ impl Connection {
             events,
             stop,
             mut backoff,
+            signer,
         } = self;
         // The publisher may already be gone during shutdown; nothing to report to then.
         let report = |event| {
@@ -95,6 +100,8 @@ impl Connection {
         }
         .to_string();
         let mut connected = false;
+        // The k-th connection's statuses are 2k (online) and 2k + 1 (offline, last will).
+        let mut k: u64 = 0;
         loop {
             let polled = tokio::select! {
                 biased;
@@ -106,17 +113,18 @@ impl Connection {
                     info!(message = "Connected to the broker.", broker = %broker);
                     backoff.reset();
                     connected = true;
-                    report(NetEvent::Connected).await;
+                    report(NetEvent::Connected { counter: 2 * k }).await;
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
-                    match Ack::decode(&p.payload) {
+                    // Only an ack the collector provably sent releases spooled data.
+                    match signer.ack(&p.payload) {
                         Ok(ack) if ack.agent == agent => report(NetEvent::Acked(ack)).await,
                         Ok(ack) => warn!(
                             message = "Ack for another agent on this agent's ack topic; ignored.",
                             other = %ack.agent
                         ),
                         Err(error) => warn!(
-                            message = "Undecodable ack; ignored (unconfirmed batches will be re-sent).",
+                            message = "Ack not signed by the collector, or undecodable; ignored (unconfirmed batches will be re-sent).",
                             %error
                         ),
                     }
@@ -129,6 +137,10 @@ impl Connection {
                 Err(error) => {
                     if connected {
                         connected = false;
+                        k += 1;
+                        eventloop
+                            .mqtt_options
+                            .set_last_will(last_will(&signer, &agent, 2 * k + 1));
                         report(NetEvent::Disconnected).await;
                     }
                     let wait = backoff.next_delay(&mut rand::rng());

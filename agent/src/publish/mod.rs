@@ -20,9 +20,10 @@ mod publisher;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
-use spotcheck_protocol::{Ack, AgentState, Limits, Status, Topic};
+use spotcheck_protocol::{Ack, AgentId, AgentState, Limits, Topic};
 
 use crate::config::{AgentConfig, BrokerAddr, ConfigError, TlsConfig};
+use crate::credential::{Credential, Signer};
 use crate::spool::SpoolError;
 
 pub use connection::{Backoff, Connection};
@@ -31,8 +32,12 @@ pub use publisher::{Publisher, PublisherSettings, ShutdownState};
 /// What the connection task tells the publisher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetEvent {
-    /// The broker accepted the connection (a ConnAck arrived).
-    Connected,
+    /// The broker accepted the connection (a ConnAck arrived). `counter` is the number of
+    /// this connection's online status; its offline status (and last will) is `counter + 1`.
+    Connected {
+        /// The online status's counter.
+        counter: u64,
+    },
     /// The connection failed or broke; the connection task is backing off.
     Disconnected,
     /// The collector confirmed these sequence numbers.
@@ -69,6 +74,9 @@ pub fn mqtt_options(
     o.set_max_packet_size(max_packet, max_packet);
     if let (Some(user), Some(password)) = (&config.mqtt.username, &config.mqtt.password) {
         o.set_credentials(user.clone(), password.0.clone());
+    } else if let Some(c) = Credential::for_config(config)? {
+        // The embedded broker's login: the agent id and the credential's broker password.
+        o.set_credentials(config.agent.id.as_str(), c.password.0);
     }
     if broker.tls {
         let tls = config
@@ -83,23 +91,30 @@ pub fn mqtt_options(
     Ok(o)
 }
 
-/// The MQTT client and its event loop for `config`: [`mqtt_options`] with client id = agent
-/// id, a retained QoS 1 `offline` status as last will, and `max_in_flight` unacked publishes.
-pub fn mqtt_client(
-    config: &AgentConfig,
-    broker: &BrokerAddr,
-) -> Result<(AsyncClient, EventLoop), ConfigError> {
-    let agent = &config.agent.id;
-    let mut o = mqtt_options(config, broker, agent.as_str())?;
-    o.set_last_will(LastWill::new(
+/// The retained QoS 1 `offline` status number `counter`, signed, as a last will.
+pub fn last_will(signer: &Signer, agent: &AgentId, counter: u64) -> LastWill {
+    LastWill::new(
         Topic::Status {
             agent: agent.clone(),
         }
         .to_string(),
-        Status::new(agent.clone(), AgentState::Offline).encode(),
+        signer.status(agent, AgentState::Offline, counter),
         QoS::AtLeastOnce,
         true,
-    ));
+    )
+}
+
+/// The MQTT client and its event loop for `config`: [`mqtt_options`] with client id = agent
+/// id, the first connection's signed `offline` status as last will (the connection stage
+/// sets the next one before each reconnect), and `max_in_flight` unacked publishes.
+pub fn mqtt_client(
+    config: &AgentConfig,
+    broker: &BrokerAddr,
+    signer: &Signer,
+) -> Result<(AsyncClient, EventLoop), ConfigError> {
+    let agent = &config.agent.id;
+    let mut o = mqtt_options(config, broker, agent.as_str())?;
+    o.set_last_will(last_will(signer, agent, 1));
     let in_flight = config.mqtt.max_in_flight.clamp(1, u16::MAX as usize);
     o.set_inflight(in_flight as u16);
     Ok(AsyncClient::new(o, in_flight + CONTROL_REQUESTS))
@@ -114,7 +129,9 @@ fn read_pem(key: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
     })
 }
 
-fn tls_configuration(tls: &TlsConfig) -> Result<TlsConfiguration, ConfigError> {
+/// The rumqttc TLS settings for `tls` (rustls with ring): the CA the broker must chain to and
+/// an optional client certificate. The collector uses it too.
+pub fn tls_configuration(tls: &TlsConfig) -> Result<TlsConfiguration, ConfigError> {
     // One crypto provider for the process (ring); a second install attempt is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = read_pem("ca_file", &tls.ca_file)?;

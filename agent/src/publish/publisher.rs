@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
 use spotcheck_protocol::{
-    with_after, Ack, AgentId, AgentState, Batch, Domain, EntityId, Seq, Status, Stream, Topic,
+    with_after, Ack, AgentId, AgentState, Batch, Domain, EntityId, Seq, Stream, Topic,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{NetEvent, PublishError};
+use crate::credential::Signer;
 use crate::sources::Submission;
 use crate::spool::{Spool, SpoolError};
 use crate::AgentStats;
@@ -51,6 +52,9 @@ pub struct Publisher {
     cursor: u64,
     resent: u64,
     stats: watch::Sender<AgentStats>,
+    signer: Signer,
+    /// The current connection's online status counter.
+    status_counter: u64,
 }
 
 /// The identity and tuning of a [`Publisher`].
@@ -66,6 +70,8 @@ pub struct PublisherSettings {
     pub ack_timeout: Duration,
     /// Most published, unconfirmed records.
     pub max_in_flight: usize,
+    /// Signs batches and statuses.
+    pub signer: Signer,
 }
 
 fn stream_of(batch: &Batch) -> Stream {
@@ -115,6 +121,8 @@ impl Publisher {
             cursor: 0,
             resent: 0,
             stats,
+            signer: settings.signer,
+            status_counter: 0,
         }
     }
 
@@ -174,13 +182,15 @@ impl Publisher {
         }
         self.pump()?;
         let state = if self.connected {
-            let status = Status::new(self.agent.clone(), AgentState::Offline);
+            let status =
+                self.signer
+                    .status(&self.agent, AgentState::Offline, self.status_counter + 1);
             let topic = Topic::Status {
                 agent: self.agent.clone(),
             };
             if let Err(error) =
                 self.client
-                    .try_publish(topic.to_string(), QoS::AtLeastOnce, true, status.encode())
+                    .try_publish(topic.to_string(), QoS::AtLeastOnce, true, status)
             {
                 warn!(message = "Could not queue the offline status; the last will covers it.", %error);
             }
@@ -233,8 +243,9 @@ impl Publisher {
 
     fn on_net(&mut self, event: NetEvent) -> Result<(), PublishError> {
         match event {
-            NetEvent::Connected => {
+            NetEvent::Connected { counter } => {
                 self.connected = true;
+                self.status_counter = counter;
                 // A new clean session: nothing is in flight any more; re-send all pending.
                 self.in_flight.clear();
                 self.cursor = 0;
@@ -244,16 +255,14 @@ impl Publisher {
                 if let Err(error) = self.client.try_subscribe(ack.to_string(), QoS::AtLeastOnce) {
                     error!(message = "Could not subscribe to the ack topic; batches will be re-sent until acks arrive.", %error);
                 }
-                let status = Status::new(self.agent.clone(), AgentState::Online);
+                let status = self.signer.status(&self.agent, AgentState::Online, counter);
                 let topic = Topic::Status {
                     agent: self.agent.clone(),
                 };
-                if let Err(error) = self.client.try_publish(
-                    topic.to_string(),
-                    QoS::AtLeastOnce,
-                    true,
-                    status.encode(),
-                ) {
+                if let Err(error) =
+                    self.client
+                        .try_publish(topic.to_string(), QoS::AtLeastOnce, true, status)
+                {
                     warn!(message = "Could not publish the online status.", %error);
                 }
                 if self.spool.pending_len() > 0 {
@@ -300,7 +309,8 @@ impl Publisher {
         // Tell the collector the lowest record still unconfirmed here, so that it stores this
         // one only after everything from there on (in order, even across a broker restart).
         let lowest = self.spool.first_pending_from(Seq(0)).unwrap_or(seq);
-        let payload = with_after(&record.payload, lowest);
+        // Signed now, over the exact bytes sent (`after` is spliced in at send time).
+        let payload = self.signer.batch(&with_after(&record.payload, lowest));
         match self
             .client
             .try_publish(topic.to_string(), QoS::AtLeastOnce, false, payload)

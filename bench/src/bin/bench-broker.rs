@@ -36,7 +36,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (broker, mut link) =
-        EmbeddedBroker::start(args.listen, args.max_payload_bytes, args.max_inflight)
+        EmbeddedBroker::start(args.listen, args.max_payload_bytes, args.max_inflight, None)
             .context("cannot start the embedded broker")?;
     let Some(count) = args.count else {
         // The in-process link is left unsubscribed: the consumers connect over TCP.

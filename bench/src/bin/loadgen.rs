@@ -3,6 +3,10 @@
 //! when the broker has acknowledged (PUBACK) every batch.
 //!
 //! Prints `start_unix_ns=…` when the clock starts and `done_unix_ns=…` when it stops.
+//!
+//! With `--credentials DIR` (files `DIR/bench-{i}.credential` from `spotcheck-collector agents
+//! add`), each connection logs in as its first agent, as the embedded broker requires, and
+//! every batch is signed with its agent's key (as agents sign them) unless `--no-sign`.
 
 use std::time::Instant;
 
@@ -34,6 +38,36 @@ struct Args {
     /// Unacknowledged publishes allowed per connection.
     #[arg(long, default_value_t = 1000)]
     inflight: u16,
+    /// Directory of the agents' credential files: log in and sign.
+    #[arg(long)]
+    credentials: Option<std::path::PathBuf>,
+    /// With --credentials: log in, but send the batches unsigned.
+    #[arg(long)]
+    no_sign: bool,
+}
+
+/// An agent's key and broker password from its credential file.
+fn credential(
+    dir: &std::path::Path,
+    agent: &spotcheck_protocol::AgentId,
+) -> anyhow::Result<(spotcheck_protocol::AgentKey, String)> {
+    let path = dir.join(format!("{agent}.credential"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let t: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not a credential file", path.display()))?;
+    let field = |k: &str| {
+        t.get(k)
+            .with_context(|| format!("{}: no {k}", path.display()))
+    };
+    let generation = field("generation")?.as_integer().unwrap_or(0) as u32;
+    let key = spotcheck_protocol::AgentKey::from_hex(
+        spotcheck_protocol::KeyGeneration(generation),
+        field("key")?.as_str().unwrap_or(""),
+    )?;
+    let password = field("password")?.as_str().unwrap_or("").to_owned();
+    Ok((key, password))
 }
 
 /// One connection's share of the work: (topic, payloads) per agent.
@@ -55,10 +89,20 @@ async fn main() -> anyhow::Result<()> {
     // Encode everything up front.
     let now_ms = UnixMillis::now().0;
     let mut shares: Vec<Share> = vec![Vec::new(); connections];
+    let mut logins: Vec<Option<(String, String)>> = vec![None; connections];
     for i in 0..args.agents {
         let batches = args.batches / args.agents + usize::from(i < args.batches % args.agents);
         let (agent, topic) = agent(i)?;
-        let payloads = agent_payloads(&agent, batches, args.batch_size, now_ms)?;
+        let mut payloads = agent_payloads(&agent, batches, args.batch_size, now_ms)?;
+        if let Some(dir) = &args.credentials {
+            let (key, password) = credential(dir, &agent)?;
+            if !args.no_sign {
+                for p in payloads.iter_mut() {
+                    *p = spotcheck_protocol::mac::sign(&key, p);
+                }
+            }
+            logins[i % connections].get_or_insert((agent.to_string(), password));
+        }
         shares[i % connections].push((topic, payloads));
     }
 
@@ -67,11 +111,15 @@ async fn main() -> anyhow::Result<()> {
     let mut finished = Vec::new();
     for (c, share) in shares.into_iter().enumerate() {
         let expected: usize = share.iter().map(|(_, p)| p.len()).sum();
-        let mut options = MqttOptions::new(
-            format!("bench-loadgen-{}-{c}", std::process::id()),
-            &host,
-            port,
-        );
+        let login = logins[c].take();
+        let prefix = login
+            .as_ref()
+            .map_or("bench-loadgen", |(agent, _)| agent.as_str());
+        let mut options =
+            MqttOptions::new(format!("{prefix}-{}-{c}", std::process::id()), &host, port);
+        if let Some((user, password)) = login {
+            options.set_credentials(user, password);
+        }
         options
             .set_clean_session(true)
             .set_inflight(args.inflight)

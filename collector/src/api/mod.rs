@@ -1,5 +1,6 @@
 //! The HTTP side: `/healthz`, `/metrics`, the JSON API under `/api/v1`, and the console at `/`.
 
+pub mod agent_credentials;
 pub mod auth;
 pub mod draws;
 pub mod error;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub publish_within_days: u32,
     /// What each running part reports (`/healthz`).
     pub health: crate::health::Health,
+    /// The agents' credentials (live table).
+    pub credentials: crate::registry::credentials::Credentials,
 }
 
 /// The router with every route.
@@ -60,7 +63,8 @@ pub fn router(state: AppState) -> Router {
             draws::routes()
                 .merge(people::routes())
                 .merge(registry::routes())
-                .merge(tasks::routes()),
+                .merge(tasks::routes())
+                .merge(agent_credentials::routes()),
         )
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(auth::layer))

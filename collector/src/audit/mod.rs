@@ -72,11 +72,17 @@ pub enum EntryKind {
     RegistryChanged,
     /// An annual plan was saved.
     PlanSaved,
+    /// An agent's first credential was issued.
+    AgentCredentialIssued,
+    /// An agent's credential was replaced by a new generation.
+    AgentCredentialRotated,
+    /// An agent's credential was revoked.
+    AgentCredentialRevoked,
 }
 
 impl EntryKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EntryKind; 19] = [
+    pub const ALL: [EntryKind; 22] = [
         EntryKind::DrawCommitted,
         EntryKind::DrawRevealed,
         EntryKind::Recusal,
@@ -96,6 +102,9 @@ impl EntryKind {
         EntryKind::SessionClosed,
         EntryKind::RegistryChanged,
         EntryKind::PlanSaved,
+        EntryKind::AgentCredentialIssued,
+        EntryKind::AgentCredentialRotated,
+        EntryKind::AgentCredentialRevoked,
     ];
 
     /// The stable code, as stored, exported and hashed.
@@ -120,6 +129,9 @@ impl EntryKind {
             EntryKind::SessionClosed => "session_closed",
             EntryKind::RegistryChanged => "registry_changed",
             EntryKind::PlanSaved => "plan_saved",
+            EntryKind::AgentCredentialIssued => "agent_credential_issued",
+            EntryKind::AgentCredentialRotated => "agent_credential_rotated",
+            EntryKind::AgentCredentialRevoked => "agent_credential_revoked",
         }
     }
 }

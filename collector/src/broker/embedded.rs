@@ -4,6 +4,13 @@
 //! rumqttd keeps messages in memory only and has no topic ACL; the collector enforces the
 //! agent → entity binding itself, and the end-to-end acks make its lack of persistence safe:
 //! an agent re-sends whatever the collector has not confirmed.
+//!
+//! Logins: a client must log in as an agent with a live credential (username = agent id,
+//! password = the credential's broker password, checked against the live table at every
+//! connect, so a revoked agent is refused on its next connection), with a client id that is
+//! the agent id or starts with `{agent}-` (so no one can take over another agent's session).
+//! Everyone else is refused, so strangers can neither publish nor read `#`. The collector's
+//! own ingest reads in-process and needs no login.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+use crate::registry::credentials::Credentials;
 
 /// A running embedded broker. It lives as long as the process: rumqttd cannot be stopped.
 #[derive(Debug)]
@@ -72,11 +81,14 @@ impl EmbeddedBroker {
     /// in-process link to it.
     ///
     /// `max_payload_bytes` bounds a PUBLISH; `max_inflight` bounds unacknowledged QoS 1
-    /// messages per connection (rumqttd's flow control).
+    /// messages per connection (rumqttd's flow control). `logins`: the agents that may log in
+    /// (see the module docs); `None` lets anyone connect, which only the benchmarks' stand-alone
+    /// broker does.
     pub fn start(
         listen: SocketAddr,
         max_payload_bytes: usize,
         max_inflight: usize,
+        logins: Option<Credentials>,
     ) -> Result<(EmbeddedBroker, InProcessLink), EmbeddedBrokerError> {
         // rumqttd reports a taken port only from its own thread, with no way to read it here,
         // so try the address first for a clear error.
@@ -87,7 +99,7 @@ impl EmbeddedBroker {
         let listen = probe.local_addr().unwrap_or(listen);
         drop(probe);
 
-        let config = config(listen, max_payload_bytes, max_inflight);
+        let config = config(listen, max_payload_bytes, max_inflight, logins);
         // `Broker::new` starts the router; the link is registered with it before the broker
         // starts listening. The client id is unguessable: a network client taking it over
         // would cut the link.
@@ -146,21 +158,45 @@ impl EmbeddedBroker {
     }
 }
 
-fn config(listen: SocketAddr, max_payload_bytes: usize, max_inflight: usize) -> Config {
+/// Whether `client_id` may log in as agent `user` with `password`.
+fn login_ok(logins: &Credentials, client_id: &str, user: &str, password: &str) -> bool {
+    let own_id = client_id == user
+        || client_id
+            .strip_prefix(user)
+            .is_some_and(|rest| rest.starts_with('-'));
+    own_id && logins.check_password(user, password)
+}
+
+fn config(
+    listen: SocketAddr,
+    max_payload_bytes: usize,
+    max_inflight: usize,
+    logins: Option<Credentials>,
+) -> Config {
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        // Room for the MQTT header and topic beside the payload limit.
+        max_payload_size: max_payload_bytes + 4096,
+        max_inflight_count: max_inflight,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    if let Some(logins) = logins {
+        connections.set_auth_handler(move |client_id: String, user: String, password: String| {
+            let ok = login_ok(&logins, &client_id, &user, &password);
+            if !ok {
+                tracing::warn!(message = "Embedded broker refused a login.", client_id = %client_id, user = %user);
+            }
+            std::future::ready(ok)
+        });
+    }
     let server = ServerSettings {
         name: "v4".into(),
         listen,
         tls: None,
         next_connection_delay_ms: 1,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            // Room for the MQTT header and topic beside the payload limit.
-            max_payload_size: max_payload_bytes + 4096,
-            max_inflight_count: max_inflight,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
+        connections,
     };
     Config {
         id: 0,

@@ -9,6 +9,8 @@ use tracing::warn;
 
 use super::commit::Committed;
 use super::source::BrokerAck;
+use super::validate::Auth;
+use crate::registry::credentials::KeyLookupRef;
 
 /// Where acknowledgements and confirmations go.
 pub enum Sink {
@@ -20,12 +22,15 @@ pub enum Sink {
 }
 
 /// Runs until `rx` closes (the commit stage has finished).
-pub async fn run(sink: Sink, rx: mpsc::Receiver<Committed>) {
+///
+/// Each agent's `Ack` is signed with its current key; an agent without a live key gets none
+/// when authentication is required (it could not believe it anyway), an unsigned one otherwise.
+pub async fn run(sink: Sink, rx: mpsc::Receiver<Committed>, auth: Auth) {
     match sink {
-        Sink::Mqtt(clients) => run_mqtt(clients, rx).await,
+        Sink::Mqtt(clients) => run_mqtt(clients, rx, auth).await,
         // rumqttd's link sends with a blocking channel: keep it off the async workers.
         Sink::InProcess(tx) => {
-            let _ = tokio::task::spawn_blocking(move || run_in_process(tx, rx)).await;
+            let _ = tokio::task::spawn_blocking(move || run_in_process(tx, rx, auth)).await;
         }
     }
 }
@@ -44,7 +49,7 @@ enum Outgoing {
 /// the broker's in-flight window bounds it, not this queue. Bounding it here was tried: with
 /// Mosquitto sending past its window (a 400,000-message backlog, one connection), waiting for
 /// room deadlocked as before, and dropping acks when full dropped about 100,000 per run.
-async fn run_mqtt(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>) {
+async fn run_mqtt(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>, auth: Auth) {
     let (senders, forwarders): (Vec<_>, Vec<_>) = clients
         .into_iter()
         .map(|client| {
@@ -59,8 +64,9 @@ async fn run_mqtt(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>) 
             }
         }
         for (agent, seqs) in c.confirmations {
-            let (topic, payload) = confirmation(agent, seqs);
-            let _ = senders[0].send(Outgoing::Confirmation { topic, payload });
+            if let Some((topic, payload)) = confirmation(&auth, agent, seqs) {
+                let _ = senders[0].send(Outgoing::Confirmation { topic, payload });
+            }
         }
     }
     drop(senders);
@@ -92,10 +98,12 @@ async fn forward(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<Outgoing>)
     }
 }
 
-fn run_in_process(mut tx: LinkTx, mut rx: mpsc::Receiver<Committed>) {
+fn run_in_process(mut tx: LinkTx, mut rx: mpsc::Receiver<Committed>, auth: Auth) {
     while let Some(c) = rx.blocking_recv() {
         for (agent, seqs) in c.confirmations {
-            let (topic, payload) = confirmation(agent, seqs);
+            let Some((topic, payload)) = confirmation(&auth, agent, seqs) else {
+                continue;
+            };
             if let Err(e) = tx.publish(topic, payload) {
                 warn!(message = "Could not hand a confirmation to the embedded broker; the agent will re-send and be confirmed then.", error = %e);
             }
@@ -103,10 +111,18 @@ fn run_in_process(mut tx: LinkTx, mut rx: mpsc::Receiver<Committed>) {
     }
 }
 
-fn confirmation(agent: AgentId, seqs: Vec<Seq>) -> (String, Vec<u8>) {
+/// The topic and signed payload of `agent`'s confirmation; none for an agent without a live key
+/// when authentication is required.
+fn confirmation(auth: &Auth, agent: AgentId, seqs: Vec<Seq>) -> Option<(String, Vec<u8>)> {
     let topic = Topic::Ack {
         agent: agent.clone(),
     }
     .to_string();
-    (topic, Ack::new(agent, seqs).encode())
+    let ack = Ack::new(agent, seqs);
+    let payload = auth.table.with_key(&ack.agent, |k| match k {
+        KeyLookupRef::Current(key) => Some(ack.encode_signed(key)),
+        KeyLookupRef::Revoked | KeyLookupRef::None if auth.required => None,
+        KeyLookupRef::Revoked | KeyLookupRef::None => Some(ack.encode()),
+    })?;
+    Some((topic, payload))
 }

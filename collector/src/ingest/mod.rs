@@ -94,6 +94,9 @@ pub struct IngestParts {
     pub rules: Option<commit::RuleStage>,
     /// Where each stage reports whether it runs (`/healthz`).
     pub health: crate::health::Health,
+    /// Whether batches and statuses must carry their agent's MAC (acks are signed either way
+    /// when the agent has a key).
+    pub auth: validate::Auth,
 }
 
 /// A running ingest pipeline.
@@ -122,6 +125,7 @@ impl Ingest {
             commit,
             rules,
             health,
+            auth,
         } = parts;
         // Counted in groups of up to CHUNK messages; under load groups fill up.
         let (val_tx, val_rx) = mpsc::channel::<Vec<Validated>>((queue / CHUNK).max(4));
@@ -131,6 +135,7 @@ impl Ingest {
             presence,
             stats: stats.clone(),
             limits,
+            auth: auth.clone(),
         };
         let stop = CancellationToken::new();
         let drained = CancellationToken::new();
@@ -163,7 +168,7 @@ impl Ingest {
         let confirm = {
             let drained = drained.clone();
             tokio::spawn(async move {
-                confirm::run(sink, com_rx).await;
+                confirm::run(sink, com_rx, auth).await;
                 drained.cancel();
             })
         };

@@ -2,14 +2,17 @@
 //! [`validate`] is pure, so every rule here is unit-tested directly; [`Validator`] applies it
 //! in the source tasks, with its side effects (agent presence, a log line per rejection).
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use spotcheck_protocol::{
-    decode, AgentId, AgentState, Batch, Checked, DecodeError, Domain, EntityId, Limits, Seq,
+    decode, mac, AgentId, AgentState, Batch, Checked, DecodeError, Domain, EntityId, Limits, Seq,
     Status, Stream, Topic, UnixMillis,
 };
 
 use super::commit::Validated;
 use super::source::Received;
+use crate::registry::credentials::{Credentials, KeyLookupRef};
 use crate::registry::{Bindings, Presence};
 use crate::store::writer::DeadLetter;
 use crate::telemetry::Stats;
@@ -25,6 +28,29 @@ pub struct Validator {
     pub stats: Stats,
     /// Payload limits.
     pub limits: Limits,
+    /// Whether batches and statuses must prove their agent.
+    pub auth: Auth,
+}
+
+/// The agents' keys, and whether ingest requires their MACs (`ingest.require_agent_auth`).
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The live credential table.
+    pub table: Credentials,
+    /// True: batches and statuses are stored or believed only if their MAC verifies with the
+    /// agent's current key. False: MACs are stripped unchecked; only for measuring what
+    /// checking costs.
+    pub required: bool,
+}
+
+impl Auth {
+    /// No MAC is checked, no key known (tests of other rules).
+    pub fn off() -> Auth {
+        Auth {
+            table: Credentials::default(),
+            required: false,
+        }
+    }
 }
 
 impl Validator {
@@ -35,16 +61,43 @@ impl Validator {
                 topic,
                 &r.payload,
                 &self.bindings,
+                &self.auth,
                 &self.limits,
                 UnixMillis::now(),
             ),
             Err(_) => topic_not_utf8(&r.topic, &r.payload),
         };
+        let verdict = match verdict {
+            Verdict::Status {
+                agent,
+                state,
+                order,
+            } => match self.presence.set(agent.clone(), state, order) {
+                Some(online) => {
+                    self.stats.agents_online.set(online as i64);
+                    Verdict::Status {
+                        agent,
+                        state,
+                        order,
+                    }
+                }
+                None => Verdict::Reject(DeadLetter {
+                    topic: String::from_utf8_lossy(&r.topic).into_owned(),
+                    agent: Some(agent),
+                    seq: None,
+                    code: "stale_status",
+                    reason: format!(
+                        "status (epoch {}, counter {}) is older than the last one believed from this agent: a replay",
+                        order.0, order.1
+                    ),
+                    payload: r.payload.to_vec(),
+                    items: 0,
+                }),
+            },
+            other => other,
+        };
         match &verdict {
-            Verdict::Status { agent, state } => {
-                let online = self.presence.set(agent.clone(), *state);
-                self.stats.agents_online.set(online as i64);
-            }
+            Verdict::Status { .. } => {}
             Verdict::Reject(d) => {
                 tracing::warn!(message = "Message rejected; kept as a dead letter.", topic = %d.topic, agent = ?d.agent.as_ref().map(|a| a.as_str()), code = d.code, reason = %d.reason);
             }
@@ -80,6 +133,8 @@ pub enum Verdict {
         agent: AgentId,
         /// Its new state.
         state: AgentState,
+        /// Its place in the agent's sequence of statuses ([`Status::order`]).
+        order: (u64, u64),
     },
 }
 
@@ -102,6 +157,7 @@ pub fn validate(
     topic: &str,
     payload: &[u8],
     bindings: &Bindings,
+    auth: &Auth,
     limits: &Limits,
     now: UnixMillis,
 ) -> Verdict {
@@ -138,20 +194,40 @@ pub fn validate(
             agent,
         } => (Stream::Events, domain, entity, agent),
         Topic::Status { agent } => {
-            return match Status::decode(payload) {
+            // Neither the agent nor a sequence number: a status is never confirmed.
+            let reject_status = |code, reason| {
+                let mut v = reject(None, code, reason);
+                if let Verdict::Reject(d) = &mut v {
+                    d.agent = Some(agent.clone());
+                }
+                v
+            };
+            if bindings.get(&agent).is_none() {
+                return reject_status(
+                    "unknown_agent",
+                    format!(
+                        "status of agent {agent}, which is not registered; add it under [[agents]]"
+                    ),
+                );
+            }
+            let body = match authenticate(auth, &agent, payload) {
+                Ok(body) => body,
+                Err((code, reason)) => return reject_status(code, format!("status: {reason}")),
+            };
+            return match Status::decode(&body) {
                 Ok(s) if s.agent == agent => Verdict::Status {
+                    order: s.order(),
                     agent,
                     state: s.state,
                 },
-                Ok(s) => reject(
-                    None,
+                Ok(s) => reject_status(
                     "bad_status",
                     format!(
                         "status payload names agent {} but the topic names {agent}",
                         s.agent
                     ),
                 ),
-                Err(e) => reject(None, "bad_status", format!("status payload: {e}")),
+                Err(e) => reject_status("bad_status", format!("status payload: {e}")),
             };
         }
         Topic::Ack { .. } => {
@@ -160,6 +236,41 @@ pub fn validate(
                 "bad_topic",
                 format!("topic {topic:?}: collectors publish acks, they do not receive them"),
             )
+        }
+    };
+    // Authenticity first: only a batch the agent provably sent may be confirmed to it, so
+    // every rejection before this point names no sequence number. (Size first: checking the
+    // MAC of an oversized payload would be work for nothing.)
+    if auth.required && payload.len() > limits.max_payload_bytes {
+        let e = DecodeError::TooLarge {
+            bytes: payload.len(),
+            max: limits.max_payload_bytes,
+        };
+        let mut v = reject(None, e.code(), e.to_string());
+        if let Verdict::Reject(d) = &mut v {
+            d.agent = Some(agent.clone());
+        }
+        return v;
+    }
+    let body = match authenticate(auth, &agent, payload) {
+        Ok(body) => body,
+        Err((_, _)) if bindings.get(&agent).is_none() => {
+            let mut v = reject(
+                None,
+                "unknown_agent",
+                format!("agent {agent} is not registered; add it under [[agents]] with the entity it serves"),
+            );
+            if let Verdict::Reject(d) = &mut v {
+                d.agent = Some(agent.clone());
+            }
+            return v;
+        }
+        Err((code, reason)) => {
+            let mut v = reject(None, code, reason);
+            if let Verdict::Reject(d) = &mut v {
+                d.agent = Some(agent.clone());
+            }
+            return v;
         }
     };
     let Some(binding) = bindings.get(&agent) else {
@@ -179,7 +290,7 @@ pub fn validate(
             ),
         );
     }
-    match decode(stream, &agent, payload, limits, now) {
+    match decode(stream, &agent, &body, limits, now) {
         Ok(batch) => Verdict::Accept {
             entity,
             domain,
@@ -188,6 +299,37 @@ pub fn validate(
         Err(e @ DecodeError::AgentMismatch { .. }) => reject(None, e.code(), e.to_string()),
         Err(e) => reject(Some(&agent), e.code(), e.to_string()),
     }
+}
+
+/// The unsigned body of a message from `agent` whose MAC verifies with the agent's current key,
+/// or the rejection code and reason. Unless [`Auth::required`], a MAC is stripped unchecked.
+fn authenticate<'p>(
+    auth: &Auth,
+    agent: &AgentId,
+    payload: &'p [u8],
+) -> Result<Cow<'p, [u8]>, (&'static str, String)> {
+    if !auth.required {
+        return if mac::is_signed(payload) {
+            mac::unsigned_body(payload)
+                .map(Cow::Owned)
+                .map_err(|e| ("bad_mac", e.to_string()))
+        } else {
+            Ok(Cow::Borrowed(payload))
+        };
+    }
+    auth.table.with_key(agent, |lookup| match lookup {
+        KeyLookupRef::Current(key) => mac::verify(key, payload)
+            .map(Cow::Owned)
+            .map_err(|e| ("bad_mac", format!("agent {agent}: {e}"))),
+        KeyLookupRef::Revoked => Err((
+            "revoked_credential",
+            format!("agent {agent}'s credential is revoked; issue a new one with `spotcheck-collector agents rotate {agent}`"),
+        )),
+        KeyLookupRef::None => Err((
+            "no_credential",
+            format!("agent {agent} has no credential; issue one with `spotcheck-collector agents add {agent}` and install it on the agent"),
+        )),
+    })
 }
 
 /// Reads `agent`, `seq` and the item count from a payload that failed strict decoding.
@@ -231,6 +373,7 @@ mod tests {
             topic,
             payload.as_bytes(),
             &bindings(),
+            &Auth::off(),
             &Limits::default(),
             UnixMillis(1_700_000_000_000),
         )
@@ -313,6 +456,73 @@ mod tests {
     fn a_payload_naming_another_agent_gets_no_confirmation() {
         let d = rejected(run(TOPIC, &reading(3, "pH").replace("\"a1\"", "\"a2\"")));
         assert_eq!((d.code, d.seq), ("agent_mismatch", None));
+    }
+
+    fn key(fill: u8) -> spotcheck_protocol::AgentKey {
+        spotcheck_protocol::AgentKey::new(spotcheck_protocol::KeyGeneration(1), [fill; 32]).unwrap()
+    }
+
+    fn run_auth(topic: &str, payload: &[u8]) -> Verdict {
+        let auth = Auth {
+            table: Credentials::from_keys([(AgentId::new("a1").unwrap(), key(1))]),
+            required: true,
+        };
+        validate(
+            topic,
+            payload,
+            &bindings(),
+            &auth,
+            &Limits::default(),
+            UnixMillis(1_700_000_000_000),
+        )
+    }
+
+    #[test]
+    fn with_authentication_only_a_batch_signed_with_the_agents_key_is_accepted() {
+        let body = reading(4, "pH");
+        assert!(matches!(
+            run_auth(TOPIC, &mac::sign(&key(1), body.as_bytes())),
+            Verdict::Accept { .. }
+        ));
+        for forged in [
+            body.as_bytes().to_vec(),
+            mac::sign(&key(2), body.as_bytes()),
+        ] {
+            let d = rejected(run_auth(TOPIC, &forged));
+            assert_eq!(d.code, "bad_mac");
+            assert_eq!(d.seq, None, "a forgery is never confirmed");
+            assert_eq!(d.agent, Some(AgentId::new("a1").unwrap()));
+        }
+    }
+
+    #[test]
+    fn with_authentication_a_forged_entity_mismatch_is_not_confirmed_either() {
+        // Signed with the wrong key and for the wrong entity: the MAC is checked first.
+        let body = reading(9, "pH");
+        let d = rejected(run_auth(
+            "spotcheck/v1/pool/pool-2/a1/readings",
+            &mac::sign(&key(2), body.as_bytes()),
+        ));
+        assert_eq!((d.code, d.seq), ("bad_mac", None));
+    }
+
+    #[test]
+    fn with_authentication_statuses_must_be_signed_and_name_a_registered_agent() {
+        let s = r#"{"v":1,"agent":"a1","state":"offline","epoch":5,"counter":3}"#;
+        let v = run_auth(
+            "spotcheck/v1/agents/a1/status",
+            &mac::sign(&key(1), s.as_bytes()),
+        );
+        assert!(matches!(v, Verdict::Status { order: (5, 3), .. }), "{v:?}");
+        assert_eq!(
+            rejected(run_auth("spotcheck/v1/agents/a1/status", s.as_bytes())).code,
+            "bad_mac"
+        );
+        let other = r#"{"v":1,"agent":"zz","state":"online"}"#;
+        assert_eq!(
+            rejected(run_auth("spotcheck/v1/agents/zz/status", other.as_bytes())).code,
+            "unknown_agent"
+        );
     }
 
     #[test]

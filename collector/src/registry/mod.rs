@@ -5,6 +5,8 @@
 //!
 //! The item list and the two libraries (一单两库):
 //!
+//! Agent credentials ([`credentials`]): each agent's HMAC key and broker password.
+//!
 //! - [`credit_code`]: the unified social credit code (GB 32100-2015).
 //! - [`model`]: items, entities, inspectors and their typed fields.
 //! - [`import`]: CSV and JSON import with every bad row reported by line and field;
@@ -12,6 +14,7 @@
 //! - [`store`]: the libraries in SQLite, replaced or extended atomically.
 //! - [`generate`]: a realistic generated registry for the demo, tests and benchmarks.
 
+pub mod credentials;
 pub mod credit_code;
 pub mod generate;
 pub mod import;
@@ -83,20 +86,33 @@ impl Bindings {
 
 /// The last status each agent published (its retained status topic).
 #[derive(Debug, Clone, Default)]
-pub struct Presence(Arc<Mutex<HashMap<AgentId, AgentState>>>);
+pub struct Presence(Arc<Mutex<HashMap<AgentId, (AgentState, StatusOrder)>>>);
+
+/// A status's `(epoch, counter)`: where it stands in its agent's sequence of statuses.
+pub type StatusOrder = (u64, u64);
 
 impl Presence {
-    /// Records `state` for `agent`; returns how many agents are online now.
-    pub fn set(&self, agent: AgentId, state: AgentState) -> usize {
+    /// Records `state` for `agent` unless a status later in the agent's sequence (a higher
+    /// `order`, see `Status::order`) was recorded already; returns how many agents are online
+    /// now, or `None` for a stale status (a replay), which changes nothing.
+    pub fn set(&self, agent: AgentId, state: AgentState, order: StatusOrder) -> Option<usize> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(agent, state);
-        map.values().filter(|s| **s == AgentState::Online).count()
+        match map.get(&agent) {
+            Some((_, last)) if *last > order => return None,
+            _ => {}
+        }
+        map.insert(agent, (state, order));
+        Some(
+            map.values()
+                .filter(|(s, _)| *s == AgentState::Online)
+                .count(),
+        )
     }
 
     /// Every agent seen, with its state, sorted by id.
     pub fn all(&self) -> Vec<(AgentId, AgentState)> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = map.iter().map(|(a, s)| (a.clone(), *s)).collect();
+        let mut v: Vec<_> = map.iter().map(|(a, (s, _))| (a.clone(), *s)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

@@ -248,4 +248,17 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_user ON sessions (user);
     ",
+    // 6: per-agent credentials (issue 10).
+    "
+    -- One row per agent with a credential. The HMAC key is kept as is: the collector must
+    -- hold it to verify batches and sign acks. The broker password is kept only as SHA-256.
+    CREATE TABLE agent_credentials (
+        agent         TEXT PRIMARY KEY,
+        generation    INTEGER NOT NULL,
+        key           BLOB NOT NULL,
+        password_hash BLOB NOT NULL,
+        issued_ms     INTEGER NOT NULL,
+        revoked_ms    INTEGER
+    );
+    ",
 ];

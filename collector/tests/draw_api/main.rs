@@ -63,6 +63,7 @@ async fn serve(dir: &Path) -> std::net::SocketAddr {
         presence: Default::default(),
         db: store::db_path(dir),
         people: Default::default(),
+        credentials: Default::default(),
         rulebook: spotcheck_collector::rulebook::Rulebook::load(None).unwrap(),
         publish_within_days: 20,
         health: Default::default(),

@@ -154,6 +154,7 @@ impl App {
             .unwrap();
         drop(conn);
         let state = AppState {
+            credentials: Default::default(),
             stats: Default::default(),
             bindings: Default::default(),
             presence: Default::default(),

@@ -28,6 +28,7 @@ fn routed() -> BTreeSet<(String, String)> {
         include_str!("../../src/api/people.rs"),
         include_str!("../../src/api/registry.rs"),
         include_str!("../../src/api/tasks.rs"),
+        include_str!("../../src/api/agent_credentials.rs"),
     ];
     let mut out = BTreeSet::new();
     for src in sources {

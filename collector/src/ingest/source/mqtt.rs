@@ -16,6 +16,7 @@ use super::Received;
 use crate::broker::BrokerUrl;
 use crate::ingest::commit::Validated;
 use crate::ingest::validate::Validator;
+use spotcheck_agent::config::{Secret, TlsConfig};
 
 /// Connection settings of the collector's MQTT client.
 #[derive(Debug, Clone)]
@@ -32,11 +33,18 @@ pub struct SourceConfig {
     pub max_inflight: u16,
     /// Largest packet accepted.
     pub max_packet_bytes: usize,
+    /// User name and password for the broker, if it wants them.
+    pub login: Option<(String, Secret)>,
+    /// TLS settings for an `mqtts://` broker.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Why the broker could not be used at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The TLS files could not be read.
+    #[error("mqtt.tls: {0}")]
+    Tls(String),
     /// No CONNACK within the wait.
     #[error("cannot reach MQTT broker at {broker} within {secs} s: {reason}; check mqtt.broker and that the broker runs")]
     Unreachable {
@@ -102,6 +110,17 @@ pub async fn connect(
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(cfg.max_inflight)
         .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes);
+    if let Some((user, password)) = &cfg.login {
+        opts.set_credentials(user.clone(), password.0.clone());
+    }
+    if cfg.broker.tls {
+        let tls = cfg.tls.as_ref().ok_or_else(|| {
+            SourceError::Tls("mqtt.broker is mqtts:// but [mqtt.tls] is missing".into())
+        })?;
+        let tls = spotcheck_agent::publish::tls_configuration(tls)
+            .map_err(|e| SourceError::Tls(e.to_string()))?;
+        opts.set_transport(rumqttc::Transport::tls_with_config(tls));
+    }
     let (client, mut eventloop) = AsyncClient::new(opts, request_capacity);
     let deadline = tokio::time::Instant::now() + wait;
     let mut last = String::from("no answer");
@@ -297,6 +316,8 @@ mod tests {
             connections,
             max_inflight: 100,
             max_packet_bytes: 1024,
+            login: None,
+            tls: None,
         }
     }
 
