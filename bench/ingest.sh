@@ -144,7 +144,7 @@ run_once() {
             "$port" "$queued" >"$dir/mosquitto.conf"
         start "$dir/broker" "$MOSQUITTO" -c "$dir/mosquitto.conf"; broker_pid=$PID
         wait_for 10 port_open "$port" || { log "mosquitto did not start"; echo fail; return; }
-    elif [[ $consumer != spotcheck && $consumer != inproc ]]; then
+    elif [[ $consumer != spotcheck* && $consumer != inproc ]]; then
         start "$dir/broker" "$BIN/bench-broker" --listen "127.0.0.1:$port"; broker_pid=$PID
         wait_for 10 said_ready "$dir/broker.out" || { log "bench-broker did not start"; echo fail; return; }
     fi
