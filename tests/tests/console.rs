@@ -145,7 +145,7 @@ fn a_user_logs_in_writes_with_the_csrf_token_and_a_forged_write_fails() {
     let mut c = Collector::start(dir.path(), None, &agent_binding(AGENT, ENTITY, "pool"));
     let token = admin_token(&c.data);
     let t0 = UnixMillis::now().0 - 3_600_000;
-    mosquitto_pub(c.mqtt_port, TOPIC, &chlorine(1, t0, &[0.1; 10]));
+    c.publish(TOPIC, &chlorine(1, t0, &[0.1; 10]));
     c.wait_stat("anomaly_tasks_opened", 1, Duration::from_secs(30));
     let (_, tasks) = get(&c, "/api/v1/tasks?kind=anomaly", Some(&token));
     let id = tasks[0]["id"].as_i64().unwrap();

@@ -49,11 +49,7 @@ fn healthz_turns_503_while_commits_fail_and_recovers() {
         )
         .unwrap();
     // Anything on a Spotcheck topic reaches a commit: this one as a dead letter.
-    mosquitto_pub(
-        c.mqtt_port,
-        "spotcheck/v1/pool/pool-1/a1/readings",
-        b"{not json",
-    );
+    c.publish("spotcheck/v1/pool/pool-1/a1/readings", b"{not json");
     let body = wait_for("/healthz 503", Duration::from_secs(30), || {
         c.proc.assert_running();
         let (status, body) = healthz(&c);
