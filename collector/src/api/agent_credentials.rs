@@ -82,14 +82,7 @@ async fn add(
     h: HeaderMap,
     Path(agent): Path<String>,
 ) -> Result<Json<IssuedView>, ApiError> {
-    auth::admin(&s, &h)?;
-    let agent = agent_id(&agent)?;
-    let issued = write(&s, move |c| {
-        Ok(credentials::add(c, &agent, UnixMillis::now())?)
-    })
-    .await?;
-    refresh(&s).await?;
-    Ok(Json(issued.into()))
+    issue(&s, &h, &agent, credentials::add).await
 }
 
 async fn rotate(
@@ -97,13 +90,21 @@ async fn rotate(
     h: HeaderMap,
     Path(agent): Path<String>,
 ) -> Result<Json<IssuedView>, ApiError> {
-    auth::admin(&s, &h)?;
-    let agent = agent_id(&agent)?;
-    let issued = write(&s, move |c| {
-        Ok(credentials::rotate(c, &agent, UnixMillis::now())?)
-    })
-    .await?;
-    refresh(&s).await?;
+    issue(&s, &h, &agent, credentials::rotate).await
+}
+
+/// Issues a credential with `op` (first or next generation), then refreshes the live table so
+/// the broker and ingest use it at once.
+async fn issue(
+    s: &AppState,
+    h: &HeaderMap,
+    agent: &str,
+    op: fn(&mut rusqlite::Connection, &AgentId, UnixMillis) -> Result<Issued, CredentialError>,
+) -> Result<Json<IssuedView>, ApiError> {
+    auth::admin(s, h)?;
+    let agent = agent_id(agent)?;
+    let issued = write(s, move |c| Ok(op(c, &agent, UnixMillis::now())?)).await?;
+    refresh(s).await?;
     Ok(Json(issued.into()))
 }
 

@@ -491,3 +491,57 @@ async fn an_expired_session_is_refused() {
         .await;
     gone.error(401, "unauthorized");
 }
+
+/// Agent credentials through the admin API: issued once (a second issue is a conflict),
+/// rotated to the next generation with a new key, listed without secrets, refused for an
+/// agent without one, and every change audited under the acting admin.
+#[tokio::test]
+async fn agent_credentials_are_issued_once_rotated_listed_without_secrets_and_audited() {
+    let app = App::start().await;
+    let first = app
+        .admin("POST", "/api/v1/agents/pool-agent-9/credential", "")
+        .await;
+    assert_eq!(first["generation"], 1);
+    let again = app
+        .send(
+            "POST",
+            "/api/v1/agents/pool-agent-9/credential",
+            Some(ADMIN),
+            "",
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let second = app
+        .admin("POST", "/api/v1/agents/pool-agent-9/credential/rotate", "")
+        .await;
+    assert_eq!(second["generation"], 2);
+    assert_ne!(second["key"], first["key"]);
+    let missing = app
+        .send(
+            "POST",
+            "/api/v1/agents/nobody/credential/rotate",
+            Some(ADMIN),
+            "",
+        )
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let list = app.get("/api/v1/agent-credentials", Some(ADMIN)).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let key = second["key"].as_str().unwrap();
+    assert!(
+        !list.body.contains(key),
+        "the list shows no secret: {}",
+        list.body
+    );
+    let kinds: Vec<String> = audit(&app)
+        .await
+        .iter()
+        .filter(|e| e["subject"] == "agent:pool-agent-9")
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["agent_credential_issued", "agent_credential_rotated"],
+        "audited: {kinds:?}"
+    );
+}
