@@ -40,6 +40,17 @@ fn dump_dom(browser: &Path, profile: &Path, url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A collector whose pool reported low chlorine for ten minutes: one anomaly task is open.
+/// Returns it with the admin token.
+fn collector_with_an_anomaly(dir: &std::path::Path) -> (Collector, String) {
+    let mut c = Collector::start(dir, None, &agent_binding(AGENT, ENTITY, "pool"));
+    let token = admin_token(&c.data);
+    let t0 = UnixMillis::now().0 - 3_600_000;
+    c.publish(TOPIC, &chlorine(1, t0, &[0.1; 10]));
+    c.wait_stat("anomaly_tasks_opened", 1, Duration::from_secs(30));
+    (c, token)
+}
+
 #[test]
 fn the_console_shows_the_task_queue_and_the_public_results() {
     let Some(browser) = chromium() else {
@@ -54,11 +65,7 @@ fn the_console_shows_the_task_queue_and_the_public_results() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Collector::start(dir.path(), None, &agent_binding(AGENT, ENTITY, "pool"));
-    let token = admin_token(&c.data);
-    let t0 = UnixMillis::now().0 - 3_600_000;
-    c.publish(TOPIC, &chlorine(1, t0, &[0.1; 10]));
-    c.wait_stat("anomaly_tasks_opened", 1, Duration::from_secs(30));
+    let (c, token) = collector_with_an_anomaly(dir.path());
 
     // The supervisor's view: the token arrives in the URL's fragment, as the demo prints it.
     let dom = dump_dom(
@@ -142,11 +149,7 @@ fn a_user_logs_in_writes_with_the_csrf_token_and_a_forged_write_fails() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Collector::start(dir.path(), None, &agent_binding(AGENT, ENTITY, "pool"));
-    let token = admin_token(&c.data);
-    let t0 = UnixMillis::now().0 - 3_600_000;
-    c.publish(TOPIC, &chlorine(1, t0, &[0.1; 10]));
-    c.wait_stat("anomaly_tasks_opened", 1, Duration::from_secs(30));
+    let (c, token) = collector_with_an_anomaly(dir.path());
     let (_, tasks) = get(&c, "/api/v1/tasks?kind=anomaly", Some(&token));
     let id = tasks[0]["id"].as_i64().unwrap();
 
