@@ -117,6 +117,8 @@ impl Caller {
 
 struct RequestCtx {
     writes: bool,
+    /// `METHOD /path`, for what a session with a temporary password may do.
+    route: String,
     actor: RefCell<Option<Actor>>,
 }
 
@@ -129,9 +131,27 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let ctx = RequestCtx {
         writes,
+        route: format!("{} {}", req.method(), req.uri().path()),
         actor: RefCell::new(None),
     };
     REQUEST.scope(ctx, next.run(req)).await
+}
+
+/// Whether this request's `METHOD /path` passes `f` (outside [`layer`]: no).
+fn route_is(f: impl FnOnce(&str) -> bool) -> bool {
+    REQUEST.try_with(|r| f(&r.route)).unwrap_or(false)
+}
+
+/// Writes that change only the caller's own account (their password, their tokens, their
+/// session), which even the read-only auditor makes.
+fn own_account(user: users::UserId) -> bool {
+    let password = format!("PUT /api/v1/users/{}/password", user.0);
+    route_is(|r| {
+        r == password
+            || r == "POST /api/v1/tokens"
+            || r == "DELETE /api/v1/session"
+            || r.starts_with("DELETE /api/v1/tokens/")
+    })
 }
 
 /// Whether this request writes (outside [`layer`]: assume it does).
@@ -205,6 +225,17 @@ pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
                 ));
             }
         }
+        if user.must_change_password {
+            let own = format!("PUT /api/v1/users/{}/password", user.id.0);
+            let allowed = route_is(|r| {
+                r == own || r == "GET /api/v1/session" || r == "DELETE /api/v1/session"
+            });
+            if !allowed {
+                return Err(ApiError::Forbidden(format!(
+                    "your password was set by the admin: choose your own first ({own} with {{\"password\": TEXT}}), then log in again"
+                )));
+            }
+        }
         Caller {
             user,
             via: Via::Session,
@@ -224,7 +255,7 @@ pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
             )));
         }
     }
-    if writes() && caller.role() == Role::Auditor {
+    if writes() && caller.role() == Role::Auditor && !own_account(caller.user.id) {
         return Err(ApiError::Forbidden(
             "the auditor role is read-only: it can read everything and change nothing".into(),
         ));

@@ -1,5 +1,5 @@
 //! People routes: console login, who-am-I and logout (`/api/v1/session`), API tokens
-//! (`/api/v1/tokens`: one's own; the admin's for anyone) and users (`/api/v1/users`, admin;
+//! (`/api/v1/tokens`: one issues only one's own; the admin lists and revokes anyone's) and users (`/api/v1/users`, admin;
 //! the auditor reads).
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use super::draws::write;
 use super::{read, ApiError, AppState};
 use crate::audit;
 use crate::config::Synchronous;
+use crate::registry::model::InspectorId;
 use crate::users::limit::LoginLimiter;
 use crate::users::store::{self as user_store, NewUser, User};
 use crate::users::{secrets, Role, TokenId, TokenInfo, UserId};
@@ -52,6 +53,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/users/{id}/disable", post(disable_user))
         .route("/api/v1/users/{id}/enable", post(enable_user))
         .route("/api/v1/users/{id}/password", put(set_password))
+        .route(
+            "/api/v1/registry/inspectors/{id}/login",
+            post(inspector_login),
+        )
 }
 
 /// Runs `f` with a writable connection on a blocking thread, acting as `actor`.
@@ -257,7 +262,18 @@ async fn issue_token(
             "{e}; expected {{\"name\": TEXT[, \"days\": N][, \"user\": USER_ID]}}"
         ))
     })?;
-    let user = owner(&c, t.user)?;
+    // A token acts as its owner, so issuing one for someone else would let the issuer act as
+    // them: nobody may, the admin included. A user without a token logs in and issues their own.
+    let user = match t.user.map(UserId) {
+        None => c.user.id,
+        Some(u) if u == c.user.id => u,
+        Some(u) => {
+            return Err(ApiError::Forbidden(format!(
+                "a token acts as its owner, so only user {u} can issue one for themselves \
+                 (log in as them, or run `spotcheck-collector tokens issue` on the server)"
+            )))
+        }
+    };
     let days = t.days.unwrap_or(90);
     let (info, secret) = write(&s, move |conn| {
         let tx = conn.transaction()?;
@@ -328,17 +344,26 @@ async fn create_user(
     })?;
     Ok(Json(
         write(&s, move |c| {
-            Ok(user_store::create(
-                c,
+            let now = UnixMillis::now();
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let user = user_store::create_in(
+                &tx,
                 &NewUser {
                     name: &u.name,
                     role: Some(u.role),
                     department: u.department.as_deref(),
                     inspector: u.inspector.as_deref(),
-                    password: u.password.as_deref(),
+                    password: None,
                 },
-                UnixMillis::now(),
-            )?)
+                now,
+            )?;
+            // The admin chose it, so it is temporary (see `set_temporary_password`).
+            if let Some(pw) = &u.password {
+                user_store::set_password_in(&tx, user.id, pw, true, now)?;
+            }
+            let user = user_store::get(&tx, user.id)?;
+            tx.commit()?;
+            Ok(user)
         })
         .await?,
     ))
@@ -400,16 +425,60 @@ async fn set_password(
     }
     let Json(p) =
         body.map_err(|e| ApiError::BadRequest(format!("{e}; expected {{\"password\": TEXT}}")))?;
+    let own = c.user.id.0 == id;
     write(&s, move |c| {
-        Ok(user_store::set_password(
-            c,
-            UserId(id),
-            &p.password,
-            UnixMillis::now(),
-        )?)
+        // A password the admin sets for someone else is temporary: only its owner's own
+        // choice makes a session that can act.
+        let set = if own {
+            user_store::set_password
+        } else {
+            user_store::set_temporary_password
+        };
+        Ok(set(c, UserId(id), &p.password, UnixMillis::now())?)
     })
     .await?;
     Ok(Json(json!({"user": id, "sessions_ended": true})))
+}
+
+/// The console login of inspector `id`: their user (created and linked if there is none) gets
+/// a new temporary password, shown once. The inspector logs in with it and must choose their
+/// own before doing anything, so the admin who asked cannot act as them unseen.
+async fn inspector_login(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth::admin(&s, &headers)?;
+    let id = InspectorId::new(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let inspector = id.to_string();
+    let password = crate::users::random_secret()[..20].to_owned();
+    let pw = password.clone();
+    let user = write(&s, move |c| {
+        let now = UnixMillis::now();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let active: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
+            [&inspector],
+            |r| r.get(0),
+        )?;
+        if !active {
+            return Err(ApiError::NotFound(format!(
+                "no active inspector {inspector} in the inspector library"
+            )));
+        }
+        let user = user_store::for_inspector(&tx, &inspector, now)?;
+        user_store::set_password_in(&tx, user.id, &pw, true, now)?;
+        tx.commit()?;
+        Ok(user)
+    })
+    .await?;
+    Ok(Json(json!({
+        "inspector": id.to_string(),
+        "user": user.id,
+        "name": user.name,
+        "password": password,
+        "temporary": true,
+    })))
 }
 
 #[cfg(test)]

@@ -17,12 +17,11 @@ use super::auth::{self, Caller};
 use super::draws::write;
 use super::{read, ApiError, AppState};
 use crate::check::{self, Check, CheckError, Decider, Decision};
-use crate::registry::model::InspectorId;
 use crate::results::{self, Category};
 use crate::rules::RulePack;
 use crate::tasks::store as task_store;
 use crate::tasks::{Note, Task, TaskError, TaskFilter, TaskId, TaskKind, TaskStatus};
-use crate::users::{secrets, store as user_store, Role};
+use crate::users::Role;
 
 /// The task routes.
 pub fn routes() -> Router<AppState> {
@@ -42,10 +41,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/rule-packs/{domain}", put(put_rule_pack))
         .route("/api/v1/audit", get(audit_export))
         .route("/api/v1/public/audit-head", get(audit_head))
-        .route(
-            "/api/v1/registry/inspectors/{id}/token",
-            post(issue_inspector_token),
-        )
 }
 
 impl From<TaskError> for ApiError {
@@ -584,42 +579,4 @@ async fn audit_head(State(s): State<AppState>) -> Result<Json<serde_json::Value>
         Some((seq, hash)) => json!({"seq": seq, "hash": hash}),
         None => json!({"seq": 0, "hash": null}),
     }))
-}
-
-/// A fresh, named, revocable token for the user of inspector `id` (created and linked if
-/// there is none), audited as issued by the admin who asked.
-async fn issue_inspector_token(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let admin = auth::admin(&s, &headers)?;
-    let id = InspectorId::new(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let inspector = id.to_string();
-    let name = format!("issued by {} for inspector {id}", admin.user.name);
-    let (user, info, secret) = write(&s, move |c| {
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let active: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
-            [&inspector],
-            |r| r.get(0),
-        )?;
-        if !active {
-            return Err(ApiError::NotFound(format!(
-                "no active inspector {inspector} in the inspector library"
-            )));
-        }
-        let user = user_store::for_inspector(&tx, &inspector, now())?;
-        let (info, secret) = secrets::issue(&tx, user.id, &name, 90, now())?;
-        tx.commit()?;
-        Ok((user, info, secret))
-    })
-    .await?;
-    Ok(Json(json!({
-        "inspector": id.to_string(),
-        "user": user.id,
-        "token": secret,
-        "token_id": info.id,
-        "expires_ms": info.expires_ms,
-    })))
 }

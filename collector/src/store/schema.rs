@@ -261,4 +261,9 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_ms    INTEGER
     );
     ",
+    // 7: a password someone else set (the admin, for a new or locked-out user) is temporary:
+    // its session can do nothing but choose the user's own password.
+    "
+    ALTER TABLE users ADD COLUMN password_temporary INTEGER NOT NULL DEFAULT 0;
+    ",
 ];

@@ -27,6 +27,9 @@ pub struct User {
     pub active: bool,
     /// Whether a password is set (console login).
     pub has_password: bool,
+    /// The password was set by someone else (the admin): a session with it can only choose
+    /// the user's own password.
+    pub must_change_password: bool,
     /// When created, Unix ms.
     pub created_ms: i64,
 }
@@ -46,8 +49,8 @@ pub struct NewUser<'a> {
     pub password: Option<&'a str>,
 }
 
-const COLUMNS: &str =
-    "id, name, role, department, inspector, active, password IS NOT NULL, created_ms";
+const COLUMNS: &str = "id, name, role, department, inspector, active, password IS NOT NULL, \
+     created_ms, password IS NOT NULL AND password_temporary = 1";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(2)?;
@@ -62,6 +65,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         active: r.get(5)?,
         has_password: r.get(6)?,
         created_ms: r.get(7)?,
+        must_change_password: r.get(8)?,
     })
 }
 
@@ -226,29 +230,63 @@ pub fn check_password(conn: &Connection, name: &str, pw: &str) -> Result<Option<
     }
 }
 
-/// Sets a user's password, audited (`user_changed`); ends their sessions.
+/// Sets a user's own password (they chose it, or the operator did on the server), audited
+/// (`user_changed`); ends their sessions.
 pub fn set_password(
     conn: &mut Connection,
     id: UserId,
     pw: &str,
     now: UnixMillis,
 ) -> Result<(), UserError> {
-    let hash = password::hash(pw)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    get(&tx, id)?;
+    set_password_in(&tx, id, pw, false, now)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sets a password that someone else chose for the user (the admin over the API): it logs in,
+/// but its session may only choose the user's own password. So whoever set it cannot act as
+/// the user without replacing the password, which is audited and locks the user out, so they
+/// notice. Audited (`user_changed`, `"change":"temporary password"`); ends their sessions.
+pub fn set_temporary_password(
+    conn: &mut Connection,
+    id: UserId,
+    pw: &str,
+    now: UnixMillis,
+) -> Result<(), UserError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    set_password_in(&tx, id, pw, true, now)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// [`set_password`] or [`set_temporary_password`] inside the caller's transaction.
+pub fn set_password_in(
+    tx: &Transaction,
+    id: UserId,
+    pw: &str,
+    temporary: bool,
+    now: UnixMillis,
+) -> Result<(), UserError> {
+    let hash = password::hash(pw)?;
+    get(tx, id)?;
     tx.execute(
-        "UPDATE users SET password = ?2 WHERE id = ?1",
-        params![id.0, hash],
+        "UPDATE users SET password = ?2, password_temporary = ?3 WHERE id = ?1",
+        params![id.0, hash, temporary],
     )?;
-    let sessions = secrets::end_sessions(&tx, id)?;
+    let sessions = secrets::end_sessions(tx, id)?;
+    let change = if temporary {
+        "temporary password"
+    } else {
+        "password"
+    };
     audit::append(
-        &tx,
+        tx,
         EntryKind::UserChanged,
         &id.actor(),
-        &json!({"user": id.0, "change": "password", "sessions_ended": sessions}),
+        &json!({"user": id.0, "change": change, "sessions_ended": sessions}),
         now,
     )?;
-    tx.commit()?;
     Ok(())
 }
 

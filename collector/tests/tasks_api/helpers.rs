@@ -237,17 +237,76 @@ impl App {
         r.json()
     }
 
-    /// An inspector's token, issued through the API.
+    /// A console session: (cookie, CSRF token) of `user` logged in with `password`.
+    pub async fn session(&self, user: &str, password: &str) -> (String, String) {
+        let body = serde_json::json!({"user": user, "password": password}).to_string();
+        let (r, head) = self.send_with("POST", "/api/v1/session", &[], &body).await;
+        assert_eq!(r.status, 200, "login of {user}: {}", r.body);
+        let cookie = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .and_then(|l| l.split_once(':'))
+            .and_then(|(_, v)| v.trim().split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        let csrf = r.json()["csrf_token"].as_str().unwrap().to_owned();
+        (cookie, csrf)
+    }
+
+    /// What a user given a temporary password by the admin does first: logs in, chooses
+    /// their own password, logs in again. Their session (cookie, CSRF token).
+    pub async fn own_session(&self, user: &str, temporary: &str) -> (String, String) {
+        let own = self.choose_own_password(user, temporary).await;
+        self.session(user, &own).await
+    }
+
+    /// Logs in with the admin's temporary password and replaces it (which ends every session
+    /// of the user); the user's own password.
+    pub async fn choose_own_password(&self, user: &str, temporary: &str) -> String {
+        let (cookie, csrf) = self.session(user, temporary).await;
+        let (me, _) = self
+            .send_with("GET", "/api/v1/session", &[("Cookie", &cookie)], "")
+            .await;
+        assert_eq!(
+            me.json()["user"]["must_change_password"],
+            true,
+            "{}",
+            me.body
+        );
+        let id = me.json()["user"]["id"].as_i64().unwrap();
+        let own = format!("{user}'s own password");
+        let body = serde_json::json!({ "password": own }).to_string();
+        let path = format!("/api/v1/users/{id}/password");
+        let headers = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+        let (r, _) = self.send_with("PUT", &path, &headers, &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        own
+    }
+
+    /// An API token that `user` (given `temporary` by the admin) issues for themselves.
+    pub async fn own_token(&self, user: &str, temporary: &str) -> String {
+        let (cookie, csrf) = self.own_session(user, temporary).await;
+        let headers = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+        let (r, _) = self
+            .send_with("POST", "/api/v1/tokens", &headers, r#"{"name":"test"}"#)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// An inspector's token: the admin gives them a temporary login, they choose their own
+    /// password and issue a token for themselves.
     pub async fn token_of(&self, inspector: &str) -> String {
         let v = self
             .admin(
                 "POST",
-                &format!("/api/v1/registry/inspectors/{inspector}/token"),
+                &format!("/api/v1/registry/inspectors/{inspector}/login"),
                 "",
             )
             .await;
         assert_eq!(v["inspector"], inspector);
-        v["token"].as_str().unwrap().to_owned()
+        let (name, pw) = (v["name"].as_str().unwrap(), v["password"].as_str().unwrap());
+        self.own_token(name, pw).await
     }
 
     /// A referral task for a pool entity's water quality; its id.

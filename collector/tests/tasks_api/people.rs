@@ -31,18 +31,14 @@ async fn admin_actor(app: &App) -> String {
     format!("user:{}", me.json()["user"]["id"])
 }
 
-/// Creates a user through the API and issues them a token; (user id, token).
-async fn user_with_token(app: &App, body: Value) -> (i64, String) {
+/// Creates a user through the API with a temporary password; they choose their own and
+/// issue themselves a token; (user id, token).
+async fn user_with_token(app: &App, mut body: Value) -> (i64, String) {
+    body["password"] = json!("temporary password");
     let u = app.admin("POST", "/api/v1/users", &body.to_string()).await;
     let id = u["id"].as_i64().unwrap();
-    let t = app
-        .admin(
-            "POST",
-            "/api/v1/tokens",
-            &json!({"name": "test", "user": id}).to_string(),
-        )
-        .await;
-    (id, t["token"].as_str().unwrap().to_owned())
+    let name = body["name"].as_str().unwrap();
+    (id, app.own_token(name, "temporary password").await)
 }
 
 /// A referral task assigned to two health inspectors, checked; (task, check).
@@ -157,7 +153,8 @@ async fn a_supervisor_sees_and_acts_on_their_department_only() {
         .find(|e| e["kind"] == "assignment")
         .unwrap();
     assert_eq!(a["body"]["by"], format!("user:{health_id}"));
-    // The token it used is named, and its issuance says who issued it.
+    // The token it used is named, and its issuance says who issued it: the supervisor
+    // themselves, after replacing the temporary password the admin gave them.
     let via = a["body"]["via_token"]
         .as_i64()
         .expect("the token used is recorded");
@@ -166,7 +163,76 @@ async fn a_supervisor_sees_and_acts_on_their_department_only() {
         .find(|e| e["kind"] == "token_issued" && e["body"]["token"] == via)
         .expect("the token's issuance is in the log");
     assert_eq!(issued["body"]["user"], health_id);
-    assert_eq!(issued["body"]["by"], admin_actor(&app).await.as_str());
+    assert_eq!(issued["body"]["by"], format!("user:{health_id}"));
+    let changes: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "user_changed" && e["body"]["user"] == health_id)
+        .map(|e| (e["body"]["change"].clone(), e["body"]["by"].clone()))
+        .collect();
+    let admin = admin_actor(&app).await;
+    assert_eq!(
+        changes,
+        [
+            (json!("temporary password"), json!(admin)),
+            (json!("password"), json!(format!("user:{health_id}"))),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn nobody_issues_a_token_for_someone_else_and_a_temporary_password_only_changes_itself() {
+    let app = App::start().await;
+    let body = json!({"name": "sup", "role": "supervisor", "department": "health",
+                      "password": "chosen by the admin"});
+    let u = app.admin("POST", "/api/v1/users", &body.to_string()).await;
+    let id = u["id"].as_i64().unwrap();
+    assert_eq!(u["must_change_password"], true, "{u}");
+
+    // The admin cannot mint a token that acts as the supervisor.
+    let m = app
+        .send(
+            "POST",
+            "/api/v1/tokens",
+            Some(ADMIN),
+            &json!({"name": "as sup", "user": id}).to_string(),
+        )
+        .await
+        .error(403, "forbidden");
+    assert!(m.contains("acts as its owner"), "{m}");
+
+    // A session with the admin's password can read who it is and choose a password, nothing else.
+    let (cookie, csrf) = app.session("sup", "chosen by the admin").await;
+    let headers = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let task = app.referral(&app.registry.pools[0]).await;
+    for (method, path, body) in [
+        ("GET", "/api/v1/tasks".to_owned(), ""),
+        ("POST", format!("/api/v1/tasks/{task}/acknowledge"), ""),
+        ("POST", "/api/v1/tokens".to_owned(), r#"{"name":"mine"}"#),
+    ] {
+        let (r, _) = app.send_with(method, &path, &headers, body).await;
+        let m = r.error(403, "forbidden");
+        assert!(m.contains("choose your own"), "{method} {path}: {m}");
+    }
+    let (me, _) = app.send_with("GET", "/api/v1/session", &headers, "").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+
+    // Once they chose their own, the session works and they issue their own token.
+    let token = app.own_token("sup", "chosen by the admin").await;
+    assert_eq!(app.get("/api/v1/tasks", Some(&token)).await.status, 200);
+    let me = app.get("/api/v1/session", Some(&token)).await.json();
+    assert_eq!(me["user"]["must_change_password"], false, "{me}");
+
+    // The admin resetting it makes it temporary again: the supervisor's own token still works
+    // (the admin never saw it), a session with the reset password cannot act.
+    let reset = json!({"password": "reset by the admin"}).to_string();
+    app.admin("PUT", &format!("/api/v1/users/{id}/password"), &reset)
+        .await;
+    assert_eq!(app.get("/api/v1/tasks", Some(&token)).await.status, 200);
+    let (cookie, _) = app.session("sup", "reset by the admin").await;
+    let (r, _) = app
+        .send_with("GET", "/api/v1/tasks", &[("Cookie", cookie.as_str())], "")
+        .await;
+    r.error(403, "forbidden");
 }
 
 #[tokio::test]
@@ -194,7 +260,6 @@ async fn the_auditor_reads_everything_and_every_write_is_refused() {
         ("POST", format!("/api/v1/tasks/{task}/acknowledge"), ""),
         ("POST", format!("/api/v1/tasks/{task}/checks"), ""),
         ("POST", "/api/v1/publications".to_owned(), r#"{"tasks":[]}"#),
-        ("POST", "/api/v1/tokens".to_owned(), r#"{"name":"mine"}"#),
         (
             "POST",
             "/api/v1/registry/items?dry_run=true".to_owned(),
@@ -216,6 +281,16 @@ async fn the_auditor_reads_everything_and_every_write_is_refused() {
         before,
         "refused writes change nothing"
     );
+    // Their own account is theirs to manage: nobody else may issue them a token.
+    let own = app
+        .send(
+            "POST",
+            "/api/v1/tokens",
+            Some(&auditor),
+            r#"{"name":"mine"}"#,
+        )
+        .await;
+    assert_eq!(own.status, 200, "{}", own.body);
 }
 
 #[tokio::test]
@@ -303,10 +378,15 @@ async fn registry_changes_and_token_issuance_are_audited_with_the_acting_user() 
     let issued = app
         .admin(
             "POST",
-            &format!("/api/v1/registry/inspectors/{inspector}/token"),
+            &format!("/api/v1/registry/inspectors/{inspector}/login"),
             "",
         )
         .await;
+    app.own_token(
+        issued["name"].as_str().unwrap(),
+        issued["password"].as_str().unwrap(),
+    )
+    .await;
     let items = app.admin("GET", "/api/v1/registry/items", "").await;
     let imported = app
         .send(
@@ -326,9 +406,21 @@ async fn registry_changes_and_token_issuance_are_audited_with_the_acting_user() 
             .unwrap_or_else(|| panic!("no {kind} entry"))
             .clone()
     };
+    let p = find("user_changed");
+    assert_eq!(p["body"]["change"], "password", "{p}");
     let t = find("token_issued");
-    assert_eq!(t["body"]["by"], admin.as_str(), "{t}");
+    let own = format!("user:{}", issued["user"]);
+    assert_eq!(
+        t["body"]["by"],
+        own.as_str(),
+        "the inspector issued it: {t}"
+    );
     assert_eq!(t["body"]["user"], issued["user"], "{t}");
+    let temp = entries
+        .iter()
+        .find(|e| e["kind"] == "user_changed" && e["body"]["change"] == "temporary password")
+        .expect("the temporary password is in the log");
+    assert_eq!(temp["body"]["by"], admin.as_str(), "{temp}");
     let u = find("user_created");
     assert_eq!(u["body"]["inspector"], inspector.as_str(), "{u}");
     assert_eq!(u["body"]["by"], admin.as_str(), "{u}");
@@ -380,7 +472,10 @@ async fn a_cookie_write_needs_the_csrf_token_and_logout_ends_the_session() {
         r#"{"name":"sup","role":"supervisor","department":"health","password":"a long enough password"}"#,
     )
     .await;
-    let (r, head) = login(&app, "sup", "a long enough password").await;
+    let own = app
+        .choose_own_password("sup", "a long enough password")
+        .await;
+    let (r, head) = login(&app, "sup", &own).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let csrf = r.json()["csrf_token"].as_str().unwrap().to_owned();
     let set_cookie = head

@@ -96,7 +96,7 @@ pub async fn roles(app: &App) {
         ),
         (
             "POST",
-            format!("/api/v1/registry/inspectors/{h1}/token"),
+            format!("/api/v1/registry/inspectors/{h1}/login"),
             "",
         ),
         ("POST", "/api/v1/publications".to_owned(), r#"{"tasks":[]}"#),
@@ -109,10 +109,10 @@ pub async fn roles(app: &App) {
     let after = ids(&app.admin("GET", "/api/v1/tasks", "").await);
     assert_eq!(after.len(), all.len());
 
-    // No token for an inspector who is not in the library.
+    // No login for an inspector who is not in the library.
     app.send(
         "POST",
-        "/api/v1/registry/inspectors/hb-999/token",
+        "/api/v1/registry/inspectors/hb-999/login",
         Some(ADMIN),
         "",
     )
