@@ -1,14 +1,14 @@
 //! The time-series sink against real servers: VictoriaMetrics through `/api/v2/write` (and a
-//! restart of it mid-stream), a server that refuses every batch, and InfluxDB 1.x through the
+//! restart of it mid-stream), a server that refuses every batch, one that asks for a later retry (429 with
+//! `Retry-After`), and InfluxDB 1.x through the
 //! v1 API, whose data then back every dashboard panel in `dashboards/`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use spotcheck_e2e::tsdb::{metric, Influx1, VictoriaMetrics};
 use spotcheck_e2e::{bin, free_port, open_db, python_has, servers_required, wait_for, Proc};
@@ -144,12 +144,16 @@ fn victoria_metrics_gets_every_reading_exactly_once_across_a_restart() {
     );
 }
 
-/// A tiny HTTP server that refuses every request with 400 and InfluxDB's error shape.
-fn refusing_server() -> (u16, Arc<AtomicUsize>) {
+/// One answer of [`scripted_server`]: status line, extra headers, body.
+type Answer = (&'static str, &'static str, &'static str);
+
+/// A tiny HTTP server that answers the n-th request (from 0) with `answer(n)`; it returns its
+/// port and when each request arrived.
+fn scripted_server(answer: fn(usize) -> Answer) -> (u16, Arc<Mutex<Vec<Instant>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = seen.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let arrivals = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -166,16 +170,31 @@ fn refusing_server() -> (u16, Arc<AtomicUsize>) {
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            counter.fetch_add(1, Ordering::SeqCst);
-            let msg = r#"{"code":"invalid","message":"unable to parse points: test refusal"}"#;
+            let n = {
+                let mut a = arrivals.lock().unwrap();
+                a.push(Instant::now());
+                a.len() - 1
+            };
+            let (status, headers, msg) = answer(n);
             let _ = write!(
                 stream,
-                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+                "HTTP/1.1 {status}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
                 msg.len()
             );
         }
     });
     (port, seen)
+}
+
+/// A server that refuses every request with 400 and InfluxDB's error shape.
+fn refusing_server() -> (u16, Arc<Mutex<Vec<Instant>>>) {
+    scripted_server(|_| {
+        (
+            "400 Bad Request",
+            "",
+            r#"{"code":"invalid","message":"unable to parse points: test refusal"}"#,
+        )
+    })
 }
 
 #[test]
@@ -217,7 +236,7 @@ fn a_refused_batch_is_dead_lettered_with_the_servers_reason_and_ingest_never_sta
     // The sink moves on (it does not resend a refused batch) and ingest keeps committing.
     wait_for_more_readings(dir.path(), &mut demo, 30);
     wait_for("a second dead letter", WAIT, || dead(2));
-    let sent = requests.load(Ordering::SeqCst) as i64;
+    let sent = requests.lock().unwrap().len() as i64;
     let rows = try_count(
         &data,
         "SELECT count(*) FROM dead_letters WHERE code = 'sink_http_400'",
@@ -235,6 +254,49 @@ fn a_refused_batch_is_dead_lettered_with_the_servers_reason_and_ingest_never_sta
         metric(http, "spotcheck_sink_points_written_total"),
         Some(0.0)
     );
+}
+
+#[test]
+fn a_busy_server_is_asked_again_after_its_retry_after_and_nothing_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first write is answered 429 with `Retry-After: 2`; every later one is taken.
+    let (port, requests) = scripted_server(|n| match n {
+        0 => (
+            "429 Too Many Requests",
+            "Retry-After: 2\r\n",
+            r#"{"message":"busy"}"#,
+        ),
+        _ => ("204 No Content", "", ""),
+    });
+    let http = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut demo = start_demo(dir.path(), http, &["--influx", &url]);
+    wait_for("points written after the 429", WAIT, || {
+        demo.assert_running();
+        metric(http, "spotcheck_sink_points_written_total")
+            .filter(|w| *w > 0.0)
+            .map(|_| ())
+    });
+    let arrivals = requests.lock().unwrap().clone();
+    assert!(arrivals.len() >= 2, "{} requests", arrivals.len());
+    let gap = arrivals[1] - arrivals[0];
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "the retry waited for Retry-After (2 s): it came after {gap:?}"
+    );
+    assert!(metric(http, "spotcheck_sink_write_errors_total").unwrap_or(0.0) >= 1.0);
+    let data = dir.path().join("data");
+    assert_eq!(
+        try_count(
+            &data,
+            "SELECT count(*) FROM dead_letters WHERE code LIKE 'sink_http_%'"
+        ),
+        0,
+        "a 429 is retried, never dead-lettered"
+    );
+    assert!(demo
+        .log()
+        .contains("Write to the time-series store failed; retrying."));
 }
 
 #[test]

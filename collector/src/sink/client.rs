@@ -95,8 +95,19 @@ impl Client {
         }
     }
 
+    /// The request body for `lines`: gzipped when configured, else `None` (send the text).
+    /// Separate from [`Client::post`] so the sink encodes the next batch while one is in flight.
+    pub fn encode(&self, lines: &str) -> Option<Vec<u8>> {
+        self.gzip.then(|| gzip(lines))
+    }
+
     /// Sends `lines`.
     pub fn write(&self, lines: &str) -> Outcome {
+        self.post(lines, self.encode(lines).as_deref())
+    }
+
+    /// Sends a batch: `gzipped` if [`Client::encode`] made it, else `lines` as they are.
+    pub fn post(&self, lines: &str, gzipped: Option<&[u8]>) -> Outcome {
         let mut req = self
             .agent
             .post(&self.url)
@@ -104,11 +115,9 @@ impl Client {
         if let Some(auth) = &self.auth {
             req = req.header("Authorization", auth);
         }
-        let sent = if self.gzip {
-            req.header("Content-Encoding", "gzip")
-                .send(&gzip(lines)[..])
-        } else {
-            req.send(lines.as_bytes())
+        let sent = match gzipped {
+            Some(body) => req.header("Content-Encoding", "gzip").send(body),
+            None => req.send(lines.as_bytes()),
         };
         match sent {
             Ok(mut resp) => {

@@ -6,9 +6,11 @@
 //! - [`cursor`]: where the sink stands, in `DATA/sink.db`.
 //! - [`source`]: reads what ingest committed after the cursor (its own read-only connection)
 //!   and writes line protocol ([`line`]; event records: [`events`]).
+//! - [`send`]: the second thread, which posts the encoded batches in order while the first
+//!   reads and encodes the next (one batch in flight, one ready: bounded).
 //! - [`client`]: one HTTP write and what its answer means; [`backoff`]: how long to wait.
 //!
-//! It runs on a thread of its own and never touches ingest's queues: ingest does not know it
+//! It runs on threads of its own and never touches ingest's queues: ingest does not know it
 //! exists. Delivery is at least once: the cursor moves only after the server accepted (or
 //! definitively refused) a batch, and a point sent twice overwrites itself (same series and
 //! timestamp).
@@ -19,22 +21,22 @@ pub mod config;
 pub mod cursor;
 pub mod events;
 pub mod line;
+pub mod send;
 pub mod source;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-use rusqlite::params;
 use tracing::{error, info, warn};
 
 use crate::telemetry::SinkStats;
 use backoff::Backoff;
-use client::{Client, Outcome};
+use client::Client;
 use config::SinkConfig;
 use cursor::{Cursor, CursorStore};
+use send::{Deadline, Outgoing, Poster};
 use source::{Batch, Source};
 
 /// On shutdown, how long the sink keeps delivering what is already committed (retrying, if
@@ -79,17 +81,37 @@ impl Sink {
         let source = Source::open(&db)?;
         let (stop_tx, stop_rx) = mpsc::channel();
         info!(message = "Time-series sink started.", target = %config.target, chunk = cursor.chunk, event = cursor.event);
-        let runner = Runner {
+        let deadline = Deadline::default();
+        // One batch waits while one is in flight: the reader encodes ahead by one.
+        let (out_tx, out_rx) = mpsc::sync_channel::<Outgoing>(1);
+        let (done_tx, done_rx) = mpsc::channel::<Batch>();
+        let poster = Poster {
             client: Client::new(&config),
             backoff: Backoff::new(config.max_backoff),
+            stats: stats.clone(),
+            db: db.clone(),
+            target: config.target.to_string(),
+            deadline: deadline.clone(),
+        };
+        let poster = std::thread::Builder::new()
+            .name("sink-post".into())
+            .spawn(move || poster.run(out_rx, done_tx))
+            .map_err(SinkError::Thread)?;
+        let runner = Runner {
+            encoder: Client::new(&config),
             config,
             source,
             cursors,
+            read_from: cursor,
             cursor,
-            db,
             stats,
             stop: stop_rx,
             draining: None,
+            deadline,
+            out: Some(out_tx),
+            done: done_rx,
+            in_flight: Backlog::default(),
+            poster: Some(poster),
         };
         let thread = std::thread::Builder::new()
             .name("sink".into())
@@ -111,21 +133,32 @@ impl Sink {
     }
 }
 
+/// The reading side: watches the store, reads and encodes batches after `read_from`, hands
+/// them to the poster, and moves the saved cursor as the poster reports them delivered.
 struct Runner {
     config: SinkConfig,
-    client: Client,
-    backoff: Backoff,
+    /// Encodes (gzips) bodies; the poster has its own client for the requests.
+    encoder: Client,
     source: Source,
     cursors: CursorStore,
+    /// Where the next read starts: after everything handed to the poster.
+    read_from: Cursor,
+    /// Where the server has everything before (saved).
     cursor: Cursor,
-    db: PathBuf,
     stats: SinkStats,
     stop: mpsc::Receiver<()>,
     /// Set once stop was asked: deliver until caught up or this instant.
     draining: Option<Instant>,
+    /// The same instant, for the poster's retries.
+    deadline: Deadline,
+    out: Option<mpsc::SyncSender<Outgoing>>,
+    done: mpsc::Receiver<Batch>,
+    /// Readings and events handed to the poster and not yet reported delivered.
+    in_flight: Backlog,
+    poster: Option<JoinHandle<()>>,
 }
 
-/// Readings and events committed but not delivered, as far as the sink has looked.
+/// Readings and events committed but not yet read, as far as the sink has looked.
 #[derive(Debug, Clone, Copy, Default)]
 struct Backlog {
     seen: Cursor,
@@ -150,7 +183,9 @@ impl Runner {
         match self.stop.recv_timeout(d) {
             Err(RecvTimeoutError::Timeout) => false,
             _ => {
-                self.draining = Some(Instant::now() + DRAIN_FOR);
+                let until = Instant::now() + DRAIN_FOR;
+                self.draining = Some(until);
+                *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
                 false
             }
         }
@@ -163,6 +198,9 @@ impl Runner {
         };
         let mut last_flush = Instant::now();
         loop {
+            if !self.collect() {
+                break;
+            }
             if let Err(e) = self.look(&mut backlog) {
                 error!(message = "Sink cannot read the store; retrying.", error = %e);
                 if self.wait(Duration::from_secs(1)) {
@@ -171,7 +209,8 @@ impl Runner {
                 continue;
             }
             if let Some(until) = self.draining {
-                if backlog.total() == 0 || Instant::now() >= until {
+                let idle = backlog.total() == 0 && self.in_flight.total() == 0;
+                if idle || Instant::now() >= until {
                     break;
                 }
             }
@@ -184,18 +223,25 @@ impl Runner {
                     .config
                     .flush_interval
                     .saturating_sub(last_flush.elapsed());
-                let nap = if backlog.total() == 0 {
+                let mut nap = if backlog.total() == 0 {
                     self.config.flush_interval
                 } else {
                     left
                 };
-                if self.wait(nap.max(Duration::from_millis(1))) && backlog.total() == 0 {
+                if self.in_flight.total() > 0 {
+                    // Come back soon to move the cursor once the poster reports.
+                    nap = nap.min(Duration::from_millis(20));
+                }
+                if self.wait(nap.max(Duration::from_millis(1)))
+                    && backlog.total() == 0
+                    && self.in_flight.total() == 0
+                {
                     break;
                 }
                 continue;
             }
             let batch = match self.source.read(
-                self.cursor,
+                self.read_from,
                 backlog.seen,
                 self.config.batch_points,
                 self.config.precision,
@@ -209,16 +255,62 @@ impl Runner {
                     continue;
                 }
             };
-            if !self.deliver(&batch) {
+            self.read_from = batch.next;
+            backlog.readings -= batch.readings.min(backlog.readings);
+            backlog.events -= batch.events.min(backlog.events);
+            if !self.hand_over(batch) {
                 break;
             }
-            self.advance(&batch, &mut backlog);
             last_flush = Instant::now();
         }
+        // Let the poster finish what it holds (within the drain), then record it.
+        drop(self.out.take());
+        if let Some(poster) = self.poster.take() {
+            let _ = poster.join();
+        }
+        self.collect();
         info!(
             message = "Time-series sink stopped.",
-            backlog = backlog.total()
+            backlog = backlog.total() + self.in_flight.total()
         );
+    }
+
+    /// Encodes a batch and gives it to the poster, waiting while it holds one in flight and
+    /// one ready; false if the sink must stop first.
+    fn hand_over(&mut self, batch: Batch) -> bool {
+        self.in_flight.readings += batch.readings;
+        self.in_flight.events += batch.events;
+        let gzipped = if batch.points > 0 {
+            self.encoder.encode(&batch.body)
+        } else {
+            None
+        };
+        let mut out = Outgoing { batch, gzipped };
+        loop {
+            let Some(tx) = &self.out else { return false };
+            match tx.try_send(out) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(o)) => {
+                    out = o;
+                    if !self.collect() || self.wait(Duration::from_millis(5)) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the cursor past every batch the poster reported; false once the poster is gone
+    /// (it stops only when the drain ran out).
+    fn collect(&mut self) -> bool {
+        loop {
+            match self.done.try_recv() {
+                Ok(batch) => self.advance(&batch),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return self.out.is_none(),
+            }
+        }
     }
 
     /// Updates the backlog from what was committed since the last look, applies its bound
@@ -233,9 +325,12 @@ impl Runner {
         backlog.events += g.events;
         let bound = self.config.backlog_max_points;
         if backlog.readings > bound || backlog.events > bound {
-            let (to, readings, events) =
-                self.source
-                    .skip_to_bound(self.cursor, backlog.readings, backlog.events, bound)?;
+            let (to, readings, events) = self.source.skip_to_bound(
+                self.read_from,
+                backlog.readings,
+                backlog.events,
+                bound,
+            )?;
             warn!(
                 message = "Sink backlog over its bound; the oldest readings are skipped (they stay in the store).",
                 readings, events, bound
@@ -243,10 +338,19 @@ impl Runner {
             self.stats.points_skipped.inc_by(readings + events);
             backlog.readings -= readings.min(backlog.readings);
             backlog.events -= events.min(backlog.events);
-            self.cursor = to;
-            self.save();
+            self.read_from = to;
+            // The skip goes through the poster like a batch, so the cursor passes it in order.
+            let skip = Batch {
+                next: to,
+                ..Batch::default()
+            };
+            if !self.hand_over(skip) {
+                return Ok(());
+            }
         }
-        self.stats.backlog.set(backlog.total() as i64);
+        self.stats
+            .backlog
+            .set((backlog.total() + self.in_flight.total()) as i64);
         let lag = match self.source.oldest_waiting_ms(self.cursor)? {
             Some(received) => (spotcheck_protocol::UnixMillis::now().0 - received).max(0) / 1000,
             None => 0,
@@ -255,72 +359,7 @@ impl Runner {
         Ok(())
     }
 
-    /// Sends a batch until the server takes or refuses it; false if the sink must stop first.
-    fn deliver(&mut self, batch: &Batch) -> bool {
-        if batch.points == 0 {
-            return true;
-        }
-        loop {
-            match self.client.write(&batch.body) {
-                Outcome::Written => {
-                    self.backoff.reset();
-                    self.stats.points_written.inc_by(batch.points);
-                    return true;
-                }
-                Outcome::Rejected { status, reason } => {
-                    warn!(message = "Time-series store refused a batch; its lines are dead-lettered.", status, reason = %reason, points = batch.points);
-                    match self.dead_letter(status, &reason, &batch.body) {
-                        Ok(()) => {
-                            self.stats.points_dead_lettered.inc_by(batch.points);
-                            return true;
-                        }
-                        Err(e) => {
-                            error!(message = "Cannot store the sink's dead letter; retrying.", error = %e);
-                            let d = self.backoff.next_with_jitter(rand::rng().random());
-                            if self.wait(d) {
-                                return false;
-                            }
-                        }
-                    }
-                }
-                Outcome::Retry {
-                    status,
-                    retry_after,
-                    error,
-                } => {
-                    self.stats.write_errors.inc();
-                    let d = self.backoff.after(
-                        retry_after.as_deref(),
-                        time::OffsetDateTime::now_utc(),
-                        rand::rng().random(),
-                    );
-                    warn!(message = "Write to the time-series store failed; retrying.", status = ?status, error = %error, retry_in_ms = d.as_millis() as u64);
-                    if self.wait(d) {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-
-    fn dead_letter(&self, status: u16, reason: &str, lines: &str) -> Result<(), rusqlite::Error> {
-        let conn = rusqlite::Connection::open(&self.db)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute(
-            "INSERT INTO dead_letters (received_ms, topic, agent, seq, code, reason, payload)
-             VALUES (?1, ?2, NULL, NULL, ?3, ?4, ?5)",
-            params![
-                spotcheck_protocol::UnixMillis::now().0,
-                format!("sink {}", self.config.target),
-                format!("sink_http_{status}"),
-                reason,
-                lines.as_bytes(),
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn advance(&mut self, batch: &Batch, backlog: &mut Backlog) {
+    fn advance(&mut self, batch: &Batch) {
         if batch.refused > 0 {
             warn!(
                 message = "Readings or event records that line protocol cannot carry were skipped.",
@@ -329,9 +368,8 @@ impl Runner {
             self.stats.points_skipped.inc_by(batch.refused);
         }
         self.cursor = batch.next;
-        backlog.readings -= batch.readings.min(backlog.readings);
-        backlog.events -= batch.events.min(backlog.events);
-        self.stats.backlog.set(backlog.total() as i64);
+        self.in_flight.readings -= batch.readings.min(self.in_flight.readings);
+        self.in_flight.events -= batch.events.min(self.in_flight.events);
         self.save();
     }
 
