@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::audit;
 use crate::config::Synchronous;
 use crate::draw::{check_against, verify, verify_public, Commitment, DrawRecord, PublicRecord};
-use crate::registry::import::{self, parse_rows};
+use crate::registry::import;
 use crate::registry::parse::Kind;
 use crate::registry::store as registry_store;
 use crate::store;
@@ -180,7 +180,7 @@ pub fn verify_draws(path: &Path, commitments: Option<&str>) -> anyhow::Result<bo
 /// Imports a file into the library; with `dry_run`, only checks it. Prints every bad row.
 /// Returns whether the file was valid.
 pub fn import(kind: ImportKind, file: &Path, dry_run: bool, data: &Path) -> anyhow::Result<bool> {
-    let rows = import::read_file(file)?;
+    let rows = import::open_file(file)?;
     let db = store::db_path(data);
     let mut conn = if dry_run {
         None
@@ -189,17 +189,13 @@ pub fn import(kind: ImportKind, file: &Path, dry_run: bool, data: &Path) -> anyh
             .with_context(|| format!("cannot create data directory {}", data.display()))?;
         Some(store::open_for_writing(&db, Synchronous::Full)?)
     };
-    let known = match &conn {
-        Some(c) => registry_store::known_entities(c)?,
-        // A dry run creates nothing: it reads what exists, if anything.
-        None if db.exists() => store::open_for_reading(&db)
-            .ok()
-            .and_then(|c| registry_store::known_entities(&c).ok())
-            .unwrap_or_default(),
-        None => Default::default(),
+    // A dry run creates nothing: it reads what exists, if anything.
+    let existing = match &conn {
+        None if db.exists() => store::open_for_reading(&db).ok(),
+        _ => None,
     };
-    match parse_rows(kind.into(), &rows, &known) {
-        Err(errors) => {
+    match registry_store::import(conn.as_mut(), existing.as_ref(), kind.into(), rows)? {
+        registry_store::Imported::Refused(errors) => {
             eprintln!(
                 "{}: {} problem(s); nothing was imported:",
                 file.display(),
@@ -210,17 +206,14 @@ pub fn import(kind: ImportKind, file: &Path, dry_run: bool, data: &Path) -> anyh
             }
             Ok(false)
         }
-        Ok(records) if dry_run => {
+        registry_store::Imported::Rows(n) if dry_run => {
             println!(
-                "{}: {} row(s) valid; dry run, nothing written",
-                file.display(),
-                records.len()
+                "{}: {n} row(s) valid; dry run, nothing written",
+                file.display()
             );
             Ok(true)
         }
-        Ok(records) => {
-            let conn = conn.as_mut().expect("opened unless dry run");
-            let n = registry_store::write(conn, &records)?;
+        registry_store::Imported::Rows(n) => {
             println!("{}: imported {n} row(s)", file.display());
             Ok(true)
         }

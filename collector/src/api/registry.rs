@@ -14,7 +14,7 @@ use super::{authorize, read, ApiError, AppState};
 use crate::joint::{self, JointTask, Quota};
 use crate::plan::store::{self as plan_store, Progress};
 use crate::plan::Plan;
-use crate::registry::import::{self, parse_rows};
+use crate::registry::import;
 use crate::registry::model::{Entity, Inspector, Item};
 use crate::registry::parse::Kind;
 use crate::registry::store::{self as registry_store, RegistryStoreError};
@@ -84,24 +84,25 @@ async fn import_kind(
     body: String,
 ) -> Result<Json<Imported>, ApiError> {
     super::auth::admin(&s, &h)?;
-    let rows = import::read_json(&body, "request body")
+    let rows = import::JsonRows::new(body, "request body".to_owned())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     write(&s, move |c| {
-        let known = registry_store::known_entities(c)?;
-        let records = parse_rows(kind, &rows, &known).map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            ApiError::BadRequest(format!(
-                "{} problem(s); nothing was imported: {}",
-                errors.len(),
-                list.join("; ")
-            ))
+        let conn = (!dry_run).then_some(&mut *c);
+        let imported = registry_store::import(conn, None, kind, rows).map_err(|e| match e {
+            registry_store::ImportError::Read(e) => ApiError::BadRequest(e.to_string()),
+            registry_store::ImportError::Store(e) => e.into(),
         })?;
-        let rows = if dry_run {
-            records.len()
-        } else {
-            registry_store::write(c, &records)?
-        };
-        Ok(Imported { rows, dry_run })
+        match imported {
+            registry_store::Imported::Rows(rows) => Ok(Imported { rows, dry_run }),
+            registry_store::Imported::Refused(errors) => {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                Err(ApiError::BadRequest(format!(
+                    "{} problem(s); nothing was imported: {}",
+                    errors.len(),
+                    list.join("; ")
+                )))
+            }
+        }
     })
     .await
     .map(Json)

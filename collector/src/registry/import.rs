@@ -106,70 +106,132 @@ impl Records {
     }
 }
 
+/// The rows of a file, one at a time: a file of a million rows is never held as rows.
+pub type Rows<'a> = Box<dyn Iterator<Item = Result<RawRow, ReadError>> + 'a>;
+
 /// Reads `path` (by its extension) into raw rows.
 pub fn read_file(path: &Path) -> Result<Vec<RawRow>, ReadError> {
+    open_file(path)?.collect()
+}
+
+/// The rows of `path` (by its extension), read as they are asked for. A CSV file is streamed;
+/// a JSON file is read whole (its text), its elements one by one.
+pub fn open_file(path: &Path) -> Result<Rows<'static>, ReadError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+    let io = |source| ReadError::Io {
         path: name.clone(),
         source,
-    })?;
+    };
     match path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
     {
-        Some(e) if e == "csv" => read_csv(&text, &name),
-        Some(e) if e == "json" => read_json(&text, &name),
+        Some(e) if e == "csv" => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            Ok(Box::new(CsvRows::new(
+                std::io::BufReader::with_capacity(1 << 16, file),
+                name.clone(),
+            )?))
+        }
+        Some(e) if e == "json" => {
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            Ok(Box::new(JsonRows::new(text, name.clone())?))
+        }
         _ => Err(ReadError::Format(name)),
     }
 }
 
 /// CSV with a header row.
 pub fn read_csv(text: &str, name: &str) -> Result<Vec<RawRow>, ReadError> {
-    let syntax = |e: csv::Error| ReadError::Syntax {
+    CsvRows::new(text.as_bytes(), name.to_owned())?.collect()
+}
+
+/// CSV rows, streamed from a reader.
+pub struct CsvRows<R: std::io::Read> {
+    reader: csv::Reader<R>,
+    headers: Vec<String>,
+    record: csv::StringRecord,
+    name: String,
+    done: bool,
+}
+
+impl<R: std::io::Read> CsvRows<R> {
+    /// Reads the header row.
+    pub fn new(input: R, name: String) -> Result<CsvRows<R>, ReadError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(input);
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| csv_syntax(&name, e))?
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').to_owned())
+            .collect();
+        Ok(CsvRows {
+            reader,
+            headers,
+            record: csv::StringRecord::new(),
+            name,
+            done: false,
+        })
+    }
+}
+
+fn csv_syntax(name: &str, e: csv::Error) -> ReadError {
+    ReadError::Syntax {
         path: name.to_owned(),
         line: e.position().map_or(0, |p| p.line()),
         reason: e.to_string(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(syntax)?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_owned())
-        .collect();
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(syntax)?;
+    }
+}
+
+impl<R: std::io::Read> Iterator for CsvRows<R> {
+    type Item = Result<RawRow, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.reader.read_record(&mut self.record) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.done = true;
+                return None;
+            }
+            Err(e) => {
+                self.done = true;
+                return Some(Err(csv_syntax(&self.name, e)));
+            }
+        }
+        let record = &self.record;
         let line = record.position().map_or(0, |p| p.line());
-        let fields = headers
+        let fields = self
+            .headers
             .iter()
             .zip(record.iter())
             .filter(|(_, v)| !v.is_empty())
             .map(|(h, v)| (h.clone(), RawValue::Text(v.to_owned())))
             .collect();
         let mut problems = Vec::new();
-        if record.len() != headers.len() {
+        if record.len() != self.headers.len() {
             problems.push(RowError {
                 line,
                 field: "-".into(),
                 reason: format!(
                     "the row has {} fields but the header has {}: check for a missing or extra comma, or quote the value",
                     record.len(),
-                    headers.len()
+                    self.headers.len()
                 ),
             });
         }
-        rows.push(RawRow {
+        Some(Ok(RawRow {
             line,
             fields,
             problems,
-        });
+        }))
     }
-    Ok(rows)
 }
 
 fn line_of(text: &str, offset: usize) -> u64 {
@@ -183,60 +245,118 @@ fn line_of(text: &str, offset: usize) -> u64 {
 /// A JSON array of objects. Each element is parsed by serde_json; only the whitespace and
 /// commas between elements are stepped over here, to know the line each element starts on.
 pub fn read_json(text: &str, name: &str) -> Result<Vec<RawRow>, ReadError> {
-    let syntax = |offset: usize, reason: String| ReadError::Syntax {
-        path: name.to_owned(),
-        line: line_of(text, offset),
-        reason,
-    };
-    let skip_ws = |mut i: usize| {
-        while i < text.len() && text.as_bytes()[i].is_ascii_whitespace() {
-            i += 1;
+    JsonRows::new(text, name.to_owned())?.collect()
+}
+
+/// The elements of a JSON array of objects, parsed one at a time.
+pub struct JsonRows<T: AsRef<str>> {
+    text: T,
+    name: String,
+    /// Where the next element starts; `None` once the array is closed or broken.
+    at: Option<usize>,
+    /// Newlines before `line_at`, so line numbers cost one pass over the text in all.
+    line_at: usize,
+    line: u64,
+}
+
+fn skip_ws(text: &str, mut i: usize) -> usize {
+    while i < text.len() && text.as_bytes()[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+impl<T: AsRef<str>> JsonRows<T> {
+    /// Checks the opening `[`.
+    pub fn new(text: T, name: String) -> Result<JsonRows<T>, ReadError> {
+        let t = text.as_ref();
+        let i = skip_ws(t, t.strip_prefix('\u{feff}').map_or(0, |_| 3));
+        if t.as_bytes().get(i) != Some(&b'[') {
+            return Err(ReadError::Syntax {
+                path: name,
+                line: line_of(t, i),
+                reason: "expected a JSON array of objects, `[{...}, ...]`".into(),
+            });
         }
-        i
-    };
-    let mut i = skip_ws(text.strip_prefix('\u{feff}').map_or(0, |_| 3));
-    if text.as_bytes().get(i) != Some(&b'[') {
-        return Err(syntax(
-            i,
-            "expected a JSON array of objects, `[{...}, ...]`".into(),
-        ));
+        let first = skip_ws(t, i + 1);
+        let at = (t.as_bytes().get(first) != Some(&b']')).then_some(first);
+        let mut rows = JsonRows {
+            text,
+            name,
+            at,
+            line_at: 0,
+            line: 1,
+        };
+        if at.is_none() && skip_ws(rows.text.as_ref(), first + 1) != rows.text.as_ref().len() {
+            return Err(rows.syntax(first + 1, "unexpected text after the closing `]`".into()));
+        }
+        Ok(rows)
     }
-    i = skip_ws(i + 1);
-    let mut rows = Vec::new();
-    if text.as_bytes().get(i) == Some(&b']') {
-        return Ok(rows);
+
+    /// The 1-based line of byte `offset`, which must not be before the last one asked.
+    fn line_of(&mut self, offset: usize) -> u64 {
+        let t = self.text.as_ref().as_bytes();
+        self.line += t[self.line_at..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.line_at = offset;
+        self.line
     }
-    loop {
-        let start = i;
+
+    fn syntax(&mut self, offset: usize, reason: String) -> ReadError {
+        self.at = None;
+        ReadError::Syntax {
+            path: self.name.clone(),
+            line: self.line_of(offset),
+            reason,
+        }
+    }
+
+    fn element(&mut self, start: usize) -> Result<RawRow, ReadError> {
+        let text = self.text.as_ref();
         let mut stream =
             serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>();
-        let value = match stream.next() {
+        let next = stream.next();
+        let end = start + stream.byte_offset();
+        let value = match next {
             Some(Ok(v)) => v,
             Some(Err(e)) => {
+                let line = self.line_of(start) + e.line() as u64 - 1;
+                self.at = None;
                 return Err(ReadError::Syntax {
-                    path: name.to_owned(),
-                    line: line_of(text, start) + e.line() as u64 - 1,
+                    path: self.name.clone(),
+                    line,
                     reason: e.to_string(),
-                })
+                });
             }
-            None => return Err(syntax(start, "the array is not closed with `]`".into())),
+            None => return Err(self.syntax(start, "the array is not closed with `]`".into())),
         };
-        let line = line_of(text, start);
-        rows.push(json_row(value, line).map_err(|r| syntax(start, r))?);
-        i = skip_ws(start + stream.byte_offset());
+        let line = self.line_of(start);
+        let row = json_row(value, line).map_err(|r| self.syntax(start, r))?;
+        let text = self.text.as_ref();
+        let i = skip_ws(text, end);
         match text.as_bytes().get(i) {
-            Some(b',') => i = skip_ws(i + 1),
-            Some(b']') => break,
-            _ => return Err(syntax(i, "expected `,` or `]` after an element".into())),
+            Some(b',') => self.at = Some(skip_ws(text, i + 1)),
+            Some(b']') => {
+                self.at = None;
+                if skip_ws(text, i + 1) != text.len() {
+                    return Err(self.syntax(i + 1, "unexpected text after the closing `]`".into()));
+                }
+            }
+            _ => return Err(self.syntax(i, "expected `,` or `]` after an element".into())),
         }
+        Ok(row)
     }
-    if skip_ws(i + 1) != text.len() {
-        return Err(syntax(
-            i + 1,
-            "unexpected text after the closing `]`".into(),
-        ));
+}
+
+impl<T: AsRef<str>> Iterator for JsonRows<T> {
+    type Item = Result<RawRow, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.at?;
+        Some(self.element(start))
     }
-    Ok(rows)
 }
 
 fn scalar(v: &serde_json::Value) -> Option<String> {
@@ -277,6 +397,121 @@ fn json_row(value: serde_json::Value, line: u64) -> Result<RawRow, String> {
     })
 }
 
+/// One typed row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// An item.
+    Item(Item),
+    /// An entity.
+    Entity(Entity),
+    /// An inspector.
+    Inspector(Inspector),
+}
+
+/// Checks rows one at a time: each row's own problems, keys used twice in the file (even on
+/// rows that are otherwise invalid), and inspectors' conflicts against the entity library.
+/// Holds only the keys seen, so a file of any length can be checked as it streams.
+pub struct Checker<'k> {
+    kind: Kind,
+    known_entities: &'k HashSet<CreditCode>,
+    /// Per key field: each value (trimmed, upper-cased) and the line it was first seen on.
+    seen: Vec<(&'static str, HashMap<Box<str>, u64>)>,
+    errors: Vec<RowError>,
+    rows: usize,
+}
+
+impl<'k> Checker<'k> {
+    /// A checker for a file of `kind`. `known_entities` are the credit codes already in the
+    /// library (inspectors' conflicts must name one of them; other kinds need none).
+    pub fn new(kind: Kind, known_entities: &'k HashSet<CreditCode>) -> Checker<'k> {
+        let keys: &[&'static str] = match kind {
+            Kind::Items => &["id"],
+            Kind::Entities => &["code", "agents"],
+            Kind::Inspectors => &["id", "certificate"],
+        };
+        Checker {
+            kind,
+            known_entities,
+            seen: keys.iter().map(|&k| (k, HashMap::new())).collect(),
+            errors: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Whether every row so far was valid.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Checks one row: its typed record if it is valid; its problems are kept.
+    pub fn check(&mut self, row: &RawRow) -> Option<Record> {
+        self.rows += 1;
+        let before = self.errors.len();
+        self.errors.extend(row.problems.iter().cloned());
+        self.unique_keys(row);
+        let record = match self.kind {
+            Kind::Items => collect(parse::item(row), &mut self.errors).map(Record::Item),
+            Kind::Entities => collect(parse::entity(row), &mut self.errors).map(Record::Entity),
+            Kind::Inspectors => collect(parse::inspector(row), &mut self.errors).and_then(|i| {
+                let unknown: Vec<&CreditCode> = i
+                    .conflicts
+                    .iter()
+                    .filter(|c| !self.known_entities.contains(*c))
+                    .collect();
+                for c in &unknown {
+                    self.errors.push(RowError {
+                        line: row.line,
+                        field: "conflicts".into(),
+                        reason: format!(
+                            "{c} is not in the entity library; import the entities first"
+                        ),
+                    });
+                }
+                unknown.is_empty().then_some(Record::Inspector(i))
+            }),
+        };
+        record.filter(|_| self.errors.len() == before)
+    }
+
+    /// How many rows were checked, or every problem found, by line.
+    pub fn finish(mut self) -> Result<usize, Vec<RowError>> {
+        if self.errors.is_empty() {
+            Ok(self.rows)
+        } else {
+            self.errors.sort_by_key(|e| e.line);
+            Err(self.errors)
+        }
+    }
+
+    /// Reports every value of a key field used twice in the file.
+    fn unique_keys(&mut self, row: &RawRow) {
+        for (field, first_line) in &mut self.seen {
+            let mut one = |v: &str| {
+                let v = v.trim();
+                if v.is_empty() {
+                    return;
+                }
+                let key = v.to_ascii_uppercase().into_boxed_str();
+                match first_line.get(&key) {
+                    Some(first) => self.errors.push(RowError {
+                        line: row.line,
+                        field: (*field).into(),
+                        reason: format!("{v} is already used on line {first}; each must be unique"),
+                    }),
+                    None => {
+                        first_line.insert(key, row.line);
+                    }
+                }
+            };
+            match row.fields.get(*field) {
+                Some(RawValue::Text(s)) => s.split(';').for_each(&mut one),
+                Some(RawValue::List(v)) => v.iter().map(String::as_str).for_each(&mut one),
+                None => {}
+            }
+        }
+    }
+}
+
 /// Turns raw rows into typed records, or reports every bad row. `known_entities` are the
 /// credit codes already in the library (inspectors' conflicts must name one of them).
 pub fn parse_rows(
@@ -284,83 +519,21 @@ pub fn parse_rows(
     rows: &[RawRow],
     known_entities: &HashSet<CreditCode>,
 ) -> Result<Records, Vec<RowError>> {
-    let mut errors: Vec<RowError> = rows.iter().flat_map(|r| r.problems.clone()).collect();
-    unique_keys(kind, rows, &mut errors);
-    let records = match kind {
-        Kind::Items => Records::Items(
-            rows.iter()
-                .filter_map(|row| collect(parse::item(row), &mut errors))
-                .collect(),
-        ),
-        Kind::Entities => Records::Entities(
-            rows.iter()
-                .filter_map(|row| collect(parse::entity(row), &mut errors))
-                .collect(),
-        ),
-        Kind::Inspectors => {
-            let mut out = Vec::new();
-            for row in rows {
-                if let Some(i) = collect(parse::inspector(row), &mut errors) {
-                    for c in i.conflicts.iter().filter(|c| !known_entities.contains(*c)) {
-                        errors.push(RowError {
-                            line: row.line,
-                            field: "conflicts".into(),
-                            reason: format!(
-                                "{c} is not in the entity library; import the entities first"
-                            ),
-                        });
-                    }
-                    out.push(i);
-                }
-            }
-            Records::Inspectors(out)
-        }
+    let mut checker = Checker::new(kind, known_entities);
+    let mut records = match kind {
+        Kind::Items => Records::Items(Vec::new()),
+        Kind::Entities => Records::Entities(Vec::new()),
+        Kind::Inspectors => Records::Inspectors(Vec::new()),
     };
-    if errors.is_empty() {
-        Ok(records)
-    } else {
-        errors.sort_by_key(|e| e.line);
-        Err(errors)
-    }
-}
-
-/// Reports every value of a key field (as written, trimmed and upper-cased) used twice,
-/// whether or not the rows are otherwise valid.
-fn unique_keys(kind: Kind, rows: &[RawRow], errors: &mut Vec<RowError>) {
-    let keys: &[&str] = match kind {
-        Kind::Items => &["id"],
-        Kind::Entities => &["code", "agents"],
-        Kind::Inspectors => &["id", "certificate"],
-    };
-    let mut first_line: HashMap<(&str, String), u64> = HashMap::new();
     for row in rows {
-        for &field in keys {
-            let values = match row.fields.get(field) {
-                Some(RawValue::Text(s)) => s.split(';').map(str::to_owned).collect(),
-                Some(RawValue::List(v)) => v.clone(),
-                None => Vec::new(),
-            };
-            for v in values {
-                let key = v.trim().to_ascii_uppercase();
-                if key.is_empty() {
-                    continue;
-                }
-                match first_line.get(&(field, key.clone())) {
-                    Some(first) => errors.push(RowError {
-                        line: row.line,
-                        field: field.into(),
-                        reason: format!(
-                            "{} is already used on line {first}; each must be unique",
-                            v.trim()
-                        ),
-                    }),
-                    None => {
-                        first_line.insert((field, key), row.line);
-                    }
-                }
-            }
+        match (checker.check(row), &mut records) {
+            (Some(Record::Item(i)), Records::Items(v)) => v.push(i),
+            (Some(Record::Entity(e)), Records::Entities(v)) => v.push(e),
+            (Some(Record::Inspector(i)), Records::Inspectors(v)) => v.push(i),
+            _ => {}
         }
     }
+    checker.finish().map(|_| records)
 }
 
 fn collect<T>(r: Result<T, Vec<RowError>>, errors: &mut Vec<RowError>) -> Option<T> {

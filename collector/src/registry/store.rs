@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::import::Records;
+use super::import::{Checker, RawRow, ReadError, Record, Records, RowError};
 use super::model::{Entity, Inspector, Item};
+use super::parse::Kind;
 use super::CreditCode;
 
 /// Why reading or writing the libraries failed.
@@ -64,102 +65,225 @@ pub fn known_entities(conn: &Connection) -> Result<HashSet<CreditCode>, Registry
 /// Writes every record in one transaction; returns how many rows were written.
 pub fn write(conn: &mut Connection, records: &Records) -> Result<usize, RegistryStoreError> {
     let tx = conn.transaction()?;
-    let mut deactivated = Vec::new();
+    let kind = match records {
+        Records::Items(_) => Kind::Items,
+        Records::Entities(_) => Kind::Entities,
+        Records::Inspectors(_) => Kind::Inspectors,
+    };
+    let mut w = Writer::new(&tx, kind)?;
     match records {
-        Records::Items(items) => {
-            let mut stmt = tx.prepare(
-                "INSERT OR REPLACE INTO registry_items
-                 (id, name, department, legal_basis, kind, method, rule_pack)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for i in items {
-                stmt.execute(params![
-                    i.id.as_str(),
-                    i.name,
-                    i.department.as_str(),
-                    i.legal_basis,
-                    to_json(&i.kind),
-                    to_json(&i.method),
-                    i.rule_pack
-                ])?;
-            }
-        }
-        Records::Entities(entities) => {
-            let mut stmt = tx.prepare(
-                "INSERT OR REPLACE INTO registry_entities
-                 (code, name, domain, district, address, contact, risk, agents)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for e in entities {
-                stmt.execute(params![
-                    e.code.as_str(),
-                    e.name,
-                    e.domain.as_str(),
-                    e.district,
-                    e.address,
-                    e.contact,
-                    e.risk.as_str(),
-                    to_json(&e.agents)
-                ])?;
-            }
-        }
-        Records::Inspectors(inspectors) => {
-            // Deactivating an inspector revokes their user's tokens and ends their sessions
-            // (reactivating later revives none of them).
-            let now = spotcheck_protocol::UnixMillis::now();
-            for i in inspectors.iter().filter(|i| !i.active) {
-                let user: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM users WHERE inspector = ?1",
-                        [i.id.as_str()],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(user) = user.map(crate::users::UserId) {
-                    let tokens = crate::users::secrets::revoke_all_in(&tx, user, now)?;
-                    let sessions = crate::users::secrets::end_sessions(&tx, user)?;
-                    if !tokens.is_empty() || sessions > 0 {
-                        deactivated.push(serde_json::json!({
-                            "inspector": i.id.as_str(), "user": user.0,
-                            "tokens_revoked": tokens, "sessions_ended": sessions,
-                        }));
-                    }
-                }
-            }
-            let mut stmt = tx.prepare(
-                "INSERT OR REPLACE INTO registry_inspectors
-                 (id, name, certificate, department, fields, active, conflicts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for i in inspectors {
-                stmt.execute(params![
-                    i.id.as_str(),
-                    i.name,
-                    i.certificate.as_str(),
-                    i.department.as_str(),
-                    to_json(&i.fields),
-                    i.active,
-                    to_json(&i.conflicts)
-                ])?;
-            }
+        Records::Items(v) => v.iter().try_for_each(|i| w.item(i))?,
+        Records::Entities(v) => v.iter().try_for_each(|e| w.entity(e))?,
+        Records::Inspectors(v) => v.iter().try_for_each(|i| w.inspector(i))?,
+    }
+    let n = w.finish()?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// What a streamed import came to.
+#[derive(Debug)]
+pub enum Imported {
+    /// Every row was valid: this many were written (or, in a dry run, would be).
+    Rows(usize),
+    /// Some rows were not: every problem, by line; nothing was written.
+    Refused(Vec<RowError>),
+}
+
+/// Why a streamed import stopped before it could judge the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read (I/O, broken CSV or JSON).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] RegistryStoreError),
+}
+
+impl From<rusqlite::Error> for ImportError {
+    fn from(e: rusqlite::Error) -> Self {
+        ImportError::Store(e.into())
+    }
+}
+
+/// Checks `rows` as they stream and, unless `conn` is `None` (a dry run), writes each valid
+/// row at once inside one transaction, committed only if every row was valid. Memory holds
+/// the keys seen (for the uniqueness check), never the rows. The entity library is read only
+/// for an inspector file (their conflicts must name known entities).
+pub fn import(
+    conn: Option<&mut Connection>,
+    known_from: Option<&Connection>,
+    kind: Kind,
+    rows: impl Iterator<Item = Result<RawRow, ReadError>>,
+) -> Result<Imported, ImportError> {
+    let known = match (kind, known_from.or(conn.as_deref())) {
+        (Kind::Inspectors, Some(c)) => known_entities(c)?,
+        _ => HashSet::new(),
+    };
+    let mut checker = Checker::new(kind, &known);
+    let tx = conn.map(|c| c.transaction()).transpose()?;
+    let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind)).transpose()?;
+    for row in rows {
+        let row = row?;
+        let record = checker.check(&row);
+        // After the first bad row nothing more is written: only problems are collected.
+        if let (Some(r), Some(w), true) = (record, writer.as_mut(), checker.is_clean()) {
+            w.record(&r)?;
         }
     }
-    let library = match records {
-        Records::Items(_) => "items",
-        Records::Entities(_) => "entities",
-        Records::Inspectors(_) => "inspectors",
-    };
-    crate::audit::append(
-        &tx,
-        crate::audit::EntryKind::RegistryChanged,
-        &format!("registry:{library}"),
-        &serde_json::json!({
-            "library": library, "rows": records.len(), "credentials_revoked": deactivated,
-        }),
-        spotcheck_protocol::UnixMillis::now(),
-    )?;
-    tx.commit()?;
-    Ok(records.len())
+    let outcome = checker.finish();
+    match (outcome.is_ok(), writer) {
+        (true, Some(w)) => {
+            w.finish()?;
+        }
+        (_, w) => drop(w),
+    }
+    match outcome {
+        // The transaction is dropped unfinished: rolled back.
+        Err(errors) => Ok(Imported::Refused(errors)),
+        Ok(n) => {
+            if let Some(tx) = tx {
+                tx.commit()?;
+            }
+            Ok(Imported::Rows(n))
+        }
+    }
+}
+
+/// Writes the rows of one import inside the caller's transaction, then audits it.
+pub struct Writer<'t, 'c> {
+    tx: &'t Transaction<'c>,
+    kind: Kind,
+    stmt: rusqlite::Statement<'t>,
+    /// Inspectors deactivated by this import whose tokens or sessions ended.
+    deactivated: Vec<serde_json::Value>,
+    rows: usize,
+}
+
+impl<'t, 'c> Writer<'t, 'c> {
+    /// Prepares the insert for `kind`.
+    pub fn new(tx: &'t Transaction<'c>, kind: Kind) -> Result<Writer<'t, 'c>, RegistryStoreError> {
+        let sql = match kind {
+            Kind::Items => {
+                "INSERT OR REPLACE INTO registry_items
+                 (id, name, department, legal_basis, kind, method, rule_pack)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+            Kind::Entities => {
+                "INSERT OR REPLACE INTO registry_entities
+                 (code, name, domain, district, address, contact, risk, agents)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            }
+            Kind::Inspectors => {
+                "INSERT OR REPLACE INTO registry_inspectors
+                 (id, name, certificate, department, fields, active, conflicts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+        };
+        Ok(Writer {
+            tx,
+            kind,
+            stmt: tx.prepare(sql)?,
+            deactivated: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Writes one record (of this writer's kind).
+    pub fn record(&mut self, r: &Record) -> Result<(), RegistryStoreError> {
+        match r {
+            Record::Item(i) => self.item(i),
+            Record::Entity(e) => self.entity(e),
+            Record::Inspector(i) => self.inspector(i),
+        }
+    }
+
+    fn item(&mut self, i: &Item) -> Result<(), RegistryStoreError> {
+        self.stmt.execute(params![
+            i.id.as_str(),
+            i.name,
+            i.department.as_str(),
+            i.legal_basis,
+            to_json(&i.kind),
+            to_json(&i.method),
+            i.rule_pack
+        ])?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn entity(&mut self, e: &Entity) -> Result<(), RegistryStoreError> {
+        self.stmt.execute(params![
+            e.code.as_str(),
+            e.name,
+            e.domain.as_str(),
+            e.district,
+            e.address,
+            e.contact,
+            e.risk.as_str(),
+            to_json(&e.agents)
+        ])?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn inspector(&mut self, i: &Inspector) -> Result<(), RegistryStoreError> {
+        if !i.active {
+            // Deactivating an inspector revokes their user's tokens and ends their sessions
+            // (reactivating later revives none of them).
+            let user: Option<i64> = self
+                .tx
+                .query_row(
+                    "SELECT id FROM users WHERE inspector = ?1",
+                    [i.id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(user) = user.map(crate::users::UserId) {
+                let now = spotcheck_protocol::UnixMillis::now();
+                let tokens = crate::users::secrets::revoke_all_in(self.tx, user, now)?;
+                let sessions = crate::users::secrets::end_sessions(self.tx, user)?;
+                if !tokens.is_empty() || sessions > 0 {
+                    self.deactivated.push(serde_json::json!({
+                        "inspector": i.id.as_str(), "user": user.0,
+                        "tokens_revoked": tokens, "sessions_ended": sessions,
+                    }));
+                }
+            }
+        }
+        self.stmt.execute(params![
+            i.id.as_str(),
+            i.name,
+            i.certificate.as_str(),
+            i.department.as_str(),
+            to_json(&i.fields),
+            i.active,
+            to_json(&i.conflicts)
+        ])?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Audits the import (`registry_changed`); returns how many rows were written. The caller
+    /// commits.
+    pub fn finish(self) -> Result<usize, RegistryStoreError> {
+        let library = match self.kind {
+            Kind::Items => "items",
+            Kind::Entities => "entities",
+            Kind::Inspectors => "inspectors",
+        };
+        crate::audit::append(
+            self.tx,
+            crate::audit::EntryKind::RegistryChanged,
+            &format!("registry:{library}"),
+            &serde_json::json!({
+                "library": library, "rows": self.rows, "credentials_revoked": self.deactivated,
+            }),
+            spotcheck_protocol::UnixMillis::now(),
+        )?;
+        Ok(self.rows)
+    }
 }
 
 /// The item list, by id.

@@ -170,3 +170,67 @@ fn the_command_line_dry_run_reports_and_writes_nothing() {
     assert!(stderr.contains("nothing was imported"), "{stderr}");
     assert!(!data.exists(), "a dry run creates nothing");
 }
+
+/// A valid entity row for credit code number `n` (the GB 32100 check character computed).
+fn entity_row(n: usize) -> String {
+    use spotcheck_collector::registry::credit_code::{check_character, ALPHABET};
+    let mut first17 = *b"91440300000000000";
+    let mut v = n;
+    for i in (8..17).rev() {
+        first17[i] = ALPHABET[v % 31];
+        v /= 31;
+    }
+    let check = check_character(&first17).unwrap();
+    let code = format!("{}{check}", std::str::from_utf8(&first17).unwrap());
+    format!("{code},单位{n},pool,福田区,,,B,agent-{n}")
+}
+
+#[test]
+fn a_streamed_import_writes_nothing_when_a_late_row_is_bad_and_everything_when_none_is() {
+    use spotcheck_collector::registry::import::CsvRows;
+    use spotcheck_collector::registry::store::{import, Imported};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn =
+        store::open_for_writing(&store::db_path(dir.path()), Synchronous::Normal).unwrap();
+    let header = "code,name,domain,district,address,contact,risk,agents";
+    let good: Vec<String> = (0..2000).map(entity_row).collect();
+    let audit_entries = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = audit_entries(&conn);
+
+    // 2,000 good rows, then one whose agent id repeats row 1's: the rows already written in
+    // the open transaction are rolled back, and the problem names the late line.
+    let mut bad = good.clone();
+    bad.push(entity_row(5000).replace("agent-5000", "agent-1"));
+    let text = format!("{header}\n{}\n", bad.join("\n"));
+    let rows = CsvRows::new(text.as_bytes(), "e.csv".into()).unwrap();
+    match import(Some(&mut conn), None, Kind::Entities, rows).unwrap() {
+        Imported::Refused(errors) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!((errors[0].line, errors[0].field.as_str()), (2002, "agents"));
+            assert!(
+                errors[0].reason.contains("already used on line 3"),
+                "{errors:?}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(entities(&conn).unwrap().is_empty(), "nothing is written");
+    assert_eq!(audit_entries(&conn), before, "nothing is audited");
+
+    let text = format!("{header}\n{}\n", good.join("\n"));
+    let rows = CsvRows::new(text.as_bytes(), "e.csv".into()).unwrap();
+    assert!(matches!(
+        import(Some(&mut conn), None, Kind::Entities, rows).unwrap(),
+        Imported::Rows(2000)
+    ));
+    assert_eq!(entities(&conn).unwrap().len(), 2000);
+    assert_eq!(
+        audit_entries(&conn),
+        before + 1,
+        "one registry_changed entry"
+    );
+}
