@@ -396,15 +396,14 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
     let mut checked = Vec::new();
     for site in sites(per_domain.max(1)) {
         let department = crate::registry::generate::department_of(site.domain).to_string();
-        let task = tasks::create_referral(
-            &mut conn,
-            site.entity.as_str(),
-            &department,
-            item_of(site.domain),
-            "demo: routine remote check of a monitored site",
-            now(),
-        )
-        .map_err(|e| err(&e))?;
+        let referral = tasks::NewReferral {
+            entity: site.entity.as_str(),
+            department: &department,
+            item: item_of(site.domain),
+            reason: "demo: routine remote check of a monitored site",
+            entered_by: "demo",
+        };
+        let task = tasks::create_referral(&mut conn, &referral, now()).map_err(|e| err(&e))?;
         let pool: Vec<(String, String)> = conn
             .prepare(
                 "SELECT id, conflicts FROM registry_inspectors WHERE department = ?1 AND active = 1
@@ -448,7 +447,7 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
     .map_err(|e| err(&e))?;
     for t in drawn {
         let c = check::run(&mut conn, &rules, &calendar, t.id, None, now()).map_err(|e| err(&e))?;
-        checked.push((c, t.inspectors.first().cloned()));
+        checked.push((c, t.inspectors.first().map(|i| i.to_string())));
     }
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     let mut to_publish = Vec::new();
