@@ -1,7 +1,12 @@
-//! Inspection tasks and their lifecycle.
+//! Inspection tasks and their lifecycle. This module owns the `tasks`, `task_notes` and
+//! `task_inspectors` tables: no other module runs SQL against them (a test below walks the
+//! sources), and draws, plans, joint inspections, checks, results and the API call
+//! [`store`].
 //!
-//! Four kinds: drawn (`random`), merged (`joint`), opened by a rule (`anomaly`) and entered by
-//! hand (`referral`). Their lifecycles:
+//! Four kinds, each carrying what it has ([`Kind`]): drawn (`random`: the draw and batch),
+//! drawn for a joint plan (`joint`: also the plan and its departments), opened by a rule
+//! (`anomaly`: rule, severity, cleared) and entered by hand (`referral`: who and why). Status
+//! changes are [`Transition`]s that [`Task::next`] allows or refuses. Their lifecycles:
 //!
 //! - anomaly: `open` → `acknowledged` → `resolved` (with a result category and a comment) →
 //!   `published`. A note is added when the condition clears; a task stays live until a
