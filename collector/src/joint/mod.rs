@@ -256,8 +256,26 @@ mod tests {
 
     #[test]
     fn a_joint_plan_counts_for_its_department_and_its_partners() {
-        let mut plans = crate::registry::generate::plans(2026);
-        plans[1].partners.clear();
+        let plan = |id: &str, dept: &str, partners: Vec<crate::plan::Partner>| crate::plan::Plan {
+            id: crate::registry::model::DrawId::new(id).unwrap(),
+            year: 2026,
+            department: Department::new(dept).unwrap(),
+            item: ItemId::new(format!("{dept}-item")).unwrap(),
+            domain: spotcheck_protocol::Domain::Pool,
+            district: None,
+            ratios: crate::plan::ClassRatio::defaults(),
+            inspectors_per_entity: 2,
+            batches: vec![],
+            partners,
+        };
+        let fire = crate::plan::Partner {
+            department: Department::new("fire").unwrap(),
+            item: ItemId::new("pool-fire-safety").unwrap(),
+        };
+        let plans = [
+            plan("2026-health-pool", "health", vec![fire]),
+            plan("2026-culture-game", "culture", vec![]),
+        ];
         let q = plan_quotas(&[(plans[0].clone(), 30), (plans[1].clone(), 12)]);
         let by: BTreeMap<_, _> = q
             .iter()

@@ -10,10 +10,10 @@ use spotcheck_collector::api::{router, AppState};
 use spotcheck_collector::config::Synchronous;
 use spotcheck_collector::draw::{verify, verify_public, Commitment, DrawRecord, PublicRecord};
 use spotcheck_collector::plan::store::{commit_batch, reveal_batch, save, PlanStoreError};
-use spotcheck_collector::registry::generate;
 use spotcheck_collector::registry::import::Records;
 use spotcheck_collector::registry::store::write;
 use spotcheck_collector::store;
+use spotcheck_demo::generate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "test-token";

@@ -9,10 +9,10 @@ use spotcheck_collector::joint;
 use spotcheck_collector::plan::store::{
     commit_batch, progress, reveal_batch, save, PlanStoreError,
 };
-use spotcheck_collector::registry::generate;
 use spotcheck_collector::registry::import::Records;
 use spotcheck_collector::registry::store::write;
 use spotcheck_collector::store;
+use spotcheck_demo::generate;
 
 fn library(dir: &std::path::Path, per_domain: usize, inspectors: usize) -> Connection {
     let mut conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();

@@ -7,12 +7,11 @@ use serde_json::Value;
 use crate::helpers::*;
 
 async fn joint_plan_drawn(app: &App) -> Vec<Value> {
-    let plans: Vec<Value> =
-        serde_json::to_value(spotcheck_collector::registry::generate::plans(2026))
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone();
+    let plans: Vec<Value> = serde_json::to_value(spotcheck_demo::generate::plans(2026))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
     let pool_plan = plans
         .iter()
         .find(|p| p["id"] == "2026-health-pool")

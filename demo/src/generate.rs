@@ -8,12 +8,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spotcheck_protocol::{AgentId, Domain};
 
-use super::credit_code::{CreditCode, ALPHABET};
-use super::model::{
+use spotcheck_collector::plan::{Batch, ClassRatio, Partner, Plan, PlanDate};
+use spotcheck_collector::registry::credit_code::{CreditCode, ALPHABET};
+use spotcheck_collector::registry::model::{
     CertificateNo, Department, DrawId, Entity, Inspector, InspectorId, Item, ItemId, ItemKind,
     Method, RiskClass,
 };
-use crate::plan::{Batch, ClassRatio, Partner, Plan, PlanDate};
 
 const STREETS: [&str; 8] = [
     "粤海", "南头", "南山", "沙河", "蛇口", "招商", "西丽", "桃源",
