@@ -32,7 +32,9 @@ const METRICS: [(&str, Unit, f64); 6] = [
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = store::db_path(dir.path());
-    let entity = EntityId::new("91440305MA5BENCH01").expect("valid");
+    let code = spotcheck_collector::registry::CreditCode::complete("91440305MA5BENCH0")
+        .expect("a valid credit code");
+    let entity = EntityId::new(code.as_str()).expect("valid");
     let agent = spotcheck_protocol::AgentId::new("pool-agent-bench").expect("valid");
     let end = UnixMillis::now().0 / MINUTE * MINUTE;
     let start = end - DAYS * 24 * 60 * MINUTE;
@@ -115,16 +117,22 @@ fn main() {
             [],
         )
         .expect("item");
-    let task = tasks::create_referral(
-        &mut conn,
-        entity.as_str(),
-        "health",
-        "pool-water-quality",
-        "benchmark",
-        UnixMillis(end),
+    conn.execute(
+        "INSERT INTO registry_entities (code, name, domain, district, address, contact, risk, agents)
+         VALUES (?1, 'bench pool', 'pool', 'nanshan', '', '', 'A', '[]') ON CONFLICT DO NOTHING",
+        [entity.as_str()],
     )
-    .expect("task")
-    .id;
+    .expect("entity");
+    let referral = tasks::NewReferral {
+        entity: entity.as_str(),
+        department: "health",
+        item: "pool-water-quality",
+        reason: "benchmark",
+        entered_by: "bench",
+    };
+    let task = tasks::create_referral(&mut conn, &referral, UnixMillis(end))
+        .expect("task")
+        .id;
 
     let mut load = Vec::new();
     let mut full = Vec::new();

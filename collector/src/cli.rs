@@ -84,13 +84,9 @@ pub fn export_draws(data: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     );
     let conn = store::open_for_reading(&db)?;
     let records = crate::draw::store::records(&conn, u32::MAX)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut written = Vec::with_capacity(records.len());
     for record in records {
-        let path = out.join(format!("{}.json", record.parameters.draw_id));
-        let json = serde_json::to_string_pretty(&record)?;
-        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
-        written.push(path);
+        written.push(crate::draw::files::write(out, &record)?);
     }
     Ok(written)
 }

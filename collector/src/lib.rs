@@ -23,7 +23,6 @@
 //! - [`config`], [`topology`], [`shutdown`]: reading the config, wiring the parts, stopping.
 //! - [`cli`]: the one-shot subcommands (`draw verify`, `registry import`, `audit verify`,
 //!   `audit export`).
-//! - [`demo`]: everything above plus simulated agents, in one command.
 
 pub mod api;
 pub mod audit;
@@ -32,7 +31,6 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod console;
-pub mod demo;
 pub mod draw;
 pub mod health;
 pub mod ingest;

@@ -1,13 +1,12 @@
-//! `spotcheck-collector`: serve, run the demo, verify draws, import the libraries, verify
-//! and export the audit log, manage agent credentials.
+//! `spotcheck-collector`: serve, verify and export draws, import the libraries, verify and
+//! export the audit log, manage users, tokens and agent credentials. The demo is a binary of
+//! its own, `spotcheck-demo` (the `demo/` crate).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spotcheck_collector::cli::{self, ImportKind};
-use spotcheck_collector::demo::{self, DemoOptions};
 use spotcheck_collector::users::cli::{self as users_cli, TokensCommand, UsersCommand};
 use spotcheck_collector::{shutdown, telemetry, Collector, RawConfig};
 use tokio_util::sync::CancellationToken;
@@ -30,27 +29,6 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long)]
         config: PathBuf,
-    },
-    /// Run everything on this machine: embedded broker, collector, simulated agents, console.
-    Demo {
-        /// HTTP address of the API and console.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
-        /// Address of the embedded MQTT broker.
-        #[arg(long, default_value = "127.0.0.1:1883")]
-        mqtt: SocketAddr,
-        /// Data directory (database, admin token, agents' spools).
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
-        /// Simulated entities per domain.
-        #[arg(long, default_value_t = 3)]
-        per_domain: usize,
-        /// Also write readings to this InfluxDB / VictoriaMetrics (base URL, v2 write API).
-        #[arg(long)]
-        influx: Option<String>,
-        /// With --influx: use the v1 API (InfluxDB 1.x) and write into this database.
-        #[arg(long, requires = "influx")]
-        influx_v1_db: Option<String>,
     },
     /// Double-random draws.
     Draw {
@@ -269,7 +247,7 @@ fn main() -> anyhow::Result<()> {
     std::process::exit(if ok { 0 } else { 1 });
 }
 
-/// `serve` and `demo`: long-running, on the async runtime until a signal.
+/// `serve`: long-running, on the async runtime until a signal.
 fn run_service(command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -288,30 +266,6 @@ fn run_service(command: Command) -> anyhow::Result<()> {
                 let collector = Collector::start(config).await?;
                 stop.cancelled().await;
                 collector.shutdown().await;
-            }
-            Command::Demo {
-                http,
-                mqtt,
-                data,
-                per_domain,
-                influx,
-                influx_v1_db,
-            } => {
-                anyhow::ensure!(per_domain >= 1, "--per-domain must be at least 1");
-                demo::run(
-                    DemoOptions {
-                        http,
-                        mqtt,
-                        data,
-                        per_domain,
-                        influx: influx.map(|url| demo::InfluxTarget {
-                            url,
-                            v1_database: influx_v1_db,
-                        }),
-                    },
-                    stop,
-                )
-                .await?;
             }
             Command::Draw { .. }
             | Command::Registry { .. }

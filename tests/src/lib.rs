@@ -63,6 +63,8 @@ pub fn bin(name: &str) -> PathBuf {
                 "spotcheck-collector",
                 "-p",
                 "spotcheck-agent",
+                "-p",
+                "spotcheck-demo",
             ])
             .current_dir(workspace_root())
             .status()

@@ -11,9 +11,8 @@ use spotcheck_e2e::*;
 fn start_demo(dir: &Path, data: &Path, http: u16, mqtt: u16, name: &str) -> Proc {
     Proc::spawn(
         name,
-        &bin("spotcheck-collector"),
+        &bin("spotcheck-demo"),
         &[
-            "demo",
             "--http",
             &format!("127.0.0.1:{http}"),
             "--mqtt",

@@ -31,7 +31,6 @@ fn start_demo(dir: &Path, http: u16, influx: &[&str]) -> Proc {
     );
     let data = data.display().to_string();
     let mut args = vec![
-        "demo",
         "--http",
         &http,
         "--mqtt",
@@ -42,7 +41,7 @@ fn start_demo(dir: &Path, http: u16, influx: &[&str]) -> Proc {
         "2",
     ];
     args.extend_from_slice(influx);
-    Proc::spawn("demo", &bin("spotcheck-collector"), &args, dir)
+    Proc::spawn("demo", &bin("spotcheck-demo"), &args, dir)
 }
 
 fn readings_in_store(dir: &Path) -> i64 {

@@ -92,7 +92,7 @@ impl Caller {
                 .user
                 .inspector
                 .as_ref()
-                .is_some_and(|i| task.inspectors.contains(i)),
+                .is_some_and(|i| task.inspectors.iter().any(|t| t.as_str() == i)),
         }
     }
 
@@ -201,9 +201,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// the CSRF token, an auditor's write, or an inspector who is no longer active.
 pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let now = UnixMillis::now();
-    let conn = store::open_for_reading(&s.db)?;
+    store::access::of(&s.db).read(|conn| identify(conn, headers, now))?
+}
+
+/// [`caller`] over a read connection.
+fn identify(
+    conn: &rusqlite::Connection,
+    headers: &HeaderMap,
+    now: UnixMillis,
+) -> Result<Caller, ApiError> {
     let caller = if let Some(token) = bearer(headers) {
-        let (user, id) = secrets::authenticate(&conn, token, now)
+        let (user, id) = secrets::authenticate(conn, token, now)
             .map_err(user_error)?
             .ok_or(ApiError::Unauthorized)?;
         Caller {
@@ -211,7 +219,7 @@ pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
             via: Via::Token(id),
         }
     } else if let Some(secret) = cookie(headers, SESSION_COOKIE) {
-        let (user, session) = secrets::session(&conn, secret, now)
+        let (user, session) = secrets::session(conn, secret, now)
             .map_err(user_error)?
             .ok_or(ApiError::Unauthorized)?;
         if writes() {

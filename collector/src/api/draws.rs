@@ -3,14 +3,15 @@
 //! listed in the JSON forms `draw verify` reads. The disclosure policy is in
 //! `docs/draw-algorithm.md`, "Disclosure".
 
-use axum::extract::{Path, Query, State};
+use std::path::Path;
+
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{read, ApiError, AppState};
-use crate::config::Synchronous;
 use crate::draw::store::{self as draw_store, Commitment, DrawStoreError};
 use crate::draw::{DrawError, DrawRecord, PublicRecord, Replacement};
 use crate::plan::store::{self as plan_store, PlanStoreError};
@@ -61,17 +62,17 @@ impl From<PlanStoreError> for ApiError {
     }
 }
 
-/// Runs `f` on a blocking thread with a writable connection, as the request's authenticated
+/// Runs `f` on a blocking thread with the workflow writer ([`store::access`]: one per
+/// database, so API writes never contend with each other), as the request's authenticated
 /// user (the audit log's `"by"`).
 pub(super) async fn write<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let db = s.db.clone();
+    let access = store::access::of(&s.db);
     let actor = super::auth::acting_user()?;
     tokio::task::spawn_blocking(move || {
-        let mut conn = store::open_for_writing(&db, Synchronous::Full)?;
-        crate::audit::acting(actor, || f(&mut conn))
+        access.write(|conn| crate::audit::acting(actor, || f(conn)))?
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -145,7 +146,7 @@ async fn commitments(
 async fn commit(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path((plan, batch)): Path<(String, String)>,
+    UrlPath((plan, batch)): UrlPath<(String, String)>,
 ) -> Result<Json<Commitment>, ApiError> {
     super::auth::admin(&s, &headers)?;
     let c = write(&s, move |c| {
@@ -158,14 +159,19 @@ async fn commit(
 async fn reveal(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path((plan, batch)): Path<(String, String)>,
+    UrlPath((plan, batch)): UrlPath<(String, String)>,
 ) -> Result<Json<DrawRecord>, ApiError> {
     super::auth::admin(&s, &headers)?;
     let r = write(&s, move |c| {
-        Ok(plan_store::reveal_batch(c, &plan, &batch, now_ms())?)
+        let record = plan_store::reveal_batch(c, &plan, &batch, now_ms())?;
+        // The batch's draw and its partners' inspector draws.
+        let id = record.parameters.draw_id.to_string();
+        let ids = draw_store::ids_of_plan(c, &plan, &id)?;
+        Ok((record, ids))
     })
     .await?;
-    Ok(Json(r))
+    render_files(&s, r.1).await;
+    Ok(Json(r.0))
 }
 
 #[derive(Deserialize)]
@@ -178,7 +184,7 @@ struct Recusal {
 async fn recuse(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(draw): Path<String>,
+    UrlPath(draw): UrlPath<String>,
     body: Result<Json<Recusal>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Replacement>, ApiError> {
     super::auth::admin(&s, &headers)?;
@@ -187,9 +193,32 @@ async fn recuse(
             "{e}; expected {{\"entity\": CREDIT_CODE, \"inspector\": ID}}"
         ))
     })?;
+    let id = draw.clone();
     let rep = write(&s, move |c| {
         Ok(draw_store::recuse(c, &draw, &r.entity, &r.inspector)?)
     })
     .await?;
+    render_files(&s, vec![id]).await;
     Ok(Json(rep))
+}
+
+/// Rewrites the record files of draws `ids` (`DATA/draws/{id}.json`) from the store, the one
+/// source, after their records changed. The change is committed already: a file that cannot
+/// be written is logged, and `draw export` renders it again.
+async fn render_files(s: &AppState, ids: Vec<String>) {
+    let Some(data) = s.db.parent().map(Path::to_owned) else {
+        return;
+    };
+    let access = store::access::of(&s.db);
+    let done = tokio::task::spawn_blocking(move || {
+        access.read(|c| crate::draw::files::refresh(c, &crate::draw::files::dir(&data), &ids))
+    })
+    .await;
+    let error = match done {
+        Ok(Ok(Ok(_))) => return,
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(message = "Draw record file not rewritten; run `spotcheck-collector draw export`.", %error);
 }

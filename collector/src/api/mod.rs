@@ -169,18 +169,16 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     auth::staff(s, headers).map(drop)
 }
 
-/// Runs a read-only query on a blocking thread with its own connection.
+/// Runs a read-only query on a blocking thread with a connection of the read pool
+/// ([`store::access`]).
 async fn read<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let db = s.db.clone();
-    tokio::task::spawn_blocking(move || -> Result<T, ApiError> {
-        let conn = store::open_for_reading(&db)?;
-        Ok(f(&conn)?)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    let access = store::access::of(&s.db);
+    tokio::task::spawn_blocking(move || -> Result<T, ApiError> { Ok(access.read(f)??) })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 #[derive(Serialize)]

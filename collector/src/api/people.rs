@@ -18,7 +18,6 @@ use super::auth::{self, Caller, SessionSettings, Via, SESSION_COOKIE};
 use super::draws::write;
 use super::{read, ApiError, AppState};
 use crate::audit;
-use crate::config::Synchronous;
 use crate::registry::model::InspectorId;
 use crate::users::limit::LoginLimiter;
 use crate::users::store::{self as user_store, NewUser, User};
@@ -65,10 +64,9 @@ async fn as_actor<T: Send + 'static>(
     actor: String,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let db = s.db.clone();
+    let access = crate::store::access::of(&s.db);
     tokio::task::spawn_blocking(move || {
-        let mut conn = crate::store::open_for_writing(&db, Synchronous::Full)?;
-        audit::acting_as(&actor, || f(&mut conn))
+        access.write(|conn| audit::acting_as(&actor, || f(conn)))?
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

@@ -211,7 +211,7 @@ async fn joint_view(
         let (y, _, _) = crate::rules::ChinaDay::of(spotcheck_protocol::UnixMillis::now()).ymd();
         u16::try_from(y).unwrap_or(u16::MAX)
     });
-    let tasks = read(&s, joint::stored_tasks).await?;
+    let tasks = read(&s, |c| Ok(joint::stored_tasks(c))).await??;
     let joint_tasks = joint::merge(&tasks);
     let quotas = joint::year_quotas(&tasks, year);
     let plans = read(&s, |c| {

@@ -112,6 +112,7 @@ struct ListParams {
     kind: Option<String>,
     status: Option<String>,
     entity: Option<String>,
+    draw: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
 }
@@ -123,7 +124,7 @@ async fn list(
 ) -> Result<Json<Vec<Task>>, ApiError> {
     let who = auth::caller(&s, &headers)?;
     let Query(p) = params.map_err(bad_query(
-        "?kind=random|joint|anomaly|referral&status=...&entity=CODE&before=ID&limit=N",
+        "?kind=random|joint|anomaly|referral&status=...&entity=CODE&draw=ID&before=ID&limit=N",
     ))?;
     let parse_kind = |k: &str| k.parse::<TaskKind>().map_err(ApiError::BadRequest);
     let parse_status = |k: &str| k.parse::<TaskStatus>().map_err(ApiError::BadRequest);
@@ -139,6 +140,7 @@ async fn list(
             Role::Supervisor => Some(who.user.department.clone().unwrap_or_default()),
             _ => None,
         },
+        draw: p.draw,
         before: p.before.map(TaskId),
         limit: p.limit.unwrap_or(100).min(10_000),
     };
@@ -250,15 +252,16 @@ async fn create_referral(
             r.department
         )));
     }
+    let by = who.actor();
     let t = write(&s, move |c| {
-        Ok(task_store::create_referral(
-            c,
-            &r.entity,
-            &r.department,
-            &r.item,
-            &r.detail,
-            now(),
-        )?)
+        let referral = task_store::NewReferral {
+            entity: &r.entity,
+            department: &r.department,
+            item: &r.item,
+            reason: &r.detail,
+            entered_by: &by,
+        };
+        Ok(task_store::create_referral(c, &referral, now())?)
     })
     .await?;
     Ok(Json(t))

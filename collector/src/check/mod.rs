@@ -18,7 +18,7 @@ use crate::rules::window::{self, Completeness, Evidence, Outcome, SeriesData, Wi
 use crate::rules::{Calendar, ChinaDay, RuleSet};
 use crate::store::query;
 use crate::tasks::store as tasks;
-use crate::tasks::{TaskError, TaskId, TaskKind, TaskStatus};
+use crate::tasks::{TaskError, TaskId, TaskStatus, Transition};
 
 /// A check's row id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,29 +144,17 @@ pub fn run(
     now: UnixMillis,
 ) -> Result<Check, CheckError> {
     let task = tasks::get(conn, id)?;
-    if task.kind == TaskKind::Anomaly {
-        return Err(CheckError::Invalid(format!(
-            "task {id} is an anomaly task: its evidence is the breach that opened it; remote checks are for random, joint and referral tasks"
-        )));
-    }
-    if !matches!(task.status, TaskStatus::Drawn | TaskStatus::Checked) {
-        return Err(TaskError::WrongStatus {
-            id,
-            status: task.status,
-            action: "a remote check",
-            needs: "drawn or checked",
-        }
-        .into());
-    }
+    task.next(Transition::Check)?;
     let (start, end) = match window {
         Some(w) => w,
         None => {
-            let (s, e) = task_window(&task.window_start, &task.window_end).ok_or_else(|| {
-                CheckError::Invalid(format!(
-                    "task {id} has an unreadable window {}..{}",
-                    task.window_start, task.window_end
-                ))
-            })?;
+            let (s, e) = task_window(task.window_start.as_str(), task.window_end.as_str())
+                .ok_or_else(|| {
+                    CheckError::Invalid(format!(
+                        "task {id} has an unreadable window {}..{}",
+                        task.window_start, task.window_end
+                    ))
+                })?;
             (s, e.min(now.0))
         }
     };
@@ -183,7 +171,7 @@ pub fn run(
     let pack_id: Option<String> = conn
         .query_row(
             "SELECT rule_pack FROM registry_items WHERE id = ?1",
-            [&task.item],
+            [task.item.as_str()],
             |r| r.get(0),
         )
         .optional()?
@@ -208,7 +196,7 @@ pub fn run(
             )
         }
         Some(pack) => {
-            let entities = data_entities(conn, &task.entity)?;
+            let entities = data_entities(conn, task.entity.as_str())?;
             let data = query::window_data(conn, &entities, start, end)?;
             let series: Vec<SeriesData<'_>> = data
                 .series
@@ -238,17 +226,14 @@ pub fn run(
             )
         }
     };
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = crate::store::immediate(conn)?;
     tx.execute(
         "INSERT INTO checks (task, pack_hash, window_start_ms, window_end_ms, outcome, evidence, checked_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![id.0, pack_hash, start, end, outcome, evidence.to_string(), now.0],
     )?;
     let check = CheckId(tx.last_insert_rowid());
-    tx.execute(
-        "UPDATE tasks SET status = 'checked', updated_ms = ?2 WHERE id = ?1",
-        params![id.0, now.0],
-    )?;
+    tasks::apply(&tx, id, Transition::Check, now)?;
     tasks::add_note(
         &tx,
         id,
@@ -349,15 +334,10 @@ pub fn decide(
 ) -> Result<Check, CheckError> {
     let check = get(conn, id)?;
     let task = check.task;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = crate::store::immediate(conn)?;
     match by {
         Decider::Inspector(inspector) => {
-            let assigned: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM task_inspectors WHERE task = ?1 AND inspector = ?2)",
-                params![task.0, inspector],
-                |r| r.get(0),
-            )?;
-            if !assigned {
+            if !tasks::is_assigned(&tx, task, inspector)? {
                 return Err(TaskError::NotAssigned {
                     id: task,
                     inspector: inspector.to_owned(),
@@ -390,10 +370,8 @@ pub fn decide(
             "check {id} is not task {task}'s newest check ({newest}); decide on the newest"
         )));
     }
-    let status: String = tx.query_row("SELECT status FROM tasks WHERE id = ?1", [task.0], |r| {
-        r.get(0)
-    })?;
-    if status != "checked" {
+    let status = tasks::get(&tx, task)?.status;
+    if status != TaskStatus::Checked {
         return Err(CheckError::Invalid(format!(
             "task {task} is {status}; a decision needs it to be checked"
         )));
@@ -444,7 +422,7 @@ pub fn decide(
         "UPDATE checks SET decision = ?2, decided_by = ?3, reason = ?4, decided_ms = ?5 WHERE id = ?1",
         params![id, kind, inspector, reason, now.0],
     )?;
-    tasks::record_result(&tx, task, result, &comment, now)?;
+    tasks::record_result(&tx, task, Transition::Decide, result, &comment, now)?;
     audit::append(
         &tx,
         audit_kind,

@@ -12,13 +12,15 @@
 //!   its verification from what it holds.
 //! - [`mod@verify`]: recomputes a full record from its own contents and names what differs.
 //! - [`commitment`]: the published commitment and the check of a record against it.
-//! - [`store`]: commitments and records in SQLite.
+//! - [`store`]: commitments and records in SQLite, the one source of the records.
+//! - [`files`]: the published record files, rendered from the store.
 //!
 //! `docs/draw-algorithm.md` specifies all of it precisely enough to re-implement it in
 //! another language; `collector/tests/vectors/` holds test vectors that a test checks.
 
 pub mod algorithm;
 pub mod commitment;
+pub mod files;
 pub mod input;
 pub mod public;
 pub mod record;

@@ -3,7 +3,7 @@
 //! classes, pool or conflicts — no longer matches the committed digests, makes the draw and
 //! stores the full record and its random tasks in one transaction.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 pub use super::commitment::{Commitment, CommittedDigests};
@@ -11,9 +11,10 @@ use super::input::{strata_digest, DrawInput, SaltKey, Seed, Sha256};
 use super::record::{DrawRecord, Replacement};
 use super::DrawError;
 use crate::audit::{self, EntryKind};
-use crate::registry::model::InspectorId;
+use crate::registry::model::{Department, InspectorId};
 use crate::registry::CreditCode;
-use crate::tasks::{store as tasks, TaskId};
+use crate::store::{immediate, immediate_shared};
+use crate::tasks::store as tasks;
 use spotcheck_protocol::UnixMillis;
 
 /// Why a stored draw operation failed. Every failure leaves the store unchanged.
@@ -106,7 +107,53 @@ pub fn commit(
     window_end: Option<&str>,
     now_ms: i64,
 ) -> Result<Commitment, DrawStoreError> {
+    commit_joint(conn, plan, input, &[], window_end, now_ms)
+}
+
+/// The digests of a partner department's inspector pool and conflicts, fixed when a joint
+/// draw is committed: the partner draws its own inspectors at the reveal, from this pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PartnerDigests {
+    /// The partner department.
+    pub department: Department,
+    /// Its pool ([`DrawInput::inspectors_digest`]).
+    pub inspectors: Sha256,
+    /// Its conflicts with the candidates, keyed with the draw's salt key.
+    pub conflicts: Sha256,
+}
+
+impl PartnerDigests {
+    /// The digests of `input` (the partner's pool over the draw's candidates).
+    pub fn of(input: &DrawInput, key: &SaltKey) -> PartnerDigests {
+        PartnerDigests {
+            department: input.parameters.department.clone(),
+            inspectors: input.inspectors_digest(),
+            conflicts: input.conflicts_digest(key),
+        }
+    }
+}
+
+/// [`commit`] for a joint draw: also fixes each partner's pool and conflicts (`partners`:
+/// the partners' inputs over the same candidates).
+pub fn commit_joint(
+    conn: &Connection,
+    plan: Option<&str>,
+    input: &DrawInput,
+    partners: &[DrawInput],
+    window_end: Option<&str>,
+    now_ms: i64,
+) -> Result<Commitment, DrawStoreError> {
     super::algorithm::draw(&Seed([0; 32]), input)?;
+    for p in partners {
+        let (pool, needed) = (p.inspectors.len(), p.parameters.inspectors_per_entity);
+        if pool < needed as usize {
+            return Err(DrawError::Input(format!(
+                "partner department {} has {pool} active inspector(s) in the field, and each entity needs {needed} of its own: add inspectors to its library",
+                p.parameters.department
+            ))
+            .into());
+        }
+    }
     let id = input.parameters.draw_id.as_str();
     let seed = Seed::generate();
     let key = SaltKey::generate();
@@ -119,13 +166,16 @@ pub fn commit(
         revealed_ms: None,
         window_end: window_end.map(str::to_owned),
     };
-    // Unchecked: the caller holds a shared connection; the draw and its audit entry commit
-    // together.
-    let tx = conn.unchecked_transaction()?;
+    let partner_digests: Vec<PartnerDigests> = partners
+        .iter()
+        .map(|p| PartnerDigests::of(p, &key))
+        .collect();
+    // On a shared connection; the draw and its audit entry commit together.
+    let tx = immediate_shared(conn)?;
     let n = tx.execute(
         "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
-                                      salt_key, window_end)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                      salt_key, window_end, partners)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             id,
             plan,
@@ -135,7 +185,8 @@ pub fn commit(
             now_ms,
             seed.to_string(),
             key.to_string(),
-            window_end
+            window_end,
+            (!partner_digests.is_empty()).then(|| json(&partner_digests))
         ],
     )?;
     if n == 0 {
@@ -147,7 +198,8 @@ pub fn commit(
         &format!("draw:{id}"),
         &serde_json::json!({"draw": id, "plan": plan, "commitment": c.commitment.to_string(),
             "parameters": c.digests.parameters.to_string(), "inspectors": c.digests.inspectors.to_string(),
-            "conflicts": c.digests.conflicts.to_string(), "strata": c.digests.strata.to_string()}),
+            "conflicts": c.digests.conflicts.to_string(), "strata": c.digests.strata.to_string(),
+            "partners": partner_digests}),
         UnixMillis(now_ms),
     )?;
     tx.commit()?;
@@ -201,26 +253,32 @@ pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, Dra
     Ok(out)
 }
 
-/// Reveals draw `id` over `input` (rebuilt from the libraries now): checks the input against
-/// the committed digests, makes the draw, stores the record and, per drawn entity, one random
-/// task for each (department, item) of `tasks_for` in the window — all in one transaction.
-pub fn reveal(
-    conn: &mut Connection,
+/// Reveals draw `id` over `input` (rebuilt from the libraries now) inside the caller's
+/// transaction: checks the input against the committed digests, makes the draw and stores the
+/// record. The caller creates the tasks in the same transaction. Returns the record and the
+/// partner digests committed with it (empty unless a joint draw).
+pub fn reveal_in(
+    tx: &Transaction<'_>,
     id: &str,
     input: &DrawInput,
-    tasks_for: &[(&str, &str)],
-    window: (&str, &str),
     now_ms: i64,
-) -> Result<DrawRecord, DrawStoreError> {
-    let tx = conn.transaction()?;
-    let row: Option<(String, Option<String>, String, Option<String>)> = tx
+) -> Result<(DrawRecord, Vec<PartnerDigests>), DrawStoreError> {
+    /// seed, salt key, digests, record, partners.
+    type Row = (
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Row> = tx
         .query_row(
-            "SELECT seed, salt_key, digests, record FROM draws WHERE id = ?1",
+            "SELECT seed, salt_key, digests, record, partners FROM draws WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
-    let (seed, key, digests, record) =
+    let (seed, key, digests, record, partners) =
         row.ok_or_else(|| DrawStoreError::NotFound(id.to_owned()))?;
     if record.is_some() {
         return Err(DrawStoreError::Revealed(id.to_owned()));
@@ -232,6 +290,11 @@ pub fn reveal(
     let key: SaltKey = serde_json::from_value(hex(key)).map_err(|e| bad(e.to_string()))?;
     let committed: CommittedDigests =
         serde_json::from_str(&digests).map_err(|e| bad(e.to_string()))?;
+    let partners: Vec<PartnerDigests> = partners
+        .map(|p| serde_json::from_str(&p))
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?
+        .unwrap_or_default();
     let now = committed_digests(input, &key);
     for (what, was, now) in [
         ("parameters", committed.parameters, now.parameters),
@@ -262,38 +325,103 @@ pub fn reveal(
         ],
     )?;
     audit::append(
-        &tx,
+        tx,
         EntryKind::DrawRevealed,
         &format!("draw:{id}"),
         &serde_json::json!({"draw": id, "seed": record.seed.to_string(),
             "drawn": record.draws.iter().map(|a| a.entity.as_str()).collect::<Vec<_>>()}),
         UnixMillis(now_ms),
     )?;
-    {
-        let mut ins = tx.prepare(
-            "INSERT INTO tasks (draw, kind, entity, department, item, window_start, window_end,
-                                status, opened_ms, updated_ms)
-             VALUES (?1, 'random', ?2, ?3, ?4, ?5, ?6, 'drawn', ?7, ?7)",
-        )?;
-        for a in &record.draws {
-            let inspectors: Vec<String> = a.inspectors.iter().map(|i| i.to_string()).collect();
-            for (department, item) in tasks_for {
-                ins.execute(params![
-                    id,
-                    a.entity.as_str(),
-                    department,
-                    item,
-                    window.0,
-                    window.1,
-                    now_ms
-                ])?;
-                let task = TaskId(tx.last_insert_rowid());
-                tasks::assign(&tx, task, &inspectors, UnixMillis(now_ms))
-                    .map_err(|e| DrawStoreError::Task(e.to_string()))?;
-            }
+    Ok((record, partners))
+}
+
+/// Checks a partner's pool and conflicts (`over_candidates`: its input over the joint draw's
+/// candidates, rebuilt now) against the digests committed with draw `id`.
+pub fn check_partner(
+    id: &str,
+    committed: &[PartnerDigests],
+    over_candidates: &DrawInput,
+    key: &SaltKey,
+) -> Result<(), DrawStoreError> {
+    let now = PartnerDigests::of(over_candidates, key);
+    let Some(was) = committed.iter().find(|p| p.department == now.department) else {
+        return Err(DrawStoreError::Corrupt {
+            id: id.to_owned(),
+            reason: format!(
+                "the commitment fixed no pool for partner department {}; commit a new draw",
+                now.department
+            ),
+        });
+    };
+    for (what, was, now) in [
+        ("partner's inspector pool", was.inspectors, now.inspectors),
+        ("partner's conflicts (回避)", was.conflicts, now.conflicts),
+    ] {
+        if was != now {
+            return Err(DrawStoreError::InputChanged {
+                id: id.to_owned(),
+                what,
+                committed: was,
+                now,
+            });
         }
     }
-    tx.commit()?;
+    Ok(())
+}
+
+/// The seed of a partner department's inspector draw in joint draw `seed`: SHA-256 over
+/// `spotcheck-partner-v1`, a zero byte, the joint draw's seed and the department. Fixed by the
+/// joint draw's commitment and unknown until its reveal, like the joint draw's own.
+pub fn partner_seed(seed: &Seed, department: &Department) -> Seed {
+    let mut bytes = b"spotcheck-partner-v1\0".to_vec();
+    bytes.extend_from_slice(&seed.0);
+    bytes.extend_from_slice(department.as_str().as_bytes());
+    Seed(Sha256::of(&bytes).0)
+}
+
+/// Stores a partner department's inspector draw (its own draw id, seed from
+/// [`partner_seed`]) as committed and revealed at once, inside the joint draw's reveal.
+pub fn store_partner_draw(
+    tx: &Transaction<'_>,
+    plan: Option<&str>,
+    input: &DrawInput,
+    seed: Seed,
+    key: SaltKey,
+    window_end: Option<&str>,
+    now_ms: i64,
+) -> Result<DrawRecord, DrawStoreError> {
+    let id = input.parameters.draw_id.as_str();
+    let record = DrawRecord::make(seed, key, input)?;
+    let digests = committed_digests(input, &key);
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
+                                      salt_key, window_end, record, revealed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?6)",
+        params![
+            id,
+            plan,
+            record.commitment.to_string(),
+            json(&input.parameters),
+            json(&digests),
+            now_ms,
+            seed.to_string(),
+            key.to_string(),
+            window_end,
+            serde_json::to_string(&record).expect("records serialise"),
+        ],
+    )?;
+    if n == 0 {
+        return Err(DrawStoreError::Exists(id.to_owned()));
+    }
+    audit::append(
+        tx,
+        EntryKind::DrawRevealed,
+        &format!("draw:{id}"),
+        &serde_json::json!({"draw": id, "seed": record.seed.to_string(),
+            "commitment": record.commitment.to_string(),
+            "drawn": record.draws.iter().map(|a| a.entity.as_str()).collect::<Vec<_>>()}),
+        UnixMillis(now_ms),
+    )?;
     Ok(record)
 }
 
@@ -342,6 +470,44 @@ pub fn revealed(conn: &Connection, limit: u32) -> Result<Vec<Revealed>, DrawStor
     Ok(out)
 }
 
+/// The revealed record of draw `id` (None: no such draw, or not revealed yet).
+pub fn record(conn: &Connection, id: &str) -> Result<Option<DrawRecord>, DrawStoreError> {
+    let json: Option<Option<String>> = conn
+        .query_row("SELECT record FROM draws WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    json.flatten()
+        .map(|j| serde_json::from_str(&j).map_err(|e| corrupt(id)(e.to_string())))
+        .transpose()
+}
+
+/// The ids of the draws of plan `plan` whose id starts with `prefix` (a batch's draw and its
+/// partners' inspector draws).
+pub fn ids_of_plan(
+    conn: &Connection,
+    plan: &str,
+    prefix: &str,
+) -> Result<Vec<String>, DrawStoreError> {
+    let mut stmt = conn.prepare("SELECT id FROM draws WHERE plan = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([plan], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for id in rows {
+        let id = id?;
+        if id.starts_with(prefix) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether draw `id` is revealed.
+pub fn is_revealed(conn: &Connection, id: &str) -> Result<bool, DrawStoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM draws WHERE id = ?1 AND record IS NOT NULL)",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
 /// Records a recusal in draw `id` and draws the replacement with a fresh seed.
 pub fn recuse(
     conn: &mut Connection,
@@ -349,7 +515,7 @@ pub fn recuse(
     entity: &CreditCode,
     inspector: &InspectorId,
 ) -> Result<Replacement, DrawStoreError> {
-    let tx = conn.transaction()?;
+    let tx = immediate(conn)?;
     let json: Option<Option<String>> = tx
         .query_row("SELECT record FROM draws WHERE id = ?1", [id], |r| r.get(0))
         .optional()?;
@@ -368,16 +534,14 @@ pub fn recuse(
     )?;
     let now = UnixMillis::now();
     // The replacement takes the recused inspector's place on the entity's tasks of this draw.
-    tx.execute(
-        "UPDATE OR IGNORE task_inspectors SET inspector = ?4
-         WHERE inspector = ?3 AND task IN (SELECT id FROM tasks WHERE draw = ?1 AND entity = ?2)",
-        params![
-            id,
-            entity.as_str(),
-            r.recused.as_str(),
-            r.replacement.as_str()
-        ],
-    )?;
+    tasks::replace_inspector(
+        &tx,
+        id,
+        entity.as_str(),
+        r.recused.as_str(),
+        r.replacement.as_str(),
+    )
+    .map_err(|e| DrawStoreError::Task(e.to_string()))?;
     audit::append(
         &tx,
         EntryKind::Recusal,

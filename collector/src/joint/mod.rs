@@ -208,29 +208,10 @@ pub fn joint_per_department(joint: &[JointTask]) -> BTreeMap<Department, u64> {
     out
 }
 
-/// Every task in the store that has a window, as a [`Task`].
-pub fn stored_tasks(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Task>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, entity, department, item, window_start, window_end, draw IS NOT NULL
-         FROM tasks ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let bad = |i: usize, e: String| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-        };
-        Ok(Task {
-            id: r.get(0)?,
-            entity: CreditCode::parse(&r.get::<_, String>(1)?)
-                .map_err(|e| bad(1, e.to_string()))?,
-            department: Department::new(r.get::<_, String>(2)?)
-                .map_err(|e| bad(2, e.to_string()))?,
-            item: ItemId::new(r.get::<_, String>(3)?).map_err(|e| bad(3, e.to_string()))?,
-            start: PlanDate::new(&r.get::<_, String>(4)?).map_err(|e| bad(4, e))?,
-            end: PlanDate::new(&r.get::<_, String>(5)?).map_err(|e| bad(5, e))?,
-            drawn: r.get(6)?,
-        })
-    })?;
-    rows.collect()
+/// Every task in the store of an entity of the library, as a [`Task`] (read by the tasks
+/// module, which owns the table).
+pub fn stored_tasks(conn: &rusqlite::Connection) -> Result<Vec<Task>, crate::tasks::TaskError> {
+    crate::tasks::store::scheduled(conn)
 }
 
 #[cfg(test)]
@@ -275,8 +256,26 @@ mod tests {
 
     #[test]
     fn a_joint_plan_counts_for_its_department_and_its_partners() {
-        let mut plans = crate::registry::generate::plans(2026);
-        plans[1].partners.clear();
+        let plan = |id: &str, dept: &str, partners: Vec<crate::plan::Partner>| crate::plan::Plan {
+            id: crate::registry::model::DrawId::new(id).unwrap(),
+            year: 2026,
+            department: Department::new(dept).unwrap(),
+            item: ItemId::new(format!("{dept}-item")).unwrap(),
+            domain: spotcheck_protocol::Domain::Pool,
+            district: None,
+            ratios: crate::plan::ClassRatio::defaults(),
+            inspectors_per_entity: 2,
+            batches: vec![],
+            partners,
+        };
+        let fire = crate::plan::Partner {
+            department: Department::new("fire").unwrap(),
+            item: ItemId::new("pool-fire-safety").unwrap(),
+        };
+        let plans = [
+            plan("2026-health-pool", "health", vec![fire]),
+            plan("2026-culture-game", "culture", vec![]),
+        ];
         let q = plan_quotas(&[(plans[0].clone(), 30), (plans[1].clone(), 12)]);
         let by: BTreeMap<_, _> = q
             .iter()

@@ -360,6 +360,73 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The draw id of partner `department`'s inspector draw in `batch`:
+    /// `{plan}-{batch}-{department}`.
+    pub fn partner_draw_id(
+        &self,
+        batch: &Batch,
+        department: &Department,
+    ) -> Result<DrawId, DrawError> {
+        DrawId::new(format!("{}-{}-{department}", self.id, batch.label))
+            .map_err(|e| DrawError::Input(e.to_string()))
+    }
+
+    /// The input of partner `partner`'s inspector draw in `batch` over `candidates`: every
+    /// candidate is taken (one stratum per class, its whole count), and each gets
+    /// `inspectors_per_entity` active inspectors of the partner's own department and field,
+    /// none with a conflict. At the commit `candidates` are the joint draw's candidates (so
+    /// the pool and the conflicts are fixed); at the reveal, the entities it drew.
+    pub fn partner_input(
+        &self,
+        partner: &Partner,
+        batch: &Batch,
+        candidates: &[Candidate],
+        inspectors: &[Inspector],
+    ) -> Result<DrawInput, DrawError> {
+        let strata =
+            self.ratios
+                .iter()
+                .map(|r| Stratum {
+                    class: r.class.clone(),
+                    quota: Quota::Count(
+                        candidates.iter().filter(|c| c.class == r.class).count() as u64
+                    ),
+                })
+                .collect();
+        let pool: Vec<&Inspector> = inspectors
+            .iter()
+            .filter(|i| {
+                i.active && i.department == partner.department && i.fields.contains(&self.domain)
+            })
+            .collect();
+        let conflicts = pool
+            .iter()
+            .flat_map(|i| {
+                i.conflicts.iter().map(|c| Conflict {
+                    entity: c.clone(),
+                    inspector: i.id.clone(),
+                })
+            })
+            .collect();
+        let parameters = Parameters {
+            draw_id: self.partner_draw_id(batch, &partner.department)?,
+            department: partner.department.clone(),
+            item: partner.item.clone(),
+            inspectors_per_entity: self.inspectors_per_entity,
+            strata,
+        };
+        let pool = pool
+            .into_iter()
+            .map(|i| PoolInspector {
+                id: i.id.clone(),
+                name: i.name.clone(),
+            })
+            .collect();
+        DrawInput::new(parameters, candidates.to_vec(), pool, conflicts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,16 +1,20 @@
 //! Plans in SQLite, committing and revealing a batch's draw, and progress against the plan.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use spotcheck_protocol::UnixMillis;
 
 use super::{Plan, PlanError};
 use crate::draw::store::{self as draw_store, Commitment, DrawStoreError};
-use crate::draw::{DrawError, DrawInput, DrawRecord};
-use crate::registry::model::Entity;
+use crate::draw::{Candidate, DrawError, DrawInput, DrawRecord};
+use crate::registry::model::{DrawId, Entity, RiskClass};
 use crate::registry::store::{self as registry_store, RegistryStoreError};
 use crate::registry::CreditCode;
+use crate::store::immediate;
+use crate::tasks::store::{self as tasks, NewDrawn, PlanTask};
+use crate::tasks::{Kind, TaskError, TaskStatus};
 
 /// Why a plan operation failed. Every failure leaves the store unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,9 @@ pub enum PlanStoreError {
     /// Storing the draw failed.
     #[error(transparent)]
     DrawStore(#[from] DrawStoreError),
+    /// Reading or creating tasks failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
     /// No such plan or batch.
     #[error("{0}")]
     NotFound(String),
@@ -87,24 +94,18 @@ pub fn plan(conn: &Connection, id: &str) -> Result<Plan, PlanStoreError> {
 
 /// Entities drawn in revealed draws of `plan`.
 fn already_drawn(conn: &Connection, plan: &str) -> Result<HashSet<CreditCode>, PlanStoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT t.entity FROM tasks t JOIN draws d ON d.id = t.draw WHERE d.plan = ?1",
-    )?;
-    let rows = stmt.query_map([plan], |r| r.get::<_, String>(0))?;
-    let mut out = HashSet::new();
-    for code in rows {
-        let code = code?;
-        out.insert(
+    tasks::drawn_for_plan(conn, plan)?
+        .into_iter()
+        .map(|code| {
             CreditCode::parse(&code).map_err(|e| PlanStoreError::Corrupt {
                 id: plan.to_owned(),
                 reason: e.to_string(),
-            })?,
-        );
-    }
-    Ok(out)
+            })
+        })
+        .collect()
 }
 
-fn batch_input(conn: &Connection, plan: &Plan, label: &str) -> Result<DrawInput, PlanStoreError> {
+fn batch_input(conn: &Connection, plan: &Plan, label: &str) -> Result<BatchInputs, PlanStoreError> {
     let batch = plan.batch(label).ok_or_else(|| {
         PlanStoreError::NotFound(format!("plan {} has no batch {label:?}", plan.id))
     })?;
@@ -134,7 +135,24 @@ fn batch_input(conn: &Connection, plan: &Plan, label: &str) -> Result<DrawInput,
     let entities = registry_store::entities(conn)?;
     let inspectors = registry_store::inspectors(conn)?;
     let drawn = already_drawn(conn, plan.id.as_str())?;
-    Ok(plan.draw_input(batch, &entities, &inspectors, &drawn)?)
+    let input = plan.draw_input(batch, &entities, &inspectors, &drawn)?;
+    let partners = plan
+        .partners
+        .iter()
+        .map(|p| plan.partner_input(p, batch, &input.candidates, &inspectors))
+        .collect::<Result<_, _>>()?;
+    Ok(BatchInputs {
+        input,
+        partners,
+        inspectors,
+    })
+}
+
+/// A batch's draw input and its partners' inputs over the same candidates.
+struct BatchInputs {
+    input: DrawInput,
+    partners: Vec<DrawInput>,
+    inspectors: Vec<crate::registry::model::Inspector>,
 }
 
 /// Commits the draw of batch `label` of plan `plan_id`: stores a fresh secret seed and returns
@@ -147,19 +165,24 @@ pub fn commit_batch(
     now_ms: i64,
 ) -> Result<Commitment, PlanStoreError> {
     let plan = plan(conn, plan_id)?;
-    let input = batch_input(conn, &plan, label)?;
+    let inputs = batch_input(conn, &plan, label)?;
     let end = plan.batch(label).map(|b| b.end.as_str());
-    Ok(draw_store::commit(
+    Ok(draw_store::commit_joint(
         conn,
         Some(plan_id),
-        &input,
+        &inputs.input,
+        &inputs.partners,
         end,
         now_ms,
     )?)
 }
 
-/// Reveals the committed draw of batch `label` of plan `plan_id`, creating the tasks of the
-/// department and of every partner department.
+/// Reveals the committed draw of batch `label` of plan `plan_id` in one transaction: the
+/// department's draw gives the entities and its inspectors; each partner department of a
+/// joint plan then draws its own inspectors for the same entities from its own pool (a draw
+/// of its own, `{plan}-{batch}-{department}`, seeded from the joint draw's seed,
+/// [`draw_store::partner_seed`]); one task per department and entity, each with its own
+/// department's inspectors. Returns the department's record.
 pub fn reveal_batch(
     conn: &mut Connection,
     plan_id: &str,
@@ -167,23 +190,83 @@ pub fn reveal_batch(
     now_ms: i64,
 ) -> Result<DrawRecord, PlanStoreError> {
     let plan = plan(conn, plan_id)?;
-    let input = batch_input(conn, &plan, label)?;
+    let inputs = batch_input(conn, &plan, label)?;
     let batch = plan.batch(label).expect("batch_input checked it");
-    let mut tasks_for = vec![(plan.department.as_str(), plan.item.as_str())];
-    tasks_for.extend(
-        plan.partners
-            .iter()
-            .map(|p| (p.department.as_str(), p.item.as_str())),
-    );
-    let id = input.parameters.draw_id.to_string();
-    Ok(draw_store::reveal(
-        conn,
-        &id,
-        &input,
-        &tasks_for,
-        (batch.start.as_str(), batch.end.as_str()),
-        now_ms,
-    )?)
+    let window = (batch.start.as_str(), batch.end.as_str());
+    let now = UnixMillis(now_ms);
+    let id = inputs.input.parameters.draw_id.clone();
+    let kind_of = |draw: &DrawId| -> Kind {
+        if plan.partners.is_empty() {
+            Kind::Random {
+                draw: draw.clone(),
+                batch: Some(batch.label.clone()),
+            }
+        } else {
+            Kind::Joint {
+                draw: draw.clone(),
+                batch: Some(batch.label.clone()),
+                plan: plan.id.clone(),
+                departments: std::iter::once(plan.department.clone())
+                    .chain(plan.partners.iter().map(|p| p.department.clone()))
+                    .collect(),
+            }
+        }
+    };
+    let tx = immediate(conn)?;
+    let (record, committed) = draw_store::reveal_in(&tx, id.as_str(), &inputs.input, now_ms)?;
+    let kind = kind_of(&id);
+    for a in &record.draws {
+        tasks::create_drawn(
+            &tx,
+            &NewDrawn {
+                kind: &kind,
+                entity: &a.entity,
+                department: &plan.department,
+                item: &plan.item,
+                window,
+                inspectors: &a.inspectors,
+            },
+            now,
+        )?;
+    }
+    let drawn: Vec<Candidate> = inputs
+        .input
+        .candidates
+        .iter()
+        .filter(|c| record.draws.iter().any(|a| a.entity == c.code))
+        .cloned()
+        .collect();
+    for (partner, over_candidates) in plan.partners.iter().zip(&inputs.partners) {
+        draw_store::check_partner(id.as_str(), &committed, over_candidates, &record.salt_key)?;
+        let input = plan.partner_input(partner, batch, &drawn, &inputs.inspectors)?;
+        let seed = draw_store::partner_seed(&record.seed, &partner.department);
+        let teams = draw_store::store_partner_draw(
+            &tx,
+            Some(plan_id),
+            &input,
+            seed,
+            record.salt_key,
+            Some(batch.end.as_str()),
+            now_ms,
+        )?;
+        let kind = kind_of(&input.parameters.draw_id);
+        for a in &teams.draws {
+            tasks::create_drawn(
+                &tx,
+                &NewDrawn {
+                    kind: &kind,
+                    entity: &a.entity,
+                    department: &partner.department,
+                    item: &partner.item,
+                    window,
+                    inspectors: &a.inspectors,
+                },
+                now,
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(record)
 }
 
 /// A plan's progress.
@@ -191,18 +274,38 @@ pub fn reveal_batch(
 pub struct Progress {
     /// The plan.
     pub plan: String,
-    /// Entities the plan's ratios give over today's library, per batch, times the batches.
+    /// Entities the plan's ratios give over today's library for the year (the sum of the
+    /// classes' annual targets).
     pub planned: u64,
     /// Entities drawn so far.
     pub drawn: u64,
-    /// Tasks checked.
+    /// The department's tasks checked (or past it).
     pub checked: u64,
-    /// Tasks published.
+    /// The department's tasks published.
     pub published: u64,
     /// Batches revealed, of all.
     pub batches_drawn: u64,
     /// Batches in the plan.
     pub batches: u64,
+    /// The same per risk class, in the plan's order.
+    pub classes: Vec<ClassProgress>,
+}
+
+/// A plan's progress in one risk class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClassProgress {
+    /// The class.
+    pub class: RiskClass,
+    /// Candidates of the class in today's library.
+    pub population: u64,
+    /// The annual target ([`super::ClassRatio::annual_target`]).
+    pub planned: u64,
+    /// Drawn so far.
+    pub drawn: u64,
+    /// The department's tasks of the class checked (or past it).
+    pub checked: u64,
+    /// The department's tasks of the class published.
+    pub published: u64,
 }
 
 /// Entities `plan` draws over its year: the sum of its classes' annual targets over today's
@@ -220,34 +323,62 @@ pub fn planned_entities(plan: &Plan, entities: &[Entity]) -> u64 {
         .sum()
 }
 
-/// Progress of `plan` against its ratios.
+/// Progress of `plan` against its ratios, in total and per class.
 pub fn progress(conn: &Connection, plan: &Plan) -> Result<Progress, PlanStoreError> {
     let entities = registry_store::entities(conn)?;
-    let count = |sql: &str| -> Result<u64, rusqlite::Error> {
-        conn.query_row(
-            sql,
-            params![plan.id.as_str(), plan.department.as_str()],
-            |r| r.get(0),
+    let class_of: HashMap<&str, &RiskClass> = entities
+        .iter()
+        .map(|e| (e.code.as_str(), &e.risk))
+        .collect();
+    let own: Vec<PlanTask> = tasks::of_plan(conn, plan.id.as_str())?
+        .into_iter()
+        .filter(|t| t.department == plan.department.as_str())
+        .collect();
+    let is_checked = |t: &PlanTask| {
+        matches!(
+            t.status,
+            TaskStatus::Checked | TaskStatus::Resolved | TaskStatus::Published
         )
     };
+    let is_published = |t: &PlanTask| t.status == TaskStatus::Published;
+    let classes: Vec<ClassProgress> = plan
+        .ratios
+        .iter()
+        .map(|r| {
+            let population = entities
+                .iter()
+                .filter(|e| plan.is_candidate(e) && e.risk == r.class)
+                .count() as u64;
+            let of_class: Vec<&PlanTask> = own
+                .iter()
+                .filter(|t| class_of.get(t.entity.as_str()) == Some(&&r.class))
+                .collect();
+            ClassProgress {
+                class: r.class.clone(),
+                population,
+                planned: r.annual_target(population),
+                drawn: of_class.len() as u64,
+                checked: of_class.iter().filter(|t| is_checked(t)).count() as u64,
+                published: of_class.iter().filter(|t| is_published(t)).count() as u64,
+            }
+        })
+        .collect();
     Ok(Progress {
         plan: plan.id.to_string(),
-        planned: planned_entities(plan, &entities),
-        drawn: count(
-            "SELECT COUNT(*) FROM tasks t JOIN draws d ON d.id = t.draw
-             WHERE d.plan = ?1 AND t.department = ?2",
-        )?,
-        checked: count(
-            "SELECT COUNT(*) FROM tasks t JOIN draws d ON d.id = t.draw
-             WHERE d.plan = ?1 AND t.department = ?2 AND t.status IN ('checked', 'resolved', 'published')",
-        )?,
-        published: count(
-            "SELECT COUNT(*) FROM tasks t JOIN draws d ON d.id = t.draw
-             WHERE d.plan = ?1 AND t.department = ?2 AND t.status = 'published'",
-        )?,
-        batches_drawn: count(
-            "SELECT COUNT(*) FROM draws WHERE plan = ?1 AND record IS NOT NULL AND ?2 = ?2",
-        )?,
+        planned: classes.iter().map(|c| c.planned).sum(),
+        drawn: own.len() as u64,
+        checked: own.iter().filter(|t| is_checked(t)).count() as u64,
+        published: own.iter().filter(|t| is_published(t)).count() as u64,
+        batches_drawn: batches_drawn(conn, plan)?,
         batches: plan.batches.len() as u64,
+        classes,
     })
+}
+
+fn batches_drawn(conn: &Connection, plan: &Plan) -> Result<u64, PlanStoreError> {
+    let mut n = 0;
+    for b in &plan.batches {
+        n += u64::from(draw_store::is_revealed(conn, plan.draw_id(b)?.as_str())?);
+    }
+    Ok(n)
 }

@@ -12,11 +12,9 @@
 //! - [`import`]: CSV and JSON import with every bad row reported by line and field;
 //!   [`parse`] turns one row into one typed record.
 //! - [`store`]: the libraries in SQLite, replaced or extended atomically.
-//! - [`generate`]: a realistic generated registry for the demo, tests and benchmarks.
 
 pub mod credentials;
 pub mod credit_code;
-pub mod generate;
 pub mod import;
 pub mod model;
 pub mod parse;

@@ -48,6 +48,9 @@ pub enum ResultsError {
         /// Why.
         reason: String,
     },
+    /// Reading or changing a task failed.
+    #[error(transparent)]
+    Task(#[from] crate::tasks::TaskError),
     /// Rendering CSV failed.
     #[error("cannot render CSV: {0}")]
     Csv(#[from] csv::Error),

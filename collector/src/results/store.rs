@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
@@ -12,6 +12,8 @@ use spotcheck_protocol::UnixMillis;
 use super::deadline::Deadline;
 use super::{Category, ResultsError};
 use crate::audit::{self, EntryKind};
+use crate::tasks::store as tasks;
+use crate::tasks::{TaskError, TaskId, TaskStatus, Transition};
 
 /// Why one task cannot be published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +84,7 @@ pub fn publish(
     task_ids: &[i64],
     now: UnixMillis,
 ) -> Result<Vec<Published>, ResultsError> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = crate::store::immediate_shared(conn)?;
     let mut seen = HashSet::new();
     let mut refusals = Vec::new();
     let mut ready = Vec::new();
@@ -90,39 +92,29 @@ pub fn publish(
         if !seen.insert(task) {
             continue;
         }
-        let row: Option<(String, Option<String>, String, Option<i64>)> = tx
-            .query_row(
-                "SELECT status, result, entity, resolved_ms FROM tasks WHERE id = ?1",
-                [task],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        match row {
-            None => refusals.push(Refusal::NoSuchTask { task }),
-            Some((status, ..)) if status == "published" => {
+        match tasks::get(&tx, TaskId(task)) {
+            Err(TaskError::NotFound(_)) => refusals.push(Refusal::NoSuchTask { task }),
+            Err(e) => return Err(e.into()),
+            Ok(t) if t.status == TaskStatus::Published => {
                 refusals.push(Refusal::AlreadyPublished { task })
             }
-            Some((status, ..)) if status != "resolved" => {
-                refusals.push(Refusal::NotResolved { task, status })
-            }
-            Some((_, result, entity, resolved_ms)) => {
-                match result.as_deref().map(Category::parse) {
-                    Some(Ok(category)) => ready.push((task, category, entity, resolved_ms)),
-                    _ => refusals.push(Refusal::NoResult { task }),
-                }
-            }
+            Ok(t) if t.status != TaskStatus::Resolved => refusals.push(Refusal::NotResolved {
+                task,
+                status: t.status.to_string(),
+            }),
+            Ok(t) => match t.result.as_deref().map(Category::parse) {
+                Some(Ok(category)) => ready.push((t, category)),
+                _ => refusals.push(Refusal::NoResult { task }),
+            },
         }
     }
     if !refusals.is_empty() {
         return Err(ResultsError::Refused { refusals });
     }
     let mut out = Vec::with_capacity(ready.len());
-    for (task, result, entity, resolved_ms) in ready {
-        tx.execute(
-            "UPDATE tasks SET status = 'published', published_ms = ?2, updated_ms = ?2
-             WHERE id = ?1 AND status = 'resolved'",
-            params![task, now.0],
-        )?;
+    for (t, result) in ready {
+        let task = t.id.0;
+        tasks::apply(&tx, t.id, Transition::Publish, now)?;
         // Ids and codes only: the entity is a business, by its credit code.
         let entry = audit::append(
             &tx,
@@ -130,9 +122,9 @@ pub fn publish(
             &format!("task:{task}"),
             &json!({
                 "task": task,
-                "entity": entity,
+                "entity": t.entity.as_str(),
                 "result": result.code(),
-                "resolved_ms": resolved_ms,
+                "resolved_ms": t.resolved_ms,
                 "published_ms": now.0,
             }),
             now,
@@ -179,39 +171,25 @@ pub fn pending_publication(
     deadline: Deadline,
     now: UnixMillis,
 ) -> Result<Vec<PendingPublication>, ResultsError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, kind, entity, department, item, result, resolved_ms FROM tasks
-         WHERE status = 'resolved' AND published_ms IS NULL
-         ORDER BY resolved_ms, id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (task, kind, entity, department, item, result, resolved_ms) = row?;
+    for t in tasks::awaiting_publication(conn)? {
+        let task = t.id.0;
         let corrupt = |reason: &str| ResultsError::Corrupt {
             task,
             reason: reason.to_owned(),
         };
-        let result = Category::parse(result.as_deref().ok_or_else(|| corrupt("no result"))?)
+        let result = Category::parse(t.result.as_deref().ok_or_else(|| corrupt("no result"))?)
             .map_err(|e| corrupt(&e.to_string()))?;
-        let resolved_ms = resolved_ms.ok_or_else(|| corrupt("resolved without resolved_ms"))?;
+        let resolved_ms = t
+            .resolved_ms
+            .ok_or_else(|| corrupt("resolved without resolved_ms"))?;
         let due = deadline.due(UnixMillis(resolved_ms));
         out.push(PendingPublication {
             task,
-            kind,
-            entity,
-            department,
-            item,
+            kind: t.kind().to_string(),
+            entity: t.entity.to_string(),
+            department: t.department.to_string(),
+            item: t.item.to_string(),
             result,
             resolved_ms,
             due_ms: due.due_ms,
@@ -284,81 +262,29 @@ pub fn public_results(
     conn: &Connection,
     filter: &PublicFilter,
 ) -> Result<Vec<PublicResult>, ResultsError> {
-    let mut stmt = conn.prepare(
-        "SELECT t.id, t.kind, t.entity, COALESCE(re.name, ''),
-                COALESCE(re.domain, e.domain, ''), t.department, t.item, COALESCE(ri.name, ''),
-                t.window_start, t.window_end, t.result, t.published_ms
-         FROM tasks t
-         LEFT JOIN registry_entities re ON re.code = t.entity
-         LEFT JOIN entities e ON e.name = t.entity
-         LEFT JOIN registry_items ri ON ri.id = t.item
-         WHERE t.status = 'published' AND t.published_ms IS NOT NULL
-           AND (?1 IS NULL OR COALESCE(re.domain, e.domain) = ?1)
-           AND (?2 IS NULL OR t.department = ?2)
-           AND (?3 IS NULL OR t.entity = ?3)
-           AND (?4 IS NULL OR t.published_ms >= ?4)
-           AND (?5 IS NULL OR t.published_ms < ?5)
-         ORDER BY t.published_ms DESC, t.id DESC
-         LIMIT ?6",
-    )?;
-    let limit = filter.limit.map_or(-1, i64::from);
-    let rows = stmt.query_map(
-        params![
-            filter.domain,
-            filter.department,
-            filter.entity,
-            filter.since_ms,
-            filter.until_ms,
-            limit
-        ],
-        |r| {
-            Ok((
-                (
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ),
-                (
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, String>(8)?,
-                    r.get::<_, String>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, i64>(11)?,
-                ),
-            ))
-        },
-    )?;
     let mut out = Vec::new();
-    for row in rows {
-        let (
-            (task_id, kind, entity_code, entity_name, domain, department),
-            (item, item_name, window_start, window_end, result, published_ms),
-        ) = row?;
-        let result = Category::parse(result.as_deref().unwrap_or_default()).map_err(|e| {
+    for row in tasks::published(conn, filter)? {
+        let result = Category::parse(row.result.as_deref().unwrap_or_default()).map_err(|e| {
             ResultsError::Corrupt {
-                task: task_id,
+                task: row.task_id,
                 reason: e.to_string(),
             }
         })?;
         out.push(PublicResult {
-            task_id,
-            kind,
-            entity_code,
-            entity_name,
-            domain,
-            department,
-            item,
-            item_name,
-            window_start,
-            window_end,
+            task_id: row.task_id,
+            kind: row.kind,
+            entity_code: row.entity_code,
+            entity_name: row.entity_name,
+            domain: row.domain,
+            department: row.department,
+            item: row.item,
+            item_name: row.item_name,
+            window_start: row.window_start,
+            window_end: row.window_end,
             result_code: result.code().to_owned(),
             result_label: result.label().to_owned(),
-            published_date: china_date(published_ms),
-            published_ms,
+            published_date: china_date(row.published_ms),
+            published_ms: row.published_ms,
         });
     }
     Ok(out)

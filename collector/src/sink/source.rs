@@ -63,7 +63,7 @@ struct Names {
     /// agent id → name
     agents: HashMap<i64, String>,
     /// domain → (department, item) from the item list (the item whose rule pack is the
-    /// domain's); the department that inspects the domain when the list has none.
+    /// domain's); `unassigned` when the list has none, as for anomaly tasks.
     domains: HashMap<String, (String, String)>,
     /// (entity, metric, agent) → series key; `None` if it cannot be encoded.
     series: HashMap<(i64, i64, i64), Option<String>>,
@@ -192,7 +192,7 @@ impl Source {
             .collect::<Result<_, _>>()?;
         n.domains.clear();
         for domain in spotcheck_protocol::Domain::ALL {
-            let dept = crate::registry::generate::department_of(domain).to_string();
+            let dept = crate::tasks::anomaly::UNASSIGNED.to_owned();
             n.domains.insert(domain.to_string(), (dept, String::new()));
         }
         for (pack, dept, item) in listed {
@@ -452,7 +452,7 @@ mod tests {
             "whole chunks, until 4 or more"
         );
         assert!(first.body.starts_with(
-            "pool,agent=a1,department=health,entity=E1,metric=ph,unit=pH value=7.2,quality=0i 0\n"
+            "pool,agent=a1,department=unassigned,entity=E1,metric=ph,unit=pH value=7.2,quality=0i 0\n"
         ));
         let upto = Cursor { chunk: 4, event: 0 };
         let second = source.read(first.next, upto, 100, Precision::Ms).unwrap();
@@ -513,7 +513,7 @@ mod tests {
             .unwrap();
         assert_eq!((b.events, b.points, b.next.event), (2, 2, 2));
         let lines: Vec<&str> = b.body.lines().collect();
-        assert!(lines[0].starts_with("game_events,agent=g1,department=culture,entity=G1,kind=game_session count=1i,minor=1i,guest=1i,unverified=0i,minor_outside_window=1i 5000"), "{}", lines[0]);
+        assert!(lines[0].starts_with("game_events,agent=g1,department=unassigned,entity=G1,kind=game_session count=1i,minor=1i,guest=1i,unverified=0i,minor_outside_window=1i 5000"), "{}", lines[0]);
         assert!(
             lines[1].ends_with(" 5001"),
             "the second record of the millisecond moves 1 ms: {}",

@@ -1,11 +1,17 @@
-//! The store: SQLite in WAL mode, written by one thread (ingest's commit stage) and read by
-//! the HTTP API through separate connections.
+//! The store: SQLite in WAL mode. Two writers, one transaction mode: ingest's commit thread
+//! ([`writer`]: readings, the rule engine's state and the anomaly tasks it opens, in one
+//! transaction) and, per process, one workflow writer behind a mutex ([`access`]: everything
+//! the API, the demo and the CLI change). Every write transaction is `BEGIN IMMEDIATE`.
+//! Queries borrow read-only connections from [`access`]'s pool. ARCHITECTURE.md, "One write
+//! path", gives the reasons.
 //!
 //! - [`schema`]: the migrations.
 //! - [`chunk`]: the packed format of readings (one row per batch and metric).
 //! - [`writer`]: commits validated batches and dead letters, deduplicating by (agent, seq).
 //! - [`query`]: read-only queries for the API and console.
+//! - [`access`]: the workflow writer and the read pool.
 
+pub mod access;
 pub mod chunk;
 pub mod gather;
 pub mod query;
@@ -14,7 +20,7 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::config::Synchronous;
 
@@ -51,6 +57,18 @@ pub enum StoreError {
     },
 }
 
+/// Begins a write transaction the workflow way: `BEGIN IMMEDIATE`, so it takes the write
+/// lock at its start (waiting up to the busy timeout) rather than failing midway when it
+/// first writes (see ARCHITECTURE.md, "One write path").
+pub fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+/// [`immediate`] on a shared connection (the caller must not be inside a transaction).
+pub fn immediate_shared(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+}
+
 /// The database file inside a data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("spotcheck.db")
@@ -75,6 +93,9 @@ pub fn open_for_writing(path: &Path, sync: Synchronous) -> Result<Connection, St
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
     ))
     .map_err(&e)?;
+    // One transaction mode for every writer: a transaction takes the write lock when it
+    // begins (or waits for it), never failing when its first write comes.
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
     // The writer runs some forty distinct statements (ingest, rule engine, tasks, audit);
     // rusqlite's default cache of 16 would re-prepare them in turn.
     conn.set_prepared_statement_cache_capacity(64);

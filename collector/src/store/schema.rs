@@ -261,7 +261,21 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_ms    INTEGER
     );
     ",
-    // 7: a password someone else set (the admin, for a new or locked-out user) is temporary:
+    // 7: tasks typed by kind (issue 11): the plan batch of a drawn task, the joint plan and
+    // its departments, who entered a referral; the partners' pools committed with a joint
+    // draw; indexes for the task queue by inspector and for a draw's tasks.
+    "
+    ALTER TABLE tasks ADD COLUMN batch TEXT;        -- random/joint: the plan batch's label
+    ALTER TABLE tasks ADD COLUMN joint_plan TEXT;   -- joint: the joint plan
+    ALTER TABLE tasks ADD COLUMN departments TEXT;  -- joint: JSON array of the departments
+    ALTER TABLE tasks ADD COLUMN entered_by TEXT;   -- referral: who entered it (user:ID, cli)
+    CREATE INDEX tasks_by_draw ON tasks (draw, entity);
+    CREATE INDEX task_inspectors_by_inspector ON task_inspectors (inspector, task);
+    -- A joint draw: per partner department, the digests of its inspector pool and conflicts
+    -- fixed at the commitment (JSON array), checked again at the reveal.
+    ALTER TABLE draws ADD COLUMN partners TEXT;
+    ",
+    // 8: a password someone else set (the admin, for a new or locked-out user) is temporary:
     // its session can do nothing but choose the user's own password.
     "
     ALTER TABLE users ADD COLUMN password_temporary INTEGER NOT NULL DEFAULT 0;

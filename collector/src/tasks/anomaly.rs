@@ -23,7 +23,7 @@ use crate::audit::{self, EntryKind};
 use crate::rules::{Calendar, Engine, RuleKey, RuleSet, Transition};
 use crate::store::writer::Observer;
 
-/// The department of an anomaly task whose rule pack no item of the item list names.
+/// The department and item of an anomaly task whose rule pack no item of the item list names.
 pub const UNASSIGNED: &str = "unassigned";
 
 /// The rule engine and what it needs to turn transitions into tasks.
@@ -301,7 +301,7 @@ fn open(
         Some(found) => found,
         None => {
             warn!(message = "No item of the item list names this rule pack; the anomaly task is unassigned.", pack = rule.pack(), entity = %entity, ?domain);
-            (rule.to_string(), UNASSIGNED.to_owned())
+            (UNASSIGNED.to_owned(), UNASSIGNED.to_owned())
         }
     };
     let day = super::china_day(at);

@@ -26,12 +26,12 @@ fn seeded() -> (tempfile::TempDir, Connection) {
            ('pool-water-quality', '游泳池水质', 'health', '《公共场所卫生管理条例》', 'key', 'remote', 'pool');
          INSERT INTO registry_inspectors VALUES
            ('hb-0001', '张三', 'CERT-440300-0001', 'health', '[\"pool\"]', 1, '[]');
-         INSERT INTO tasks (id, kind, entity, department, item, window_start, window_end, status, result, comment, resolved_ms) VALUES
-           (1, 'random',  '{POOL}', 'health', 'pool-water-quality', '2026-03-01', '2026-03-31', 'resolved', 'no_problem', NULL, {T0}),
-           (2, 'anomaly', '{POOL}', 'health', 'pool-water-quality', '2026-03-01', '2026-03-31', 'resolved', 'corrected', '与张三核实，救生员赵六在岗', {}),
-           (3, 'random',  '{GAME}', 'culture', 'minor-hours', '2026-04-01', '2026-04-30', 'drawn', NULL, NULL, NULL),
-           (4, 'referral', '{GAME}', 'culture', 'minor-hours', '2026-04-01', '2026-04-30', 'resolved', 'refused_inspection', NULL, {}),
-           (5, 'anomaly', '{POOL}', 'health', 'pool-water-quality', '2026-03-01', '2026-03-31', 'acknowledged', NULL, NULL, NULL);
+         INSERT INTO tasks (id, kind, entity, department, item, window_start, window_end, status, result, comment, resolved_ms, draw, rule, severity) VALUES
+           (1, 'random',  '{POOL}', 'health', 'pool-water-quality', '2026-03-01', '2026-03-31', 'resolved', 'no_problem', NULL, {T0}, '2026-health-pool-b1', NULL, NULL),
+           (2, 'anomaly', '{POOL}', 'health', 'pool-water-quality', '2026-03-01', '2026-03-31', 'resolved', 'corrected', '与张三核实，救生员赵六在岗', {}, NULL, 'pool/free_chlorine', 'high'),
+           (3, 'random',  '{GAME}', 'culture', 'minor-hours', '2026-04-01', '2026-04-30', 'drawn', NULL, NULL, NULL, '2026-culture-game-b1', NULL, NULL),
+           (4, 'referral', '{GAME}', 'culture', 'minor-hours', '2026-04-01', '2026-04-30', 'resolved', 'refused_inspection', NULL, {}, NULL, NULL, NULL),
+           (5, 'anomaly', '{POOL}', 'health', 'pool-water-quality', '2026-03-01', '2026-03-31', 'acknowledged', NULL, NULL, NULL, NULL, 'pool/ph', 'medium');
          INSERT INTO task_inspectors VALUES (2, 'hb-0001');",
         T0 + DAY,
         T0 + 2 * DAY,

@@ -10,10 +10,10 @@ use spotcheck_collector::api::{router, AppState};
 use spotcheck_collector::config::Synchronous;
 use spotcheck_collector::draw::{verify, verify_public, Commitment, DrawRecord, PublicRecord};
 use spotcheck_collector::plan::store::{commit_batch, reveal_batch, save, PlanStoreError};
-use spotcheck_collector::registry::generate;
 use spotcheck_collector::registry::import::Records;
 use spotcheck_collector::registry::store::write;
 use spotcheck_collector::store;
+use spotcheck_demo::generate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "test-token";
@@ -114,7 +114,18 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
     let (status, public) = request(addr, "GET", "/api/v1/public/draws", false, "").await;
     assert_eq!(status, 200, "{public}");
     let records: Vec<PublicRecord> = serde_json::from_str(&public).unwrap();
-    assert_eq!(records.len(), 1);
+    // The health bureau's draw, and the fire department's draw of its own inspectors for
+    // the same entities (a joint plan).
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        records[0].parameters.draw_id.as_str(),
+        "2020-health-pool-b1"
+    );
+    assert_eq!(
+        records[1].parameters.draw_id.as_str(),
+        "2020-health-pool-b1-fire"
+    );
+    assert!(verify_public(&records[1]).mismatches.is_empty());
     let check = verify_public(&records[0]);
     assert!(check.mismatches.is_empty(), "{check:?}");
     assert!(
@@ -160,13 +171,24 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
     let team = &full[0].teams()[0];
     assert!(!team.inspectors.contains(&a.inspectors[0]));
 
-    // The exported file renders the stored record: the recusal is in it as in the API.
+    // The published file (DATA/draws/ID.json) renders the stored record: the API rewrote it
+    // with the recusal, so file and API agree without an export.
+    let file = dir.path().join("draws").join("2020-health-pool-b1.json");
+    let exported: DrawRecord =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(exported.replacements.len(), 1);
+    assert_eq!(
+        exported, full[0],
+        "the file and the API render the same record"
+    );
+    // An export renders the same.
     let files = tempfile::tempdir().unwrap();
     let written = spotcheck_collector::cli::export_draws(dir.path(), files.path()).unwrap();
-    assert_eq!(written.len(), 1);
-    let exported: DrawRecord =
-        serde_json::from_str(&std::fs::read_to_string(&written[0]).unwrap()).unwrap();
-    assert_eq!(exported.replacements.len(), 1);
+    assert_eq!(written.len(), 2);
+    let exported: DrawRecord = serde_json::from_str(
+        &std::fs::read_to_string(files.path().join("2020-health-pool-b1.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         exported, full[0],
         "the file and the API render the same record"
@@ -207,7 +229,8 @@ async fn before_the_window_ends_the_public_sees_the_commitment_and_no_record() {
     let (status, body) = request(addr, "GET", "/api/v1/public/draw-commitments", false, "").await;
     assert_eq!(status, 200, "{body}");
     let commitments: Vec<Commitment> = serde_json::from_str(&body).unwrap();
-    assert_eq!(commitments.len(), 1);
+    // The health draw's, and the fire department's inspector draw's (a joint plan).
+    assert_eq!(commitments.len(), 2);
     assert_eq!(commitments[0].window_end.as_deref(), Some("2099-04-30"));
     assert!(commitments[0].revealed_ms.is_some());
 

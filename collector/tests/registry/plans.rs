@@ -9,10 +9,10 @@ use spotcheck_collector::joint;
 use spotcheck_collector::plan::store::{
     commit_batch, progress, reveal_batch, save, PlanStoreError,
 };
-use spotcheck_collector::registry::generate;
 use spotcheck_collector::registry::import::Records;
 use spotcheck_collector::registry::store::write;
 use spotcheck_collector::store;
+use spotcheck_demo::generate;
 
 fn library(dir: &std::path::Path, per_domain: usize, inspectors: usize) -> Connection {
     let mut conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
@@ -46,9 +46,39 @@ fn a_committed_then_revealed_batch_verifies_and_creates_tasks_for_partners_too()
     assert_eq!(r.commitment, c.commitment);
     assert_eq!(r.committed().digests, c.digests);
     assert!(verify(&r).is_empty());
-    assert_eq!(records(&conn, 10).unwrap(), vec![r.clone()]);
-    // One health and one fire task per drawn entity.
+    // The health draw, and the fire department's draw of its own inspectors for the same
+    // entities: a record of its own that verifies.
+    let all = records(&conn, 10).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], r);
+    let fire = &all[1];
+    assert_eq!(fire.parameters.draw_id.as_str(), "2026-health-pool-b1-fire");
+    assert!(verify(fire).is_empty());
+    let entities = |r: &spotcheck_collector::draw::DrawRecord| {
+        let mut e: Vec<String> = r.draws.iter().map(|a| a.entity.to_string()).collect();
+        e.sort();
+        e
+    };
+    assert_eq!(entities(fire), entities(&r), "the same entities, one visit");
+    // One health and one fire task per drawn entity, each with its own department's
+    // inspectors (at least two).
     assert_eq!(count(&conn, "tasks"), 2 * r.draws.len() as i64);
+    let staffed: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT t.department, i.department FROM tasks t
+             JOIN task_inspectors ti ON ti.task = t.id
+             JOIN registry_inspectors i ON i.id = ti.inspector",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(staffed.len(), 4 * r.draws.len());
+    assert!(
+        staffed.iter().all(|(task, inspector)| task == inspector),
+        "{staffed:?}"
+    );
     let joint = joint::merge(&joint::stored_tasks(&conn).unwrap());
     assert_eq!(joint.len(), r.draws.len());
 
@@ -215,6 +245,15 @@ fn a_class_ratio_holds_for_the_year_over_four_batches() {
     );
     let p = progress(&conn, &plan).unwrap();
     assert_eq!(p.batches_drawn, 4);
+    // Progress per class: planned (the annual target), drawn, checked, published.
+    let a = p.classes.iter().find(|c| c.class.as_str() == "A").unwrap();
+    assert_eq!(
+        (a.population, a.planned, a.drawn, a.checked, a.published),
+        (population as u64, target as u64, target as u64, 0, 0)
+    );
+    assert_eq!(p.classes.len(), plan.ratios.len());
+    assert_eq!(p.planned, p.classes.iter().map(|c| c.planned).sum::<u64>());
+    assert_eq!(p.drawn, p.classes.iter().map(|c| c.drawn).sum::<u64>());
 }
 
 /// An anomaly task takes its department and item from the item list (一单), not from a fixed

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use serde_json::Value;
 use spotcheck_collector::api::{router, AppState};
 use spotcheck_collector::config::{AgentBinding, Synchronous};
-use spotcheck_collector::registry::generate;
 use spotcheck_collector::registry::import::Records;
 use spotcheck_collector::registry::store::write;
 use spotcheck_collector::rulebook::Rulebook;
 use spotcheck_collector::store::writer::Item;
 use spotcheck_collector::store::{self, Writer};
+use spotcheck_demo::generate;
 use spotcheck_protocol::{
     AgentId, Batch, Checked, Domain, EntityId, Limits, Metric, Quality, Reading, ReadingBatch, Seq,
     Unit, UnixMillis, Version,

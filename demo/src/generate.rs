@@ -8,12 +8,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spotcheck_protocol::{AgentId, Domain};
 
-use super::credit_code::{CreditCode, ALPHABET};
-use super::model::{
+use spotcheck_collector::plan::{Batch, ClassRatio, Partner, Plan, PlanDate};
+use spotcheck_collector::registry::credit_code::{CreditCode, ALPHABET};
+use spotcheck_collector::registry::model::{
     CertificateNo, Department, DrawId, Entity, Inspector, InspectorId, Item, ItemId, ItemKind,
     Method, RiskClass,
 };
-use crate::plan::{Batch, ClassRatio, Partner, Plan, PlanDate};
 
 const STREETS: [&str; 8] = [
     "粤海", "南头", "南山", "沙河", "蛇口", "招商", "西丽", "桃源",
@@ -98,14 +98,17 @@ pub fn entities(per_domain: usize, bound: usize, seed: u64) -> Vec<Entity> {
     out
 }
 
-/// `per_department` inspectors of the health and of the culture bureau; about one in ten has
-/// a conflict with an entity of their field.
+/// `per_department` inspectors of the health bureau, the culture bureau and the fire
+/// department (every department of the item list); about one in ten has a conflict with an
+/// entity of their field.
 pub fn inspectors(per_department: usize, entities: &[Entity], seed: u64) -> Vec<Inspector> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
     for (prefix, dept, fields) in [
         ("hb", "health", &[Domain::Pool, Domain::Hospital][..]),
         ("cb", "culture", &[Domain::Game][..]),
+        // The fire department joins the health bureau's pool inspections (a joint plan).
+        ("fb", "fire", &[Domain::Pool][..]),
     ] {
         let in_field: Vec<&Entity> = entities
             .iter()
@@ -121,7 +124,11 @@ pub fn inspectors(per_department: usize, entities: &[Entity], seed: u64) -> Vec<
                 name: person(&mut rng),
                 certificate: CertificateNo::new(format!(
                     "4403{:02}{i:05}",
-                    if dept == "health" { 10 } else { 20 }
+                    match dept {
+                        "health" => 10,
+                        "culture" => 20,
+                        _ => 30,
+                    }
                 ))
                 .expect("valid certificate"),
                 department: Department::new(dept).expect("valid department"),

@@ -1,5 +1,7 @@
-//! `spotcheck-collector demo`: the embedded broker, the collector and simulated agents for
-//! every feed, all in one process but talking real MQTT, with state under one data directory.
+//! `spotcheck-demo`: the embedded broker, the collector and simulated agents for every feed,
+//! all in one process but talking real MQTT, with state under one data directory. A crate of
+//! its own, so that the collector depends neither on the agent's runtime nor on generated
+//! data: nothing in the collector reads [`generate`].
 //! Agents run the real agent code (`spotcheck_agent::run`) with their spools in
 //! `DATA/agents/{id}`, so a killed demo resumes where it stopped and loses nothing.
 //!
@@ -10,14 +12,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub mod generate;
+
 use spotcheck_agent::AgentConfig;
 use spotcheck_protocol::{AgentId, Domain, EntityId};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::config::{AgentBinding, BrokerChoice, Config, RawConfig, Synchronous};
-use crate::topology::{Collector, StartError};
+use spotcheck_collector::config::{AgentBinding, BrokerChoice, Config, RawConfig, Synchronous};
+use spotcheck_collector::topology::{Collector, StartError};
 
 /// The demo's command-line settings.
 #[derive(Debug, Clone)]
@@ -52,7 +56,7 @@ pub enum DemoError {
     Start(#[from] StartError),
     /// A demo option made the configuration invalid (e.g. a bad `--influx` URL).
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] spotcheck_collector::config::ConfigError),
     /// Loading the generated registry or running the demo draws failed.
     #[error("demo registry and draws: {0}")]
     Draws(String),
@@ -87,7 +91,7 @@ const LIBRARY_PER_DOMAIN: usize = 120;
 /// library, each served by one agent that reports under the entity's credit code, so that
 /// drawn tasks, anomaly tasks and readings all name an entity the same way.
 pub fn sites(per_domain: usize) -> Vec<Site> {
-    use crate::registry::generate;
+    use crate::generate;
     generate::entities(LIBRARY_PER_DOMAIN, per_domain, 2026)
         .into_iter()
         .filter_map(|e| {
@@ -102,7 +106,9 @@ pub fn sites(per_domain: usize) -> Vec<Site> {
 }
 
 /// The collector configuration the demo runs with.
-pub fn collector_config(opts: &DemoOptions) -> Result<Config, crate::config::ConfigError> {
+pub fn collector_config(
+    opts: &DemoOptions,
+) -> Result<Config, spotcheck_collector::config::ConfigError> {
     let mut raw = RawConfig::parse("", Path::new("<demo>")).expect("the empty config parses");
     raw.data_dir = opts.data.clone();
     raw.http.listen = opts.http.to_string();
@@ -110,7 +116,7 @@ pub fn collector_config(opts: &DemoOptions) -> Result<Config, crate::config::Con
     if let Some(t) = &opts.influx {
         raw.sink.url = Some(t.url.clone());
         if let Some(db) = &t.v1_database {
-            raw.sink.api = crate::sink::config::Api::V1;
+            raw.sink.api = spotcheck_collector::sink::config::Api::V1;
             raw.sink.database = db.clone();
         }
         if std::env::var_os("SPOTCHECK_SINK_TOKEN").is_some() {
@@ -180,13 +186,13 @@ seed = {seed}
 /// Gives every simulated agent a credential (audited, as `agents add` would), written to
 /// `DATA/credentials/{agent}.credential`; a restarted demo keeps the ones it has.
 fn issue_credentials(data: &Path, sites: &[Site]) -> Result<Vec<PathBuf>, DemoError> {
-    use crate::registry::credentials::{self, CredentialError};
+    use spotcheck_collector::registry::credentials::{self, CredentialError};
     let fail = |e: String| DemoError::Draws(format!("issuing agent credentials: {e}"));
     let dir = data.join("credentials");
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    let mut conn = crate::store::open_for_writing(
-        &crate::store::db_path(data),
-        crate::config::Synchronous::Full,
+    let mut conn = spotcheck_collector::store::open_for_writing(
+        &spotcheck_collector::store::db_path(data),
+        spotcheck_collector::config::Synchronous::Full,
     )
     .map_err(|e| fail(e.to_string()))?;
     let mut paths = Vec::with_capacity(sites.len());
@@ -199,7 +205,7 @@ fn issue_credentials(data: &Path, sites: &[Site]) -> Result<Vec<PathBuf>, DemoEr
                 other => other,
             }
             .map_err(|e| fail(e.to_string()))?;
-            crate::cli::write_secret(&path, &issued.to_file_text())
+            spotcheck_collector::cli::write_secret(&path, &issued.to_file_text())
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;
         }
         paths.push(path);
@@ -233,7 +239,7 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
 
     let http = collector.http_addr();
     let token = collector.admin_token().to_owned();
-    let logins = demo_users(&crate::store::db_path(&opts.data))?;
+    let logins = demo_users(&spotcheck_collector::store::db_path(&opts.data))?;
     println!("Spotcheck demo is running.");
     println!("  console:     http://{http}/  log in as (new passwords at every start):");
     for (name, what, password) in &logins {
@@ -281,7 +287,7 @@ pub async fn run(opts: DemoOptions, stop: CancellationToken) -> Result<(), DemoE
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(SHOWCASE_AFTER) => {}
             }
-            let db = crate::store::db_path(&data);
+            let db = spotcheck_collector::store::db_path(&data);
             match tokio::task::spawn_blocking(move || showcase(&db, started)).await {
                 Ok(Ok(s)) => {
                     println!("Demo: {s}");
@@ -322,17 +328,23 @@ fn item_of(domain: Domain) -> &'static str {
 /// anomaly task acknowledged and resolved; every resolved task published.
 pub fn showcase(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<String, String> {
     // The demo stands in for the people here; the audit log says so (`"by":"demo"`).
-    crate::audit::acting_as("demo", || showcase_steps(db, since))
+    // Through the process's workflow writer, as the API's writes go (store::access).
+    spotcheck_collector::store::access::of(db)
+        .write(|conn| spotcheck_collector::audit::acting_as("demo", || showcase_steps(conn, since)))
+        .map_err(|e| e.to_string())?
 }
 
 /// One user per role with a fresh random password each start: (name, role, password).
 /// The inspector is linked to the first active health inspector of the registry.
 pub fn demo_users(db: &Path) -> Result<Vec<(String, String, String)>, DemoError> {
-    use crate::users::store::{self as users, NewUser};
-    use crate::users::Role;
+    use spotcheck_collector::users::store::{self as users, NewUser};
+    use spotcheck_collector::users::Role;
     let e = |e: &dyn std::fmt::Display| DemoError::Users(e.to_string());
-    let mut conn = crate::store::open_for_writing(db, crate::config::Synchronous::Normal)
-        .map_err(|x| e(&x))?;
+    let mut conn = spotcheck_collector::store::open_for_writing(
+        db,
+        spotcheck_collector::config::Synchronous::Normal,
+    )
+    .map_err(|x| e(&x))?;
     let inspector: String = conn
         .query_row(
             "SELECT id FROM registry_inspectors WHERE department = 'health' AND active = 1 ORDER BY id LIMIT 1",
@@ -348,9 +360,9 @@ pub fn demo_users(db: &Path) -> Result<Vec<(String, String, String)>, DemoError>
         ("auditor", Role::Auditor, None, None),
     ];
     let mut out = Vec::new();
-    crate::audit::acting_as("demo", || {
+    spotcheck_collector::audit::acting_as("demo", || {
         for (name, role, department, inspector) in wanted {
-            let password = crate::users::random_secret()[..16].to_owned();
+            let password = spotcheck_collector::users::random_secret()[..16].to_owned();
             match users::by_name(&conn, name).map_err(|x| e(&x))? {
                 Some(u) => users::set_password(&mut conn, u.id, &password, now),
                 None => users::create(
@@ -378,15 +390,17 @@ pub fn demo_users(db: &Path) -> Result<Vec<(String, String, String)>, DemoError>
     })
 }
 
-fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<String, String> {
-    use crate::check::{self, Decision};
-    use crate::results::{self, Category};
-    use crate::tasks::{store as tasks, TaskFilter, TaskKind, TaskStatus};
+fn showcase_steps(
+    conn: &mut rusqlite::Connection,
+    since: spotcheck_protocol::UnixMillis,
+) -> Result<String, String> {
+    use spotcheck_collector::check::{self, Decision};
+    use spotcheck_collector::results::{self, Category};
+    use spotcheck_collector::tasks::{store as tasks, TaskFilter, TaskKind, TaskStatus};
     use spotcheck_protocol::UnixMillis;
 
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let mut conn = crate::store::open_for_writing(db, Synchronous::Full).map_err(|e| err(&e))?;
-    let book = crate::rulebook::Rulebook::load(None).map_err(|e| err(&e))?;
+    let book = spotcheck_collector::rulebook::Rulebook::load(None).map_err(|e| err(&e))?;
     let (rules, calendar) = (book.rules(), book.calendar());
     let now = UnixMillis::now;
     let per_domain = conn
@@ -395,16 +409,15 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
         / Domain::ALL.len();
     let mut checked = Vec::new();
     for site in sites(per_domain.max(1)) {
-        let department = crate::registry::generate::department_of(site.domain).to_string();
-        let task = tasks::create_referral(
-            &mut conn,
-            site.entity.as_str(),
-            &department,
-            item_of(site.domain),
-            "demo: routine remote check of a monitored site",
-            now(),
-        )
-        .map_err(|e| err(&e))?;
+        let department = crate::generate::department_of(site.domain).to_string();
+        let referral = tasks::NewReferral {
+            entity: site.entity.as_str(),
+            department: &department,
+            item: item_of(site.domain),
+            reason: "demo: routine remote check of a monitored site",
+            entered_by: "demo",
+        };
+        let task = tasks::create_referral(conn, &referral, now()).map_err(|e| err(&e))?;
         let pool: Vec<(String, String)> = conn
             .prepare(
                 "SELECT id, conflicts FROM registry_inspectors WHERE department = ?1 AND active = 1
@@ -424,9 +437,9 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
             .map(|(id, _)| id)
             .take(2)
             .collect();
-        tasks::assign_checked(&mut conn, task.id, &inspectors, now()).map_err(|e| err(&e))?;
+        tasks::assign_checked(conn, task.id, &inspectors, now()).map_err(|e| err(&e))?;
         let c = check::run(
-            &mut conn,
+            conn,
             &rules,
             &calendar,
             task.id,
@@ -437,7 +450,7 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
         checked.push((c, inspectors.first().cloned()));
     }
     let drawn = tasks::list(
-        &conn,
+        conn,
         &TaskFilter {
             kind: Some(TaskKind::Random),
             status: Some(TaskStatus::Drawn),
@@ -447,8 +460,8 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
     )
     .map_err(|e| err(&e))?;
     for t in drawn {
-        let c = check::run(&mut conn, &rules, &calendar, t.id, None, now()).map_err(|e| err(&e))?;
-        checked.push((c, t.inspectors.first().cloned()));
+        let c = check::run(conn, &rules, &calendar, t.id, None, now()).map_err(|e| err(&e))?;
+        checked.push((c, t.inspectors.first().map(|i| i.to_string())));
     }
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     let mut to_publish = Vec::new();
@@ -463,11 +476,11 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
             comment: Some("demo: remote verdict accepted".into()),
         };
         let by = check::Decider::Inspector(inspector.clone());
-        check::decide(&mut conn, c.id.0, &by, d, now()).map_err(|e| err(&e))?;
+        check::decide(conn, c.id.0, &by, d, now()).map_err(|e| err(&e))?;
         to_publish.push(c.task.0);
     }
     let anomalies = tasks::list(
-        &conn,
+        conn,
         &TaskFilter {
             kind: Some(TaskKind::Anomaly),
             status: Some(TaskStatus::Open),
@@ -477,9 +490,9 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
     )
     .map_err(|e| err(&e))?;
     for t in anomalies {
-        tasks::acknowledge(&mut conn, t.id, "demo supervisor", now()).map_err(|e| err(&e))?;
+        tasks::acknowledge(conn, t.id, "demo supervisor", now()).map_err(|e| err(&e))?;
         tasks::resolve(
-            &mut conn,
+            conn,
             t.id,
             Category::Corrected,
             "demo: the operator was told to correct it and confirmed",
@@ -489,7 +502,7 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
         .map_err(|e| err(&e))?;
         to_publish.push(t.id.0);
     }
-    results::publish(&conn, &to_publish, now()).map_err(|e| err(&e))?;
+    results::publish(conn, &to_publish, now()).map_err(|e| err(&e))?;
     Ok(format!(
         "{} remote checks ({}), {} results published",
         checked.len(),
@@ -506,16 +519,20 @@ fn showcase_steps(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<St
 /// simulated agents; 24 inspectors per bureau, some with conflicts), the item list and the
 /// annual plans, then commits and afterwards reveals batch `b1` of every plan. Every revealed
 /// record is then exported from the store to `DATA/draws/{id}.json` for `draw verify`
-/// ([`crate::cli::export_draws`]; export again after a recusal). A batch already drawn by an
+/// ([`spotcheck_collector::cli::export_draws`]; export again after a recusal). A batch already drawn by an
 /// earlier run is kept as it is.
 pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<PathBuf>, DemoError> {
-    use crate::plan::store as plans;
-    use crate::registry::{generate, import::Records, store as registry};
+    use crate::generate;
     use rusqlite::OptionalExtension;
+    use spotcheck_collector::plan::store as plans;
+    use spotcheck_collector::registry::{import::Records, store as registry};
 
     let err = |e: &dyn std::fmt::Display| DemoError::Draws(e.to_string());
-    let mut conn = crate::store::open_for_writing(&crate::store::db_path(data), Synchronous::Full)
-        .map_err(|e| err(&e))?;
+    let mut conn = spotcheck_collector::store::open_for_writing(
+        &spotcheck_collector::store::db_path(data),
+        Synchronous::Full,
+    )
+    .map_err(|e| err(&e))?;
     let entities = generate::entities(LIBRARY_PER_DOMAIN, per_domain, 2026);
     let inspectors = generate::inspectors(24, &entities, 2026);
     for records in [
@@ -554,6 +571,6 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
     drop(conn);
     // Rendered from the store, the one source of the records: after a recusal, run
     // `spotcheck-collector draw export` again.
-    let written = crate::cli::export_draws(data, &dir).map_err(|e| err(&e))?;
+    let written = spotcheck_collector::cli::export_draws(data, &dir).map_err(|e| err(&e))?;
     Ok(written)
 }
