@@ -1,0 +1,156 @@
+//! Time-driven events, found by scanning the store: anomaly tasks unacknowledged too long
+//! (escalated) or unresolved too long (overdue), results near or past their publication
+//! deadline, agents that stopped sending, and the scheduled report. Each carries a dedupe key,
+//! so a scan repeated (or after a restart) adds nothing already there.
+
+use rusqlite::{params, Connection};
+use serde_json::json;
+use spotcheck_protocol::UnixMillis;
+
+use super::config::NotifyConfig;
+use super::event::{emit, task_event, Event, EventKind};
+use crate::results::deadline::DAY_MS;
+
+/// What the scan needs beyond `[notify]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanSettings {
+    /// Days within which a result must be published (`[publication]`).
+    pub publish_within_days: u32,
+}
+
+/// Scans once at `now`, in one transaction; returns how many events it added.
+pub fn scan(
+    conn: &mut Connection,
+    c: &NotifyConfig,
+    s: ScanSettings,
+    now: UnixMillis,
+) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let mut added = 0;
+    let min = 60_000i64;
+    let tasks = |sql: &str, cutoff: i64| -> rusqlite::Result<Vec<(i64, i64)>> {
+        tx.prepare_cached(sql)?
+            .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    };
+    let esc = now.0 - c.escalate_after_min as i64 * min;
+    for (id, _) in tasks(
+        "SELECT id, opened_ms FROM tasks WHERE kind = 'anomaly' AND status = 'open' AND opened_ms <= ?1
+         AND NOT EXISTS (SELECT 1 FROM notify_outbox WHERE dedupe = 'escalated:' || tasks.id)",
+        esc,
+    )? {
+        added += task_once(&tx, EventKind::AnomalyEscalated, id, "escalated", now)?;
+    }
+    let overdue = now.0 - c.resolve_within_h as i64 * 60 * min;
+    for (id, _) in tasks(
+        "SELECT id, opened_ms FROM tasks WHERE kind = 'anomaly'
+         AND status IN ('open', 'acknowledged') AND opened_ms <= ?1
+         AND NOT EXISTS (SELECT 1 FROM notify_outbox WHERE dedupe = 'anomaly_overdue:' || tasks.id)",
+        overdue,
+    )? {
+        added += task_once(&tx, EventKind::AnomalyOverdue, id, "anomaly_overdue", now)?;
+    }
+    // Results recorded and not published: due = resolved + N days.
+    let within = i64::from(s.publish_within_days) * DAY_MS;
+    let near = i64::from(c.publication_due_days) * DAY_MS;
+    for (id, resolved) in tasks(
+        "SELECT id, resolved_ms FROM tasks WHERE status = 'resolved' AND resolved_ms IS NOT NULL
+         AND resolved_ms <= ?1
+         AND NOT EXISTS (SELECT 1 FROM notify_outbox WHERE dedupe = 'publication_overdue:' || tasks.id)",
+        now.0 - within + near,
+    )? {
+        let due = resolved + within;
+        let (kind, key) = if now.0 > due {
+            (EventKind::PublicationOverdue, "publication_overdue")
+        } else {
+            (EventKind::PublicationDueSoon, "publication_due_soon")
+        };
+        if let Some(mut e) = task_event(&tx, kind, id, "", now)? {
+            e.facts["due_ms"] = json!(due);
+            if emit(&tx, &e, Some(&format!("{key}:{id}")))? {
+                added += 1;
+            }
+        }
+    }
+    // Agents: the receive time of each one's newest batch.
+    let silent = c.agent_silent_min as i64 * min;
+    let agents: Vec<(String, String, String, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT a.name, a.entity, a.domain,
+                    (SELECT received_ms FROM batches b WHERE b.agent = a.id ORDER BY seq DESC LIMIT 1)
+             FROM agents a",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    for (agent, entity, domain, last) in agents {
+        let Some(last) = last else { continue };
+        if now.0 - last < silent {
+            continue;
+        }
+        let department: Option<String> = tx
+            .prepare_cached(
+                "SELECT department FROM tasks WHERE entity = ?1 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([&entity], |r| r.get(0))
+            .ok();
+        let mut e = Event::new(EventKind::AgentSilent, now, format!("agent:{agent}"));
+        e.entity = Some(entity);
+        e.domain = Some(domain);
+        e.department = department;
+        e.facts = json!({"agent": agent, "last_ms": last, "silent_min": (now.0 - last) / min});
+        if emit(&tx, &e, Some(&format!("silent:{agent}:{last}")))? {
+            added += 1;
+        }
+    }
+    if c.report_every_days > 0 {
+        let today = crate::rules::ChinaDay::of(now);
+        if today.0.rem_euclid(i64::from(c.report_every_days)) == 0 {
+            let key = format!("report:{}", today.0);
+            let exists: bool = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM notify_outbox WHERE dedupe = ?1",
+                    [&key],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n > 0)?;
+            if !exists {
+                let from = crate::rules::ChinaDay(today.0 - i64::from(c.report_every_days));
+                let period = crate::report::Period::days(from, today);
+                let report = crate::report::build(&tx, &period, s.publish_within_days, now)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                for r in &report.departments {
+                    let mut e =
+                        Event::new(EventKind::Report, now, format!("report:{}", r.department));
+                    e.department = Some(r.department.clone());
+                    e.facts = json!({"summary": crate::report::summary_zh(r, &period)});
+                    emit(&tx, &e, Some(&format!("{key}:{}", r.department)))?;
+                    added += 1;
+                }
+                emit(
+                    &tx,
+                    &Event::new(EventKind::Report, now, "report:marker"),
+                    Some(&key),
+                )?;
+                tx.execute(
+                    "UPDATE notify_outbox SET routed = 1 WHERE dedupe = ?1",
+                    params![key],
+                )?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(added)
+}
+
+fn task_once(
+    tx: &rusqlite::Transaction<'_>,
+    kind: EventKind,
+    id: i64,
+    key: &str,
+    now: UnixMillis,
+) -> rusqlite::Result<usize> {
+    match task_event(tx, kind, id, "", now)? {
+        Some(e) => Ok(usize::from(emit(tx, &e, Some(&format!("{key}:{id}")))?)),
+        None => Ok(0),
+    }
+}
