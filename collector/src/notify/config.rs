@@ -150,6 +150,9 @@ pub struct ChannelConfig {
     /// email: connection security.
     #[serde(default)]
     pub tls: SmtpTls,
+    /// email: a PEM file of a private CA to trust besides the system's (an internal relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// email: the login (absent: no AUTH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -415,6 +418,7 @@ fn check_channel(c: &ChannelConfig, who: &str, problems: &mut Vec<String>) {
             unused("smtp_host", c.smtp_host.is_some(), problems);
             unused("to", !c.to.is_empty(), problems);
             unused("from", c.from.is_some(), problems);
+            unused("ca_file", c.ca_file.is_some(), problems);
         }
         ChannelType::Email => {
             unused("url", c.url.is_some(), problems);
@@ -433,6 +437,11 @@ fn check_channel(c: &ChannelConfig, who: &str, problems: &mut Vec<String>) {
             for t in &c.to {
                 if t.parse::<lettre::message::Mailbox>().is_err() {
                     problems.push(format!("{who}: recipient {t:?} is not an e-mail address"));
+                }
+            }
+            if let Some(ca) = &c.ca_file {
+                if let Err(e) = std::fs::read(ca) {
+                    problems.push(format!("{who}: ca_file {}: {e}", ca.display()));
                 }
             }
             if c.username.is_some() != (c.password.is_some() || c.password_env.is_some()) {

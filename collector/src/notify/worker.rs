@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use spotcheck_protocol::UnixMillis;
 use tracing::{info, warn};
 
@@ -122,6 +122,7 @@ impl Worker {
 
     /// Routes new outbox events into their groups.
     pub fn route(&mut self, now: UnixMillis) -> Result<usize, NotifyError> {
+        self.reload_rules()?;
         let events = outbox::unrouted(&self.conn, 1000)?;
         if events.is_empty() {
             return Ok(0);
@@ -272,7 +273,6 @@ pub fn test_send(
     db: &Path,
     rules: &Rules,
     channel: &str,
-    console_url: &str,
     to: Option<String>,
 ) -> Result<Result<String, String>, NotifyError> {
     let Some(c) = rules.channels.iter().find(|c| c.name == channel) else {
@@ -285,10 +285,7 @@ pub fn test_send(
     let msg = OutMessage {
         id: 0,
         title: "【Spotcheck】测试消息".into(),
-        text: format!(
-            "### 测试消息\n\n这是通道 {channel} 的测试消息；收到即说明通道可用。\n\n[打开控制台]({}/)\n",
-            console_url.trim_end_matches('/')
-        ),
+        text: format!("### 测试消息\n\n这是通道 {channel} 的测试消息；收到即说明通道可用。\n"),
         route: "test".into(),
         group: "test".into(),
         recipients,
@@ -355,4 +352,57 @@ impl Notifier {
             let _ = t.join();
         }
     }
+}
+
+/// Saves the config file's channels and routes when they differ from what the file gave
+/// last time (so an edited file wins at start, and rules saved through the API win until
+/// the file changes), warns of departments the store does not know, and starts the worker.
+pub fn start(
+    db: &Path,
+    settings: NotifyConfig,
+    publish_within_days: u32,
+    health: crate::health::Health,
+) -> Result<Notifier, NotifyError> {
+    {
+        let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
+        let rules = settings.rules();
+        if let Err(problems) = rules.check(Some(&super::known_departments(&conn)?)) {
+            for p in problems {
+                warn!(message = "Notification rule problem (the store does not know this yet, or it is wrong).", problem = %p);
+            }
+        }
+        save_file_rules(&conn, &rules, UnixMillis::now())?;
+    }
+    Notifier::start(
+        db.to_owned(),
+        settings,
+        ScanSettings {
+            publish_within_days,
+        },
+        health,
+    )
+}
+
+/// Records the file's rules as a new version if they differ from the file's last.
+pub fn save_file_rules(
+    conn: &Connection,
+    rules: &Rules,
+    now: UnixMillis,
+) -> rusqlite::Result<bool> {
+    let body = serde_json::to_string(rules).expect("rules serialise");
+    let last: Option<String> = conn
+        .query_row(
+            "SELECT body FROM notify_config WHERE saved_by = 'config' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if last.as_deref() == Some(body.as_str()) || (last.is_none() && rules == &Rules::default()) {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT INTO notify_config (body, saved_ms, saved_by) VALUES (?1, ?2, 'config')",
+        rusqlite::params![body, now.0],
+    )?;
+    Ok(true)
 }

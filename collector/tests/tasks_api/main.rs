@@ -6,6 +6,7 @@ mod anomaly;
 mod audit;
 mod checks;
 mod helpers;
+mod notify;
 mod openapi;
 mod people;
 mod roles;

@@ -4,7 +4,7 @@
 
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 
 use super::{OutMessage, SendError};
@@ -48,8 +48,17 @@ pub fn transport(c: &ChannelConfig) -> Result<SmtpTransport, SendError> {
         .smtp_host
         .as_deref()
         .ok_or_else(|| SendError::Config("no smtp_host".into()))?;
-    let tls_params =
-        || TlsParameters::new(host.to_owned()).map_err(|e| SendError::Config(e.to_string()));
+    let tls_params = || -> Result<TlsParameters, SendError> {
+        let mut b = TlsParameters::builder(host.to_owned());
+        if let Some(ca) = &c.ca_file {
+            let bad = |e: String| SendError::Config(format!("ca_file {}: {e}", ca.display()));
+            let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+            b = b
+                .add_root_certificate(Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?);
+        }
+        b.build_rustls()
+            .map_err(|e| SendError::Config(e.to_string()))
+    };
     let (tls, default_port) = match c.tls {
         SmtpTls::Starttls => (Tls::Required(tls_params()?), 587),
         SmtpTls::Tls => (Tls::Wrapper(tls_params()?), 465),

@@ -1,0 +1,544 @@
+//! Notifications end to end in process: anomaly tasks opened by the rule engine inside
+//! ingest's commits reach a local HTTP receiver in the documented WeCom, DingTalk and
+//! webhook formats with valid signatures, and a real SMTP server (aiosmtpd) over STARTTLS with
+//! AUTH; a flapping sensor is told once; a dead channel is retried and logged while commits go
+//! on; a message persisted before a crash is sent once after it; report figures equal
+//! counts taken straight from the store.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use spotcheck_collector::notify::scan::ScanSettings;
+use spotcheck_collector::notify::{NotifyConfig, Worker};
+use spotcheck_collector::rulebook::Rulebook;
+use spotcheck_collector::store::Writer;
+use spotcheck_collector::tasks::anomaly::Tracker;
+use spotcheck_protocol::{AgentId, Batch, Checked, EntityId, Metric, UnixMillis};
+
+use crate::helpers::{items, pool_batches, three_hours_ago, writer_for, App, MINUTE};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Req {
+    target: String,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Req {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+    fn query(&self) -> HashMap<String, String> {
+        let u = url::Url::parse(&format!("http://x{}", self.target)).unwrap();
+        u.query_pairs().into_owned().collect()
+    }
+}
+
+/// A local HTTP receiver: records every request and answers with the current answer.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Req>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let log = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut r = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let target = line.split(' ').nth(1).unwrap_or("").to_owned();
+                let mut headers = HashMap::new();
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    headers.insert(k.trim().to_lowercase(), v.trim().to_owned());
+                }
+                let n: usize = headers
+                    .get("content-length")
+                    .map_or(0, |v| v.parse().unwrap());
+                let mut body = vec![0; n];
+                r.read_exact(&mut body).unwrap();
+                log.lock().unwrap().push(Req {
+                    target,
+                    headers,
+                    body: String::from_utf8(body).unwrap(),
+                });
+                let answer = r#"{"errcode":0,"errmsg":"ok"}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn requests(&self) -> Vec<Req> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn settings() -> NotifyConfig {
+    NotifyConfig {
+        console_url: "https://spotcheck.example.gov.cn".into(),
+        scan_s: 3600,
+        retry_base_ms: 1000,
+        ..NotifyConfig::default()
+    }
+}
+
+fn worker(app: &App, s: NotifyConfig) -> Worker {
+    Worker::open(
+        &app.db,
+        s,
+        ScanSettings {
+            publish_within_days: 20,
+        },
+    )
+    .unwrap()
+}
+
+fn commit(w: &mut Writer, tracker: &mut Tracker, entity: &EntityId, batches: &[Checked<Batch>]) {
+    w.commit_observed(&items(entity, batches), UnixMillis::now(), tracker)
+        .unwrap();
+}
+
+fn tracker(w: &Writer) -> Tracker {
+    let book = Rulebook::load(None).unwrap();
+    Tracker::load(
+        w.connection(),
+        (*book.rules()).clone(),
+        (*book.calendar()).clone(),
+        &[],
+        UnixMillis::now(),
+    )
+    .unwrap()
+}
+
+fn chlorine(
+    agent: &AgentId,
+    seq: u64,
+    start: i64,
+    minutes: i64,
+    v: impl Fn(i64) -> f64,
+) -> Vec<Checked<Batch>> {
+    pool_batches(agent, seq, start, minutes, |m, minute| {
+        (m == Metric::FREE_CHLORINE).then(|| v(minute))
+    })
+}
+
+/// Opens an anomaly task on a pool (low free chlorine) through the rule engine.
+fn breach(app: &App, pool: usize, agent: &str) -> (Writer, Tracker, EntityId, AgentId) {
+    let agent = AgentId::new(agent).unwrap();
+    let (mut w, entity) = writer_for(app, &agent, &app.registry.pools[pool]);
+    let mut t = tracker(&w);
+    commit(
+        &mut w,
+        &mut t,
+        &entity,
+        &chlorine(&agent, 1, three_hours_ago(), 10, |_| 0.1),
+    );
+    (w, t, entity, agent)
+}
+
+async fn save_rules(app: &App, rules: Value) {
+    let r = app
+        .send(
+            "PUT",
+            "/api/v1/notify/config",
+            Some(crate::helpers::ADMIN),
+            &rules.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn robots_and_webhooks_get_their_documented_formats_with_valid_signatures() {
+    let app = App::start().await;
+    let rx = Receiver::start();
+    let r = app
+        .send(
+            "PUT",
+            "/api/v1/contacts/health",
+            Some(crate::helpers::ADMIN),
+            &json!([{"name": "王芳", "phone": "13800000001", "email": "wang@example.cn"}])
+                .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    save_rules(
+        &app,
+        json!({
+            "channels": [
+                {"name": "wecom", "type": "wecom", "url": rx.url("/cgi-bin/webhook/send?key=KEY1")},
+                {"name": "ding", "type": "dingtalk", "url": rx.url("/robot/send?access_token=TOK"), "secret": "SECtest"},
+                {"name": "hook", "type": "webhook", "url": rx.url("/hook"), "secret": "hook-secret"}
+            ],
+            "routes": [{"name": "health", "departments": ["health"], "channels": ["wecom", "ding", "hook"],
+                        "liaisons": true, "group_wait_s": 0}]
+        }),
+    )
+    .await;
+    let _open = breach(&app, 0, "pool-agent-notify-1");
+    let task: i64 = rusqlite::Connection::open(&app.db)
+        .unwrap()
+        .query_row("SELECT id FROM tasks WHERE kind = 'anomaly'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let before = UnixMillis::now().0;
+    let report = worker(&app, settings()).step(UnixMillis::now()).unwrap();
+    assert_eq!((report.flushed, report.sent), (3, 3), "{report:?}");
+    let got = rx.requests();
+    assert_eq!(got.len(), 3);
+    let link = format!("https://spotcheck.example.gov.cn/#task={task}");
+
+    let wecom = got
+        .iter()
+        .find(|r| r.target.starts_with("/cgi-bin"))
+        .unwrap();
+    assert_eq!(wecom.query()["key"], "KEY1");
+    let body = wecom.json();
+    assert_eq!(body["msgtype"], "markdown");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    let content = body["markdown"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("异常任务已创建") && content.contains(&link),
+        "{content}"
+    );
+    assert!(content.contains("联络员：王芳"), "{content}");
+
+    let ding = got.iter().find(|r| r.target.starts_with("/robot")).unwrap();
+    let q = ding.query();
+    assert_eq!(q["access_token"], "TOK");
+    let ts: i64 = q["timestamp"].parse().unwrap();
+    assert!(
+        (before - 1000..=UnixMillis::now().0).contains(&ts),
+        "timestamp {ts} is now, in ms"
+    );
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(hmac(b"SECtest", format!("{ts}\nSECtest").as_bytes()));
+    assert_eq!(
+        q["sign"], expected,
+        "sign = base64(HMAC-SHA256(secret, ts\\nsecret))"
+    );
+    let body = ding.json();
+    assert_eq!(body["msgtype"], "markdown");
+    assert!(body["markdown"]["title"]
+        .as_str()
+        .unwrap()
+        .contains("异常任务已创建"));
+    assert!(body["markdown"]["text"].as_str().unwrap().contains(&link));
+    assert_eq!(body["at"]["atMobiles"], json!(["13800000001"]));
+    assert!(body["markdown"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("@13800000001"));
+
+    let hook = got.iter().find(|r| r.target == "/hook").unwrap();
+    let ts = &hook.headers["x-spotcheck-timestamp"];
+    let sig = hex::encode(hmac(
+        b"hook-secret",
+        format!("{ts}.{}", hook.body).as_bytes(),
+    ));
+    assert_eq!(
+        hook.headers["x-spotcheck-signature"],
+        format!("sha256={sig}")
+    );
+    let body = hook.json();
+    assert_eq!(body["id"].to_string(), hook.headers["x-spotcheck-message"]);
+    assert!(body["text"].as_str().unwrap().contains(&link));
+
+    // The delivery log has each attempt, and the API shows the messages as sent.
+    let sent = app
+        .admin("GET", "/api/v1/notify/messages?status=sent", "")
+        .await;
+    assert_eq!(sent.as_array().unwrap().len(), 3);
+    let log = app.admin("GET", "/api/v1/notify/deliveries", "").await;
+    assert!(
+        log.as_array().unwrap().iter().all(|d| d["ok"] == true),
+        "{log}"
+    );
+    // The secrets and robot tokens never leave through the API.
+    let shown = app
+        .admin("GET", "/api/v1/notify/config", "")
+        .await
+        .to_string();
+    assert!(
+        !shown.contains("SECtest") && !shown.contains("KEY1") && !shown.contains("hook-secret"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn rules_that_cannot_work_are_refused_when_saved_with_every_reason() {
+    let app = App::start().await;
+    let r = app
+        .send(
+            "PUT",
+            "/api/v1/notify/config",
+            Some(crate::helpers::ADMIN),
+            &json!({
+                "channels": [
+                    {"name": "ding", "type": "dingtalk", "url": "http://oapi.dingtalk.com/robot/send?access_token=x"},
+                    {"name": "mail", "type": "email", "smtp_host": "smtp.example.cn", "from": "sc@example.cn"}
+                ],
+                "routes": [{"name": "r", "departments": ["helth"], "channels": ["ding", "mail"]}]
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    for needle in [
+        "must be https",
+        "unknown department \\\"helth\\\"",
+        "no recipients",
+    ] {
+        assert!(r.body.contains(needle), "{needle} not in {}", r.body);
+    }
+    let cfg = app.admin("GET", "/api/v1/notify/config", "").await;
+    assert_eq!(cfg["version"], Value::Null, "nothing was saved");
+    // A test send answers at once whether a channel works: here, nobody listens.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    save_rules(
+        &app,
+        json!({"channels": [{"name": "hook", "type": "webhook", "url": format!("http://127.0.0.1:{dead}/x"), "secret": "s"}]}),
+    )
+    .await;
+    let t = app
+        .admin("POST", "/api/v1/notify/channels/hook/test", "")
+        .await;
+    assert_eq!(t["ok"], false, "{t}");
+    assert!(!t["detail"].as_str().unwrap().is_empty());
+    let rx = Receiver::start();
+    save_rules(
+        &app,
+        json!({"channels": [{"name": "hook", "type": "webhook", "url": rx.url("/x"), "secret": "s"}]}),
+    )
+    .await;
+    let t = app
+        .admin("POST", "/api/v1/notify/channels/hook/test", "")
+        .await;
+    assert_eq!(t["ok"], true, "{t}");
+    assert!(rx.requests()[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .contains("测试消息"));
+}
+
+#[tokio::test]
+async fn a_flapping_sensor_sends_one_grouped_message() {
+    let app = App::start().await;
+    let rx = Receiver::start();
+    save_rules(
+        &app,
+        json!({
+            "channels": [{"name": "wecom", "type": "wecom", "url": rx.url("/cgi-bin/webhook/send?key=K")}],
+            "routes": [{"name": "all", "channels": ["wecom"], "group_wait_s": 30,
+                        "group_interval_s": 300, "repeat_interval_s": 14400}]
+        }),
+    )
+    .await;
+    let (mut w, mut t, entity, agent) = breach(&app, 1, "pool-agent-flap");
+    let mut worker = worker(&app, settings());
+    let t0 = UnixMillis::now().0;
+    worker.step(UnixMillis(t0)).unwrap();
+    // The chlorine dosing pump hunts around its set-point: out, back in band, out again …
+    let mut seq = 2;
+    let mut start = three_hours_ago() + 10 * MINUTE;
+    for cycle in 0..6 {
+        let ramp = |m| match m {
+            0 => 0.3,
+            1 => 0.5,
+            _ => 0.6,
+        };
+        commit(
+            &mut w,
+            &mut t,
+            &entity,
+            &chlorine(&agent, seq, start, 10, ramp),
+        );
+        seq += 1;
+        start += 10 * MINUTE;
+        let down = |m| match m {
+            0 => 0.5,
+            1 => 0.3,
+            _ => 0.1,
+        };
+        commit(
+            &mut w,
+            &mut t,
+            &entity,
+            &chlorine(&agent, seq, start, 10, down),
+        );
+        seq += 1;
+        start += 10 * MINUTE;
+        // Half the flapping comes before the group's first message, half after.
+        if cycle == 2 {
+            let r = worker.step(UnixMillis(t0 + 31_000)).unwrap();
+            assert_eq!(r.sent, 1, "{r:?}");
+        }
+    }
+    // Until the next scan (which would escalate the unacknowledged task: another story).
+    for later in [10, 20, 59] {
+        worker.step(UnixMillis(t0 + later * MINUTE)).unwrap();
+    }
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM notify_outbox", [], |r| r.get(0))
+        .unwrap();
+    assert!(events >= 12, "the stream flapped: {events} events");
+    let got = rx.requests();
+    assert_eq!(got.len(), 1, "one message for the flapping sensor: {got:?}");
+    let content = got[0].json()["markdown"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content.contains("异常任务已创建") && content.contains("异常已恢复"),
+        "{content}"
+    );
+    let tasks: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM tasks WHERE kind = 'anomaly'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tasks, 1);
+}
+
+#[tokio::test]
+async fn a_dead_channel_is_retried_with_backoff_and_logged_while_commits_go_on() {
+    let app = App::start().await;
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    save_rules(
+        &app,
+        json!({
+            "channels": [{"name": "hook", "type": "webhook", "url": format!("http://127.0.0.1:{dead}/x"), "secret": "s", "timeout_s": 2}],
+            "routes": [{"name": "all", "channels": ["hook"], "group_wait_s": 0}]
+        }),
+    )
+    .await;
+    let (mut w, mut t, entity, agent) = breach(&app, 2, "pool-agent-dead");
+    let mut s = settings();
+    s.max_attempts = 4;
+    let mut worker = worker(&app, s);
+    let t0 = UnixMillis::now().0;
+    let mut start = three_hours_ago() + 10 * MINUTE;
+    let mut times = Vec::new();
+    for (i, at) in [0, 1_000, 3_000, 7_000, 60_000].into_iter().enumerate() {
+        let r = worker.step(UnixMillis(t0 + at)).unwrap();
+        if i < 4 {
+            assert_eq!(r.failed_attempts, 1, "attempt {} at +{at} ms: {r:?}", i + 1);
+            times.push(at);
+        } else {
+            assert_eq!(r.failed_attempts, 0, "given up after max_attempts");
+        }
+        // Ingest keeps committing in between.
+        commit(
+            &mut w,
+            &mut t,
+            &entity,
+            &chlorine(&agent, 2 + i as u64, start, 10, |_| 0.1),
+        );
+        start += 10 * MINUTE;
+    }
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    let batches: i64 = conn
+        .query_row("SELECT COUNT(*) FROM batches", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        batches, 6,
+        "every batch committed while the channel was dead"
+    );
+    let log = app.admin("GET", "/api/v1/notify/deliveries", "").await;
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert!(log
+        .iter()
+        .all(|d| d["ok"] == false && d["channel"] == "hook"));
+    let attempts: Vec<i64> = log
+        .iter()
+        .rev()
+        .map(|d| d["attempt"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3, 4]);
+    let failed = app
+        .admin("GET", "/api/v1/notify/messages?status=failed", "")
+        .await;
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
+    assert_eq!(failed[0]["attempts"], 4);
+}
+
+#[tokio::test]
+async fn a_message_persisted_before_a_crash_is_sent_once_after_the_restart() {
+    let app = App::start().await;
+    let rx = Receiver::start();
+    save_rules(
+        &app,
+        json!({
+            "channels": [{"name": "hook", "type": "webhook", "url": rx.url("/x"), "secret": "s"}],
+            "routes": [{"name": "all", "channels": ["hook"], "group_wait_s": 0}]
+        }),
+    )
+    .await;
+    let _open = breach(&app, 3, "pool-agent-crash");
+    let now = UnixMillis::now();
+
+    {
+        let mut before = worker(&app, settings());
+        assert_eq!(before.route(now).unwrap(), 1);
+        assert_eq!(before.flush(now).unwrap(), 1);
+        // The process dies here: persisted, not sent.
+    }
+    assert!(rx.requests().is_empty());
+    let mut after = worker(&app, settings());
+    for i in 0..3 {
+        after.step(UnixMillis(now.0 + i * 1000)).unwrap();
+    }
+    let got = rx.requests();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let messages: i64 = rusqlite::Connection::open(&app.db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM notify_messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(messages, 1, "the restart neither lost nor repeated it");
+}

@@ -1,0 +1,56 @@
+"""Starts aiosmtpd (PyPI) as the notification tests' SMTP server: STARTTLS required, AUTH
+(PLAIN/LOGIN) required after TLS, every accepted message written to OUT_DIR as N.eml.
+
+usage: smtp_server.py PORT CERT KEY USER PASSWORD OUT_DIR
+Prints "ready" once listening; runs until killed.
+"""
+import os
+import ssl
+import sys
+import time
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+port, cert, key, user, password, out = sys.argv[1:7]
+
+
+class Save:
+    count = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        Save.count += 1
+        path = os.path.join(out, f"{Save.count}.eml")
+        with open(path + ".tmp", "wb") as f:
+            f.write(b"X-Rcpt: " + ",".join(envelope.rcpt_tos).encode() + b"\r\n")
+            f.write(b"X-Tls: " + str(session.ssl is not None).encode() + b"\r\n")
+            f.write(envelope.original_content)
+        os.rename(path + ".tmp", path)
+        return "250 Message accepted"
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == user.encode()
+        and auth_data.password == password.encode()
+    )
+    return AuthResult(success=ok)
+
+
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+controller = Controller(
+    Save(),
+    hostname="127.0.0.1",
+    port=int(port),
+    tls_context=context,
+    require_starttls=True,
+    authenticator=authenticator,
+    auth_required=True,
+    auth_require_tls=True,
+)
+controller.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
