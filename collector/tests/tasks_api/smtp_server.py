@@ -1,9 +1,13 @@
 """Starts aiosmtpd (PyPI) as the notification tests' SMTP server: STARTTLS required, AUTH
-(PLAIN/LOGIN) required after TLS, every accepted message written to OUT_DIR as N.eml.
+(PLAIN/LOGIN) required after TLS, every accepted message written to OUT_DIR as N.json: envelope recipients, whether
+the session was under TLS and authenticated, and the decoded subject and text.
 
 usage: smtp_server.py PORT CERT KEY USER PASSWORD OUT_DIR
 Prints "ready" once listening; runs until killed.
 """
+import email
+import email.policy
+import json
 import os
 import ssl
 import sys
@@ -20,11 +24,18 @@ class Save:
 
     async def handle_DATA(self, server, session, envelope):
         Save.count += 1
-        path = os.path.join(out, f"{Save.count}.eml")
-        with open(path + ".tmp", "wb") as f:
-            f.write(b"X-Rcpt: " + ",".join(envelope.rcpt_tos).encode() + b"\r\n")
-            f.write(b"X-Tls: " + str(session.ssl is not None).encode() + b"\r\n")
-            f.write(envelope.original_content)
+        msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        record = {
+            "rcpt": envelope.rcpt_tos,
+            "from": envelope.mail_from,
+            "tls": session.ssl is not None,
+            "authenticated": bool(session.authenticated),
+            "subject": str(msg["subject"]),
+            "text": msg.get_content(),
+        }
+        path = os.path.join(out, f"{Save.count}.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(record, f, ensure_ascii=False)
         os.rename(path + ".tmp", path)
         return "250 Message accepted"
 
