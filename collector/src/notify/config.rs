@@ -584,3 +584,29 @@ mod tests {
         assert!(r.check(None).is_ok());
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README's configuration example (with its notification channels and routes) is
+    /// valid once the secrets it names are in the environment.
+    #[test]
+    fn the_readme_example_validates() {
+        let readme = include_str!("../../../README.md");
+        let at = readme.find("## Collector configuration").unwrap();
+        let block = readme[at..]
+            .split("```toml")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        std::env::set_var("SPOTCHECK_DINGTALK_SECRET", "SECreadme");
+        std::env::set_var("SPOTCHECK_SMTP_PASSWORD", "readme");
+        let raw =
+            crate::config::RawConfig::parse(block, std::path::Path::new("README.md")).unwrap();
+        assert_eq!(raw.notify.routes.len(), 2);
+        if let Err(e) = raw.validate() {
+            panic!("{e}");
+        }
+    }
+}
