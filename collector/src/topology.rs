@@ -243,7 +243,6 @@ impl Collector {
             &db,
             config.notify.clone(),
             config.publication.within_days,
-            health.clone(),
         )?);
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)

@@ -283,6 +283,26 @@ pub struct Route {
     pub keep_going: bool,
 }
 
+impl Route {
+    /// A route named `name` that matches nothing and has every default.
+    pub fn defaults(name: &str) -> Route {
+        Route {
+            name: name.to_owned(),
+            departments: Vec::new(),
+            domains: Vec::new(),
+            severities: Vec::new(),
+            kinds: Vec::new(),
+            channels: Vec::new(),
+            liaisons: false,
+            group_by: default_group_by(),
+            group_wait_s: None,
+            group_interval_s: None,
+            repeat_interval_s: None,
+            keep_going: false,
+        }
+    }
+}
+
 fn default_group_by() -> Vec<Label> {
     vec![Label::Department, Label::Entity, Label::Rule]
 }

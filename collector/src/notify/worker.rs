@@ -21,7 +21,7 @@ use spotcheck_protocol::UnixMillis;
 use tracing::{info, warn};
 
 use super::channels::{self, OutMessage, Recipients, SendError};
-use super::config::{ChannelType, NotifyConfig, Rules};
+use super::config::{ChannelType, NotifyConfig, Route, Rules};
 use super::grouping::{backoff, Timing};
 use super::outbox::{self, NewMessage, Outcome};
 use super::render;
@@ -152,11 +152,12 @@ impl Worker {
     pub fn flush(&mut self, now: UnixMillis) -> Result<usize, NotifyError> {
         let mut n = 0;
         for g in outbox::open_groups(&self.conn)? {
-            let Some(route) = self.rules.routes.iter().find(|r| r.name == g.route) else {
-                // The route was removed after routing: tell with the defaults.
-                continue;
+            // A route removed after routing: its waiting events are told with the defaults.
+            let route = self.rules.routes.iter().find(|r| r.name == g.route);
+            let timing = match route {
+                Some(r) => Timing::of(r, &self.settings),
+                None => Timing::of(&Route::defaults(&g.route), &self.settings),
             };
-            let timing = Timing::of(route, &self.settings);
             if !timing.due(g.first_ms, g.last_sent_ms, now.0) {
                 continue;
             }
@@ -167,7 +168,7 @@ impl Worker {
             let suppressed = outbox::suppressed_since(&self.conn, &g, g.last_sent_ms.unwrap_or(0))?;
             let (title, text) = render::message(&events, suppressed, &self.settings.console_url);
             let mut recipients = Recipients::default();
-            if route.liaisons {
+            if route.is_some_and(|r| r.liaisons) {
                 let departments: std::collections::BTreeSet<&str> = events
                     .iter()
                     .filter_map(|e| e.department.as_deref())
@@ -202,7 +203,13 @@ impl Worker {
     /// Sends the due messages; returns (delivered, failed attempts).
     pub fn send_due(&mut self, now: UnixMillis) -> Result<(usize, usize), NotifyError> {
         let (mut ok, mut failed) = (0, 0);
+        // A channel that failed in this step is not tried again until the next one, so a dead
+        // channel costs each step one timeout, not one per waiting message.
+        let mut down = std::collections::HashSet::new();
         for m in outbox::due(&self.conn, now.0, 100)? {
+            if down.contains(&m.channel) {
+                continue;
+            }
             let Some(channel) = self
                 .rules
                 .channels
@@ -247,6 +254,7 @@ impl Worker {
                 }
                 Err(e) => {
                     failed += 1;
+                    down.insert(m.channel.clone());
                     let detail = e.to_string();
                     warn!(message = "Notification not delivered.", id = m.id, channel = %m.channel, attempt, error = %detail);
                     if matches!(e, SendError::Config(_)) || attempt >= self.settings.max_attempts {
@@ -319,23 +327,19 @@ impl Notifier {
         db: PathBuf,
         settings: NotifyConfig,
         scan: ScanSettings,
-        health: crate::health::Health,
     ) -> Result<Notifier, NotifyError> {
         let tick = Duration::from_millis(settings.tick_ms);
         let mut worker = Worker::open(&db, settings, scan)?;
         let (stop, stopped) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("notify".into())
-            .spawn(move || {
-                let _health = health;
-                loop {
-                    if let Err(e) = worker.step(UnixMillis::now()) {
-                        warn!(message = "Notification step failed; retrying.", error = %e);
-                    }
-                    match stopped.recv_timeout(tick) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => break,
-                    }
+            .spawn(move || loop {
+                if let Err(e) = worker.step(UnixMillis::now()) {
+                    warn!(message = "Notification step failed; retrying.", error = %e);
+                }
+                match stopped.recv_timeout(tick) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => break,
                 }
             })
             .map_err(NotifyError::Thread)?;
@@ -361,7 +365,6 @@ pub fn start(
     db: &Path,
     settings: NotifyConfig,
     publish_within_days: u32,
-    health: crate::health::Health,
 ) -> Result<Notifier, NotifyError> {
     {
         let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
@@ -379,7 +382,6 @@ pub fn start(
         ScanSettings {
             publish_within_days,
         },
-        health,
     )
 }
 
