@@ -37,6 +37,9 @@ pub enum NotifyError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The scheduled report could not be made.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// No channel by that name.
     #[error("no channel named {0:?}")]
     UnknownChannel(String),

@@ -24,7 +24,7 @@ pub fn scan(
     c: &NotifyConfig,
     s: ScanSettings,
     now: UnixMillis,
-) -> rusqlite::Result<usize> {
+) -> Result<usize, super::NotifyError> {
     let tx = conn.transaction()?;
     let mut added = 0;
     let min = 60_000i64;
@@ -106,18 +106,15 @@ pub fn scan(
         let today = crate::rules::ChinaDay::of(now);
         if today.0.rem_euclid(i64::from(c.report_every_days)) == 0 {
             let key = format!("report:{}", today.0);
-            let exists: bool = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM notify_outbox WHERE dedupe = ?1",
-                    [&key],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|n| n > 0)?;
+            let exists = tx.query_row(
+                "SELECT COUNT(*) FROM notify_outbox WHERE dedupe = ?1",
+                [&key],
+                |r| r.get::<_, i64>(0),
+            )? > 0;
             if !exists {
                 let from = crate::rules::ChinaDay(today.0 - i64::from(c.report_every_days));
                 let period = crate::report::Period::days(from, today);
-                let report = crate::report::build(&tx, &period, s.publish_within_days, now)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                let report = crate::report::build(&tx, &period, s.publish_within_days, now)?;
                 for r in &report.departments {
                     let mut e =
                         Event::new(EventKind::Report, now, format!("report:{}", r.department));

@@ -822,3 +822,92 @@ async fn report_figures_equal_counts_taken_straight_from_the_store() {
     assert_eq!(&health[col("anomalies_opened")], "2");
     assert_eq!(health[col("live_feed")].parse::<i64>().unwrap(), live);
 }
+
+#[tokio::test]
+async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
+    let app = App::start().await;
+    let rx = Receiver::start();
+    save_rules(
+        &app,
+        json!({
+            "channels": [{"name": "hook", "type": "webhook", "url": rx.url("/x"), "secret": "s"}],
+            "routes": [{"name": "reports", "kinds": ["report"], "channels": ["hook"], "group_wait_s": 0,
+                        "group_by": ["department", "kind"]}]
+        }),
+    )
+    .await;
+    let _a = breach(&app, 0, "pool-agent-time-1");
+    let _b = breach(&app, 1, "pool-agent-time-2");
+    let open = app
+        .admin("GET", "/api/v1/tasks?kind=anomaly&status=open", "")
+        .await;
+    let resolved = open[0]["id"].as_i64().unwrap();
+    let body = json!({"result": "corrected", "comment": "复测合格"}).to_string();
+    app.admin("POST", &format!("/api/v1/tasks/{resolved}/resolve"), &body)
+        .await;
+    let kinds = || -> Vec<(String, Option<i64>)> {
+        let conn = rusqlite::Connection::open(&app.db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT kind, task FROM notify_outbox WHERE kind NOT LIKE 'anomaly_opened' AND subject <> 'report:marker' ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut s = settings();
+    s.scan_s = 1;
+    s.report_every_days = 1;
+    let mut w = worker(&app, s);
+    let now = UnixMillis::now().0;
+    let day = 86_400_000;
+    let scanned = |w: &mut Worker, at: i64| w.step(UnixMillis(at)).unwrap().scanned;
+    // The scheduled report: one event per department, once a day.
+    let first = scanned(&mut w, now);
+    assert!(first >= 2, "reports for health and culture: {:?}", kinds());
+    assert_eq!(
+        scanned(&mut w, now + 1000),
+        0,
+        "a second scan the same day adds nothing"
+    );
+    // 31 minutes on: the unacknowledged task is escalated, both agents are silent.
+    scanned(&mut w, now + 31 * MINUTE);
+    let k = kinds();
+    let count = |kind: &str| k.iter().filter(|(x, _)| x == kind).count();
+    assert_eq!(count("anomaly_escalated"), 1, "{k:?}");
+    assert_eq!(count("agent_silent"), 2, "{k:?}");
+    assert_eq!(
+        scanned(&mut w, now + 32 * MINUTE),
+        0,
+        "nothing twice: {:?}",
+        kinds()
+    );
+    // 18 days on: the resolved result is due within 3 days; 21 days on, overdue; the other
+    // task, unresolved for more than 72 h, is overdue too (one each, however often scanned).
+    scanned(&mut w, now + 18 * day);
+    scanned(&mut w, now + 18 * day + 1000);
+    scanned(&mut w, now + 21 * day);
+    scanned(&mut w, now + 21 * day + 1000);
+    let k = kinds();
+    let count = |kind: &str| k.iter().filter(|(x, _)| x == kind).count();
+    assert_eq!(count("publication_due_soon"), 1, "{k:?}");
+    assert_eq!(count("publication_overdue"), 1, "{k:?}");
+    assert_eq!(count("anomaly_overdue"), 1, "{k:?}");
+    assert!(k
+        .iter()
+        .any(|(x, t)| x == "publication_overdue" && *t == Some(resolved)));
+    // The reports went out, in Chinese, one per department and day scanned, each over the
+    // day before: on day 21 the health department has one result overdue.
+    let got = rx.requests();
+    assert_eq!(got.len(), 3 * first, "{first} reports a day, on three days");
+    let texts: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("【health】定期报表") && t.contains("逾期未公示 1")),
+        "{texts:?}"
+    );
+}
