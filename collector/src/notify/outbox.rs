@@ -274,7 +274,7 @@ pub fn record(
     outcome: &Outcome,
     detail: &str,
 ) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let attempt: i64 = tx.query_row(
         "UPDATE notify_messages SET attempts = attempts + 1 WHERE id = ?1 RETURNING attempts",
         [id],

@@ -3,7 +3,7 @@
 //! deadline, agents that stopped sending, and the scheduled report. Each carries a dedupe key,
 //! so a scan repeated (or after a restart) adds nothing already there.
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
@@ -25,7 +25,10 @@ pub fn scan(
     s: ScanSettings,
     now: UnixMillis,
 ) -> Result<usize, super::NotifyError> {
-    let tx = conn.transaction()?;
+    // The report is read before the write transaction: however long it takes, ingest never
+    // waits for it.
+    let reports = scheduled_reports(conn, c, s, now)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut added = 0;
     let min = 60_000i64;
     let tasks = |sql: &str, cutoff: i64| -> rusqlite::Result<Vec<(i64, i64)>> {
@@ -102,39 +105,15 @@ pub fn scan(
             added += 1;
         }
     }
-    if c.report_every_days > 0 {
-        let today = crate::rules::ChinaDay::of(now);
-        if today.0.rem_euclid(i64::from(c.report_every_days)) == 0 {
-            let key = format!("report:{}", today.0);
-            let exists = tx.query_row(
-                "SELECT COUNT(*) FROM notify_outbox WHERE dedupe = ?1",
-                [&key],
-                |r| r.get::<_, i64>(0),
-            )? > 0;
-            if !exists {
-                let from = crate::rules::ChinaDay(today.0 - i64::from(c.report_every_days));
-                let period = crate::report::Period::days(from, today);
-                let report = crate::report::build(&tx, &period, s.publish_within_days, now)?;
-                for r in &report.departments {
-                    let mut e =
-                        Event::new(EventKind::Report, now, format!("report:{}", r.department));
-                    e.department = Some(r.department.clone());
-                    e.facts = json!({"summary": crate::report::summary_zh(r, &period)});
-                    emit(&tx, &e, Some(&format!("{key}:{}", r.department)))?;
-                    added += 1;
-                }
-                emit(
-                    &tx,
-                    &Event::new(EventKind::Report, now, "report:marker"),
-                    Some(&key),
-                )?;
-                tx.execute(
-                    "UPDATE notify_outbox SET routed = 1 WHERE dedupe = ?1",
-                    params![key],
-                )?;
-            }
+    for (key, e) in &reports {
+        if emit(&tx, e, Some(key))? && e.subject != "report:marker" {
+            added += 1;
         }
     }
+    tx.execute(
+        "UPDATE notify_outbox SET routed = 1 WHERE subject = 'report:marker' AND routed = 0",
+        [],
+    )?;
     tx.commit()?;
     Ok(added)
 }
@@ -150,4 +129,42 @@ fn task_once(
         Some(e) => Ok(usize::from(emit(tx, &e, Some(&format!("{key}:{id}")))?)),
         None => Ok(0),
     }
+}
+
+/// The scheduled report's events, keyed, if one is due today and not yet written (a marker
+/// event under the day's key records that it was).
+fn scheduled_reports(
+    conn: &Connection,
+    c: &NotifyConfig,
+    s: ScanSettings,
+    now: UnixMillis,
+) -> Result<Vec<(String, Event)>, super::NotifyError> {
+    let mut out = Vec::new();
+    if c.report_every_days == 0 {
+        return Ok(out);
+    }
+    let today = crate::rules::ChinaDay::of(now);
+    if today.0.rem_euclid(i64::from(c.report_every_days)) != 0 {
+        return Ok(out);
+    }
+    let key = format!("report:{}", today.0);
+    let exists = conn.query_row(
+        "SELECT COUNT(*) FROM notify_outbox WHERE dedupe = ?1",
+        [&key],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if exists {
+        return Ok(out);
+    }
+    let from = crate::rules::ChinaDay(today.0 - i64::from(c.report_every_days));
+    let period = crate::report::Period::days(from, today);
+    let report = crate::report::build(conn, &period, s.publish_within_days, now)?;
+    for r in &report.departments {
+        let mut e = Event::new(EventKind::Report, now, format!("report:{}", r.department));
+        e.department = Some(r.department.clone());
+        e.facts = json!({"summary": crate::report::summary_zh(r, &period)});
+        out.push((format!("{key}:{}", r.department), e));
+    }
+    out.push((key, Event::new(EventKind::Report, now, "report:marker")));
+    Ok(out)
 }

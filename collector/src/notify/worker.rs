@@ -127,7 +127,9 @@ impl Worker {
         if events.is_empty() {
             return Ok(0);
         }
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for e in &events {
             let mut placed = Vec::new();
             for t in routing::route(&self.rules, e) {
@@ -181,7 +183,9 @@ impl Worker {
                     }
                 }
             }
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id = outbox::flush(
                 &tx,
                 &g,
