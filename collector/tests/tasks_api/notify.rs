@@ -911,3 +911,42 @@ async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
         "{texts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_draws_commit_and_reveal_are_events_of_its_department_in_the_same_transaction() {
+    use spotcheck_collector::plan::store::{commit_batch, reveal_batch, save};
+    let app = App::start().await;
+    let mut conn = spotcheck_collector::store::open_for_writing(
+        &app.db,
+        spotcheck_collector::config::Synchronous::Normal,
+    )
+    .unwrap();
+    for p in spotcheck_collector::registry::generate::plans(2026) {
+        save(&conn, &p).unwrap();
+    }
+    commit_batch(&conn, "2026-health-pool", "b1", 1).unwrap();
+    let record = reveal_batch(&mut conn, "2026-health-pool", "b1", 2).unwrap();
+    let rows: Vec<(String, Option<String>, String)> = conn
+        .prepare("SELECT kind, department, facts FROM notify_outbox ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "draw_committed");
+    assert_eq!(rows[1].0, "draw_revealed");
+    assert!(
+        rows.iter().all(|r| r.1.as_deref() == Some("health")),
+        "{rows:?}"
+    );
+    let facts: Value = serde_json::from_str(&rows[1].2).unwrap();
+    assert_eq!(facts["drawn"], record.draws.len());
+    assert_eq!(facts["draw"], "2026-health-pool-b1");
+    // A reveal that fails (already revealed) leaves no event behind.
+    assert!(reveal_batch(&mut conn, "2026-health-pool", "b1", 3).is_err());
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM notify_outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+}
