@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// The time-series sink (absent: none).
     #[serde(default)]
     pub sink: crate::sink::config::RawSinkConfig,
+    /// Notifications: channels, routes, grouping (docs/notifications.md).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
     /// The agents allowed to publish, each bound to one entity.
     #[serde(default)]
     pub agents: Vec<AgentBinding>,
@@ -280,6 +283,8 @@ pub struct Config {
     pub publication: PublicationConfig,
     /// The time-series sink, if configured.
     pub sink: Option<crate::sink::config::SinkConfig>,
+    /// Notifications.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Why a configuration was refused.
@@ -432,6 +437,7 @@ impl RawConfig {
             );
         }
         let sink = self.sink.validate(&mut problems);
+        self.notify.validate(&mut problems);
         let mut seen = std::collections::HashSet::new();
         for a in &self.agents {
             if !seen.insert(a.id.clone()) {
@@ -487,6 +493,7 @@ impl RawConfig {
                 rules: self.rules,
                 publication: self.publication,
                 sink,
+                notify: self.notify,
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }

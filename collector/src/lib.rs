@@ -14,6 +14,10 @@
 //!   commits ([`tasks::anomaly`]); [`rulebook`]: the active rule packs.
 //! - [`check`]: remote checks of drawn tasks, verdicts with evidence, inspectors' decisions.
 //! - [`results`]: result categories, the publication deadline, publishing, the public feed.
+//! - [`notify`]: notifications: an outbox written in the transactions that cause events, a
+//!   delivery worker that groups, rate-limits and retries, and the webhook, WeCom, DingTalk
+//!   and e-mail channels; [`contacts`]: each department's liaison officers.
+//! - [`report`]: per-department figures for the joint-meeting office (JSON, CSV, e-mail).
 //! - [`audit`]: the append-only, hash-chained audit log that anyone with an export can check.
 //! - [`sink`]: every committed reading (and event counts) to InfluxDB / VictoriaMetrics
 //!   through the line-protocol write API, from a cursor of its own, never in ingest's way.
@@ -31,12 +35,15 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod contacts;
 pub mod draw;
 pub mod health;
 pub mod ingest;
 pub mod joint;
+pub mod notify;
 pub mod plan;
 pub mod registry;
+pub mod report;
 pub mod results;
 pub mod rulebook;
 pub mod rules;

@@ -58,6 +58,9 @@ pub enum StartError {
     /// The bootstrap admin or its token could not be set up.
     #[error("setting up the admin user: {0}")]
     Bootstrap(#[from] crate::users::store::BootstrapError),
+    /// The notification worker could not start.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     /// The time-series sink could not start.
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
@@ -81,6 +84,7 @@ pub struct Collector {
     admin_token: Arc<str>,
     stats: Stats,
     sink: Option<crate::sink::Sink>,
+    notifier: Option<crate::notify::Notifier>,
     _embedded: Option<EmbeddedBroker>,
     _reload: ReloadTask,
 }
@@ -234,6 +238,12 @@ impl Collector {
             )?),
             None => None,
         };
+        // Reads the outbox that ingest and the API write; nothing waits for it.
+        let notifier = Some(crate::notify::worker::start(
+            &db,
+            config.notify.clone(),
+            config.publication.within_days,
+        )?);
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)
             .await
@@ -274,6 +284,7 @@ impl Collector {
             admin_token,
             stats,
             sink,
+            notifier,
             _embedded: embedded,
             _reload: reload,
         })
@@ -305,6 +316,9 @@ impl Collector {
         self.ingest.shutdown(Duration::from_secs(30)).await;
         if let Some(sink) = self.sink {
             let _ = tokio::task::spawn_blocking(move || sink.stop()).await;
+        }
+        if let Some(n) = self.notifier {
+            let _ = tokio::task::spawn_blocking(move || n.stop()).await;
         }
         self.http_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;

@@ -4,8 +4,10 @@ pub mod agent_credentials;
 pub mod auth;
 pub mod draws;
 pub mod error;
+pub mod notify;
 pub mod people;
 pub mod registry;
+pub mod reports;
 pub mod tasks;
 
 use std::path::PathBuf;
@@ -64,7 +66,9 @@ pub fn router(state: AppState) -> Router {
                 .merge(people::routes())
                 .merge(registry::routes())
                 .merge(tasks::routes())
-                .merge(agent_credentials::routes()),
+                .merge(agent_credentials::routes())
+                .merge(notify::routes())
+                .merge(reports::routes()),
         )
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(auth::layer))

@@ -49,13 +49,16 @@ pub fn append(
         }
         None => (1, GENESIS.to_owned()),
     };
-    let body = canonical_json(&body);
+    let value = body;
+    let body = canonical_json(&value);
     let hash = entry_hash(seq, ts.0, kind.as_str(), subject, &body, &prev_hash);
     tx.execute(
         "INSERT INTO audit_log (seq, ts_ms, kind, subject, body, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![seq, ts.0, kind.as_str(), subject, body, prev_hash, hash],
     )?;
+    // Notifications ride in the same transaction as the entry that caused them.
+    crate::notify::event::from_audit(tx, kind, subject, &value, ts)?;
     Ok(AuditEntry {
         seq,
         ts_ms: ts.0,

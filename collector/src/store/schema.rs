@@ -280,4 +280,94 @@ pub const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE users ADD COLUMN password_temporary INTEGER NOT NULL DEFAULT 0;
     ",
+    // 9: notifications (outbox, groups, messages, delivery log, saved routing), contacts
+    // (issue 15).
+    "
+    -- The outbox: every event worth telling someone, written in the transaction that caused
+    -- it. dedupe: time-driven events (deadlines, silence) carry a key so a scan never adds
+    -- one twice. routed: the delivery worker has matched it against the routes.
+    CREATE TABLE notify_outbox (
+        id         INTEGER PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        dedupe     TEXT UNIQUE,
+        ts_ms      INTEGER NOT NULL,
+        department TEXT,
+        domain     TEXT,
+        severity   TEXT,
+        entity     TEXT,
+        rule       TEXT,
+        task       INTEGER,
+        subject    TEXT NOT NULL,
+        facts      TEXT NOT NULL,   -- JSON object
+        routed     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX notify_outbox_unrouted ON notify_outbox (id) WHERE routed = 0;
+    -- An event waiting in a group of (route, channel, group key) until the group is flushed
+    -- into a message; suppressed: the same thing was told within the repeat interval.
+    CREATE TABLE notify_pending (
+        event      INTEGER NOT NULL,
+        route      TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        group_key  TEXT NOT NULL,
+        identity   TEXT NOT NULL,
+        message    INTEGER,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (event, route, channel)
+    ) WITHOUT ROWID;
+    CREATE INDEX notify_pending_by_group ON notify_pending (route, channel, group_key, identity);
+    CREATE TABLE notify_groups (
+        route        TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        group_key    TEXT NOT NULL,
+        last_sent_ms INTEGER,
+        PRIMARY KEY (route, channel, group_key)
+    ) WITHOUT ROWID;
+    -- Messages, persisted before they are sent. status: pending | sent | failed.
+    CREATE TABLE notify_messages (
+        id         INTEGER PRIMARY KEY,
+        route      TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        group_key  TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        title      TEXT NOT NULL,
+        text       TEXT NOT NULL,   -- Markdown
+        recipients TEXT NOT NULL,   -- JSON
+        events     INTEGER NOT NULL,
+        status     TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_ms    INTEGER NOT NULL,
+        sent_ms    INTEGER,
+        last_error TEXT
+    );
+    CREATE INDEX notify_messages_due ON notify_messages (next_ms) WHERE status = 'pending';
+    -- Every attempt to send (message NULL: a test send).
+    CREATE TABLE notify_deliveries (
+        id      INTEGER PRIMARY KEY,
+        message INTEGER,
+        channel TEXT NOT NULL,
+        ts_ms   INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        ok      INTEGER NOT NULL,
+        detail  TEXT NOT NULL
+    );
+    CREATE INDEX notify_deliveries_by_message ON notify_deliveries (message);
+    -- Channels and routes saved through the API (the newest wins over the config file's).
+    CREATE TABLE notify_config (
+        id       INTEGER PRIMARY KEY,
+        body     TEXT NOT NULL,
+        saved_ms INTEGER NOT NULL,
+        saved_by TEXT NOT NULL
+    );
+    -- Each department's liaison officers (联络员); until_ms set: replaced or removed.
+    CREATE TABLE contacts (
+        id         INTEGER PRIMARY KEY,
+        department TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        email      TEXT,
+        phone      TEXT,
+        since_ms   INTEGER NOT NULL,
+        until_ms   INTEGER
+    );
+    CREATE INDEX contacts_by_department ON contacts (department) WHERE until_ms IS NULL;
+    ",
 ];

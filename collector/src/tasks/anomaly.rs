@@ -286,6 +286,7 @@ fn open(
             params![id.0, now.0],
         )?;
         add_note(tx, id, now, "returned", detail)?;
+        crate::notify::event::anomaly_changed(tx, id.0, true, detail, now)?;
         return Ok(false);
     }
     // The item list (一单) says which item this rule pack checks and which department owns
@@ -349,6 +350,7 @@ fn clear(
             params![id.0, at.0, now.0],
         )?;
         add_note(tx, id, now, "cleared", detail)?;
+        crate::notify::event::anomaly_changed(tx, id.0, false, detail, now)?;
     }
     Ok(())
 }

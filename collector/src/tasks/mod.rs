@@ -19,6 +19,7 @@
 //!   thread and in the same transaction as the readings.
 
 pub mod anomaly;
+pub mod figures;
 pub mod store;
 
 use std::fmt;

@@ -7,6 +7,7 @@ mod audit;
 mod checks;
 mod helpers;
 mod joint;
+mod notify;
 mod openapi;
 mod people;
 mod roles;

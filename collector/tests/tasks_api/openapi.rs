@@ -29,6 +29,8 @@ fn routed() -> BTreeSet<(String, String)> {
         include_str!("../../src/api/registry.rs"),
         include_str!("../../src/api/tasks.rs"),
         include_str!("../../src/api/agent_credentials.rs"),
+        include_str!("../../src/api/notify.rs"),
+        include_str!("../../src/api/reports.rs"),
     ];
     let mut out = BTreeSet::new();
     for src in sources {

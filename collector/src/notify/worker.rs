@@ -1,0 +1,414 @@
+//! The delivery worker, on its own thread with its own connection: ingest never waits for
+//! it, and a dead channel costs it only its own retries.
+//!
+//! Each step: reload the rules if the API saved new ones; scan for time-driven events (every
+//! `scan_s`); route new outbox events into groups; flush the groups that are due into
+//! persisted messages; send the due messages (rate-limited per channel), recording each
+//! attempt in the delivery log and scheduling a retry with exponential backoff. A message is
+//! marked sent only after its channel accepted it, so a crash at any point sends each
+//! message at least once after the restart, and nothing is lost; a crash between a channel's
+//! acceptance and the record re-sends that one message (webhooks carry its id for receivers
+//! that drop repeats).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+use spotcheck_protocol::UnixMillis;
+use tracing::{info, warn};
+
+use super::channels::{self, OutMessage, Recipients, SendError};
+use super::config::{ChannelType, NotifyConfig, Route, Rules};
+use super::grouping::{backoff, Timing};
+use super::outbox::{self, NewMessage, Outcome};
+use super::render;
+use super::routing;
+use super::scan::{self, ScanSettings};
+use super::NotifyError;
+use crate::config::Synchronous;
+
+/// What one step did (for tests and the log).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// Time-driven events added.
+    pub scanned: usize,
+    /// Events routed.
+    pub routed: usize,
+    /// Messages persisted.
+    pub flushed: usize,
+    /// Messages delivered.
+    pub sent: usize,
+    /// Attempts that failed.
+    pub failed_attempts: usize,
+}
+
+/// The worker's state.
+pub struct Worker {
+    conn: Connection,
+    settings: NotifyConfig,
+    file_rules: Rules,
+    rules: Rules,
+    rules_version: Option<i64>,
+    scan: ScanSettings,
+    last_scan: Option<i64>,
+    sent: HashMap<String, VecDeque<i64>>,
+}
+
+impl Worker {
+    /// A worker over the store at `db`.
+    pub fn open(
+        db: &Path,
+        settings: NotifyConfig,
+        scan: ScanSettings,
+    ) -> Result<Worker, NotifyError> {
+        let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
+        let file_rules = settings.rules();
+        Ok(Worker {
+            conn,
+            rules: file_rules.clone(),
+            file_rules,
+            settings,
+            rules_version: None,
+            scan,
+            last_scan: None,
+            sent: HashMap::new(),
+        })
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    fn reload_rules(&mut self) -> Result<(), NotifyError> {
+        let saved = outbox::saved_rules(&self.conn)?;
+        let version = saved.as_ref().map(|(id, _)| *id);
+        if version == self.rules_version {
+            return Ok(());
+        }
+        self.rules = match saved {
+            None => self.file_rules.clone(),
+            Some((id, body)) => match serde_json::from_str::<Rules>(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(message = "Saved notification rules are unreadable; keeping the previous ones.", id, error = %e);
+                    self.rules.clone()
+                }
+            },
+        };
+        self.rules_version = version;
+        Ok(())
+    }
+
+    /// One step at `now`.
+    pub fn step(&mut self, now: UnixMillis) -> Result<StepReport, NotifyError> {
+        self.reload_rules()?;
+        let mut report = StepReport::default();
+        let scan_ms = self.settings.scan_s as i64 * 1000;
+        if self.last_scan.is_none_or(|t| now.0 - t >= scan_ms) {
+            report.scanned = scan::scan(&mut self.conn, &self.settings, self.scan, now)?;
+            self.last_scan = Some(now.0);
+        }
+        report.routed = self.route(now)?;
+        report.flushed = self.flush(now)?;
+        let (sent, failed) = self.send_due(now)?;
+        report.sent = sent;
+        report.failed_attempts = failed;
+        Ok(report)
+    }
+
+    /// Routes new outbox events into their groups.
+    pub fn route(&mut self, now: UnixMillis) -> Result<usize, NotifyError> {
+        self.reload_rules()?;
+        let events = outbox::unrouted(&self.conn, 1000)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for e in &events {
+            let mut placed = Vec::new();
+            for t in routing::route(&self.rules, e) {
+                let repeat = self
+                    .rules
+                    .routes
+                    .iter()
+                    .find(|r| r.name == t.route)
+                    .map(|r| Timing::of(r, &self.settings).repeat_interval)
+                    .unwrap_or_default();
+                let since = now.0 - i64::try_from(repeat.as_millis()).unwrap_or(i64::MAX);
+                let told = outbox::told_since(&tx, &t, since)?;
+                placed.push((t, told));
+            }
+            outbox::place(&tx, e.id, &placed)?;
+        }
+        tx.commit()?;
+        Ok(events.len())
+    }
+
+    /// Turns the groups that are due into persisted messages.
+    pub fn flush(&mut self, now: UnixMillis) -> Result<usize, NotifyError> {
+        let mut n = 0;
+        for g in outbox::open_groups(&self.conn)? {
+            // A route removed after routing: its waiting events are told with the defaults.
+            let route = self.rules.routes.iter().find(|r| r.name == g.route);
+            let timing = match route {
+                Some(r) => Timing::of(r, &self.settings),
+                None => Timing::of(&Route::defaults(&g.route), &self.settings),
+            };
+            if !timing.due(g.first_ms, g.last_sent_ms, now.0) {
+                continue;
+            }
+            let events = outbox::waiting(&self.conn, &g)?;
+            if events.is_empty() {
+                continue;
+            }
+            let suppressed = outbox::suppressed_since(&self.conn, &g, g.last_sent_ms.unwrap_or(0))?;
+            let (title, text) = render::message(&events, suppressed, &self.settings.console_url);
+            let mut recipients = Recipients::default();
+            if route.is_some_and(|r| r.liaisons) {
+                let departments: std::collections::BTreeSet<&str> = events
+                    .iter()
+                    .filter_map(|e| e.department.as_deref())
+                    .collect();
+                for d in departments {
+                    for c in crate::contacts::current(&self.conn, Some(d))? {
+                        recipients.names.push(c.name);
+                        recipients.emails.extend(c.email);
+                        recipients.mobiles.extend(c.phone);
+                    }
+                }
+            }
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let id = outbox::flush(
+                &tx,
+                &g,
+                &events,
+                &NewMessage {
+                    title,
+                    text,
+                    recipients,
+                },
+                now.0,
+            )?;
+            tx.commit()?;
+            info!(message = "Notification persisted.", id, route = %g.route, channel = %g.channel, events = events.len());
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Sends the due messages; returns (delivered, failed attempts).
+    pub fn send_due(&mut self, now: UnixMillis) -> Result<(usize, usize), NotifyError> {
+        let (mut ok, mut failed) = (0, 0);
+        // A channel that failed in this step is not tried again until the next one, so a dead
+        // channel costs each step one timeout, not one per waiting message.
+        let mut down = std::collections::HashSet::new();
+        for m in outbox::due(&self.conn, now.0, 100)? {
+            if down.contains(&m.channel) {
+                continue;
+            }
+            let Some(channel) = self
+                .rules
+                .channels
+                .iter()
+                .find(|c| c.name == m.channel)
+                .cloned()
+            else {
+                outbox::record(
+                    &mut self.conn,
+                    m.id,
+                    &m.channel,
+                    now.0,
+                    &Outcome::Failed,
+                    "the channel no longer exists in the rules",
+                )?;
+                failed += 1;
+                continue;
+            };
+            // Rate limit: at most max_per_minute per channel; the rest wait for a later step.
+            let window = self.sent.entry(channel.name.clone()).or_default();
+            while window.front().is_some_and(|&t| now.0 - t >= 60_000) {
+                window.pop_front();
+            }
+            if window.len() >= channel.max_per_minute as usize {
+                continue;
+            }
+            window.push_back(now.0);
+            let out = OutMessage {
+                id: m.id,
+                title: m.title.clone(),
+                text: m.text.clone(),
+                route: m.route.clone(),
+                group: m.group_key.clone(),
+                recipients: m.recipients.clone(),
+            };
+            let result = channels::send(&channel, &out);
+            let attempt = u32::try_from(m.attempts + 1).unwrap_or(u32::MAX);
+            let (outcome, detail) = match result {
+                Ok(detail) => {
+                    ok += 1;
+                    (Outcome::Sent, detail)
+                }
+                Err(e) => {
+                    failed += 1;
+                    down.insert(m.channel.clone());
+                    let detail = e.to_string();
+                    warn!(message = "Notification not delivered.", id = m.id, channel = %m.channel, attempt, error = %detail);
+                    if matches!(e, SendError::Config(_)) || attempt >= self.settings.max_attempts {
+                        (Outcome::Failed, detail)
+                    } else {
+                        let wait = backoff(
+                            attempt,
+                            Duration::from_millis(self.settings.retry_base_ms),
+                            Duration::from_secs(self.settings.retry_max_s),
+                        );
+                        let at = now.0 + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                        (Outcome::Retry(at), detail)
+                    }
+                }
+            };
+            outbox::record(&mut self.conn, m.id, &m.channel, now.0, &outcome, &detail)?;
+        }
+        Ok((ok, failed))
+    }
+}
+
+/// Sends one test message through `channel` of `rules` at once, and logs the attempt.
+pub fn test_send(
+    db: &Path,
+    rules: &Rules,
+    channel: &str,
+    to: Option<String>,
+) -> Result<Result<String, String>, NotifyError> {
+    let Some(c) = rules.channels.iter().find(|c| c.name == channel) else {
+        return Err(NotifyError::UnknownChannel(channel.to_owned()));
+    };
+    let mut recipients = Recipients::default();
+    if c.kind == ChannelType::Email {
+        recipients.emails.extend(to);
+    }
+    let msg = OutMessage {
+        id: 0,
+        title: "【Spotcheck】测试消息".into(),
+        text: format!("### 测试消息\n\n这是通道 {channel} 的测试消息；收到即说明通道可用。\n"),
+        route: "test".into(),
+        group: "test".into(),
+        recipients,
+    };
+    let result = channels::send(c, &msg).map_err(|e| e.to_string());
+    let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
+    let detail = match &result {
+        Ok(d) | Err(d) => d.clone(),
+    };
+    outbox::log(
+        &conn,
+        None,
+        channel,
+        UnixMillis::now().0,
+        1,
+        result.is_ok(),
+        &detail,
+    )?;
+    Ok(result)
+}
+
+/// The running worker thread.
+pub struct Notifier {
+    stop: SyncSender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Notifier {
+    /// Starts the worker on its own thread.
+    pub fn start(
+        db: PathBuf,
+        settings: NotifyConfig,
+        scan: ScanSettings,
+    ) -> Result<Notifier, NotifyError> {
+        let tick = Duration::from_millis(settings.tick_ms);
+        let mut worker = Worker::open(&db, settings, scan)?;
+        let (stop, stopped) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("notify".into())
+            .spawn(move || loop {
+                if let Err(e) = worker.step(UnixMillis::now()) {
+                    warn!(message = "Notification step failed; retrying.", error = %e);
+                }
+                match stopped.recv_timeout(tick) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+            })
+            .map_err(NotifyError::Thread)?;
+        Ok(Notifier {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread after its current step.
+    pub fn stop(mut self) {
+        let _ = self.stop.try_send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Saves the config file's channels and routes when they differ from what the file gave
+/// last time (so an edited file wins at start, and rules saved through the API win until
+/// the file changes), warns of departments the store does not know, and starts the worker.
+pub fn start(
+    db: &Path,
+    settings: NotifyConfig,
+    publish_within_days: u32,
+) -> Result<Notifier, NotifyError> {
+    {
+        let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
+        let rules = settings.rules();
+        if let Err(problems) = rules.check(Some(&super::known_departments(&conn)?)) {
+            for p in problems {
+                warn!(message = "Notification rule problem (the store does not know this yet, or it is wrong).", problem = %p);
+            }
+        }
+        save_file_rules(&conn, &rules, UnixMillis::now())?;
+    }
+    Notifier::start(
+        db.to_owned(),
+        settings,
+        ScanSettings {
+            publish_within_days,
+        },
+    )
+}
+
+/// Records the file's rules as a new version if they differ from the file's last.
+pub fn save_file_rules(
+    conn: &Connection,
+    rules: &Rules,
+    now: UnixMillis,
+) -> rusqlite::Result<bool> {
+    let body = serde_json::to_string(rules).expect("rules serialise");
+    let last: Option<String> = conn
+        .query_row(
+            "SELECT body FROM notify_config WHERE saved_by = 'config' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if last.as_deref() == Some(body.as_str()) || (last.is_none() && rules == &Rules::default()) {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT INTO notify_config (body, saved_ms, saved_by) VALUES (?1, ?2, 'config')",
+        rusqlite::params![body, now.0],
+    )?;
+    Ok(true)
+}
