@@ -2,7 +2,9 @@
 //! group): a group's first message waits `group_wait` after its first event, so what
 //! arrives together goes together; later events wait until `group_interval` after the last
 //! message; something already told is not told again within `repeat_interval` (routing
-//! marks it suppressed). A sensor flapping around its threshold thus sends one message.
+//! marks it suppressed; Alertmanager re-sends a firing alert's state every repeat interval,
+//! Spotcheck's events are facts, so the interval is one of silence instead). A sensor
+//! flapping around its threshold thus sends one message.
 
 use std::time::Duration;
 
