@@ -261,4 +261,8 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_ms    INTEGER
     );
     ",
+    // 7: the console's live updates find changed tasks by their last change (issue 12).
+    "
+    CREATE INDEX tasks_by_updated ON tasks (updated_ms);
+    ",
 ];
