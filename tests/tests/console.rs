@@ -297,7 +297,12 @@ fn labels(b: &mut Browser, root: &str) -> Vec<String> {
 fn settle(b: &mut Browser, what: &str, expression: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
-        if b.eval(&format!("!!({expression})")) == Value::Bool(true) {
+        // While a page loads an evaluation may throw (no element yet): that is "not yet".
+        let v = b.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": format!("!!({expression})"), "returnByValue": true}),
+        );
+        if v["result"]["value"] == Value::Bool(true) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -408,6 +413,69 @@ fn a_supervisor_an_inspector_and_a_visitor_do_their_work_in_the_console() {
         &mut b,
         "the live stream",
         "document.getElementById('live').classList.contains('online')",
+    );
+
+    // Live updates keep rows in place: a new task only lights the banner; a change to a task
+    // on the page updates its row where it is, and the queue is not read again.
+    let (_, ents) = call(&http, "GET", "/api/v1/entities", None, &admin);
+    let hospital = ents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["domain"] == "hospital")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order =
+        "[...document.querySelectorAll('#tasks tbody tr.task')].map(r => r.dataset.id).join(',')";
+    let reads = "performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/queue')).length";
+    let before = (b.eval(order), b.eval(reads));
+    let (s, r) = call(
+        &http,
+        "POST",
+        "/api/v1/tasks",
+        Some(&format!(
+            r#"{{"entity": "{hospital}", "department": "health", "item": "ihosp-prescriptions", "detail": "a live-update check"}}"#
+        )),
+        &admin,
+    );
+    assert_eq!(s, 200, "{r}");
+    let live = r["id"].as_i64().unwrap();
+    settle(
+        &mut b,
+        "the banner",
+        "!document.getElementById('changes').classList.contains('hidden')",
+    );
+    assert_eq!(
+        (b.eval(order), b.eval(reads)),
+        before,
+        "nothing moved, nothing re-read"
+    );
+    b.eval("document.getElementById('changes').click(); true");
+    settle(
+        &mut b,
+        "the new task's row",
+        &format!("document.querySelector('#tasks tr.task[data-id=\"{live}\"]')"),
+    );
+    let before = (b.eval(order), b.eval(reads));
+    let (s, r) = call(
+        &http,
+        "POST",
+        &format!("/api/v1/tasks/{live}/checks"),
+        None,
+        &admin,
+    );
+    assert_eq!(s, 200, "{r}");
+    settle(
+        &mut b,
+        "the row updated in place",
+        &format!("document.querySelector('#tasks tr.task.changed[data-id=\"{live}\"] .status').textContent.startsWith('已核查')"),
+    );
+    assert_eq!(
+        (b.eval(order), b.eval(reads)),
+        before,
+        "the row changed where it was, without a re-read"
     );
 
     // Filter to open critical tasks.
@@ -603,7 +671,6 @@ fn a_supervisor_an_inspector_and_a_visitor_do_their_work_in_the_console() {
     );
 
     // The entity pages of a game operator and an internet hospital: event feeds and tasks.
-    let (_, ents) = call(&http, "GET", "/api/v1/entities", None, &admin);
     let mut a = Browser::launch(&browser, &dir.path().join("profile-admin"));
     for domain in ["game", "hospital"] {
         let e = ents
