@@ -30,9 +30,6 @@ pub const INDEX: Asset = Asset {
     body: include_str!("index.html"),
 };
 
-/// The page's text (kept for callers that want the HTML itself).
-pub const INDEX_HTML: &str = INDEX.body;
-
 /// Every file under `/assets/`.
 pub const ASSETS: &[Asset] = &[
     Asset {

@@ -1,7 +1,7 @@
 // Read views of the rest: ingest, rule packs, annual plans and their progress, draws (the
 // full records, for the admin and the auditor), the registry, joint inspections, the audit
 // log. A table per list; anything nested is shown as compact JSON.
-import { t, esc, label, time } from './i18n.js';
+import { t, esc, label, time, code, codeLabel } from './i18n.js';
 import * as api from './api.js';
 
 const TABS = ['ingest', 'rule_packs', 'plans', 'draws', 'registry', 'joint', 'audit'];
@@ -16,8 +16,8 @@ function cell(v) {
 function table(rows, columns, id) {
   if (!rows.length) return `<p class="muted">${label('none')}</p>`;
   const cols = columns || Object.keys(rows[0]);
-  return `<div class="scroll"><table class="cards"${id ? ` id="${id}"` : ''}><thead><tr>${cols.map(c => `<th>${esc(c)}</th>`).join('')}</tr></thead><tbody>
-    ${rows.map(r => `<tr>${cols.map(c => `<td data-h="${esc(c)}">${cell(r[c])}</td>`).join('')}</tr>`).join('')}</tbody></table></div>`;
+  return `<div class="scroll"><table class="cards"${id ? ` id="${id}"` : ''}><thead><tr>${cols.map(c => `<th>${codeLabel('col', c)}</th>`).join('')}</tr></thead><tbody>
+    ${rows.map(r => `<tr>${cols.map(c => `<td data-h="${esc(code('col', c))}">${cell(r[c])}</td>`).join('')}</tr>`).join('')}</tbody></table></div>`;
 }
 
 async function section(tab) {
@@ -25,7 +25,7 @@ async function section(tab) {
     case 'ingest': {
       const [stats, agents, dead] = await Promise.all([api.get('/api/v1/stats'), api.get('/api/v1/agents'), api.get('/api/v1/dead-letters?limit=50')]);
       return `<div class="counts">${Object.entries(stats).map(([k, v]) => `<span data-stat="${esc(k)}"><span class="n">${esc(v)}</span>${esc(k.replaceAll('_', ' '))}</span>`).join('')}</div>
-        <h3>${label('feeds')}</h3>${table(agents)}<h3>dead letters</h3>${table(dead, ['received_ms', 'topic', 'code', 'reason'])}`;
+        <h3>${label('feeds')}</h3>${table(agents)}<h3>${label('dead_letters')}</h3>${table(dead, ['received_ms', 'topic', 'code', 'reason'])}`;
     }
     case 'rule_packs': return table(await api.get('/api/v1/rule-packs'), ['id', 'domain', 'hash', 'origin', 'rules'], 'packs');
     case 'plans': {
