@@ -2,7 +2,7 @@
 // shaded violation intervals; sized by a viewBox so that it fits any width.
 import { esc, getLang } from './i18n.js';
 
-const W = 800, H = 260, L = 52, R = 12, T = 12, B = 34;
+const L = 52, R = 12, T = 12, B = 34;
 
 function ticks(lo, hi, n) {
   const span = hi - lo || 1, step0 = span / n, mag = Math.pow(10, Math.floor(Math.log10(step0)));
@@ -23,6 +23,9 @@ function timeLabel(ms, span) {
  * `bands` ([{start, end}] shaded) and a unit.
  */
 export function chart({ points, x0, x1, limits, bands, unit, title }) {
+  // As wide as the screen allows (up to 800), so that the labels keep their size on a phone.
+  const W = Math.round(Math.min(800, Math.max(320, (document.documentElement.clientWidth || 800) - 48)));
+  const H = W < 600 ? 200 : 260;
   const ys = points.map(p => p.value);
   if (limits) { if (limits.min != null) ys.push(limits.min); if (limits.max != null) ys.push(limits.max); }
   let y0 = ys.length ? Math.min(...ys) : 0, y1 = ys.length ? Math.max(...ys) : 1;
@@ -39,7 +42,7 @@ export function chart({ points, x0, x1, limits, bands, unit, title }) {
   for (const v of ticks(y0, y1, 5)) {
     parts.push(`<line x1="${L}" x2="${W - R}" y1="${sy(v).toFixed(1)}" y2="${sy(v).toFixed(1)}" stroke="#eef"/><text class="ytick" x="${L - 4}" y="${(sy(v) + 4).toFixed(1)}" text-anchor="end" font-size="11">${v}</text>`);
   }
-  const span = x1 - x0, step = TIME_STEPS.find(s => span / s <= 8) || 14 * 86400e3;
+  const span = x1 - x0, step = TIME_STEPS.find(s => span / s <= (W < 600 ? 4 : 8)) || 14 * 86400e3;
   const first = Math.ceil((x0 + 8 * 3600e3) / step) * step - 8 * 3600e3;
   for (let x = first; x <= x1; x += step) {
     parts.push(`<line x1="${sx(x).toFixed(1)}" x2="${sx(x).toFixed(1)}" y1="${T}" y2="${H - B}" stroke="#eef"/><text class="xtick" x="${sx(x).toFixed(1)}" y="${H - B + 14}" text-anchor="middle" font-size="11">${timeLabel(x, span)}</text>`);
