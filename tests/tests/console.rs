@@ -670,6 +670,37 @@ fn a_supervisor_an_inspector_and_a_visitor_do_their_work_in_the_console() {
         "{text}"
     );
 
+    // Bulk acknowledgement of the open tasks on a page.
+    b.navigate(&format!("http://{http}/#/queue?status=open"));
+    settle(
+        &mut b,
+        "the open tasks",
+        "location.hash === '#/queue?status=open' && document.querySelector('#queue #tasks tr.task input.pick:not(:disabled)')",
+    );
+    let picked: Vec<i64> = serde_json::from_value(b.eval(
+        "[...document.querySelectorAll('#tasks input.pick:not(:disabled)')].map(i => Number(i.dataset.id))",
+    ))
+    .unwrap();
+    b.eval("document.getElementById('pick-all').click(); document.getElementById('bulk-ack').click(); true");
+    settle(
+        &mut b,
+        "the bulk acknowledgement",
+        "document.getElementById('bulk-msg').textContent.length > 0",
+    );
+    assert_eq!(
+        b.eval("document.getElementById('bulk-msg').textContent"),
+        format!("已完成: {}", picked.len()).as_str()
+    );
+    for t in &picked {
+        let (_, task) = call(&http, "GET", &format!("/api/v1/tasks/{t}"), None, &admin);
+        assert_eq!(task["status"], "acknowledged", "{task}");
+    }
+    settle(
+        &mut b,
+        "the rows acknowledged in place",
+        "[...document.querySelectorAll('#tasks tr.task .status')].every(s => s.textContent.startsWith('已确认'))",
+    );
+
     // The entity pages of a game operator and an internet hospital: event feeds and tasks.
     let mut a = Browser::launch(&browser, &dir.path().join("profile-admin"));
     for domain in ["game", "hospital"] {
@@ -861,7 +892,8 @@ fn a_supervisor_an_inspector_and_a_visitor_do_their_work_in_the_console() {
         ("/admin/rule_packs".into(), "#admin", "#packs tr"),
     ];
     for (page, section, content) in &pages {
-        a.navigate(&format!("http://{http}/#token={admin}&go={page}"));
+        // A fresh document each time (the query string changes), as a phone would open a link.
+        a.navigate(&format!("http://{http}/?at={page}#token={admin}&go={page}"));
         let ready = format!(
             "location.hash === '#{page}' && document.querySelector('{section}') && document.querySelector('{content}')"
         );

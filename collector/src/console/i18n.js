@@ -127,6 +127,7 @@ const D = {
   'col.address': ['地址', 'address'],
   'col.contact': ['联系方式', 'contact'],
   'col.plan': ['计划', 'plan'],
+  commit: ['承诺（抽取前公布）', 'Commit'], reveal: ['揭示（抽取）', 'Reveal'], batches: ['批次', 'Batches'],
   dead_letters: ['死信（被拒绝的消息）', 'Dead letters'],
 };
 let lang = localStorage.getItem('spotcheck-lang') || 'zh';

@@ -29,9 +29,19 @@ async function section(tab) {
     }
     case 'rule_packs': return table(await api.get('/api/v1/rule-packs'), ['id', 'domain', 'hash', 'origin', 'rules'], 'packs');
     case 'plans': {
-      const plans = await api.get('/api/v1/plans');
+      const [plans, commitments] = await Promise.all([api.get('/api/v1/plans'), fetch('/api/v1/public/draw-commitments?limit=1000').then(r => r.json())]);
       const progress = await Promise.all(plans.map(p => api.get(`/api/v1/plans/${encodeURIComponent(p.id)}/progress`).catch(() => ({}))));
-      return table(plans.map((p, i) => Object.assign({ id: p.id, year: p.year, department: p.department, item: p.item, ratios: p.ratios, batches: p.batches.map(b => b.id || b) }, progress[i])), null, 'plans');
+      const drawn = new Map(commitments.map(c => [c.parameters.draw_id, c]));
+      const admin = api.role() === 'admin';
+      const rows = plans.flatMap(p => p.batches.map(b => {
+        const c = drawn.get(`${p.id}-${b.label}`);
+        const state = !c ? '' : c.revealed_ms ? `${t('revealed')} ${time(c.revealed_ms)}` : `${t('committed')} ${time(c.committed_ms)}`;
+        const act = !admin ? '' : !c ? `<button data-act="commit" data-plan="${esc(p.id)}" data-batch="${esc(b.label)}" data-t="commit">${esc(t('commit'))}</button>`
+          : !c.revealed_ms ? `<button data-act="reveal" data-plan="${esc(p.id)}" data-batch="${esc(b.label)}" data-t="reveal">${esc(t('reveal'))}</button>` : '';
+        return `<tr><td data-h="${esc(t('plans'))}">${esc(p.id)}</td><td>${esc(b.label)}</td><td>${esc(b.start)} – ${esc(b.end)}</td><td>${state}</td><td>${act}</td></tr>`;
+      })).join('');
+      return table(plans.map((p, i) => Object.assign({ id: p.id, year: p.year, department: p.department, item: p.item, ratios: p.ratios }, progress[i])), null, 'plans')
+        + `<h3>${label('batches')}</h3><div class="scroll"><table class="cards" id="batches"><tbody>${rows}</tbody></table></div><p id="batch-msg" class="msg"></p>`;
     }
     case 'draws': {
       const records = await api.get('/api/v1/draws?limit=50');
@@ -57,6 +67,16 @@ async function section(tab) {
 export async function render(main, parts) {
   const tab = TABS.includes(parts[0]) ? parts[0] : 'ingest';
   const body = await section(tab).catch(e => `<p class="msg">${esc(e.status === 403 ? t('forbidden') : e.message)}</p>`);
+  if (!main.dataset.wired) main.dataset.wired = '1', main.addEventListener('click', async ev => {
+    const b = ev.target.closest('button[data-act]');
+    if (!b || !['commit', 'reveal'].includes(b.dataset.act)) return;
+    const what = `${t(b.dataset.act)} ${b.dataset.plan} / ${b.dataset.batch}`;
+    if (!(await window.spotcheckConfirm(what + '?'))) return;
+    try {
+      await api.post(`/api/v1/plans/${encodeURIComponent(b.dataset.plan)}/batches/${encodeURIComponent(b.dataset.batch)}/${b.dataset.act}`);
+      await render(main, parts);
+    } catch (e) { main.querySelector('#batch-msg').textContent = e.message; }
+  });
   main.innerHTML = `<section id="admin"><nav class="pager">${TABS.map(x => `<a href="#/admin/${x}" data-t="${x}"${x === tab ? ' class="active"' : ''}>${esc(t(x))}</a>`).join(' · ')}</nav>
     <h2>${label(tab)}</h2>${body}</section>`;
   return null;
