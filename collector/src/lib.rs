@@ -21,7 +21,8 @@
 //! - [`audit`]: the append-only, hash-chained audit log that anyone with an export can check.
 //! - [`sink`]: every committed reading (and event counts) to InfluxDB / VictoriaMetrics
 //!   through the line-protocol write API, from a cursor of its own, never in ingest's way.
-//! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console.
+//! - [`api`] and [`console`]: `/healthz`, `/metrics`, `/api/v1/*` and the web console;
+//!   [`views`]: the read-only queries behind the console (queue, evidence, entity, changes).
 //! - [`health`]: what each running part reports to `/healthz`.
 //! - [`telemetry`]: the counters behind `/metrics` and `/api/v1/stats`; logging set-up.
 //! - [`config`], [`topology`], [`shutdown`]: reading the config, wiring the parts, stopping.
@@ -54,6 +55,7 @@ pub mod tasks;
 pub mod telemetry;
 pub mod topology;
 pub mod users;
+pub mod views;
 
 pub use config::{Config, RawConfig};
 pub use topology::Collector;

@@ -1,11 +1,15 @@
 //! The HTTP side: `/healthz`, `/metrics`, the JSON API under `/api/v1`, and the console at `/`.
 
 pub mod agent_credentials;
+pub mod assets;
 pub mod auth;
+pub mod console_views;
 pub mod draws;
 pub mod error;
+pub mod live;
 pub mod notify;
 pub mod people;
+pub mod public;
 pub mod registry;
 pub mod reports;
 pub mod tasks;
@@ -15,7 +19,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -52,7 +56,6 @@ pub struct AppState {
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(console))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/stats", get(stats))
@@ -68,7 +71,11 @@ pub fn router(state: AppState) -> Router {
                 .merge(tasks::routes())
                 .merge(agent_credentials::routes())
                 .merge(notify::routes())
-                .merge(reports::routes()),
+                .merge(reports::routes())
+                .merge(assets::routes())
+                .merge(console_views::routes())
+                .merge(live::routes())
+                .merge(public::routes()),
         )
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(auth::layer))
@@ -81,10 +88,6 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
-}
-
-async fn console() -> Html<&'static str> {
-    Html(crate::console::INDEX_HTML)
 }
 
 /// `/healthz`: each part and its state; 200 when none is failing or down, else 503.

@@ -1,6 +1,117 @@
-//! The web console: one static page, served by the collector itself (no build step), that
-//! reads the JSON API with the admin token the user pastes in (or passes as `#token=` in the
-//! URL the demo prints).
+//! The web console: a page and a few ES modules with a style sheet, served by the collector
+//! itself from files embedded in the binary (`include_str!`, no build step). See
+//! ARCHITECTURE.md ("console/") for the layout and why it is plain modules.
+//!
+//! - `index.html`: the shell (header, login, language switch, `<main>`).
+//! - `app.js`: routing (`#/queue`, `#/task/7`, `#/entity/…`, `#/public/…`), login, the live
+//!   stream; `api.js`: fetch with the session's CSRF token or a bearer token; `i18n.js`: every
+//!   label in Chinese and English, dates in China Standard Time; `chart.js`: SVG charts.
+//! - `views/*.js`: one module per page.
 
-/// The console page.
-pub const INDEX_HTML: &str = include_str!("index.html");
+use sha2::{Digest, Sha256};
+
+/// One embedded file.
+#[derive(Debug)]
+pub struct Asset {
+    /// The name under `/assets/`.
+    pub name: &'static str,
+    /// Its content type.
+    pub mime: &'static str,
+    /// Its bytes.
+    pub body: &'static str,
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The page.
+pub const INDEX: Asset = Asset {
+    name: "index.html",
+    mime: "text/html; charset=utf-8",
+    body: include_str!("index.html"),
+};
+
+/// Every file under `/assets/`.
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        name: "style.css",
+        mime: "text/css; charset=utf-8",
+        body: include_str!("style.css"),
+    },
+    Asset {
+        name: "app.js",
+        mime: JS,
+        body: include_str!("app.js"),
+    },
+    Asset {
+        name: "api.js",
+        mime: JS,
+        body: include_str!("api.js"),
+    },
+    Asset {
+        name: "i18n.js",
+        mime: JS,
+        body: include_str!("i18n.js"),
+    },
+    Asset {
+        name: "chart.js",
+        mime: JS,
+        body: include_str!("chart.js"),
+    },
+    Asset {
+        name: "queue.js",
+        mime: JS,
+        body: include_str!("views/queue.js"),
+    },
+    Asset {
+        name: "task.js",
+        mime: JS,
+        body: include_str!("views/task.js"),
+    },
+    Asset {
+        name: "entity.js",
+        mime: JS,
+        body: include_str!("views/entity.js"),
+    },
+    Asset {
+        name: "public.js",
+        mime: JS,
+        body: include_str!("views/public.js"),
+    },
+    Asset {
+        name: "admin.js",
+        mime: JS,
+        body: include_str!("views/admin.js"),
+    },
+];
+
+/// The file named `name`.
+pub fn asset(name: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.name == name)
+}
+
+/// A strong validator of the file's bytes.
+pub fn etag(a: &Asset) -> String {
+    let h = Sha256::digest(a.body.as_bytes());
+    format!("\"{}\"", hex::encode(&h[..12]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_module_the_page_imports_is_served() {
+        for a in ASSETS.iter().chain([&INDEX]) {
+            for (i, _) in a.body.match_indices("from './") {
+                let rest = &a.body[i + 8..];
+                let name = &rest[..rest.find('\'').unwrap()];
+                assert!(
+                    asset(name).is_some(),
+                    "{} imports {name}, which is not served",
+                    a.name
+                );
+            }
+        }
+        assert!(INDEX.body.contains("/assets/app.js"));
+    }
+}

@@ -370,4 +370,8 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX contacts_by_department ON contacts (department) WHERE until_ms IS NULL;
     ",
+    // 10: the console's live updates find changed tasks by their last change (issue 12).
+    "
+    CREATE INDEX tasks_by_updated ON tasks (updated_ms);
+    ",
 ];

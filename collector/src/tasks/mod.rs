@@ -19,8 +19,12 @@
 //!   thread and in the same transaction as the readings.
 
 pub mod anomaly;
+pub mod changes;
 pub mod figures;
+pub mod queue;
 pub mod store;
+
+pub use queue::Scope;
 
 use std::fmt;
 use std::str::FromStr;
@@ -241,6 +245,22 @@ impl Transition {
 }
 
 impl Task {
+    /// An anomaly task's rule.
+    pub fn rule(&self) -> Option<&RuleKey> {
+        match &self.kind {
+            Kind::Anomaly { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+
+    /// When an anomaly task's condition cleared.
+    pub fn cleared_ms(&self) -> Option<i64> {
+        match &self.kind {
+            Kind::Anomaly { cleared_ms, .. } => *cleared_ms,
+            _ => None,
+        }
+    }
+
     /// The kind's tag.
     pub fn kind(&self) -> TaskKind {
         self.kind.tag()

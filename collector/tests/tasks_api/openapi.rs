@@ -31,6 +31,10 @@ fn routed() -> BTreeSet<(String, String)> {
         include_str!("../../src/api/agent_credentials.rs"),
         include_str!("../../src/api/notify.rs"),
         include_str!("../../src/api/reports.rs"),
+        include_str!("../../src/api/assets.rs"),
+        include_str!("../../src/api/console_views.rs"),
+        include_str!("../../src/api/live.rs"),
+        include_str!("../../src/api/public.rs"),
     ];
     let mut out = BTreeSet::new();
     for src in sources {
@@ -69,7 +73,8 @@ async fn every_documented_operation_reaches_a_handler() {
             .replace("{domain}", "pool")
             .replace("{plan}", "nope")
             .replace("{batch}", "b1")
-            .replace("{draw}", "nope");
+            .replace("{draw}", "nope")
+            .replace("{name}", "nope.js");
         let r = app.send(&method, &concrete, Some(ADMIN), "{}").await;
         // The router's own refusals have no JSON body: 404 for an unknown path, 405 for a
         // method it does not route. Handlers answer, even when refusing, with the error shape.

@@ -1,0 +1,168 @@
+// Every label of the console in Chinese (the default) and English, and dates in China
+// Standard Time. A label is rendered by t(key); elements built with label() carry
+// data-t="key", so that a language switch re-renders them all (the tests check that).
+const D = {
+  app: ['抽查监管平台', 'Spotcheck'],
+  lang_switch: ['English', '中文'],
+  login: ['登录', 'Log in'], logout: ['退出', 'Log out'],
+  user_name: ['用户名', 'user name'], password: ['密码', 'password'],
+  login_failed: ['登录失败', 'Login failed'], session_ended: ['会话已结束，请重新登录', 'Session ended: log in again'],
+  own_password_title: ['请设置您自己的密码', 'Choose your own password'],
+  own_password_why: ['当前密码由管理员设置，仅能用于设置您自己的密码。设置后即可开始工作。', 'Your password was set by the administrator and can only be used to choose your own. Once you have, you can start working.'],
+  new_password: ['新密码', 'new password'], repeat_password: ['再次输入新密码', 'repeat the new password'],
+  save_password: ['保存密码', 'Save password'], passwords_differ: ['两次输入的密码不一致', 'The two passwords differ'],
+  nav_queue: ['任务队列', 'Task queue'], nav_mine: ['我的任务', 'My tasks'], nav_entities: ['监管对象', 'Entities'],
+  nav_results: ['公示结果', 'Published results'], nav_draws: ['随机抽取', 'Draws'], nav_admin: ['管理', 'Administration'],
+  kind: ['类型', 'Kind'], status: ['状态', 'Status'], severity: ['严重程度', 'Severity'], department: ['部门', 'Department'],
+  item: ['检查事项', 'Item'], entity: ['监管对象', 'Entity'], date_from: ['起始日期', 'From'], date_to: ['截止日期', 'To'],
+  sort: ['排序', 'Sort'], all: ['全部', 'all'], apply: ['筛选', 'Filter'], reset: ['重置', 'Reset'],
+  sort_newest: ['最新', 'newest'], sort_oldest: ['最早', 'oldest'], sort_severity: ['严重程度', 'severity'],
+  sort_updated: ['最近变更', 'recently changed'], sort_entity: ['监管对象', 'entity'], sort_status: ['状态', 'status'],
+  open_critical: ['待处理严重', 'open critical'], open_high: ['待处理高', 'open high'], open_all: ['待处理', 'open'],
+  acknowledged_n: ['已确认未办结', 'acknowledged'],
+  id: ['编号', 'No.'], rule: ['规则', 'Rule'], opened: ['发生时间', 'Opened'], detail: ['说明', 'Detail'],
+  total: ['共', 'total'], page: ['页', 'page'], prev: ['上一页', 'Previous'], next: ['下一页', 'Next'],
+  select_all: ['全选本页', 'Select page'], bulk_ack: ['批量确认', 'Acknowledge selected'],
+  new_changes: ['有新的变更，点击刷新', 'New changes: click to refresh'], no_tasks: ['没有符合条件的任务', 'No matching tasks'],
+  loading: ['加载中…', 'Loading…'], live_on: ['实时更新', 'Live'], live_off: ['未连接', 'Offline'],
+  back: ['返回', 'Back'], task: ['任务', 'Task'], limit: ['限值', 'Limit'], source: ['依据', 'Source'],
+  window: ['检查期间', 'Window'], cleared: ['已恢复', 'Cleared'], updated: ['更新时间', 'Updated'],
+  inspectors: ['检查人员', 'Inspectors'], result: ['结果', 'Result'], comment: ['意见', 'Comment'],
+  evidence: ['证据', 'Evidence'], chart: ['曲线', 'Chart'], range: ['时间范围', 'Time range'],
+  range_task: ['异常前后', 'Around the breach'], range_1h: ['近1小时', 'Last hour'], range_6h: ['近6小时', 'Last 6 hours'],
+  range_24h: ['近24小时', 'Last 24 hours'], range_7d: ['近7天', 'Last 7 days'],
+  limit_line: ['限值线', 'limit'], violation: ['违规区间', 'violation'], no_data: ['该时段无数据', 'No data in this range'],
+  records: ['违规记录', 'Records that breached'], records_in_range: ['时段内记录数', 'Records in range'],
+  time: ['时间', 'Time'], record_kind: ['记录类型', 'Record kind'], record_id: ['记录编号', 'Record id'],
+  record: ['记录内容', 'Record'], breaches: ['违反规则', 'Rules broken'], none: ['无', 'none'],
+  notes: ['处理记录', 'Notes'], history: ['历史', 'History'], checks: ['远程核查', 'Remote checks'],
+  outcome: ['核查结论', 'Outcome'], completeness: ['数据完整度', 'Completeness'], compliance: ['合规比例', 'Compliance'],
+  decision: ['决定', 'Decision'], decided_by: ['决定人', 'Decided by'], checked_at: ['核查时间', 'Checked'],
+  actions: ['操作', 'Actions'], acknowledge: ['确认', 'Acknowledge'], resolve: ['办结', 'Resolve'],
+  publish: ['公示', 'Publish'], assign: ['指派检查人员', 'Assign inspectors'], assign_hint: ['检查人员编号，逗号分隔', 'Inspector ids, comma-separated'],
+  category: ['结果类别', 'Result category'], choose: ['请选择', 'Choose…'],
+  comment_required: ['请填写意见', 'Write a comment'], category_required: ['请选择结果类别', 'Choose a result category'],
+  confirm_publish: ['确认公示', 'Confirm publication'],
+  confirm_publish_text: ['公示后结果将向社会公开，且不可撤回。确定公示吗？', 'Once published the result is public and cannot be withdrawn. Publish it?'],
+  confirm: ['确定', 'Confirm'], cancel: ['取消', 'Cancel'], done: ['已完成', 'Done'],
+  run_check: ['执行远程核查', 'Run a remote check'], record_decision: ['记录决定', 'Record the decision'],
+  accept: ['采纳核查结论', 'Accept the verdict'], override: ['改判', 'Override'], reason: ['理由', 'Reason'],
+  readonly_role: ['当前角色只读', 'Your role reads only'],
+  feeds: ['数据源', 'Feeds'], agent: ['采集端', 'Agent'], last_seen: ['最后上报', 'Last seen'],
+  metrics: ['监测指标', 'Metrics'], metric: ['指标', 'Metric'], value: ['数值', 'Value'], events: ['事件记录', 'Event records'],
+  only_breaches: ['仅显示违规', 'Breaches only'], tasks: ['任务', 'Tasks'], results: ['检查结果', 'Results'],
+  district: ['区域', 'District'], address: ['地址', 'Address'], risk: ['信用风险分类', 'Risk class'], domain: ['领域', 'Domain'],
+  search: ['搜索', 'Search'], search_hint: ['企业名称或统一社会信用代码', 'Company name or credit code'],
+  download_csv: ['下载CSV', 'Download CSV'], published: ['公示日期', 'Published'], company: ['企业名称', 'Company'],
+  credit_code: ['统一社会信用代码', 'Credit code'], no_results: ['没有找到结果', 'No results'],
+  draws: ['随机抽取记录', 'Draws'], commitment: ['承诺值', 'Commitment'], committed: ['承诺时间', 'Committed'],
+  revealed: ['揭示时间', 'Revealed'], drawn: ['抽中', 'Drawn'], disclosed_after: ['公开日期', 'Public after'],
+  draw_record: ['抽取记录', 'Draw record'], not_disclosed: ['检查期间结束后公开', 'Public after the inspection window'],
+  verify_title: ['自行验证本次抽取', 'Verify this draw yourself'],
+  verify_1: ['第一步：核对承诺。抽取前公布的承诺值应等于种子的SHA-256：', 'Step 1: check the commitment. The commitment published before the draw must equal SHA-256 of the seed:'],
+  verify_ok: ['一致', 'matches'], verify_bad: ['不一致', 'does not match'],
+  verify_2: ['第二步：下载抽取记录（JSON）：', 'Step 2: download the draw record (JSON):'],
+  verify_3: ['第三步：用公开的算法重新计算抽取结果，并与抽取前公布的承诺比对：', 'Step 3: recompute the draw with the published algorithm and compare it with the commitments published before the draw:'],
+  verify_4: ['或使用不依赖本系统的参考实现（Python）：', 'Or use the reference implementation (Python), independent of this system:'],
+  verify_5: ['算法说明见 docs/draw-algorithm.md：分层随机抽取对象，再按无回避冲突、负载均衡的规则抽取检查人员。', 'The algorithm is in docs/draw-algorithm.md: entities drawn per risk stratum, then inspectors without conflicts and with even load.'],
+  my_tasks_hint: ['仅显示指派给您的任务', 'Only tasks assigned to you'],
+  rule_packs: ['规则包', 'Rule packs'], plans: ['年度计划', 'Annual plans'], registry: ['名录库', 'Registry'],
+  joint: ['联合检查', 'Joint inspections'], audit: ['审计日志', 'Audit log'], ingest: ['数据接入', 'Ingest'],
+  version: ['版本', 'Version'], rules_n: ['规则数', 'Rules'], origin: ['来源', 'Origin'], progress: ['进度', 'Progress'],
+  items: ['检查事项清单', 'Item list'], entities_lib: ['检查对象名录库', 'Entity library'], inspectors_lib: ['执法检查人员名录库', 'Inspector library'],
+  audit_head: ['最新条目', 'Head'], entries: ['条目', 'Entries'], name: ['名称', 'Name'], count: ['数量', 'Count'],
+  forbidden: ['无权访问', 'Not allowed'], error: ['出错', 'Error'],
+  // codes from the API
+  'kind.random': ['随机抽查', 'random'], 'kind.joint': ['联合检查', 'joint'], 'kind.anomaly': ['异常', 'anomaly'], 'kind.referral': ['转办', 'referral'],
+  'status.drawn': ['已抽取', 'drawn'], 'status.open': ['待处理', 'open'], 'status.acknowledged': ['已确认', 'acknowledged'],
+  'status.checked': ['已核查', 'checked'], 'status.resolved': ['已办结', 'resolved'], 'status.published': ['已公示', 'published'],
+  'severity.low': ['低', 'low'], 'severity.medium': ['中', 'medium'], 'severity.high': ['高', 'high'], 'severity.critical': ['严重', 'critical'],
+  'role.admin': ['管理员', 'admin'], 'role.supervisor': ['监管人员', 'supervisor'], 'role.inspector': ['检查人员', 'inspector'], 'role.auditor': ['审计人员', 'auditor'],
+  'outcome.compliant': ['合规', 'compliant'], 'outcome.violations': ['发现违规', 'violations'], 'outcome.cannot_verify': ['无法远程核实，需现场检查', 'cannot be verified remotely'],
+  'domain.pool': ['游泳场所', 'swimming pools'], 'domain.game': ['网络游戏', 'online games'], 'domain.hospital': ['互联网医院', 'internet hospitals'],
+  'dept.health': ['卫生健康局', 'health bureau'], 'dept.culture': ['文化广电旅游体育局', 'culture bureau'], 'dept.market': ['市场监督管理局', 'market regulation'],
+  'decision.accepted': ['采纳', 'accepted'], 'decision.overridden': ['改判', 'overridden'],
+  'cat.no_problem': ['未发现问题', 'No problem found'], 'cat.corrected': ['发现问题已责令改正', 'Problem found, correction ordered'],
+  'cat.pending_follow_up': ['发现问题待后续处理', 'Problem found, follow-up pending'],
+  'cat.false_disclosure': ['公示信息隐瞒真实情况、弄虚作假', 'Public information concealed or falsified'],
+  'cat.refused_inspection': ['不予配合检查情节严重', 'Seriously refused to cooperate with the inspection'],
+  'cat.not_disclosed': ['未按规定公示应当公示的信息', 'Required information not disclosed'],
+  'cat.unreachable': ['通过登记的住所(经营场所)无法联系', 'Unreachable at the registered address'],
+  'cat.operating_normally': ['正常经营', 'Operating normally'],
+  // column names of the read views
+  'col.id': ['编号', 'id'],
+  'col.name': ['名称', 'name'],
+  'col.domain': ['领域', 'domain'],
+  'col.hash': ['哈希', 'hash'],
+  'col.origin': ['来源', 'origin'],
+  'col.rules': ['规则数', 'rules'],
+  'col.year': ['年度', 'year'],
+  'col.department': ['部门', 'department'],
+  'col.item': ['检查事项', 'item'],
+  'col.ratios': ['抽查比例', 'ratios'],
+  'col.batches': ['批次', 'batches'],
+  'col.planned': ['计划数', 'planned'],
+  'col.drawn': ['已抽取', 'drawn'],
+  'col.checked': ['已核查', 'checked'],
+  'col.published': ['已公示', 'published'],
+  'col.batches_drawn': ['已抽批次', 'batches drawn'],
+  'col.draw': ['抽取', 'draw'],
+  'col.commitment': ['承诺值', 'commitment'],
+  'col.replacements': ['递补', 'replacements'],
+  'col.code': ['代码', 'code'],
+  'col.district': ['区域', 'district'],
+  'col.risk': ['风险分类', 'risk'],
+  'col.agents': ['采集端', 'agents'],
+  'col.fields': ['领域', 'fields'],
+  'col.active': ['在职', 'active'],
+  'col.seq': ['序号', 'seq'],
+  'col.ts_ms': ['时间', 'time'],
+  'col.kind': ['类型', 'kind'],
+  'col.subject': ['对象', 'subject'],
+  'col.body': ['内容', 'body'],
+  'col.received_ms': ['接收时间', 'received'],
+  'col.topic': ['主题', 'topic'],
+  'col.reason': ['原因', 'reason'],
+  'col.entity': ['监管对象', 'entity'],
+  'col.state': ['状态', 'state'],
+  'col.legal_basis': ['法律依据', 'legal basis'],
+  'col.method': ['检查方式', 'method'],
+  'col.rule_pack': ['规则包', 'rule pack'],
+  'col.address': ['地址', 'address'],
+  'col.contact': ['联系方式', 'contact'],
+  'col.plan': ['计划', 'plan'],
+  commit: ['承诺（抽取前公布）', 'Commit'], reveal: ['揭示（抽取）', 'Reveal'], batches: ['批次', 'Batches'],
+  dead_letters: ['死信（被拒绝的消息）', 'Dead letters'],
+};
+let lang = localStorage.getItem('spotcheck-lang') || 'zh';
+export const getLang = () => lang;
+export function setLang(l) { lang = l; localStorage.setItem('spotcheck-lang', l); document.documentElement.lang = l === 'zh' ? 'zh-CN' : 'en'; }
+setLang(lang);
+/** The label `key` in the current language (the key itself if unknown, so a gap shows). */
+export function t(key) { const e = D[key]; return e ? e[lang === 'zh' ? 0 : 1] : key; }
+/** A code's label (`kind`, `open`) if there is one, else the code. */
+export function code(group, value) { if (value == null || value === '') return ''; const k = group + '.' + value; return D[k] ? t(k) : String(value); }
+/** HTML-escaped text. */
+export function esc(s) { return String(s == null ? '' : s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c])); }
+/** A label element that the language switch re-renders. */
+export function label(key, tag = 'span', attrs = '') { return `<${tag} data-t="${key}"${attrs ? ' ' + attrs : ''}>${esc(t(key))}</${tag}>`; }
+/** Re-renders every label on the page. */
+export function relabel(root = document) {
+  for (const el of root.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
+  for (const el of root.querySelectorAll('[data-tp]')) el.placeholder = t(el.dataset.tp);
+  for (const el of root.querySelectorAll('[data-code]')) { const [g, v] = el.dataset.code.split(':'); el.textContent = code(g, v); }
+  for (const el of root.querySelectorAll('[data-ts]')) el.textContent = when(Number(el.dataset.ts));
+}
+/** A code's label as an element that the switch re-renders. */
+export function codeLabel(group, value, cls = '') { return value == null ? '' : `<span data-code="${esc(group + ':' + value)}"${cls ? ` class="${cls}"` : ''}>${esc(code(group, value))}</span>`; }
+const fmt = {};
+function formatter() {
+  return fmt[lang] || (fmt[lang] = new Intl.DateTimeFormat(lang === 'zh' ? 'zh-CN' : 'en-GB', {
+    timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }));
+}
+/** A moment in China Standard Time. */
+export function when(ms) { return ms ? formatter().format(new Date(ms)) : ''; }
+/** A moment as an element that the switch re-renders. */
+export function time(ms) { return ms ? `<time data-ts="${ms}">${esc(when(ms))}</time>` : ''; }
+/** Today in China (YYYY-MM-DD). */
+export function chinaDay(ms = Date.now()) { return new Date(ms + 8 * 3600e3).toISOString().slice(0, 10); }

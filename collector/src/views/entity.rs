@@ -1,0 +1,204 @@
+//! One entity as the console shows it: its registry entry, its feeds with their last-seen
+//! time, its metrics, and its event records with the rules each broke.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use spotcheck_protocol::{Event, UnixMillis};
+
+use super::evidence::{breaches, record_view, RecordView};
+use crate::rules::{Calendar, RulePack, RuleSet};
+use crate::store::query::{self, Latest};
+
+/// A feed: one agent reporting for the entity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Feed {
+    /// The agent.
+    pub agent: String,
+    /// When its newest batch was received, Unix ms.
+    pub last_seen_ms: Option<i64>,
+    /// What that batch held (`readings` or `events`).
+    pub last_stream: Option<String>,
+}
+
+/// Records of one kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventFeed {
+    /// Record kind.
+    pub kind: String,
+    /// The newest record's time, Unix ms.
+    pub last_ms: Option<i64>,
+}
+
+/// The entity's registry entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registered {
+    /// Name.
+    pub name: String,
+    /// District.
+    pub district: String,
+    /// Address.
+    pub address: String,
+    /// Credit-risk class.
+    pub risk: String,
+}
+
+/// An entity's overview.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overview {
+    /// The entity id agents report under (a credit code in the registry).
+    pub id: String,
+    /// Its domain.
+    pub domain: Option<String>,
+    /// Its registry entry.
+    pub registry: Option<Registered>,
+    /// Its agents.
+    pub feeds: Vec<Feed>,
+    /// The newest reading of each metric.
+    pub metrics: Vec<Latest>,
+    /// Its kinds of event records.
+    pub events: Vec<EventFeed>,
+}
+
+/// The overview of `entity`; `None` if neither the registry nor the data know it.
+pub fn overview(conn: &Connection, entity: &str) -> rusqlite::Result<Option<Overview>> {
+    let registry: Option<(Registered, String)> = conn
+        .query_row(
+            "SELECT name, district, address, risk, domain FROM registry_entities WHERE code = ?1",
+            [entity],
+            |r| {
+                Ok((
+                    Registered {
+                        name: r.get(0)?,
+                        district: r.get(1)?,
+                        address: r.get(2)?,
+                        risk: r.get(3)?,
+                    },
+                    r.get(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let data: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, domain FROM entities WHERE name = ?1",
+            [entity],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if registry.is_none() && data.is_none() {
+        return Ok(None);
+    }
+    let domain = data
+        .as_ref()
+        .map(|d| d.1.clone())
+        .or_else(|| registry.as_ref().map(|r| r.1.clone()));
+    let mut feeds = Vec::new();
+    let agents: Vec<(i64, String)> = conn
+        .prepare_cached("SELECT id, name FROM agents WHERE entity = ?1 ORDER BY name")?
+        .query_map([entity], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, agent) in agents {
+        let last: Option<(i64, String)> = conn
+            .prepare_cached(
+                "SELECT received_ms, stream FROM batches WHERE agent = ?1 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        feeds.push(Feed {
+            agent,
+            last_seen_ms: last.as_ref().map(|l| l.0),
+            last_stream: last.map(|l| l.1),
+        });
+    }
+    let metrics = query::entities(conn)?
+        .into_iter()
+        .find(|e| e.id == entity)
+        .map(|e| e.latest)
+        .unwrap_or_default();
+    let mut events = Vec::new();
+    if let Some((eid, _)) = &data {
+        let kinds: Vec<String> = conn
+            .prepare_cached("SELECT DISTINCT kind FROM events WHERE entity = ?1 ORDER BY kind")?
+            .query_map([eid], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for kind in kinds {
+            let last_ms = conn
+                .prepare_cached("SELECT max(ts_ms) FROM events WHERE entity = ?1 AND kind = ?2")?
+                .query_row(params![eid, kind], |r| r.get(0))?;
+            events.push(EventFeed { kind, last_ms });
+        }
+    }
+    Ok(Some(Overview {
+        id: entity.to_owned(),
+        domain,
+        registry: registry.map(|r| r.0),
+        feeds,
+        metrics,
+        events,
+    }))
+}
+
+/// What [`events`] lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventQuery {
+    /// Only this record kind.
+    pub kind: Option<String>,
+    /// From, Unix ms (inclusive).
+    pub since_ms: i64,
+    /// Until, Unix ms (exclusive).
+    pub until_ms: i64,
+    /// Only records that broke a rule.
+    pub breaches_only: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Records looked at, at most, to fill a page of breaching records.
+pub const SCAN_LIMIT: usize = 50_000;
+
+/// The entity's records in the range, newest first, each with the rules of its domain's pack
+/// it broke.
+pub fn events(
+    conn: &Connection,
+    rules: &RuleSet,
+    calendar: &Calendar,
+    entity: &str,
+    q: &EventQuery,
+    now: UnixMillis,
+) -> rusqlite::Result<Vec<RecordView>> {
+    let domain: Option<String> = conn
+        .query_row(
+            "SELECT domain FROM entities WHERE name = ?1",
+            [entity],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let pack: Option<&RulePack> = domain
+        .as_deref()
+        .and_then(|d| rules.packs().find(|p| p.domain.as_str() == d));
+    let mut stmt = conn.prepare_cached(
+        "SELECT ev.body FROM events ev JOIN entities e ON e.id = ev.entity
+         WHERE e.name = ?1 AND (?2 IS NULL OR ev.kind = ?2) AND ev.ts_ms >= ?3 AND ev.ts_ms < ?4
+         ORDER BY ev.ts_ms DESC LIMIT ?5",
+    )?;
+    let scan = if q.breaches_only { SCAN_LIMIT } else { q.limit };
+    let mut rows = stmt.query(params![entity, q.kind, q.since_ms, q.until_ms, scan as i64])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let body: String = row.get(0)?;
+        let e: Event = serde_json::from_str(&body).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        let broke = pack
+            .map(|p| breaches(p, calendar, &e, now))
+            .unwrap_or_default();
+        if q.breaches_only && broke.is_empty() {
+            continue;
+        }
+        out.push(record_view(&e, broke));
+        if out.len() >= q.limit {
+            break;
+        }
+    }
+    Ok(out)
+}
