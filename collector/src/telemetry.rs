@@ -31,6 +31,9 @@ pub struct Stats {
     pub messages_rejected: Counter,
     /// Readings and records inside rejected batches.
     pub readings_rejected: Counter,
+    /// Readings stored with quality `bad` because their value lies outside their metric's
+    /// physically possible range.
+    pub readings_out_of_range: Counter,
     /// Batches dropped because (agent, seq) was already committed.
     pub duplicates_dropped: Counter,
     /// Store transactions.
@@ -149,6 +152,11 @@ impl Stats {
             "duplicates_dropped",
             "Redelivered batches dropped by (agent, seq)",
             self.duplicates_dropped.clone(),
+        );
+        reg.register(
+            "readings_out_of_range",
+            "Readings stored flagged bad: outside their metric's physically possible range",
+            self.readings_out_of_range.clone(),
         );
         reg.register("store_commits", "Store transactions", self.commits.clone());
         reg.register(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use spotcheck_protocol::{AgentId, Batch, Seq, UnixMillis};
+use spotcheck_protocol::{AgentId, Batch, Checked, Seq, UnixMillis};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -312,7 +312,7 @@ fn commit_with_retry(
         match &v.verdict {
             Verdict::Accept { batch, .. } => {
                 let b = batch.get();
-                count_stored(stats, b, outcomes.next());
+                count_stored(stats, batch, outcomes.next());
                 confirm(&mut committed, b.agent(), b.seq());
             }
             Verdict::Reject(d) => {
@@ -330,16 +330,18 @@ fn commit_with_retry(
     }
     for h in &released {
         let b = h.batch.get();
-        count_stored(stats, b, outcomes.next());
+        count_stored(stats, &h.batch, outcomes.next());
         confirm(&mut committed, b.agent(), b.seq());
     }
     committed
 }
 
-fn count_stored(stats: &Stats, b: &Batch, outcome: Option<Outcome>) {
+fn count_stored(stats: &Stats, checked: &Checked<Batch>, outcome: Option<Outcome>) {
+    let b = checked.get();
     match outcome {
         Some(Outcome::Stored) => {
             stats.batches_committed.inc();
+            stats.readings_out_of_range.inc_by(checked.flagged() as u64);
             match b {
                 Batch::Readings(r) => stats.readings_ingested.inc_by(r.readings.len() as u64),
                 Batch::Events(e) => stats.events_ingested.inc_by(e.events.len() as u64),

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use spotcheck_protocol::{
-    decode, mac, AgentId, AgentState, Batch, Checked, DecodeError, Domain, EntityId, Limits, Seq,
-    Status, Stream, Topic, UnixMillis,
+    check_domain, decode, mac, AgentId, AgentState, Batch, Checked, DecodeError, Domain, EntityId,
+    Limits, Seq, Status, Stream, Topic, UnixMillis,
 };
 
 use super::commit::Validated;
@@ -290,7 +290,9 @@ pub fn validate(
             ),
         );
     }
-    match decode(stream, &agent, &body, limits, now) {
+    match decode(stream, &agent, &body, limits, now)
+        .and_then(|batch| check_domain(&batch, domain).map(|()| batch))
+    {
         Ok(batch) => Verdict::Accept {
             entity,
             domain,
@@ -407,6 +409,27 @@ mod tests {
         let d = rejected(run(TOPIC, &reading(7, "mV")));
         assert_eq!((d.code, d.seq, d.items), ("unit_mismatch", Some(Seq(7)), 1));
         assert!(d.reason.contains("readings[0].unit"), "{}", d.reason);
+    }
+
+    #[test]
+    fn an_event_kind_from_another_domain_is_refused() {
+        let payment = r#"{"v":1,"agent":"a1","seq":4,"events":[{"kind":"game_payment","id":"x","player":"p","age_band":"adult","amount_fen":5,"ts_ms":1700000000000}]}"#;
+        let d = rejected(run("spotcheck/v1/pool/pool-1/a1/events", payment));
+        assert_eq!((d.code, d.seq), ("wrong_domain", Some(Seq(4))));
+        assert!(d.reason.contains("game_payment"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_ph_of_minus_one_is_accepted_flagged_bad() {
+        let Verdict::Accept { batch, .. } = run(TOPIC, &reading(2, "pH").replace("7.2", "-1"))
+        else {
+            panic!("refused")
+        };
+        assert_eq!(batch.flagged(), 1);
+        let Batch::Readings(b) = batch.get() else {
+            unreachable!()
+        };
+        assert_eq!(b.readings[0].quality, spotcheck_protocol::Quality::Bad);
     }
 
     #[test]
