@@ -292,6 +292,14 @@ impl Publisher {
                 from = Seq(seq.0 + 1);
             }
         }
+        if let Some(next) = ack.next {
+            if self.spool.advance_to(next)? {
+                warn!(
+                    message = "The collector has stored sequence numbers beyond this agent's counter (was the spool lost or reset?); new batches continue from the collector's next.",
+                    next = next.0
+                );
+            }
+        }
         Ok(())
     }
 

@@ -337,6 +337,21 @@ impl Spool {
         Seq(self.next_seq)
     }
 
+    /// Moves the next sequence number up to `next` (the collector's ack says it has stored
+    /// numbers up to `next - 1`: this agent's counter is behind, its spool lost or reset).
+    /// The floor is written first, and appends go to a new segment, so the numbering survives
+    /// a restart and a segment's numbers stay close together. Returns whether it moved.
+    pub fn advance_to(&mut self, next: Seq) -> Result<bool, SpoolError> {
+        if next.0 <= self.next_seq {
+            return Ok(false);
+        }
+        segment::write_atomic(&self.dir, NEXT_SEQ, &segment::ack_entry(next.0))?;
+        self.floor_written = next.0;
+        self.seal_active()?;
+        self.next_seq = next.0;
+        Ok(true)
+    }
+
     /// Records dropped by the overflow policy since open.
     pub fn dropped(&self) -> u64 {
         self.dropped

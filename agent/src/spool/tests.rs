@@ -300,3 +300,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_collectors_next_moves_the_counter_up_and_the_move_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    append(&mut spool, 10);
+    append(&mut spool, 10);
+    assert!(!spool.advance_to(Seq(2)).unwrap(), "never backwards");
+    assert!(spool.advance_to(Seq(500)).unwrap());
+    assert_eq!(append(&mut spool, 10), Seq(500));
+    assert_eq!(pending(&spool), vec![1, 2, 500]);
+    for s in [1, 2, 500] {
+        spool.ack(Seq(s)).unwrap();
+    }
+    drop(spool);
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.next_seq(), Seq(501));
+    // Advancing with nothing appended since still survives.
+    drop(spool);
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    spool.advance_to(Seq(900)).unwrap();
+    drop(spool);
+    assert_eq!(Spool::open(dir.path(), big()).unwrap().next_seq(), Seq(900));
+}

@@ -16,7 +16,7 @@ use super::source::BrokerAck;
 use super::validate::Verdict;
 use crate::health::{Alive, Health, Part};
 use crate::rulebook::Rulebook;
-use crate::store::writer::{Item, Outcome};
+use crate::store::writer::{Item, Outcome, SEQ_REUSED};
 use crate::store::Writer;
 use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
@@ -37,6 +37,9 @@ pub struct Committed {
     pub acks: Vec<BrokerAck>,
     /// Per agent, the sequence numbers now safe in the store (or in the dead-letter table).
     pub confirmations: BTreeMap<AgentId, Vec<Seq>>,
+    /// Per confirmed agent, one above the highest sequence number stored from it (the ack's
+    /// `next`), where known.
+    pub next: BTreeMap<AgentId, Seq>,
 }
 
 /// Settings of the commit stage.
@@ -333,6 +336,11 @@ fn commit_with_retry(
         count_stored(stats, &h.batch, outcomes.next());
         confirm(&mut committed, b.agent(), b.seq());
     }
+    for agent in committed.confirmations.keys() {
+        if let Some(next) = order.next(writer.connection(), agent) {
+            committed.next.insert(agent.clone(), next);
+        }
+    }
     committed
 }
 
@@ -346,6 +354,10 @@ fn count_stored(stats: &Stats, checked: &Checked<Batch>, outcome: Option<Outcome
                 Batch::Readings(r) => stats.readings_ingested.inc_by(r.readings.len() as u64),
                 Batch::Events(e) => stats.events_ingested.inc_by(e.events.len() as u64),
             };
+        }
+        Some(Outcome::SeqReused) => {
+            stats.reject(SEQ_REUSED, b.len() as u64);
+            tracing::warn!(message = "Sequence number reused with different content; kept as a dead letter.", agent = %b.agent(), seq = b.seq().0);
         }
         _ => {
             stats.duplicates_dropped.inc();

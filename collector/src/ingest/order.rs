@@ -94,14 +94,14 @@ impl Sequencer {
     ) -> rusqlite::Result<(Admit, Option<Checked<Batch>>)> {
         let b = batch.get();
         let (agent, seq) = (b.agent().clone(), b.seq().0);
+        let high = self.high(conn, &agent)?;
         let Some(after) = b.after() else {
             self.stored(&agent, seq);
             return Ok((Admit::Now, Some(batch)));
         };
-        let high = self.high(conn, &agent)?;
         // Stored already (a duplicate, for the store to drop), next in line, or nothing older is
         // still pending at the agent.
-        if seq <= high + 1 || seq == after.0 {
+        if seq <= high.saturating_add(1) || seq == after.0 {
             self.stored(&agent, seq);
             return Ok((Admit::Now, Some(batch)));
         }
@@ -127,6 +127,13 @@ impl Sequencer {
         Ok((Admit::Held, None))
     }
 
+    /// One above the highest sequence number stored from `agent` (an ack's `next`); `None`
+    /// if the store cannot say, or nothing could follow `u64::MAX`.
+    pub fn next(&mut self, conn: &Connection, agent: &AgentId) -> Option<spotcheck_protocol::Seq> {
+        let high = self.high(conn, agent).ok()?;
+        high.checked_add(1).map(spotcheck_protocol::Seq)
+    }
+
     fn stored(&mut self, agent: &AgentId, seq: u64) {
         let h = self.high.entry(agent.clone()).or_insert(0);
         *h = (*h).max(seq);
@@ -141,7 +148,7 @@ impl Sequencer {
             while let Some(entry) = queue.first_entry() {
                 let seq = *entry.key();
                 let after = entry.get().batch.get().after().map_or(seq, |a| a.0);
-                if seq <= *high + 1 || seq == after {
+                if seq <= high.saturating_add(1) || seq == after {
                     *high = (*high).max(seq);
                     out.push(entry.remove());
                     self.held_count -= 1;

@@ -261,4 +261,12 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_ms    INTEGER
     );
     ",
+    // 7: every message accounted for (issue 16).
+    "
+    -- A digest of each batch's content (protocol Batch::digest), so that a sequence number
+    -- reused with different content is told apart from a redelivery. NULL for older rows.
+    ALTER TABLE batches ADD COLUMN digest BLOB;
+    -- Dead-letter retention deletes by age.
+    CREATE INDEX dead_letters_by_time ON dead_letters (received_ms);
+    ",
 ];

@@ -55,8 +55,11 @@ pub enum Item<'a> {
 pub enum Outcome {
     /// Stored for the first time.
     Stored,
-    /// (agent, seq) was already stored; nothing written.
+    /// (agent, seq) was already stored with the same content; nothing written.
     Duplicate,
+    /// (agent, seq) was already stored with different content: the batch was written to the
+    /// dead-letter table as `seq_reused` instead.
+    SeqReused,
     /// Kept in the dead-letter table (or already there).
     DeadLettered,
 }
@@ -316,7 +319,7 @@ impl<'tx> Inserts<'tx> {
         Ok(Inserts {
             gathered: Gatherer::default(),
             batch: tx.prepare_cached(
-                "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?,
             chunk: tx.prepare_cached(
                 "INSERT INTO reading_chunks (entity, metric, t0, t1, agent, seq, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -370,11 +373,26 @@ fn insert_batch(
         Batch::Events(b) => ("events", b.events.len()),
     };
     let seq = batch.seq().0 as i64;
-    let fresh = inserts
-        .batch
-        .execute(params![agent_id, seq, stream, items as i64, now.0])?;
+    let digest = batch.digest();
+    let fresh = inserts.batch.execute(params![
+        agent_id,
+        seq,
+        stream,
+        items as i64,
+        now.0,
+        &digest[..]
+    ])?;
     if fresh == 0 {
-        return Ok(Outcome::Duplicate);
+        let stored: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT digest FROM batches WHERE agent = ?1 AND seq = ?2")?
+            .query_row(params![agent_id, seq], |r| r.get(0))?;
+        return match stored {
+            Some(d) if d != digest => {
+                reused(&mut inserts.dead_letter, entity, domain, batch, now)?;
+                Ok(Outcome::SeqReused)
+            }
+            _ => Ok(Outcome::Duplicate),
+        };
     }
     let entity_id = match ids.entities.get(entity) {
         Some(id) => *id,
@@ -426,6 +444,45 @@ fn insert_batch(
     }
     Ok(Outcome::Stored)
 }
+
+/// Keeps a batch whose sequence number is already stored with other content as a dead letter
+/// (`seq_reused`), re-encoded without its MAC.
+fn reused(
+    insert: &mut CachedStatement<'_>,
+    entity: &EntityId,
+    domain: Domain,
+    batch: &Batch,
+    now: UnixMillis,
+) -> rusqlite::Result<()> {
+    let (agent, seq) = (batch.agent().clone(), batch.seq());
+    let topic = match batch {
+        Batch::Readings(_) => spotcheck_protocol::Topic::Readings {
+            domain,
+            entity: entity.clone(),
+            agent: agent.clone(),
+        },
+        Batch::Events(_) => spotcheck_protocol::Topic::Events {
+            domain,
+            entity: entity.clone(),
+            agent: agent.clone(),
+        },
+    };
+    let d = DeadLetter {
+        topic: topic.to_string(),
+        agent: Some(agent),
+        seq: Some(seq),
+        code: SEQ_REUSED,
+        reason: format!(
+            "sequence number {seq} was already stored with different content: a sequence number must never be reused (did the agent lose its spool?); the ack's `next` says where to continue"
+        ),
+        payload: batch.encode(),
+        items: batch.len() as u64,
+    };
+    insert_dead_letter(insert, &d, now)
+}
+
+/// The dead-letter code of a sequence number reused with different content.
+pub const SEQ_REUSED: &str = "seq_reused";
 
 fn insert_chunk(insert: &mut CachedStatement<'_>, c: &Chunk) -> rusqlite::Result<()> {
     let (t0, t1) = c.span();
@@ -513,6 +570,56 @@ mod tests {
             .unwrap();
         assert_eq!(n, 5);
         assert_eq!(count(&w, "batches"), 1);
+    }
+
+    #[test]
+    fn a_sequence_number_reused_with_other_content_is_a_dead_letter_not_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let entity = EntityId::new("pool-1").unwrap();
+        let first = batch("a1", 1, 5);
+        let redelivered = {
+            let mut b = first.clone().into_inner();
+            if let Batch::Readings(r) = &mut b {
+                r.after = Some(Seq(1));
+            }
+            check(b, &Limits::default(), UnixMillis::now()).unwrap()
+        };
+        let other = batch("a1", 1, 3);
+        let item = |b| Item::Batch {
+            entity: &entity,
+            domain: Domain::Pool,
+            batch: b,
+        };
+        let r = w
+            .commit(
+                &[item(&first), item(&redelivered), item(&other)],
+                UnixMillis::now(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.outcomes,
+            vec![Outcome::Stored, Outcome::Duplicate, Outcome::SeqReused]
+        );
+        let (code, seq, reason): (String, i64, String) = w
+            .conn
+            .query_row("SELECT code, seq, reason FROM dead_letters", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((code.as_str(), seq), ("seq_reused", 1));
+        assert!(
+            reason.contains("already stored with different content"),
+            "{reason}"
+        );
+        let n: i64 = w
+            .conn
+            .query_row("SELECT sum(n) FROM reading_chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            n, 5,
+            "the first content stays; the second is not stored as data"
+        );
     }
 
     #[test]
