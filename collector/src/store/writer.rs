@@ -234,9 +234,14 @@ impl Writer {
         &self.conn
     }
 
-    /// Deletes raw readings and events stamped before `before`; returns how many rows went.
-    /// A reading chunk goes only when all of it is older (its latest reading, `t1`).
-    pub fn prune(&mut self, before: UnixMillis) -> Result<u64, StoreError> {
+    /// Deletes raw readings and events stamped before `before`, and dead letters received
+    /// before `dead_before`; returns how many rows went. A reading chunk goes only when all of
+    /// it is older (its latest reading, `t1`).
+    pub fn prune(
+        &mut self,
+        before: UnixMillis,
+        dead_before: UnixMillis,
+    ) -> Result<u64, StoreError> {
         let e = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
         let r = tx
@@ -245,8 +250,14 @@ impl Writer {
         let ev = tx
             .execute("DELETE FROM events WHERE ts_ms < ?1", [before.0])
             .map_err(&e)?;
+        let dl = tx
+            .execute(
+                "DELETE FROM dead_letters WHERE received_ms < ?1",
+                [dead_before.0],
+            )
+            .map_err(&e)?;
         tx.commit().map_err(&e)?;
-        Ok((r + ev) as u64)
+        Ok((r + ev + dl) as u64)
     }
 }
 
@@ -689,21 +700,36 @@ mod tests {
         let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
         let entity = EntityId::new("pool-1").unwrap();
         let b = batch("a1", 1, 3);
+        let d = DeadLetter {
+            topic: "t".into(),
+            agent: None,
+            seq: None,
+            code: "bad_topic",
+            reason: "r".into(),
+            payload: b"x".to_vec(),
+            items: 0,
+        };
         w.commit(
-            &[Item::Batch {
-                entity: &entity,
-                domain: Domain::Pool,
-                batch: &b,
-            }],
-            UnixMillis::now(),
+            &[
+                Item::Batch {
+                    entity: &entity,
+                    domain: Domain::Pool,
+                    batch: &b,
+                },
+                Item::DeadLetter(&d),
+            ],
+            UnixMillis(1_000),
         )
         .unwrap();
-        assert_eq!(w.prune(UnixMillis(0)).unwrap(), 0);
+        assert_eq!(w.prune(UnixMillis(0), UnixMillis(0)).unwrap(), 0);
         assert_eq!(
-            w.prune(UnixMillis(i64::MAX)).unwrap(),
+            w.prune(UnixMillis(i64::MAX), UnixMillis(0)).unwrap(),
             1,
             "one chunk of three readings"
         );
+        assert_eq!(count(&w, "dead_letters"), 1, "not yet past its retention");
+        assert_eq!(w.prune(UnixMillis(0), UnixMillis(1_001)).unwrap(), 1);
+        assert_eq!(count(&w, "dead_letters"), 0, "past its retention");
         assert_eq!(count(&w, "batches"), 1, "dedupe keys outlive the readings");
     }
 }
