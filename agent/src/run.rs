@@ -135,6 +135,7 @@ async fn run_validated(
         config.agent.domain,
         &batch_tx,
         &shutdown,
+        &spool.marks(),
     );
     // Only the sources hold senders now, so the queue closes when the last one stops.
     drop(batch_tx);

@@ -213,11 +213,16 @@ impl Publisher {
 
     /// Appends a source's batch and tells the source the outcome when it asked to be told.
     fn on_batch(&mut self, submission: Submission) -> Result<(), PublishError> {
-        let Submission { batch, appended } = submission;
+        let Submission {
+            batch,
+            appended,
+            mark,
+        } = submission;
         let stream = stream_of(&batch);
+        let mark = mark.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         let result = self
             .spool
-            .append(stream, |seq| with_seq(batch, seq).encode());
+            .append_marked(stream, mark, |seq| with_seq(batch, seq).encode());
         let reply = |r: Result<Seq, String>| {
             if let Some(tx) = appended {
                 // The source may have given up waiting (e.g. an HTTP client hung up).

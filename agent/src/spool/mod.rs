@@ -175,6 +175,10 @@ pub struct Spool {
     floor_written: u64,
     bytes: u64,
     dropped: u64,
+    /// Per source, the latest mark appended: (its record's seq, the source's state).
+    marks: BTreeMap<String, (u64, String)>,
+    /// Whether `marks` holds something the marks file does not.
+    marks_dirty: bool,
 }
 
 impl Spool {
@@ -185,8 +189,20 @@ impl Spool {
         stream: Stream,
         encode: impl FnOnce(Seq) -> Vec<u8>,
     ) -> Result<Seq, SpoolError> {
+        self.append_marked(stream, None, encode)
+    }
+
+    /// [`Spool::append`] with a source mark `(source, state)` in the same frame: the record and
+    /// where its source stood after reading it are written in one step, so a source that
+    /// resumes from [`Spool::mark`] never reads again what is spooled.
+    pub fn append_marked(
+        &mut self,
+        stream: Stream,
+        mark: Option<(&str, &str)>,
+        encode: impl FnOnce(Seq) -> Vec<u8>,
+    ) -> Result<Seq, SpoolError> {
         let seq = self.next_seq;
-        let frame = segment::frame(seq, stream, &encode(Seq(seq)));
+        let frame = segment::frame_marked(seq, stream, mark, &encode(Seq(seq)));
         let n = frame.len() as u64;
         let header = MAGIC.len() as u64;
         if n + header > self.opts.max_bytes {
@@ -256,7 +272,26 @@ impl Spool {
             },
         );
         self.next_seq += 1;
+        if let Some((key, state)) = mark {
+            self.marks.insert(key.to_owned(), (seq, state.to_owned()));
+            self.marks_dirty = true;
+        }
         Ok(Seq(seq))
+    }
+
+    /// Every source's latest mark, with the seq of the record that carried it.
+    pub fn marks(&self) -> std::collections::BTreeMap<String, (Seq, String)> {
+        self.marks
+            .iter()
+            .map(|(k, (seq, state))| (k.clone(), (Seq(*seq), state.clone())))
+            .collect()
+    }
+
+    /// The latest mark of `source` and the seq of the record that carried it.
+    pub fn mark(&self, source: &str) -> Option<(Seq, &str)> {
+        self.marks
+            .get(source)
+            .map(|(seq, state)| (Seq(*seq), state.as_str()))
     }
 
     /// Marks `seq` confirmed by the collector. Returns whether it was pending (an ack for a
@@ -437,11 +472,17 @@ impl Spool {
         self.delete_segment(id)
     }
 
-    /// Deletes a segment file: first the next-seq floor, then the file, then a compacted ack log.
+    /// Deletes a segment file: first the next-seq floor and the source marks, then the file,
+    /// then a compacted ack log.
     fn delete_segment(&mut self, id: u64) -> Result<(), SpoolError> {
         if self.floor_written < self.next_seq {
             segment::write_atomic(&self.dir, NEXT_SEQ, &segment::ack_entry(self.next_seq))?;
             self.floor_written = self.next_seq;
+        }
+        if self.marks_dirty {
+            let json = serde_json::to_vec(&self.marks).expect("marks serialize");
+            segment::write_atomic(&self.dir, segment::MARKS, &json)?;
+            self.marks_dirty = false;
         }
         if let Some(seg) = self.segments.remove(&id) {
             if self.active == Some(id) {

@@ -60,6 +60,8 @@ impl Spool {
             floor_written: floor,
             bytes: 0,
             dropped: 0,
+            marks: read_marks(dir),
+            marks_dirty: false,
         };
         let mut max_seq = 0;
         for (id, path) in list_segments(dir)? {
@@ -86,6 +88,12 @@ impl Spool {
             }
             let mut live = 0;
             for r in &scan.records {
+                if let Some((key, state)) = &r.mark {
+                    if spool.marks.get(key).is_none_or(|(s, _)| *s < r.seq) {
+                        spool.marks.insert(key.clone(), (r.seq, state.clone()));
+                        spool.marks_dirty = true;
+                    }
+                }
                 if !acked.contains(&r.seq) {
                     live += 1;
                     spool.pending.insert(
@@ -130,6 +138,18 @@ impl Spool {
             next_seq = spool.next_seq
         );
         Ok(spool)
+    }
+}
+
+/// The source marks kept when their segments were deleted; none if the file is missing or
+/// unreadable (the sources then fall back to their own state files).
+fn read_marks(dir: &Path) -> BTreeMap<String, (u64, String)> {
+    match fs::read(dir.join(segment::MARKS)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            warn!(message = "Spool marks file unreadable; sources resume from their own state files.", error = %e);
+            BTreeMap::new()
+        }),
+        Err(_) => BTreeMap::new(),
     }
 }
 

@@ -24,6 +24,10 @@ pub const ACK_ENTRY: usize = 12;
 pub const ACK_LOG: &str = "acks.log";
 /// The next-seq file's name.
 pub const NEXT_SEQ: &str = "next_seq";
+/// The source-marks file's name.
+pub const MARKS: &str = "marks.json";
+/// The stream byte's flag for a record that carries a source mark.
+const MARKED: u8 = 0x80;
 
 pub(super) fn io_err<'a>(
     op: &'static str,
@@ -65,13 +69,37 @@ fn byte_stream(b: u8) -> Option<Stream> {
 }
 
 /// One framed record, ready to be written with a single `write_all`.
+#[cfg(test)]
 pub fn frame(seq: u64, stream: Stream, payload: &[u8]) -> Vec<u8> {
-    let body_len = BODY_HEADER + payload.len();
+    frame_marked(seq, stream, None, payload)
+}
+
+/// One framed record, ready to be written with a single `write_all`, optionally carrying a source mark `(source, state)`: where the source stood once
+/// this record's data was read, written in the same frame so that the two are never apart.
+/// Layout after the stream byte (flagged `0x80`): `key_len: u16 LE | key | state_len: u32 LE |
+/// state | payload`.
+pub fn frame_marked(
+    seq: u64,
+    stream: Stream,
+    mark: Option<(&str, &str)>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mark_len = mark.map_or(0, |(k, v)| 6 + k.len() + v.len());
+    let body_len = BODY_HEADER + mark_len + payload.len();
     let mut out = Vec::with_capacity(FRAME_HEADER as usize + body_len);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
-    out.push(stream_byte(stream));
+    match mark {
+        None => out.push(stream_byte(stream)),
+        Some((key, state)) => {
+            out.push(stream_byte(stream) | MARKED);
+            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&(state.len() as u32).to_le_bytes());
+            out.extend_from_slice(state.as_bytes());
+        }
+    }
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(&out[FRAME_HEADER as usize..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -79,10 +107,12 @@ pub fn frame(seq: u64, stream: Stream, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A record found by a scan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Found {
     pub seq: u64,
     pub stream: Stream,
+    /// The source mark it carries, if any.
+    pub mark: Option<(String, String)>,
     /// Offset of the frame in the file.
     pub offset: u64,
     /// Length of the whole frame.
@@ -100,8 +130,19 @@ pub struct Scan {
 }
 
 /// Parses one frame at the start of `buf`: `Some((seq, stream, payload, frame_len))` or `None`
-/// if the bytes are torn or corrupt.
+/// if the bytes are torn or corrupt. A source mark is skipped.
 pub fn parse_frame(buf: &[u8]) -> Option<(u64, Stream, &[u8], u64)> {
+    parse_frame_marked(buf).map(|(seq, stream, _, payload, len)| (seq, stream, payload, len))
+}
+
+/// A record's source mark, as `(source, state)`.
+pub type Mark<'a> = (&'a str, &'a str);
+
+/// A parsed frame: seq, stream, source mark, payload, frame length.
+pub type Parsed<'a> = (u64, Stream, Option<Mark<'a>>, &'a [u8], u64);
+
+/// [`parse_frame`], with the record's source mark.
+pub fn parse_frame_marked(buf: &[u8]) -> Option<Parsed<'_>> {
     let header = buf.get(..FRAME_HEADER as usize)?;
     let len = u32::from_le_bytes(header[..4].try_into().ok()?);
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
@@ -113,8 +154,19 @@ pub fn parse_frame(buf: &[u8]) -> Option<(u64, Stream, &[u8], u64)> {
         return None;
     }
     let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
-    let stream = byte_stream(body[8])?;
-    Some((seq, stream, &body[BODY_HEADER..], FRAME_HEADER + len as u64))
+    let stream = byte_stream(body[8] & !MARKED)?;
+    let mut rest = &body[BODY_HEADER..];
+    let mut mark = None;
+    if body[8] & MARKED != 0 {
+        let key_len = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+        let key = std::str::from_utf8(rest.get(2..2 + key_len)?).ok()?;
+        rest = &rest[2 + key_len..];
+        let state_len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let state = std::str::from_utf8(rest.get(4..4 + state_len)?).ok()?;
+        rest = &rest[4 + state_len..];
+        mark = Some((key, state));
+    }
+    Some((seq, stream, mark, rest, FRAME_HEADER + len as u64))
 }
 
 /// Reads every good frame of a segment; stops at the first torn or corrupt one, or at a
@@ -142,7 +194,7 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
     let mut offset = MAGIC.len();
     let mut records = Vec::new();
     let mut last = None;
-    while let Some((seq, stream, _, len)) = parse_frame(&bytes[offset..]) {
+    while let Some((seq, stream, mark, _, len)) = parse_frame_marked(&bytes[offset..]) {
         if last.is_some_and(|l| seq <= l) {
             break;
         }
@@ -150,6 +202,7 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
         records.push(Found {
             seq,
             stream,
+            mark: mark.map(|(k, v)| (k.to_owned(), v.to_owned())),
             offset: offset as u64,
             len,
         });
@@ -258,6 +311,31 @@ mod tests {
             let mut bad = f.clone();
             bad[i] ^= 0x40;
             assert!(parse_frame(&bad).is_none(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn a_marked_frame_carries_its_mark_and_any_damage_is_detected() {
+        let f = frame_marked(
+            7,
+            Stream::Readings,
+            Some(("file:s", "{\"offset\":9}")),
+            b"{}",
+        );
+        let (seq, stream, mark, payload, len) = parse_frame_marked(&f).unwrap();
+        assert_eq!(
+            (seq, stream, mark, payload, len),
+            (
+                7,
+                Stream::Readings,
+                Some(("file:s", "{\"offset\":9}")),
+                &b"{}"[..],
+                f.len() as u64
+            )
+        );
+        assert_eq!(parse_frame(&f).unwrap().2, b"{}", "the payload alone");
+        for cut in 0..f.len() {
+            assert!(parse_frame_marked(&f[..cut]).is_none(), "torn at {cut}");
         }
     }
 

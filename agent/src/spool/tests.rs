@@ -324,3 +324,41 @@ fn the_collectors_next_moves_the_counter_up_and_the_move_survives_a_restart() {
     drop(spool);
     assert_eq!(Spool::open(dir.path(), big()).unwrap().next_seq(), Seq(900));
 }
+
+#[test]
+fn a_sources_mark_survives_a_restart_whether_its_segment_is_kept_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    let s1 = spool
+        .append_marked(Stream::Readings, Some(("file:a", "one")), |s| {
+            payload(s, 10)
+        })
+        .unwrap();
+    spool
+        .append_marked(Stream::Readings, Some(("file:a", "two")), |s| {
+            payload(s, 10)
+        })
+        .unwrap();
+    append(&mut spool, 10);
+    assert_eq!(spool.mark("file:a"), Some((Seq(2), "two")));
+    drop(spool);
+    // Kept in the segment, read back by the scan.
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.mark("file:a"), Some((Seq(2), "two")));
+    assert_eq!(spool.mark("file:b"), None);
+    // Confirmed and deleted: the marks file keeps it.
+    for s in [s1.0, 2, 3] {
+        spool.ack(Seq(s)).unwrap();
+    }
+    append(&mut spool, 10); // a new segment; the old one goes
+    spool.ack(Seq(4)).unwrap();
+    drop(spool);
+    drop(Spool::open(dir.path(), big()).unwrap());
+    assert!(
+        segment_files(dir.path()).is_empty(),
+        "every segment confirmed and gone"
+    );
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.mark("file:a"), Some((Seq(2), "two")));
+    assert_eq!(spool.pending_len(), 0);
+}
