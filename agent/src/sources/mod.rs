@@ -194,7 +194,8 @@ pub fn spawn_all(
                     domain,
                     out.clone(),
                     shutdown.clone(),
-                );
+                )
+                .with_marks(marks.clone());
                 set.spawn(source.run().in_current_span());
             }
             SourceConfig::File(c) => {

@@ -73,6 +73,10 @@ use spotcheck_protocol::{Seq, Stream};
 use tracing::warn;
 
 pub use recover::{inspect, spool_next_seq};
+
+/// Most keyed marks (`group#id`) kept per group: an HTTP client's retry is answered from its
+/// idempotency key for this many later requests.
+pub const KEYED_MARKS: usize = 10_000;
 use segment::{io_err, ACK_LOG, MAGIC, NEXT_SEQ};
 
 /// Why a spool operation failed. Each variant names the file.
@@ -275,8 +279,35 @@ impl Spool {
         if let Some((key, state)) = mark {
             self.marks.insert(key.to_owned(), (seq, state.to_owned()));
             self.marks_dirty = true;
+            if let Some((group, _)) = key.split_once('#') {
+                self.bound_group(group);
+            }
         }
         Ok(Seq(seq))
+    }
+
+    /// Keyed marks (`group#id`, one per request an HTTP client may retry) are kept at most
+    /// [`KEYED_MARKS`] per group; the oldest go first.
+    fn bound_group(&mut self, group: &str) {
+        let prefix = format!("{group}#");
+        let in_group = || {
+            self.marks
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+        };
+        if in_group().count() <= KEYED_MARKS {
+            return;
+        }
+        let mut keyed: Vec<(u64, String)> = self
+            .marks
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, (seq, _))| (*seq, k.clone()))
+            .collect();
+        keyed.sort_unstable();
+        for (_, k) in &keyed[..keyed.len() - KEYED_MARKS] {
+            self.marks.remove(k);
+        }
     }
 
     /// Every source's latest mark, with the seq of the record that carried it.
