@@ -34,6 +34,8 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod draw;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod health;
 pub mod ingest;
 pub mod joint;
