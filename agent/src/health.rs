@@ -111,6 +111,12 @@ pub fn render(s: &AgentStats) -> String {
         "Modbus requests that failed (exception, timeout, connection).",
         Counters::get(&c.modbus_errors),
     );
+    metric(
+        "spool_disk_full_total",
+        "counter",
+        "Times the spool's disk filled up and the sources paused until acks freed space.",
+        Counters::get(&c.spool_full),
+    );
     out
 }
 

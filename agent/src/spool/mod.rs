@@ -74,6 +74,22 @@ use tracing::warn;
 
 pub use recover::{inspect, spool_next_seq};
 
+impl SpoolError {
+    /// Whether the disk is full (or the user's quota used up): the spool cannot take more
+    /// until acknowledged records are deleted.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            SpoolError::Io { error, .. } => is_disk_full(error),
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28) | Some(122)) || e.kind() == std::io::ErrorKind::StorageFull
+}
+
 /// Most keyed marks (`group#id`) kept per group: an HTTP client's retry is answered from its
 /// idempotency key for this many later requests.
 pub const KEYED_MARKS: usize = 10_000;
@@ -183,6 +199,8 @@ pub struct Spool {
     marks: BTreeMap<String, (u64, String)>,
     /// Whether `marks` holds something the marks file does not.
     marks_dirty: bool,
+    /// Confirmations not yet in the ack log (the disk was full).
+    unlogged_acks: u64,
 }
 
 impl Spool {
@@ -256,6 +274,17 @@ impl Spool {
         if let Err(error) = written {
             // Leave no partial frame behind for the next append to follow.
             let _ = seg.file.set_len(offset);
+            if is_disk_full(&error) {
+                // Appends go to a new segment from now on, so that this one is deleted (and
+                // its space freed) as soon as its last record is confirmed.
+                let path = seg.path.clone();
+                let _ = self.seal_active();
+                return Err(SpoolError::Io {
+                    op: "append to segment",
+                    path,
+                    error,
+                });
+            }
             return Err(SpoolError::Io {
                 op: "append to segment",
                 path: seg.path.clone(),
@@ -333,12 +362,19 @@ impl Spool {
             return Ok(false);
         };
         if let Err(error) = self.ack_log.write_all(&segment::ack_entry(seq.0)) {
-            self.pending.insert(seq.0, loc);
-            return Err(SpoolError::Io {
-                op: "append to ack log",
-                path: self.dir.join(ACK_LOG),
-                error,
-            });
+            if !is_disk_full(&error) {
+                self.pending.insert(seq.0, loc);
+                return Err(SpoolError::Io {
+                    op: "append to ack log",
+                    path: self.dir.join(ACK_LOG),
+                    error,
+                });
+            }
+            // A full disk: the confirmation is kept in memory, and written with the next
+            // compaction of the ack log (after a segment is deleted, which frees space). Lost
+            // in a crash meanwhile, it only makes the agent send the batch again, which the
+            // collector drops as a duplicate.
+            self.unlogged_acks += 1;
         }
         let seg = self
             .segments
@@ -507,13 +543,21 @@ impl Spool {
     /// then a compacted ack log.
     fn delete_segment(&mut self, id: u64) -> Result<(), SpoolError> {
         if self.floor_written < self.next_seq {
-            segment::write_atomic(&self.dir, NEXT_SEQ, &segment::ack_entry(self.next_seq))?;
+            segment::write_floor(&self.dir, self.next_seq)?;
             self.floor_written = self.next_seq;
         }
         if self.marks_dirty {
             let json = serde_json::to_vec(&self.marks).expect("marks serialize");
-            segment::write_atomic(&self.dir, segment::MARKS, &json)?;
-            self.marks_dirty = false;
+            match segment::write_atomic(&self.dir, segment::MARKS, &json) {
+                Ok(()) => self.marks_dirty = false,
+                // Kept in memory and written at the next deletion; the records that carry
+                // them stay on disk until then only if this segment is not theirs, so a crash
+                // now makes a source resume from its own state file.
+                Err(e) if e.is_disk_full() => {
+                    warn!(message = "Disk full: source marks not saved yet; will retry.", error = %e)
+                }
+                Err(e) => return Err(e),
+            }
         }
         if let Some(seg) = self.segments.remove(&id) {
             if self.active == Some(id) {
@@ -537,6 +581,7 @@ impl Spool {
             }
         }
         segment::write_atomic(&self.dir, ACK_LOG, &bytes)?;
+        self.unlogged_acks = 0;
         let path = self.dir.join(ACK_LOG);
         self.ack_log = OpenOptions::new()
             .append(true)

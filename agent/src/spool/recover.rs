@@ -62,6 +62,7 @@ impl Spool {
             dropped: 0,
             marks: read_marks(dir),
             marks_dirty: false,
+            unlogged_acks: 0,
         };
         let mut max_seq = 0;
         for (id, path) in list_segments(dir)? {
@@ -122,6 +123,18 @@ impl Spool {
             );
         }
         spool.next_seq = 1.max(floor).max(max_seq + 1).max(max_acked + 1);
+        // The floor file exists from the start, so that on a full disk it can be overwritten
+        // in place (see `segment::write_floor`). Without room now, it is written later.
+        if !dir.join(segment::NEXT_SEQ).exists() {
+            match segment::write_atomic(dir, segment::NEXT_SEQ, &segment::ack_entry(spool.next_seq))
+            {
+                Ok(()) => spool.floor_written = spool.next_seq,
+                Err(e) if e.is_disk_full() => {
+                    warn!(message = "Disk full at start; the spool opens anyway and waits for acks to free space.", error = %e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let done: Vec<u64> = spool
             .segments
             .iter()

@@ -215,7 +215,8 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
     })
 }
 
-/// Creates a new segment file holding only the magic header.
+/// Creates a new segment file holding only the magic header. On failure (a full disk) no
+/// file is left behind, so the next attempt can create it.
 pub fn create_segment(path: &Path, fsync: bool) -> Result<File, SpoolError> {
     let mut f = OpenOptions::new()
         .read(true)
@@ -223,12 +224,41 @@ pub fn create_segment(path: &Path, fsync: bool) -> Result<File, SpoolError> {
         .create_new(true)
         .open(path)
         .map_err(io_err("create segment", path))?;
-    f.write_all(MAGIC)
-        .map_err(io_err("write segment header", path))?;
-    if fsync {
-        f.sync_data().map_err(io_err("fsync segment", path))?;
+    let written = f
+        .write_all(MAGIC)
+        .map_err(io_err("write segment header", path))
+        .and_then(|()| {
+            if fsync {
+                f.sync_data().map_err(io_err("fsync segment", path))
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(e) = written {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return Err(e);
     }
     Ok(f)
+}
+
+/// Writes the next-seq floor: atomically when the disk has room; on a full disk, over the
+/// existing file in place (12 bytes, no new block), so that deleting a segment, which is what
+/// frees space, never waits for space.
+pub fn write_floor(dir: &Path, next_seq: u64) -> Result<(), SpoolError> {
+    let entry = ack_entry(next_seq);
+    match write_atomic(dir, NEXT_SEQ, &entry) {
+        Err(e) if e.is_disk_full() => {
+            let path = dir.join(NEXT_SEQ);
+            let tmp = dir.join(format!("{NEXT_SEQ}.tmp"));
+            let _ = fs::remove_file(&tmp);
+            let mut f = OpenOptions::new().write(true).open(&path).map_err(|_| e)?;
+            f.write_all(&entry)
+                .and_then(|()| f.sync_data())
+                .map_err(io_err("overwrite", &path))
+        }
+        other => other,
+    }
 }
 
 /// The sequence numbers in an ack log; a torn or corrupt tail ends the read. Also returns the

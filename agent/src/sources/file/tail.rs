@@ -272,14 +272,16 @@ impl Tail {
         }
         self.state.offset = offset;
         self.state.header = self.parser.header().cloned();
-        self.state
-            .save(&self.state_file)
-            .map_err(|e| SourceError::Start {
-                source_name: self.name.clone(),
-                reason: format!(
-                    "cannot write state file {}: {e}; check that its directory is writable",
-                    self.state_file.display()
-                ),
-            })
+        // The spool's mark is the position that counts; the state file only adds progress
+        // over lines that made no batch. Failing to write it (a full disk) is not fatal.
+        if let Err(e) = self.state.save(&self.state_file) {
+            warn!(
+                message = "Cannot write the tail's state file; the spool's mark keeps the position.",
+                source = %self.name,
+                path = %self.state_file.display(),
+                error = %e
+            );
+        }
+        Ok(())
     }
 }
