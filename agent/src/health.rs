@@ -77,7 +77,7 @@ pub fn render(s: &AgentStats) -> String {
     metric(
         "spool_dropped_total",
         "counter",
-        "Batches dropped by the spool's overflow policy (drop oldest).",
+        "Batches dropped by the spool's overflow policy (drop oldest), in the spool's life.",
         s.dropped,
     );
     metric(

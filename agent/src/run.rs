@@ -22,7 +22,7 @@ pub struct AgentStats {
     pub pending: usize,
     /// Batches published and not yet confirmed.
     pub in_flight: usize,
-    /// Batches dropped by the spool's overflow policy since start.
+    /// Batches dropped by the spool's overflow policy in its life (kept across restarts).
     pub dropped: u64,
     /// Re-sends after the ack timeout since start.
     pub resent: u64,

@@ -16,6 +16,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Label of the per-agent counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabel {
+    /// The agent id.
+    pub agent: String,
+}
+
 /// The collector's counters. Cheap to clone: every field is an `Arc` inside.
 #[derive(Clone, Default)]
 pub struct Stats {
@@ -34,6 +41,8 @@ pub struct Stats {
     /// Readings stored with quality `bad` because their value lies outside their metric's
     /// physically possible range.
     pub readings_out_of_range: Counter,
+    /// Sequence numbers each agent gave up without their being stored (its spool overflowed).
+    pub batches_given_up: Family<AgentLabel, Counter>,
     /// Rejected messages not kept because their source used up its dead-letter quota.
     pub dead_letters_over_quota: Counter,
     /// Batches dropped because (agent, seq) was already committed.
@@ -159,6 +168,11 @@ impl Stats {
             "readings_out_of_range",
             "Readings stored flagged bad: outside their metric's physically possible range",
             self.readings_out_of_range.clone(),
+        );
+        reg.register(
+            "agent_batches_given_up",
+            "Batches an agent gave up without their being stored (its spool overflowed), per agent",
+            self.batches_given_up.clone(),
         );
         reg.register(
             "dead_letters_over_quota",

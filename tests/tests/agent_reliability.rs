@@ -237,6 +237,27 @@ fn a_full_spool_drops_the_oldest_batches_counts_them_and_delivers_the_rest() {
     let want: Vec<u64> = (dropped + 1..=BATCHES).collect();
     assert_eq!(seqs, want);
     assert_eq!(batches_with_wrong_item_counts(&db), 0);
+    // The collector noticed the dropped range, recorded it and counts it for this agent.
+    let gaps: (i64, i64, i64) = db
+        .query_row(
+            "SELECT min(first), max(last), sum(last - first + 1) FROM seq_gaps WHERE agent = ?1",
+            [AGENT],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(gaps, (1, dropped as i64, dropped as i64));
+    let metrics = ureq::get(&format!("http://{}/metrics", collector.http))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "spotcheck_agent_batches_given_up_total{{agent=\"{AGENT}\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
 }
 
 /// A small tmpfs mounted at a directory for the test's life (needs root: `None` without).

@@ -9,7 +9,19 @@
 //! 00000000000000000734.seg
 //! acks.log                   confirmations, append-only
 //! next_seq                   a floor for the next sequence number
+//! marks.json                 source marks whose records were deleted (see below)
+//! dropped                    how many records the overflow policy ever dropped
 //! ```
+//!
+//! A record may carry a **source mark** (`Spool::append_marked`): where its source stood once
+//! the record's data was read (the file tail's offset, an HTTP request's idempotency key),
+//! written in the same frame, so the two can never be apart after a crash. The latest mark of
+//! each source is kept in memory and written to `marks.json` before a segment is deleted.
+//!
+//! **A full disk** never stops the spool for good: a failed append leaves no partial frame or
+//! empty segment behind and seals the segment (so it goes once its records are confirmed);
+//! a confirmation that cannot be logged is kept in memory until the next ack-log compaction;
+//! the next-seq floor is overwritten in place. The publisher pauses the sources meanwhile.
 //!
 //! A **segment** starts with the 8 magic bytes `SCSPOOL1` and holds records back to back, each
 //! framed as
@@ -454,7 +466,7 @@ impl Spool {
         Ok(true)
     }
 
-    /// Records dropped by the overflow policy since open.
+    /// Records dropped by the overflow policy in this spool's life (kept across restarts).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -527,6 +539,14 @@ impl Spool {
         }
         self.dropped += lost.len() as u64;
         if !lost.is_empty() {
+            // Kept across restarts, so the count never starts again at zero.
+            if let Err(e) = segment::write_atomic(
+                &self.dir,
+                segment::DROPPED,
+                &segment::ack_entry(self.dropped),
+            ) {
+                warn!(message = "Cannot save the count of dropped batches.", error = %e);
+            }
             warn!(
                 message = "Spool full: oldest unconfirmed batches dropped.",
                 dropped = lost.len(),

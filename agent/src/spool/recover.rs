@@ -59,7 +59,7 @@ impl Spool {
             next_seq: 1,
             floor_written: floor,
             bytes: 0,
-            dropped: 0,
+            dropped: segment::read_dropped(dir),
             marks: read_marks(dir),
             marks_dirty: false,
             unlogged_acks: 0,
@@ -194,6 +194,7 @@ pub fn inspect(dir: &Path) -> Result<SpoolStats, SpoolError> {
         .max(segment::read_next_seq(dir))
         .max(max_seq + 1)
         .max(max_acked + 1);
+    stats.dropped = segment::read_dropped(dir);
     Ok(stats)
 }
 

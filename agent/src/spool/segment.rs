@@ -24,6 +24,8 @@ pub const ACK_ENTRY: usize = 12;
 pub const ACK_LOG: &str = "acks.log";
 /// The next-seq file's name.
 pub const NEXT_SEQ: &str = "next_seq";
+/// The file holding how many records the overflow policy ever dropped.
+pub const DROPPED: &str = "dropped";
 /// The source-marks file's name.
 pub const MARKS: &str = "marks.json";
 /// The stream byte's flag for a record that carries a source mark.
@@ -309,7 +311,16 @@ pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 
 /// The value of the next-seq file, or 0 if it is missing or unreadable (it is only a floor).
 pub fn read_next_seq(dir: &Path) -> u64 {
-    let Ok(bytes) = fs::read(dir.join(NEXT_SEQ)) else {
+    read_entry(dir, NEXT_SEQ)
+}
+
+/// The count of records ever dropped (0 when there is no file).
+pub fn read_dropped(dir: &Path) -> u64 {
+    read_entry(dir, DROPPED)
+}
+
+fn read_entry(dir: &Path, name: &str) -> u64 {
+    let Ok(bytes) = fs::read(dir.join(name)) else {
         return 0;
     };
     if bytes.len() != ACK_ENTRY {

@@ -335,6 +335,7 @@ fn commit_with_retry(
     log: &mut LogLimit,
 ) -> Committed {
     let (released, expired) = sequence(writer, order, pending);
+    let gaps = order.take_abandoned();
     stats.batches_kept_back.set(order.held() as i64);
     let items: Vec<Item<'_>> = pending
         .iter()
@@ -357,6 +358,11 @@ fn commit_with_retry(
             batch: &h.batch,
         }))
         .chain(expired.iter().map(Item::DeadLetter))
+        .chain(gaps.iter().map(|(agent, first, last)| Item::Gap {
+            agent,
+            first: *first,
+            last: *last,
+        }))
         .collect();
     let mut backoff = Duration::from_millis(100);
     let report = loop {
@@ -431,6 +437,21 @@ fn commit_with_retry(
         stats.reject(d.code, d.items);
         if let LogLine::Log { suppressed } = log.allow(d.code, Instant::now()) {
             tracing::warn!(message = "Kept-back batch let go; kept as a dead letter, not confirmed.", agent = ?d.agent.as_ref().map(|a| a.as_str()), reason = %d.reason, suppressed);
+        }
+    }
+    for (agent, first, last) in &gaps {
+        if let Some(Outcome::Gap(n)) = outcomes.next() {
+            if n > 0 {
+                stats
+                    .batches_given_up
+                    .get_or_create(&crate::telemetry::AgentLabel {
+                        agent: agent.to_string(),
+                    })
+                    .inc_by(n);
+                if let LogLine::Log { suppressed } = log.allow("seq_gap", Instant::now()) {
+                    tracing::warn!(message = "An agent gave up batches that were never stored (its spool overflowed?); recorded in seq_gaps.", %agent, first, last, batches = n, suppressed);
+                }
+            }
         }
     }
     for agent in committed.confirmations.keys() {

@@ -58,6 +58,7 @@ pub struct Sequencer {
     max_held: usize,
     max_per_agent: usize,
     dropped: u64,
+    abandoned: Vec<(AgentId, u64, u64)>,
 }
 
 impl Sequencer {
@@ -72,6 +73,7 @@ impl Sequencer {
             max_held,
             max_per_agent,
             dropped: 0,
+            abandoned: Vec::new(),
         }
     }
 
@@ -108,6 +110,12 @@ impl Sequencer {
             self.stored(&agent, seq);
             return Ok((Admit::Now, Some(batch)));
         };
+        // Nothing older is pending at the agent, yet numbers between the highest stored and
+        // `after` never came: the agent gave them up (its spool overflowed and dropped them,
+        // or they were dead-lettered).
+        if seq == after.0 && after.0 > high.saturating_add(1) {
+            self.abandoned.push((agent.clone(), high + 1, after.0 - 1));
+        }
         // Stored already (a duplicate, for the store to drop), next in line, or nothing older is
         // still pending at the agent.
         if seq <= high.saturating_add(1) || seq == after.0 {
@@ -222,6 +230,12 @@ impl Sequencer {
             .map(|since| since + self.hold_for)
     }
 
+    /// The ranges of sequence numbers agents gave up without their being stored, seen since
+    /// the last call: `(agent, first, last)`.
+    pub fn take_abandoned(&mut self) -> Vec<(AgentId, u64, u64)> {
+        std::mem::take(&mut self.abandoned)
+    }
+
     /// Forgets what it believes is stored: after a failed transaction, the store is the truth.
     pub fn forget_stored(&mut self) {
         self.high.clear();
@@ -298,6 +312,21 @@ mod tests {
         // The agent's spool dropped 2..=9 (overflow): its lowest pending is 10.
         assert_eq!(admit(&mut s, &c, 10, Some(10)), Admit::Now);
         assert_eq!(admit(&mut s, &c, 11, Some(10)), Admit::Now);
+    }
+
+    #[test]
+    fn numbers_an_agent_gave_up_are_reported_as_a_range() {
+        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100, 100));
+        assert_eq!(admit(&mut s, &c, 1, Some(1)), Admit::Now);
+        assert_eq!(admit(&mut s, &c, 2, Some(2)), Admit::Now);
+        assert!(s.take_abandoned().is_empty());
+        assert_eq!(admit(&mut s, &c, 10, Some(10)), Admit::Now);
+        assert_eq!(
+            s.take_abandoned(),
+            vec![(AgentId::new("a1").unwrap(), 3, 9)]
+        );
+        assert_eq!(admit(&mut s, &c, 11, Some(10)), Admit::Now);
+        assert!(s.take_abandoned().is_empty());
     }
 
     #[test]

@@ -268,5 +268,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE batches ADD COLUMN digest BLOB;
     -- Dead-letter retention deletes by age.
     CREATE INDEX dead_letters_by_time ON dead_letters (received_ms);
+    -- Sequence numbers an agent gave up without their being stored or dead-lettered (its
+    -- spool overflowed): seen when a batch's `after` jumps past the highest stored number.
+    CREATE TABLE seq_gaps (
+        agent      TEXT NOT NULL,
+        first      INTEGER NOT NULL,
+        last       INTEGER NOT NULL,
+        noticed_ms INTEGER NOT NULL
+    );
     ",
 ];

@@ -48,6 +48,16 @@ pub enum Item<'a> {
     },
     /// A rejected message.
     DeadLetter(&'a DeadLetter),
+    /// Sequence numbers `first..=last` that `agent` gave up (see `ingest::order`); those
+    /// among them that are dead letters are left out.
+    Gap {
+        /// The agent.
+        agent: &'a AgentId,
+        /// The first number given up.
+        first: u64,
+        /// The last.
+        last: u64,
+    },
 }
 
 /// What became of one item.
@@ -62,6 +72,8 @@ pub enum Outcome {
     SeqReused,
     /// Kept in the dead-letter table (or already there).
     DeadLettered,
+    /// A gap recorded: how many numbers were given up without being stored or dead-lettered.
+    Gap(u64),
 }
 
 /// What one transaction did, item by item in input order.
@@ -200,6 +212,9 @@ impl Writer {
                 Item::DeadLetter(d) => {
                     insert_dead_letter(&mut inserts.dead_letter, d, now).map_err(&e)?;
                     Outcome::DeadLettered
+                }
+                Item::Gap { agent, first, last } => {
+                    Outcome::Gap(insert_gap(&tx, agent, *first, *last, now).map_err(&e)?)
                 }
             };
             outcomes.push(outcome);
@@ -510,6 +525,42 @@ fn insert_chunk(insert: &mut CachedStatement<'_>, c: &Chunk) -> rusqlite::Result
     Ok(())
 }
 
+/// Records the numbers of `first..=last` that are not dead letters, as ranges; returns how many.
+fn insert_gap(
+    tx: &Transaction<'_>,
+    agent: &AgentId,
+    first: u64,
+    last: u64,
+    now: UnixMillis,
+) -> rusqlite::Result<u64> {
+    let dead: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT seq FROM dead_letters WHERE agent = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+        )?
+        .query_map(params![agent.as_str(), first as i64, last as i64], |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO seq_gaps (agent, first, last, noticed_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut from = first;
+    let mut total = 0;
+    for d in dead
+        .into_iter()
+        .map(|d| d as u64)
+        .chain([last.saturating_add(1)])
+    {
+        if d > from {
+            let to = d - 1;
+            insert.execute(params![agent.as_str(), from as i64, to as i64, now.0])?;
+            total += to - from + 1;
+        }
+        from = d.saturating_add(1);
+    }
+    Ok(total)
+}
+
 fn insert_dead_letter(
     insert: &mut CachedStatement<'_>,
     d: &DeadLetter,
@@ -631,6 +682,45 @@ mod tests {
             n, 5,
             "the first content stays; the second is not stored as data"
         );
+    }
+
+    #[test]
+    fn a_gap_is_recorded_without_the_numbers_that_are_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let agent = AgentId::new("a1").unwrap();
+        let d = DeadLetter {
+            topic: "t".into(),
+            agent: Some(agent.clone()),
+            seq: Some(Seq(5)),
+            code: "unit_mismatch",
+            reason: "r".into(),
+            payload: b"{}".to_vec(),
+            items: 1,
+        };
+        w.commit(&[Item::DeadLetter(&d)], UnixMillis::now())
+            .unwrap();
+        let r = w
+            .commit(
+                &[Item::Gap {
+                    agent: &agent,
+                    first: 3,
+                    last: 9,
+                }],
+                UnixMillis::now(),
+            )
+            .unwrap();
+        assert_eq!(r.outcomes, vec![Outcome::Gap(6)]);
+        let mut st = w
+            .conn
+            .prepare("SELECT first, last FROM seq_gaps ORDER BY first")
+            .unwrap();
+        let ranges: Vec<(i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ranges, vec![(3, 4), (6, 9)]);
     }
 
     #[test]
