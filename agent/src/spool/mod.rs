@@ -587,7 +587,14 @@ impl Spool {
             drop(seg.file);
             fs::remove_file(&seg.path).map_err(io_err("remove segment", &seg.path))?;
         }
-        self.compact_ack_log()
+        match self.compact_ack_log() {
+            // The old ack log stays: it names more than it must, which is harmless.
+            Err(e) if e.is_disk_full() => {
+                warn!(message = "Disk full: the ack log is compacted later.", error = %e);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Rewrites the ack log to name only confirmed records of remaining segments.
