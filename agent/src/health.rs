@@ -77,7 +77,7 @@ pub fn render(s: &AgentStats) -> String {
     metric(
         "spool_dropped_total",
         "counter",
-        "Batches dropped by the spool's overflow policy (drop oldest).",
+        "Batches dropped by the spool's overflow policy (drop oldest), in the spool's life.",
         s.dropped,
     );
     metric(
@@ -110,6 +110,12 @@ pub fn render(s: &AgentStats) -> String {
         "counter",
         "Modbus requests that failed (exception, timeout, connection).",
         Counters::get(&c.modbus_errors),
+    );
+    metric(
+        "spool_disk_full_total",
+        "counter",
+        "Times the spool's disk filled up and the sources paused until acks freed space.",
+        Counters::get(&c.spool_full),
     );
     out
 }

@@ -22,7 +22,7 @@ pub struct AgentStats {
     pub pending: usize,
     /// Batches published and not yet confirmed.
     pub in_flight: usize,
-    /// Batches dropped by the spool's overflow policy since start.
+    /// Batches dropped by the spool's overflow policy in its life (kept across restarts).
     pub dropped: u64,
     /// Re-sends after the ack timeout since start.
     pub resent: u64,
@@ -135,6 +135,7 @@ async fn run_validated(
         config.agent.domain,
         &batch_tx,
         &shutdown,
+        &spool.marks(),
     );
     // Only the sources hold senders now, so the queue closes when the last one stops.
     drop(batch_tx);

@@ -16,6 +16,8 @@ pub struct Counters {
     pub modbus_polls: AtomicU64,
     /// Modbus polls that failed (exception, timeout, connection).
     pub modbus_errors: AtomicU64,
+    /// Times the disk filled up and the sources paused.
+    pub spool_full: AtomicU64,
 }
 
 /// The counters of this process.
@@ -24,6 +26,7 @@ pub static COUNTERS: Counters = Counters {
     records_rejected: AtomicU64::new(0),
     modbus_polls: AtomicU64::new(0),
     modbus_errors: AtomicU64::new(0),
+    spool_full: AtomicU64::new(0),
 };
 
 impl Counters {
@@ -55,4 +58,9 @@ pub fn modbus_error(source: &str, error: &dyn std::fmt::Display) {
 /// A Modbus poll succeeded.
 pub fn modbus_polled() {
     COUNTERS.modbus_polls.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The disk under the spool filled up: the sources pause until acks free space.
+pub fn spool_full() {
+    COUNTERS.spool_full.fetch_add(1, Ordering::Relaxed);
 }

@@ -145,6 +145,21 @@ pub struct IngestConfig {
     /// Store a batch, believe a status, only if its MAC verifies with the agent's current key.
     /// Exists only so that the benchmark can measure what checking costs: leave it on.
     pub require_agent_auth: bool,
+    /// Longest a batch is kept back behind a gap in its agent's sequence (`after`), in
+    /// seconds; then it is let go on a timer as a dead letter `gap_not_filled` (not confirmed:
+    /// the agent sends it again).
+    pub hold_for_s: u64,
+    /// Most batches kept back at once, all agents together.
+    pub max_held: usize,
+    /// Most batches of one agent kept back at once.
+    pub max_held_per_agent: usize,
+    /// Bytes of dead-letter payload one source may add per day (UTC) when the dead letter is
+    /// not confirmed to an agent (unknown agents, bad MACs, bad topics, ...). A registered
+    /// agent is its own source; everyone else shares the source `unknown`. Beyond it, a
+    /// rejected message is only counted (`spotcheck_dead_letters_over_quota`) and logged.
+    pub dead_letter_quota_bytes: u64,
+    /// Dead letters older than this many days are deleted.
+    pub dead_letter_retention_days: u32,
 }
 
 impl Default for IngestConfig {
@@ -153,6 +168,11 @@ impl Default for IngestConfig {
             queue: 4096,
             max_commit: 4096,
             require_agent_auth: true,
+            hold_for_s: 10,
+            max_held: 10_000,
+            max_held_per_agent: 1_000,
+            dead_letter_quota_bytes: 64 * 1024 * 1024,
+            dead_letter_retention_days: 90,
         }
     }
 }
@@ -421,6 +441,16 @@ impl RawConfig {
         }
         if self.ingest.max_commit == 0 {
             problems.push("ingest.max_commit must be at least 1".into());
+        }
+        if self.ingest.hold_for_s == 0 {
+            problems.push("ingest.hold_for_s must be at least 1".into());
+        }
+        if self.ingest.max_held == 0 || self.ingest.max_held_per_agent == 0 {
+            problems
+                .push("ingest.max_held and ingest.max_held_per_agent must be at least 1".into());
+        }
+        if self.ingest.dead_letter_retention_days == 0 {
+            problems.push("ingest.dead_letter_retention_days must be at least 1".into());
         }
         if self.rules.tick_s == 0 {
             problems.push("rules.tick_s must be at least 1".into());

@@ -38,6 +38,8 @@ pub mod config;
 pub mod console;
 pub mod contacts;
 pub mod draw;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod health;
 pub mod ingest;
 pub mod joint;

@@ -16,6 +16,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Label of the per-agent counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabel {
+    /// The agent id.
+    pub agent: String,
+}
+
 /// The collector's counters. Cheap to clone: every field is an `Arc` inside.
 #[derive(Clone, Default)]
 pub struct Stats {
@@ -31,6 +38,13 @@ pub struct Stats {
     pub messages_rejected: Counter,
     /// Readings and records inside rejected batches.
     pub readings_rejected: Counter,
+    /// Readings stored with quality `bad` because their value lies outside their metric's
+    /// physically possible range.
+    pub readings_out_of_range: Counter,
+    /// Sequence numbers each agent gave up without their being stored (its spool overflowed).
+    pub batches_given_up: Family<AgentLabel, Counter>,
+    /// Rejected messages not kept because their source used up its dead-letter quota.
+    pub dead_letters_over_quota: Counter,
     /// Batches dropped because (agent, seq) was already committed.
     pub duplicates_dropped: Counter,
     /// Store transactions.
@@ -150,6 +164,26 @@ impl Stats {
             "Redelivered batches dropped by (agent, seq)",
             self.duplicates_dropped.clone(),
         );
+        reg.register(
+            "readings_out_of_range",
+            "Readings stored flagged bad: outside their metric's physically possible range",
+            self.readings_out_of_range.clone(),
+        );
+        reg.register(
+            "agent_batches_given_up",
+            "Batches an agent gave up without their being stored (its spool overflowed), per agent",
+            self.batches_given_up.clone(),
+        );
+        reg.register(
+            "dead_letters_over_quota",
+            "Rejected messages only counted, not kept: their source used up its daily dead-letter quota",
+            self.dead_letters_over_quota.clone(),
+        );
+        reg.register(
+            "broker_refused_oversized",
+            "Packets the embedded broker refused (connection closed) for exceeding limits.max_payload_bytes plus 4 KiB",
+            BROKER_REFUSED_OVERSIZED.clone(),
+        );
         reg.register("store_commits", "Store transactions", self.commits.clone());
         reg.register(
             "agents_online",
@@ -218,9 +252,76 @@ impl Stats {
     }
 }
 
+/// Packets the embedded broker refused for exceeding its size limit (`limits.max_payload_bytes`
+/// plus 4 KiB for the topic and header). rumqttd closes such a connection (MQTT 3.1.1 has no
+/// reason code for it) and says so only in its own log; [`BrokerRefusals`] reads that log.
+/// Process-wide, as the broker is.
+pub static BROKER_REFUSED_OVERSIZED: std::sync::LazyLock<Counter> =
+    std::sync::LazyLock::new(Counter::default);
+
+/// A tracing layer that watches rumqttd's events for the packets it refuses as too large,
+/// counts them in [`BROKER_REFUSED_OVERSIZED`] and logs them (at most 10 lines a minute, with
+/// the count of those suppressed), so that an oversized message is never lost without a word.
+pub struct BrokerRefusals {
+    log: std::sync::Mutex<crate::ingest::bound::LogLimit>,
+}
+
+impl Default for BrokerRefusals {
+    fn default() -> Self {
+        BrokerRefusals {
+            log: std::sync::Mutex::new(crate::ingest::bound::LogLimit::new(
+                std::time::Duration::from_secs(60),
+                10,
+            )),
+        }
+    }
+}
+
+/// Finds rumqttd's "payload size limit exceeded" error in an event's fields.
+#[derive(Default)]
+struct Oversized(Option<String>);
+
+impl tracing::field::Visit for Oversized {
+    fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        if text.contains("PayloadSizeLimitExceeded")
+            || text.contains("Payload size has been exceeded")
+        {
+            self.0 = Some(text);
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for BrokerRefusals {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if !event.metadata().target().starts_with("rumqttd") {
+            return;
+        }
+        let mut found = Oversized::default();
+        event.record(&mut found);
+        let Some(error) = found.0 else { return };
+        BROKER_REFUSED_OVERSIZED.inc();
+        let line = self
+            .log
+            .lock()
+            .map(|mut l| l.allow("broker_oversized", std::time::Instant::now()));
+        if let Ok(crate::ingest::bound::LogLine::Log { suppressed }) = line {
+            tracing::warn!(
+                message = "The embedded broker refused a packet over its size limit and closed the client's connection; the client must split its batches.",
+                %error,
+                suppressed
+            );
+        }
+    }
+}
+
 /// Installs the `tracing` subscriber: human-readable lines on stderr, filtered by `RUST_LOG`
-/// (default `info`), with rumqttd's per-connection noise turned down.
+/// (default `info`), with rumqttd's per-connection noise turned down; and [`BrokerRefusals`],
+/// which sees rumqttd's events whatever the filter.
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     if !directives.contains("rumqttd") {
         // rumqttd logs every client disconnect as an error; keep its real warnings only.
@@ -228,9 +329,17 @@ pub fn init_tracing() {
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(
+            BrokerRefusals::default().with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.target().starts_with("rumqttd")
+            })),
+        )
         .try_init();
 }
 

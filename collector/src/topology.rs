@@ -218,8 +218,12 @@ impl Collector {
                 max_commit: config.ingest.max_commit,
                 retention: Duration::from_secs(u64::from(config.store.retention_days) * 86_400),
                 prune_every: Duration::from_secs(3600),
-                hold_for: Duration::from_secs(10),
-                max_held: 10_000,
+                hold_for: Duration::from_secs(config.ingest.hold_for_s),
+                max_held: config.ingest.max_held,
+                max_held_per_agent: config.ingest.max_held_per_agent,
+                dead_letter_retention: Duration::from_secs(
+                    u64::from(config.ingest.dead_letter_retention_days) * 86_400,
+                ),
             },
             rules,
             health: health.clone(),
@@ -227,6 +231,7 @@ impl Collector {
                 table: credentials.clone(),
                 required: config.ingest.require_agent_auth,
             },
+            dead_letter_quota_bytes: config.ingest.dead_letter_quota_bytes,
         };
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
         // Reads what ingest commits, from the store; ingest does not know it exists.

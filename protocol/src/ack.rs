@@ -82,6 +82,11 @@ pub struct Ack {
     pub agent: AgentId,
     /// The committed sequence numbers, as sorted, disjoint ranges.
     pub seqs: Vec<SeqRange>,
+    /// One above the highest sequence number the collector has ever stored from this agent:
+    /// a new batch must not take a lower number. An agent whose counter is behind (its spool
+    /// was lost or reset) jumps to it, so its new data is not refused as `seq_reused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Seq>,
 }
 
 impl Ack {
@@ -104,6 +109,7 @@ impl Ack {
             v: Version,
             agent,
             seqs: ranges,
+            next: None,
         }
     }
 
@@ -240,6 +246,15 @@ mod tests {
         assert_eq!(Ack::decode_signed(&key, &wire).unwrap(), ack);
         assert!(Ack::decode_signed(&other, &wire).is_err());
         assert!(Ack::decode_signed(&key, &ack.encode()).is_err());
+    }
+
+    #[test]
+    fn an_ack_may_say_where_the_agent_continues() {
+        let mut ack = Ack::new(AgentId::new("a").unwrap(), [Seq(3)]);
+        ack.next = Some(Seq(41));
+        let wire = String::from_utf8(ack.encode()).unwrap();
+        assert_eq!(wire, r#"{"v":1,"agent":"a","seqs":[[3,3]],"next":41}"#);
+        assert_eq!(Ack::decode(wire.as_bytes()).unwrap(), ack);
     }
 
     #[test]

@@ -121,6 +121,46 @@ impl Batch {
         self.len() == 0
     }
 
+    /// A digest of what the batch says, `after` left out (it changes when a batch is sent
+    /// again): the first 16 bytes of SHA-256 over a fixed binary form of its agent, stream and
+    /// items. Two batches with one sequence number and different digests mean a sequence
+    /// number was reused.
+    pub fn digest(&self) -> [u8; 16] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let field = |h: &mut Sha256, b: &[u8]| {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        field(&mut h, self.agent().as_str().as_bytes());
+        h.update(self.seq().0.to_le_bytes());
+        match self {
+            Batch::Readings(b) => {
+                h.update(b"readings");
+                for r in &b.readings {
+                    field(&mut h, r.metric.as_str().as_bytes());
+                    field(&mut h, r.unit.as_str().as_bytes());
+                    h.update(r.value.to_bits().to_le_bytes());
+                    h.update(r.ts_ms.0.to_le_bytes());
+                    field(&mut h, r.quality.as_str().as_bytes());
+                }
+            }
+            Batch::Events(b) => {
+                h.update(b"events");
+                for e in &b.events {
+                    field(
+                        &mut h,
+                        &serde_json::to_vec(e).expect("events always serialize"),
+                    );
+                }
+            }
+        }
+        let full = h.finalize();
+        let mut out = [0; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
     /// The JSON payload.
     pub fn encode(&self) -> Vec<u8> {
         // Serializing these types cannot fail: every map key is a string and every float is
@@ -152,5 +192,37 @@ pub fn with_after(payload: &[u8], after: Seq) -> Vec<u8> {
             out
         }
         _ => payload.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{Metric, Quality, Unit, UnixMillis};
+
+    fn batch(seq: u64, after: Option<u64>, value: f64) -> Batch {
+        Batch::Readings(ReadingBatch {
+            v: Version,
+            agent: AgentId::new("a1").unwrap(),
+            seq: Seq(seq),
+            after: after.map(Seq),
+            readings: vec![Reading {
+                metric: Metric::new("ph").unwrap(),
+                value,
+                unit: Unit::Ph,
+                ts_ms: UnixMillis(1),
+                quality: Quality::Good,
+            }],
+        })
+    }
+
+    #[test]
+    fn the_digest_ignores_after_and_sees_the_content() {
+        assert_eq!(
+            batch(5, None, 7.0).digest(),
+            batch(5, Some(3), 7.0).digest()
+        );
+        assert_ne!(batch(5, None, 7.0).digest(), batch(5, None, 7.1).digest());
+        assert_ne!(batch(5, None, 7.0).digest(), batch(6, None, 7.0).digest());
     }
 }

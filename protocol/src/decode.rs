@@ -4,24 +4,33 @@
 use serde::de::DeserializeOwned;
 
 use crate::batch::{Batch, EventBatch, ReadingBatch};
-use crate::ids::AgentId;
+use crate::ids::{AgentId, Domain};
 use crate::limits::Limits;
-use crate::reading::{Metric, Unit, UnixMillis};
+use crate::reading::{Metric, Quality, Unit, UnixMillis};
 use crate::topic::Stream;
 
 /// A value that passed every check of this module; only [`decode`] and [`check`] make one.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checked<T>(T);
+pub struct Checked<T> {
+    value: T,
+    flagged: usize,
+}
 
 impl<T> Checked<T> {
     /// The checked value.
     pub fn get(&self) -> &T {
-        &self.0
+        &self.value
     }
 
     /// Unwraps the checked value.
     pub fn into_inner(self) -> T {
-        self.0
+        self.value
+    }
+
+    /// How many readings the check marked `bad` because their value lies outside the
+    /// physically possible range of their metric ([`crate::MetricSpec`]).
+    pub fn flagged(&self) -> usize {
+        self.flagged
     }
 }
 
@@ -116,6 +125,26 @@ pub enum DecodeError {
         /// The allowed age.
         max_ms: i64,
     },
+    /// `after` names a sequence number beyond the batch's own.
+    #[error("field `after`: {after} lies beyond the batch's seq {seq}; `after` is the lowest sequence number still unconfirmed at the agent, this batch's at most")]
+    AfterBeyondSeq {
+        /// The batch's `after`.
+        after: u64,
+        /// The batch's `seq`.
+        seq: u64,
+    },
+    /// A record or metric that agents of another domain send.
+    #[error("field `{path}`: {what} comes from {expected} agents, but this agent serves {domain}")]
+    WrongDomain {
+        /// The field at fault.
+        path: String,
+        /// The record kind or metric.
+        what: String,
+        /// The domain it belongs to.
+        expected: Domain,
+        /// The agent's domain.
+        domain: Domain,
+    },
     /// An interval ends before it starts.
     #[error("field `{path}`: ends before it starts")]
     EndBeforeStart {
@@ -138,6 +167,8 @@ impl DecodeError {
             DecodeError::InFuture { .. } => "in_future",
             DecodeError::TooOld { .. } => "too_old",
             DecodeError::EndBeforeStart { .. } => "end_before_start",
+            DecodeError::AfterBeyondSeq { .. } => "after_beyond_seq",
+            DecodeError::WrongDomain { .. } => "wrong_domain",
         }
     }
 }
@@ -202,8 +233,13 @@ pub fn decode(
 }
 
 /// Checks a batch built in memory against the same rules [`decode`] applies.
+///
+/// A reading of a well-known metric whose value lies outside the metric's physically possible
+/// range ([`crate::MetricSpec`]) is kept, with its quality set to `bad` (counted by
+/// [`Checked::flagged`]): the rest of the batch is good data, and a `bad` reading counts as
+/// missing, so a broken probe can neither pass a check nor hide the readings beside it.
 pub fn check(
-    batch: Batch,
+    mut batch: Batch,
     limits: &Limits,
     now: UnixMillis,
 ) -> Result<Checked<Batch>, DecodeError> {
@@ -235,6 +271,14 @@ pub fn check(
     if len == 0 {
         return Err(DecodeError::Empty { field });
     }
+    if let Some(after) = batch.after() {
+        if after > batch.seq() {
+            return Err(DecodeError::AfterBeyondSeq {
+                after: after.0,
+                seq: batch.seq().0,
+            });
+        }
+    }
     if len > limits.max_batch_len {
         return Err(DecodeError::TooLong {
             field,
@@ -242,17 +286,22 @@ pub fn check(
             max: limits.max_batch_len,
         });
     }
-    match &batch {
+    let mut flagged = 0;
+    match &mut batch {
         Batch::Readings(b) => {
-            for (i, r) in b.readings.iter().enumerate() {
+            for (i, r) in b.readings.iter_mut().enumerate() {
                 if !r.value.is_finite() {
                     return Err(DecodeError::NotFinite {
                         path: format!("readings[{i}].value"),
                     });
                 }
-                if let Some(expected) = r.metric.expected_unit() {
-                    if expected != r.unit {
-                        return Err(unit_mismatch(i, &r.metric, expected, r.unit));
+                if let Some(spec) = r.metric.spec() {
+                    if spec.unit != r.unit {
+                        return Err(unit_mismatch(i, &r.metric, spec.unit, r.unit));
+                    }
+                    if !spec.possible(r.value) {
+                        r.quality = Quality::Bad;
+                        flagged += 1;
                     }
                 }
                 time(&|| format!("readings[{i}].ts_ms"), r.ts_ms)?;
@@ -271,7 +320,44 @@ pub fn check(
             }
         }
     }
-    Ok(Checked(batch))
+    Ok(Checked {
+        value: batch,
+        flagged,
+    })
+}
+
+/// Checks that every record kind and well-known metric in `batch` belongs to `domain`, the
+/// domain of the entity its agent serves (a `game_payment` from a pool agent is refused).
+pub fn check_domain(batch: &Checked<Batch>, domain: Domain) -> Result<(), DecodeError> {
+    match batch.get() {
+        Batch::Readings(b) => {
+            for (i, r) in b.readings.iter().enumerate() {
+                if let Some(spec) = r.metric.spec() {
+                    if spec.domain != domain {
+                        return Err(DecodeError::WrongDomain {
+                            path: format!("readings[{i}].metric"),
+                            what: format!("metric {}", r.metric),
+                            expected: spec.domain,
+                            domain,
+                        });
+                    }
+                }
+            }
+        }
+        Batch::Events(b) => {
+            for (i, e) in b.events.iter().enumerate() {
+                if e.domain() != domain {
+                    return Err(DecodeError::WrongDomain {
+                        path: format!("events[{i}].kind"),
+                        what: format!("a {} record", e.kind()),
+                        expected: e.domain(),
+                        domain,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unit_mismatch(i: usize, metric: &Metric, expected: Unit, found: Unit) -> DecodeError {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{PersonRef, RecordId};
+use crate::ids::{Domain, PersonRef, RecordId};
 use crate::reading::UnixMillis;
 
 /// A player's age band, as the national real-name verification system reports it.
@@ -153,6 +153,23 @@ impl Event {
             Event::GamePayment(_) => "game_payment",
             Event::Consultation(_) => "consultation",
             Event::Prescription(_) => "prescription",
+        }
+    }
+
+    /// Every kind, as spelled on the wire, with the domain whose agents may send it.
+    pub const KINDS: [(&'static str, Domain); 4] = [
+        ("game_session", Domain::Game),
+        ("game_payment", Domain::Game),
+        ("consultation", Domain::Hospital),
+        ("prescription", Domain::Hospital),
+    ];
+
+    /// The domain whose agents may send this kind of record: game sessions and payments come
+    /// from online-game operators, consultations and prescriptions from internet hospitals.
+    pub fn domain(&self) -> Domain {
+        match self {
+            Event::GameSession(_) | Event::GamePayment(_) => Domain::Game,
+            Event::Consultation(_) | Event::Prescription(_) => Domain::Hospital,
         }
     }
 

@@ -27,10 +27,10 @@ pub mod topic;
 
 pub use ack::{Ack, AgentState, SeqRange, SignedError, Status};
 pub use batch::{with_after, Batch, EventBatch, ReadingBatch, Version, VERSION};
-pub use decode::{check, decode, Checked, DecodeError};
+pub use decode::{check, check_domain, decode, Checked, DecodeError};
 pub use event::{AgeBand, Consultation, Event, GamePayment, GameSession, Prescription, Visit};
 pub use ids::{AgentId, Domain, EntityId, IdError, PersonRef, RecordId, Seq, MAX_ID_LEN};
 pub use limits::Limits;
 pub use mac::{AgentKey, KeyError, KeyGeneration, MacError, KEY_LEN};
-pub use reading::{Metric, Quality, Reading, Unit, UnixMillis};
+pub use reading::{Metric, MetricSpec, Quality, Reading, Unit, UnixMillis, METRICS};
 pub use topic::{Stream, Topic, TopicError};

@@ -129,15 +129,105 @@ impl Metric {
 
     /// The unit a well-known metric must carry, or `None` for a metric Spotcheck does not know.
     pub fn expected_unit(&self) -> Option<Unit> {
-        Some(match self.0.as_str() {
-            Self::FREE_CHLORINE | Self::COMBINED_CHLORINE => Unit::MilligramPerLitre,
-            Self::PH => Unit::Ph,
-            Self::TURBIDITY => Unit::Ntu,
-            Self::ORP => Unit::Millivolt,
-            Self::WATER_TEMPERATURE => Unit::Celsius,
-            Self::MAKEUP_WATER => Unit::CubicMetre,
-            _ => return None,
-        })
+        self.spec().map(|s| s.unit)
+    }
+
+    /// What Spotcheck knows of this metric (unit, domain, physically possible range), or
+    /// `None` for a metric it does not know (stored as sent).
+    pub fn spec(&self) -> Option<&'static MetricSpec> {
+        MetricSpec::find(&self.0)
+    }
+}
+
+/// A well-known metric: its unit, the domain it belongs to and the values it can physically
+/// take. A value outside the range cannot be a measurement (a broken probe, a wrong register
+/// map, a forged feed); the collector keeps it with quality `bad`, so it counts as missing data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricSpec {
+    /// The metric name.
+    pub name: &'static str,
+    /// The unit it must carry.
+    pub unit: Unit,
+    /// The domain whose agents may send it.
+    pub domain: crate::ids::Domain,
+    /// The lowest physically possible value, inclusive.
+    pub min: Option<f64>,
+    /// The highest physically possible value, inclusive.
+    pub max: Option<f64>,
+    /// One line for people: what it is and why the range.
+    pub about: &'static str,
+}
+
+/// Every metric Spotcheck knows; published in the JSON Schema (`$defs/Metrics`) and in
+/// `docs/protocol.md`.
+pub const METRICS: &[MetricSpec] = &[
+    MetricSpec {
+        name: Metric::FREE_CHLORINE,
+        unit: Unit::MilligramPerLitre,
+        domain: crate::ids::Domain::Pool,
+        min: Some(0.0),
+        max: None,
+        about: "free residual chlorine; a concentration cannot be negative (GB 37488-2019 limit 0.3-1.0)",
+    },
+    MetricSpec {
+        name: Metric::COMBINED_CHLORINE,
+        unit: Unit::MilligramPerLitre,
+        domain: crate::ids::Domain::Pool,
+        min: Some(0.0),
+        max: None,
+        about: "combined chlorine; a concentration cannot be negative (GB 37488-2019 limit <= 0.4)",
+    },
+    MetricSpec {
+        name: Metric::PH,
+        unit: Unit::Ph,
+        domain: crate::ids::Domain::Pool,
+        min: Some(0.0),
+        max: Some(14.0),
+        about: "pH of water, 0-14 (GB 37488-2019 limit 7.0-7.8)",
+    },
+    MetricSpec {
+        name: Metric::TURBIDITY,
+        unit: Unit::Ntu,
+        domain: crate::ids::Domain::Pool,
+        min: Some(0.0),
+        max: None,
+        about: "turbidity; cannot be negative (GB 37488-2019 limit <= 1 NTU)",
+    },
+    MetricSpec {
+        name: Metric::ORP,
+        unit: Unit::Millivolt,
+        domain: crate::ids::Domain::Pool,
+        min: Some(-2000.0),
+        max: Some(2000.0),
+        about: "oxidation-reduction potential; ORP probes read within +-2000 mV (rule: >= 650)",
+    },
+    MetricSpec {
+        name: Metric::WATER_TEMPERATURE,
+        unit: Unit::Celsius,
+        domain: crate::ids::Domain::Pool,
+        min: Some(0.0),
+        max: Some(100.0),
+        about: "water temperature; pool water is liquid, 0-100 Cel",
+    },
+    MetricSpec {
+        name: Metric::MAKEUP_WATER,
+        unit: Unit::CubicMetre,
+        domain: crate::ids::Domain::Pool,
+        min: Some(0.0),
+        max: None,
+        about: "make-up water since the previous reading; a volume cannot be negative",
+    },
+];
+
+impl MetricSpec {
+    /// The spec of metric `name`, if Spotcheck knows it.
+    pub fn find(name: &str) -> Option<&'static MetricSpec> {
+        METRICS.iter().find(|m| m.name == name)
+    }
+
+    /// Whether `value` lies in the physically possible range.
+    pub fn possible(&self, value: f64) -> bool {
+        self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
     }
 }
 

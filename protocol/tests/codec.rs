@@ -27,7 +27,8 @@ fn reading() -> impl Strategy<Value = Reading> {
         Just(Quality::Uncertain),
         Just(Quality::Bad)
     ];
-    (known, -1e9f64..1e9, ts(), quality).prop_map(|((m, unit), value, ts_ms, quality)| Reading {
+    // Inside every known metric's physically possible range (others are flagged `bad`).
+    (known, 0f64..14.0, ts(), quality).prop_map(|((m, unit), value, ts_ms, quality)| Reading {
         metric: Metric::new(m).unwrap(),
         value,
         unit,
@@ -189,6 +190,8 @@ proptest! {
 
     #[test]
     fn after_spliced_into_an_encoded_batch_decodes_as_if_encoded_with_it((stream, b) in batch(), after in any::<u64>()) {
+        // `after` is at most the batch's own seq.
+        let after = after.checked_rem(b.seq().0.wrapping_add(1)).unwrap_or(after);
         let mut without = b.clone();
         let mut with = b;
         match (&mut without, &mut with) {
@@ -357,4 +360,97 @@ fn an_event_with_an_unknown_field_is_rejected() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("name"), "{err}");
+}
+
+#[test]
+fn a_batch_whose_after_lies_beyond_its_seq_is_refused() {
+    let err = decode_readings(&GOOD.replace(r#""seq":1"#, r#""seq":5,"after":6"#)).unwrap_err();
+    assert_eq!(err.code(), "after_beyond_seq");
+    assert!(err.to_string().contains("`after`"), "{err}");
+    decode_readings(&GOOD.replace(r#""seq":1"#, r#""seq":5,"after":5"#)).unwrap();
+}
+
+#[test]
+fn a_value_outside_its_metrics_physical_range_is_kept_flagged_bad() {
+    let agent = AgentId::new("a1").unwrap();
+    let json = GOOD.replace(
+        "}]}",
+        r#"},{"metric":"ph","value":-1,"unit":"pH","ts_ms":1764000000000},{"metric":"free_chlorine","value":-0.2,"unit":"mg/L","ts_ms":1764000000000},{"metric":"door_count","value":-3,"unit":"1","ts_ms":1764000000000}]}"#,
+    );
+    let checked = decode(
+        Stream::Readings,
+        &agent,
+        json.as_bytes(),
+        &Limits::default(),
+        UnixMillis(NOW),
+    )
+    .unwrap();
+    assert_eq!(checked.flagged(), 2);
+    let Batch::Readings(b) = checked.into_inner() else {
+        unreachable!()
+    };
+    let q: Vec<Quality> = b.readings.iter().map(|r| r.quality).collect();
+    assert_eq!(
+        q,
+        [Quality::Good, Quality::Bad, Quality::Bad, Quality::Good],
+        "pH -1 and a negative concentration cannot be measured; an unknown metric is stored as sent"
+    );
+}
+
+#[test]
+fn a_record_or_metric_of_another_domain_is_refused() {
+    let agent = AgentId::new("a1").unwrap();
+    let payment = r#"{"v":1,"agent":"a1","seq":1,"events":[{"kind":"game_payment","id":"x","player":"p","age_band":"adult","amount_fen":5,"ts_ms":1764000000000}]}"#;
+    let b = decode(
+        Stream::Events,
+        &agent,
+        payment.as_bytes(),
+        &Limits::default(),
+        UnixMillis(NOW),
+    )
+    .unwrap();
+    let err = check_domain(&b, Domain::Pool).unwrap_err();
+    assert_eq!(err.code(), "wrong_domain");
+    assert!(
+        err.to_string().contains("events[0].kind") && err.to_string().contains("game_payment"),
+        "{err}"
+    );
+    check_domain(&b, Domain::Game).unwrap();
+    let ph = decode(
+        Stream::Readings,
+        &agent,
+        GOOD.as_bytes(),
+        &Limits::default(),
+        UnixMillis(NOW),
+    )
+    .unwrap();
+    assert_eq!(
+        check_domain(&ph, Domain::Hospital).unwrap_err().code(),
+        "wrong_domain"
+    );
+    check_domain(&ph, Domain::Pool).unwrap();
+}
+
+#[test]
+fn the_schema_lists_every_metric_with_its_unit_domain_and_range() {
+    let text = include_str!("../schema/spotcheck-v1.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(text).unwrap();
+    let listed = schema["$defs"]["Metrics"]["properties"]
+        .as_object()
+        .expect("$defs/Metrics");
+    assert_eq!(listed.len(), METRICS.len());
+    for m in METRICS {
+        let entry = &listed[m.name];
+        assert_eq!(entry["unit"]["const"], m.unit.as_str(), "{}", m.name);
+        assert_eq!(entry["domain"]["const"], m.domain.as_str(), "{}", m.name);
+        assert_eq!(entry["minimum"].as_f64(), m.min, "{}", m.name);
+        assert_eq!(entry["maximum"].as_f64(), m.max, "{}", m.name);
+    }
+    let kinds = schema["$defs"]["EventKinds"]["properties"]
+        .as_object()
+        .expect("$defs/EventKinds");
+    assert_eq!(kinds.len(), Event::KINDS.len());
+    for (kind, domain) in Event::KINDS {
+        assert_eq!(kinds[kind]["domain"]["const"], domain.as_str(), "{kind}");
+    }
 }

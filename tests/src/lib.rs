@@ -497,6 +497,19 @@ impl Collector {
         c
     }
 
+    /// Starts it again with the same configuration and data (after a kill), as process
+    /// `name`, and waits until it is healthy.
+    pub fn restart(&mut self, name: &str) {
+        let config = self.dir.join("collector.toml");
+        self.proc = Proc::spawn(
+            name,
+            &bin("spotcheck-collector"),
+            &["serve", "--config", config.to_str().unwrap()],
+            &self.dir,
+        );
+        self.wait_healthy();
+    }
+
     /// Waits until `/healthz` answers 200.
     pub fn wait_healthy(&mut self) {
         let url = format!("http://{}/healthz", self.http);

@@ -185,3 +185,57 @@ fn records_piped_into_stdin_are_stored_and_the_agent_exits_at_end_of_input() {
     assert_eq!(readings(&collector), (10, 10));
     assert!(strip_ansi(&log).contains("malformed_json"), "{log}");
 }
+
+#[test]
+fn an_agent_killed_again_and_again_while_its_file_tail_reads_a_backlog_stores_every_line_once() {
+    const LINES: i64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(dir.path(), None, &agent_binding(AGENT, "pool-1", "pool"));
+    let log = dir.path().join("records.log");
+    let base = spotcheck_protocol::UnixMillis::now().0 - 3_600_000;
+    append(
+        &log,
+        &(0..LINES).map(|i| json_line(base, i)).collect::<String>(),
+    );
+    let len = std::fs::metadata(&log).unwrap().len();
+    let config = agent_config_with_sources(
+        dir.path(),
+        AGENT,
+        "pool-1",
+        "pool",
+        collector.mqtt_port,
+        &file_source(dir.path(), "json_lines"),
+    );
+    let state = dir.path().join("state").join("tail.json");
+    let offset = || -> u64 {
+        std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|s| s["offset"].as_u64())
+            .unwrap_or(0)
+    };
+    // Killed (SIGKILL) at six points of the backlog, each while the tail is reading.
+    for k in 1..=6u64 {
+        let mut agent = start_agent(dir.path(), &format!("agent-{k}"), &config);
+        let target = len * k / 7;
+        wait_for("the tail to move on", Duration::from_secs(60), || {
+            agent.assert_running();
+            (offset() >= target).then_some(())
+        });
+        agent.signal_and_wait("KILL");
+    }
+    let mut agent = start_agent(dir.path(), "agent-last", &config);
+    wait_tail_caught_up(dir.path(), &log, &mut agent);
+    collector.wait_stat("readings_ingested", LINES as u64, Duration::from_secs(120));
+    let spool = dir.path().join("spool").join(AGENT);
+    wait_for("the spool to be empty", Duration::from_secs(60), || {
+        spotcheck_agent::spool::inspect(&spool)
+            .ok()
+            .filter(|s| s.pending == 0)
+    });
+    assert_eq!(
+        readings(&collector),
+        (LINES as usize, LINES as usize),
+        "every line exactly once"
+    );
+}

@@ -120,3 +120,95 @@ fn http_intake_refuses_bad_requests_with_reasons_and_spools_a_valid_record() {
     );
     assert!(strip_ansi(&agent.log()).contains("Input rejected."));
 }
+
+/// POSTs with an `Idempotency-Key`; `None` when the agent did not answer (killed).
+fn post_keyed(url: &str, key: &str, body: &str) -> Option<(u16, serde_json::Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut resp = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Idempotency-Key", key)
+        .send(body.as_bytes())
+        .ok()?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or_default()))
+}
+
+#[test]
+fn an_http_client_retrying_with_an_idempotency_key_across_agent_kills_stores_every_record_once() {
+    const REQUESTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(dir.path(), None, &agent_binding(AGENT, "game-1", "game"));
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = agent_config_with_sources(
+        dir.path(),
+        AGENT,
+        "game-1",
+        "game",
+        collector.mqtt_port,
+        &format!("[[sources]]\ntype = \"http\"\nlisten = \"{listen}\"\ntoken = \"{TOKEN}\"\n"),
+    );
+    let mut agent = start_agent(dir.path(), "agent-0", &config);
+    wait_listening("the HTTP intake", listen, &mut agent);
+    let url = format!("http://{listen}/v1/records");
+
+    // The client: each request is retried with its key until it gets its 202.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut replayed = 0;
+            for i in 0..REQUESTS {
+                let body = session(&format!("s-{i}"));
+                loop {
+                    match post_keyed(&url, &format!("req-{i}"), &body) {
+                        Some((202, v)) => {
+                            if i == 0 {
+                                // A retry of a request that was answered gets the same answer.
+                                let again = post_keyed(&url, "req-0", &body).unwrap();
+                                assert_eq!((again.0, &again.1), (202, &v));
+                                replayed += 1;
+                            }
+                            break;
+                        }
+                        Some((status, v)) => assert_eq!(status, 503, "{v}"),
+                        None => {}
+                    }
+                    // The agent is down: try again shortly, as a client would.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            replayed
+        })
+    };
+    for k in 1..=4 {
+        wait_for("the client to get on", Duration::from_secs(60), || {
+            (done.load(std::sync::atomic::Ordering::SeqCst) >= k * REQUESTS / 5).then_some(())
+        });
+        agent.signal_and_wait("KILL");
+        agent = start_agent(dir.path(), &format!("agent-{k}"), &config);
+        wait_listening("the HTTP intake", listen, &mut agent);
+    }
+    assert_eq!(client.join().unwrap(), 1);
+    collector.wait_stat("events_ingested", REQUESTS as u64, Duration::from_secs(60));
+    let spool = dir.path().join("spool").join(AGENT);
+    wait_for("the spool to be empty", Duration::from_secs(30), || {
+        spotcheck_agent::spool::inspect(&spool)
+            .ok()
+            .filter(|s| s.pending == 0)
+    });
+    let db = collector.db();
+    assert_eq!(count(&db, "SELECT count(*) FROM events") as usize, REQUESTS);
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT record_id) FROM events") as usize,
+        REQUESTS,
+        "every record exactly once"
+    );
+}

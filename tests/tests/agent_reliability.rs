@@ -237,4 +237,112 @@ fn a_full_spool_drops_the_oldest_batches_counts_them_and_delivers_the_rest() {
     let want: Vec<u64> = (dropped + 1..=BATCHES).collect();
     assert_eq!(seqs, want);
     assert_eq!(batches_with_wrong_item_counts(&db), 0);
+    // The collector noticed the dropped range, recorded it and counts it for this agent.
+    let gaps: (i64, i64, i64) = db
+        .query_row(
+            "SELECT min(first), max(last), sum(last - first + 1) FROM seq_gaps WHERE agent = ?1",
+            [AGENT],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(gaps, (1, dropped as i64, dropped as i64));
+    let metrics = ureq::get(&format!("http://{}/metrics", collector.http))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "spotcheck_agent_batches_given_up_total{{agent=\"{AGENT}\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
+}
+
+/// A small tmpfs mounted at a directory for the test's life (needs root: `None` without).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(at.to_owned()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn an_agent_on_a_full_disk_pauses_its_sources_restarts_and_drains_once_acks_return() {
+    const BATCHES: u64 = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_disk) = SmallDisk::mount(&dir.path().join("spool"), "1536k") else {
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    };
+    let Some((_broker, collector, config)) = mosquitto_collector_agent(dir.path(), BATCHES) else {
+        return;
+    };
+    // ~60 kB batches into a 1.5 MiB disk, far below spool.max_bytes: the disk fills first.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("[spool]\n", "[spool]\nsegment_bytes = 524288\n")
+        .replace("seed = 7\n", "seed = 7\nrecords_per_batch = 100\n");
+    std::fs::write(&config, text).unwrap();
+
+    // No acks while the collector is frozen: the spool fills the disk.
+    collector.proc.signal("STOP");
+    let mut agent = start_agent(dir.path(), "agent-1", &config);
+    wait_for(
+        "the agent to find its disk full",
+        Duration::from_secs(60),
+        || {
+            agent.assert_running();
+            strip_ansi(&agent.log()).contains("Disk full").then_some(())
+        },
+    );
+    // It does not exit, and it starts again on the full disk after a kill -9.
+    agent.signal_and_wait("KILL");
+    let mut agent = start_agent(dir.path(), "agent-2", &config);
+    wait_for(
+        "the restarted agent to find its disk full",
+        Duration::from_secs(60),
+        || {
+            agent.assert_running();
+            strip_ansi(&agent.log()).contains("Disk full").then_some(())
+        },
+    );
+    let at_full = inspect(&spool_dir(dir.path())).unwrap();
+    assert!(at_full.pending > 0, "{at_full:?}");
+
+    // Acks return: space is freed, the sources resume, and everything drains.
+    collector.proc.signal("CONT");
+    let status = agent.wait(Duration::from_secs(180));
+    assert!(status.success(), "agent failed:\n{}", agent.log());
+    assert!(
+        strip_ansi(&agent.log()).contains("Disk space is back"),
+        "{}",
+        agent.log()
+    );
+    let made = spotcheck_agent::spool_next_seq(&spool_dir(dir.path())).unwrap() - 1;
+    assert!(made >= BATCHES, "{made}");
+    // Every batch the spool took, stored once and whole; none lost, none twice.
+    let db = collector.db();
+    let seqs: Vec<u64> = stored_batches(&db, AGENT).iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=made).collect::<Vec<_>>());
+    assert_eq!(batches_with_wrong_item_counts(&db), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM dead_letters"), 0);
 }

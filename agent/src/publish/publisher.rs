@@ -55,6 +55,10 @@ pub struct Publisher {
     signer: Signer,
     /// The current connection's online status counter.
     status_counter: u64,
+    /// A batch the spool could not take because the disk is full: while it waits, no more are
+    /// taken from the sources (they wait on their bounded queue: paused), and acks keep
+    /// freeing space; it is appended again on every tick and after every ack.
+    stalled: Option<Submission>,
 }
 
 /// The identity and tuning of a [`Publisher`].
@@ -123,6 +127,7 @@ impl Publisher {
             stats,
             signer: settings.signer,
             status_counter: 0,
+            stalled: None,
         }
     }
 
@@ -142,14 +147,17 @@ impl Publisher {
                     // The connection task ended on its own; nothing more can be published.
                     None => break,
                 },
-                batch = recv(&mut self.batches) => match batch {
+                batch = recv(&mut self.batches), if self.stalled.is_none() => match batch {
                     Some(batch) => self.on_batch(batch)?,
                     None => {
                         debug!(message = "All sources finished.");
                         self.batches = None;
                     }
                 },
-                _ = tick.tick() => self.resend_expired()?,
+                _ = tick.tick() => {
+                    self.retry_stalled()?;
+                    self.resend_expired()?;
+                }
             }
             self.pump()?;
             self.report();
@@ -211,13 +219,46 @@ impl Publisher {
         Ok(state)
     }
 
+    /// Appends the stalled batch again, if there is one; resumes the sources once it fits.
+    fn retry_stalled(&mut self) -> Result<(), PublishError> {
+        if let Some(submission) = self.stalled.take() {
+            self.append(submission, true)?;
+            if self.stalled.is_none() {
+                info!(
+                    message = "Disk space is back; the sources resume.",
+                    pending = self.spool.pending_len()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Appends a source's batch and tells the source the outcome when it asked to be told.
+    /// On a full disk the batch waits in `stalled` and the sources pause (see there).
     fn on_batch(&mut self, submission: Submission) -> Result<(), PublishError> {
-        let Submission { batch, appended } = submission;
-        let stream = stream_of(&batch);
-        let result = self
-            .spool
-            .append(stream, |seq| with_seq(batch, seq).encode());
+        self.append(submission, false)
+    }
+
+    fn append(&mut self, submission: Submission, retrying: bool) -> Result<(), PublishError> {
+        let stream = stream_of(&submission.batch);
+        let mark = submission
+            .mark
+            .as_ref()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        let result = self.spool.append_marked(stream, mark, |seq| {
+            with_seq(submission.batch.clone(), seq).encode()
+        });
+        if let Err(e) = &result {
+            if e.is_disk_full() {
+                if !retrying {
+                    crate::telemetry::spool_full();
+                    warn!(message = "Disk full: the sources pause while batches are published and acks free space.", error = %e, pending = self.spool.pending_len());
+                }
+                self.stalled = Some(submission);
+                return Ok(());
+            }
+        }
+        let appended = submission.appended;
         let reply = |r: Result<Seq, String>| {
             if let Some(tx) = appended {
                 // The source may have given up waiting (e.g. an HTTP client hung up).
@@ -273,7 +314,10 @@ impl Publisher {
                 }
             }
             NetEvent::Disconnected => self.connected = false,
-            NetEvent::Acked(ack) => self.on_ack(&ack)?,
+            NetEvent::Acked(ack) => {
+                self.on_ack(&ack)?;
+                self.retry_stalled()?;
+            }
         }
         Ok(())
     }
@@ -290,6 +334,14 @@ impl Publisher {
                 self.spool.ack(seq)?;
                 self.in_flight.remove(&seq.0);
                 from = Seq(seq.0 + 1);
+            }
+        }
+        if let Some(next) = ack.next {
+            if self.spool.advance_to(next)? {
+                warn!(
+                    message = "The collector has stored sequence numbers beyond this agent's counter (was the spool lost or reset?); new batches continue from the collector's next.",
+                    next = next.0
+                );
             }
         }
         Ok(())

@@ -73,7 +73,14 @@ pub struct Submission {
     pub batch: Batch,
     /// Told the seq once the batch is appended, or why it was refused.
     pub appended: Option<oneshot::Sender<Result<Seq, String>>>,
+    /// Where its source stands once this batch is spooled, `(source, state)`: written in the
+    /// same spool record (see [`crate::spool::Spool::append_marked`]).
+    pub mark: Option<(String, String)>,
 }
+
+/// Per source, the state it last spooled with a batch and that batch's seq (from
+/// [`crate::spool::Spool::marks`]).
+pub type Marks = std::collections::BTreeMap<String, (Seq, String)>;
 
 /// Why [`SpoolQueue::append`] did not store a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +110,7 @@ impl SpoolQueue {
             .send(Submission {
                 batch,
                 appended: None,
+                mark: None,
             })
             .await
             .map_err(|_| AppendError::Closed)
@@ -110,11 +118,21 @@ impl SpoolQueue {
 
     /// Queues `batch` and waits until the spool has appended it; returns its seq.
     pub async fn append(&self, batch: Batch) -> Result<Seq, AppendError> {
+        self.append_marked(batch, None).await
+    }
+
+    /// [`SpoolQueue::append`] with the source's mark written in the same spool record.
+    pub async fn append_marked(
+        &self,
+        batch: Batch,
+        mark: Option<(String, String)>,
+    ) -> Result<Seq, AppendError> {
         let (tx, rx) = oneshot::channel();
         self.0
             .send(Submission {
                 batch,
                 appended: Some(tx),
+                mark,
             })
             .await
             .map_err(|_| AppendError::Closed)?;
@@ -153,6 +171,7 @@ pub fn spawn_all(
     domain: Domain,
     out: &SpoolQueue,
     shutdown: &CancellationToken,
+    marks: &Marks,
 ) -> JoinSet<Result<(), SourceError>> {
     let mut set = JoinSet::new();
     for (i, config) in configs.iter().enumerate() {
@@ -175,7 +194,8 @@ pub fn spawn_all(
                     domain,
                     out.clone(),
                     shutdown.clone(),
-                );
+                )
+                .with_marks(marks.clone());
                 set.spawn(source.run().in_current_span());
             }
             SourceConfig::File(c) => {
@@ -186,7 +206,8 @@ pub fn spawn_all(
                     domain,
                     out.clone(),
                     shutdown.clone(),
-                );
+                )
+                .with_mark(marks.get(&c.mark_key()).cloned());
                 set.spawn(source.run().in_current_span());
             }
             SourceConfig::Modbus(c) => {

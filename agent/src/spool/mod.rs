@@ -9,7 +9,19 @@
 //! 00000000000000000734.seg
 //! acks.log                   confirmations, append-only
 //! next_seq                   a floor for the next sequence number
+//! marks.json                 source marks whose records were deleted (see below)
+//! dropped                    how many records the overflow policy ever dropped
 //! ```
+//!
+//! A record may carry a **source mark** (`Spool::append_marked`): where its source stood once
+//! the record's data was read (the file tail's offset, an HTTP request's idempotency key),
+//! written in the same frame, so the two can never be apart after a crash. The latest mark of
+//! each source is kept in memory and written to `marks.json` before a segment is deleted.
+//!
+//! **A full disk** never stops the spool for good: a failed append leaves no partial frame or
+//! empty segment behind and seals the segment (so it goes once its records are confirmed);
+//! a confirmation that cannot be logged is kept in memory until the next ack-log compaction;
+//! the next-seq floor is overwritten in place. The publisher pauses the sources meanwhile.
 //!
 //! A **segment** starts with the 8 magic bytes `SCSPOOL1` and holds records back to back, each
 //! framed as
@@ -73,6 +85,26 @@ use spotcheck_protocol::{Seq, Stream};
 use tracing::warn;
 
 pub use recover::{inspect, spool_next_seq};
+
+impl SpoolError {
+    /// Whether the disk is full (or the user's quota used up): the spool cannot take more
+    /// until acknowledged records are deleted.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            SpoolError::Io { error, .. } => is_disk_full(error),
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28) | Some(122)) || e.kind() == std::io::ErrorKind::StorageFull
+}
+
+/// Most keyed marks (`group#id`) kept per group: an HTTP client's retry is answered from its
+/// idempotency key for this many later requests.
+pub const KEYED_MARKS: usize = 10_000;
 use segment::{io_err, ACK_LOG, MAGIC, NEXT_SEQ};
 
 /// Why a spool operation failed. Each variant names the file.
@@ -175,6 +207,12 @@ pub struct Spool {
     floor_written: u64,
     bytes: u64,
     dropped: u64,
+    /// Per source, the latest mark appended: (its record's seq, the source's state).
+    marks: BTreeMap<String, (u64, String)>,
+    /// Whether `marks` holds something the marks file does not.
+    marks_dirty: bool,
+    /// Confirmations not yet in the ack log (the disk was full).
+    unlogged_acks: u64,
 }
 
 impl Spool {
@@ -185,8 +223,20 @@ impl Spool {
         stream: Stream,
         encode: impl FnOnce(Seq) -> Vec<u8>,
     ) -> Result<Seq, SpoolError> {
+        self.append_marked(stream, None, encode)
+    }
+
+    /// [`Spool::append`] with a source mark `(source, state)` in the same frame: the record and
+    /// where its source stood after reading it are written in one step, so a source that
+    /// resumes from [`Spool::mark`] never reads again what is spooled.
+    pub fn append_marked(
+        &mut self,
+        stream: Stream,
+        mark: Option<(&str, &str)>,
+        encode: impl FnOnce(Seq) -> Vec<u8>,
+    ) -> Result<Seq, SpoolError> {
         let seq = self.next_seq;
-        let frame = segment::frame(seq, stream, &encode(Seq(seq)));
+        let frame = segment::frame_marked(seq, stream, mark, &encode(Seq(seq)));
         let n = frame.len() as u64;
         let header = MAGIC.len() as u64;
         if n + header > self.opts.max_bytes {
@@ -236,6 +286,17 @@ impl Spool {
         if let Err(error) = written {
             // Leave no partial frame behind for the next append to follow.
             let _ = seg.file.set_len(offset);
+            if is_disk_full(&error) {
+                // Appends go to a new segment from now on, so that this one is deleted (and
+                // its space freed) as soon as its last record is confirmed.
+                let path = seg.path.clone();
+                let _ = self.seal_active();
+                return Err(SpoolError::Io {
+                    op: "append to segment",
+                    path,
+                    error,
+                });
+            }
             return Err(SpoolError::Io {
                 op: "append to segment",
                 path: seg.path.clone(),
@@ -256,7 +317,53 @@ impl Spool {
             },
         );
         self.next_seq += 1;
+        if let Some((key, state)) = mark {
+            self.marks.insert(key.to_owned(), (seq, state.to_owned()));
+            self.marks_dirty = true;
+            if let Some((group, _)) = key.split_once('#') {
+                self.bound_group(group);
+            }
+        }
         Ok(Seq(seq))
+    }
+
+    /// Keyed marks (`group#id`, one per request an HTTP client may retry) are kept at most
+    /// [`KEYED_MARKS`] per group; the oldest go first.
+    fn bound_group(&mut self, group: &str) {
+        let prefix = format!("{group}#");
+        let in_group = || {
+            self.marks
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+        };
+        if in_group().count() <= KEYED_MARKS {
+            return;
+        }
+        let mut keyed: Vec<(u64, String)> = self
+            .marks
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, (seq, _))| (*seq, k.clone()))
+            .collect();
+        keyed.sort_unstable();
+        for (_, k) in &keyed[..keyed.len() - KEYED_MARKS] {
+            self.marks.remove(k);
+        }
+    }
+
+    /// Every source's latest mark, with the seq of the record that carried it.
+    pub fn marks(&self) -> std::collections::BTreeMap<String, (Seq, String)> {
+        self.marks
+            .iter()
+            .map(|(k, (seq, state))| (k.clone(), (Seq(*seq), state.clone())))
+            .collect()
+    }
+
+    /// The latest mark of `source` and the seq of the record that carried it.
+    pub fn mark(&self, source: &str) -> Option<(Seq, &str)> {
+        self.marks
+            .get(source)
+            .map(|(seq, state)| (Seq(*seq), state.as_str()))
     }
 
     /// Marks `seq` confirmed by the collector. Returns whether it was pending (an ack for a
@@ -267,12 +374,19 @@ impl Spool {
             return Ok(false);
         };
         if let Err(error) = self.ack_log.write_all(&segment::ack_entry(seq.0)) {
-            self.pending.insert(seq.0, loc);
-            return Err(SpoolError::Io {
-                op: "append to ack log",
-                path: self.dir.join(ACK_LOG),
-                error,
-            });
+            if !is_disk_full(&error) {
+                self.pending.insert(seq.0, loc);
+                return Err(SpoolError::Io {
+                    op: "append to ack log",
+                    path: self.dir.join(ACK_LOG),
+                    error,
+                });
+            }
+            // A full disk: the confirmation is kept in memory, and written with the next
+            // compaction of the ack log (after a segment is deleted, which frees space). Lost
+            // in a crash meanwhile, it only makes the agent send the batch again, which the
+            // collector drops as a duplicate.
+            self.unlogged_acks += 1;
         }
         let seg = self
             .segments
@@ -337,7 +451,22 @@ impl Spool {
         Seq(self.next_seq)
     }
 
-    /// Records dropped by the overflow policy since open.
+    /// Moves the next sequence number up to `next` (the collector's ack says it has stored
+    /// numbers up to `next - 1`: this agent's counter is behind, its spool lost or reset).
+    /// The floor is written first, and appends go to a new segment, so the numbering survives
+    /// a restart and a segment's numbers stay close together. Returns whether it moved.
+    pub fn advance_to(&mut self, next: Seq) -> Result<bool, SpoolError> {
+        if next.0 <= self.next_seq {
+            return Ok(false);
+        }
+        segment::write_atomic(&self.dir, NEXT_SEQ, &segment::ack_entry(next.0))?;
+        self.floor_written = next.0;
+        self.seal_active()?;
+        self.next_seq = next.0;
+        Ok(true)
+    }
+
+    /// Records dropped by the overflow policy in this spool's life (kept across restarts).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -410,6 +539,14 @@ impl Spool {
         }
         self.dropped += lost.len() as u64;
         if !lost.is_empty() {
+            // Kept across restarts, so the count never starts again at zero.
+            if let Err(e) = segment::write_atomic(
+                &self.dir,
+                segment::DROPPED,
+                &segment::ack_entry(self.dropped),
+            ) {
+                warn!(message = "Cannot save the count of dropped batches.", error = %e);
+            }
             warn!(
                 message = "Spool full: oldest unconfirmed batches dropped.",
                 dropped = lost.len(),
@@ -422,11 +559,25 @@ impl Spool {
         self.delete_segment(id)
     }
 
-    /// Deletes a segment file: first the next-seq floor, then the file, then a compacted ack log.
+    /// Deletes a segment file: first the next-seq floor and the source marks, then the file,
+    /// then a compacted ack log.
     fn delete_segment(&mut self, id: u64) -> Result<(), SpoolError> {
         if self.floor_written < self.next_seq {
-            segment::write_atomic(&self.dir, NEXT_SEQ, &segment::ack_entry(self.next_seq))?;
+            segment::write_floor(&self.dir, self.next_seq)?;
             self.floor_written = self.next_seq;
+        }
+        if self.marks_dirty {
+            let json = serde_json::to_vec(&self.marks).expect("marks serialize");
+            match segment::write_atomic(&self.dir, segment::MARKS, &json) {
+                Ok(()) => self.marks_dirty = false,
+                // Kept in memory and written at the next deletion; the records that carry
+                // them stay on disk until then only if this segment is not theirs, so a crash
+                // now makes a source resume from its own state file.
+                Err(e) if e.is_disk_full() => {
+                    warn!(message = "Disk full: source marks not saved yet; will retry.", error = %e)
+                }
+                Err(e) => return Err(e),
+            }
         }
         if let Some(seg) = self.segments.remove(&id) {
             if self.active == Some(id) {
@@ -436,7 +587,14 @@ impl Spool {
             drop(seg.file);
             fs::remove_file(&seg.path).map_err(io_err("remove segment", &seg.path))?;
         }
-        self.compact_ack_log()
+        match self.compact_ack_log() {
+            // The old ack log stays: it names more than it must, which is harmless.
+            Err(e) if e.is_disk_full() => {
+                warn!(message = "Disk full: the ack log is compacted later.", error = %e);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Rewrites the ack log to name only confirmed records of remaining segments.
@@ -450,6 +608,7 @@ impl Spool {
             }
         }
         segment::write_atomic(&self.dir, ACK_LOG, &bytes)?;
+        self.unlogged_acks = 0;
         let path = self.dir.join(ACK_LOG);
         self.ack_log = OpenOptions::new()
             .append(true)

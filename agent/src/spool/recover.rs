@@ -59,7 +59,10 @@ impl Spool {
             next_seq: 1,
             floor_written: floor,
             bytes: 0,
-            dropped: 0,
+            dropped: segment::read_dropped(dir),
+            marks: read_marks(dir),
+            marks_dirty: false,
+            unlogged_acks: 0,
         };
         let mut max_seq = 0;
         for (id, path) in list_segments(dir)? {
@@ -86,6 +89,12 @@ impl Spool {
             }
             let mut live = 0;
             for r in &scan.records {
+                if let Some((key, state)) = &r.mark {
+                    if spool.marks.get(key).is_none_or(|(s, _)| *s < r.seq) {
+                        spool.marks.insert(key.clone(), (r.seq, state.clone()));
+                        spool.marks_dirty = true;
+                    }
+                }
                 if !acked.contains(&r.seq) {
                     live += 1;
                     spool.pending.insert(
@@ -114,6 +123,18 @@ impl Spool {
             );
         }
         spool.next_seq = 1.max(floor).max(max_seq + 1).max(max_acked + 1);
+        // The floor file exists from the start, so that on a full disk it can be overwritten
+        // in place (see `segment::write_floor`). Without room now, it is written later.
+        if !dir.join(segment::NEXT_SEQ).exists() {
+            match segment::write_atomic(dir, segment::NEXT_SEQ, &segment::ack_entry(spool.next_seq))
+            {
+                Ok(()) => spool.floor_written = spool.next_seq,
+                Err(e) if e.is_disk_full() => {
+                    warn!(message = "Disk full at start; the spool opens anyway and waits for acks to free space.", error = %e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let done: Vec<u64> = spool
             .segments
             .iter()
@@ -130,6 +151,18 @@ impl Spool {
             next_seq = spool.next_seq
         );
         Ok(spool)
+    }
+}
+
+/// The source marks kept when their segments were deleted; none if the file is missing or
+/// unreadable (the sources then fall back to their own state files).
+fn read_marks(dir: &Path) -> BTreeMap<String, (u64, String)> {
+    match fs::read(dir.join(segment::MARKS)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            warn!(message = "Spool marks file unreadable; sources resume from their own state files.", error = %e);
+            BTreeMap::new()
+        }),
+        Err(_) => BTreeMap::new(),
     }
 }
 
@@ -161,6 +194,7 @@ pub fn inspect(dir: &Path) -> Result<SpoolStats, SpoolError> {
         .max(segment::read_next_seq(dir))
         .max(max_seq + 1)
         .max(max_acked + 1);
+    stats.dropped = segment::read_dropped(dir);
     Ok(stats)
 }
 

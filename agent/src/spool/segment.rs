@@ -24,6 +24,12 @@ pub const ACK_ENTRY: usize = 12;
 pub const ACK_LOG: &str = "acks.log";
 /// The next-seq file's name.
 pub const NEXT_SEQ: &str = "next_seq";
+/// The file holding how many records the overflow policy ever dropped.
+pub const DROPPED: &str = "dropped";
+/// The source-marks file's name.
+pub const MARKS: &str = "marks.json";
+/// The stream byte's flag for a record that carries a source mark.
+const MARKED: u8 = 0x80;
 
 pub(super) fn io_err<'a>(
     op: &'static str,
@@ -65,13 +71,37 @@ fn byte_stream(b: u8) -> Option<Stream> {
 }
 
 /// One framed record, ready to be written with a single `write_all`.
+#[cfg(test)]
 pub fn frame(seq: u64, stream: Stream, payload: &[u8]) -> Vec<u8> {
-    let body_len = BODY_HEADER + payload.len();
+    frame_marked(seq, stream, None, payload)
+}
+
+/// One framed record, ready to be written with a single `write_all`, optionally carrying a source mark `(source, state)`: where the source stood once
+/// this record's data was read, written in the same frame so that the two are never apart.
+/// Layout after the stream byte (flagged `0x80`): `key_len: u16 LE | key | state_len: u32 LE |
+/// state | payload`.
+pub fn frame_marked(
+    seq: u64,
+    stream: Stream,
+    mark: Option<(&str, &str)>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mark_len = mark.map_or(0, |(k, v)| 6 + k.len() + v.len());
+    let body_len = BODY_HEADER + mark_len + payload.len();
     let mut out = Vec::with_capacity(FRAME_HEADER as usize + body_len);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
-    out.push(stream_byte(stream));
+    match mark {
+        None => out.push(stream_byte(stream)),
+        Some((key, state)) => {
+            out.push(stream_byte(stream) | MARKED);
+            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&(state.len() as u32).to_le_bytes());
+            out.extend_from_slice(state.as_bytes());
+        }
+    }
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(&out[FRAME_HEADER as usize..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -79,10 +109,12 @@ pub fn frame(seq: u64, stream: Stream, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A record found by a scan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Found {
     pub seq: u64,
     pub stream: Stream,
+    /// The source mark it carries, if any.
+    pub mark: Option<(String, String)>,
     /// Offset of the frame in the file.
     pub offset: u64,
     /// Length of the whole frame.
@@ -100,8 +132,19 @@ pub struct Scan {
 }
 
 /// Parses one frame at the start of `buf`: `Some((seq, stream, payload, frame_len))` or `None`
-/// if the bytes are torn or corrupt.
+/// if the bytes are torn or corrupt. A source mark is skipped.
 pub fn parse_frame(buf: &[u8]) -> Option<(u64, Stream, &[u8], u64)> {
+    parse_frame_marked(buf).map(|(seq, stream, _, payload, len)| (seq, stream, payload, len))
+}
+
+/// A record's source mark, as `(source, state)`.
+pub type Mark<'a> = (&'a str, &'a str);
+
+/// A parsed frame: seq, stream, source mark, payload, frame length.
+pub type Parsed<'a> = (u64, Stream, Option<Mark<'a>>, &'a [u8], u64);
+
+/// [`parse_frame`], with the record's source mark.
+pub fn parse_frame_marked(buf: &[u8]) -> Option<Parsed<'_>> {
     let header = buf.get(..FRAME_HEADER as usize)?;
     let len = u32::from_le_bytes(header[..4].try_into().ok()?);
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
@@ -113,8 +156,19 @@ pub fn parse_frame(buf: &[u8]) -> Option<(u64, Stream, &[u8], u64)> {
         return None;
     }
     let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
-    let stream = byte_stream(body[8])?;
-    Some((seq, stream, &body[BODY_HEADER..], FRAME_HEADER + len as u64))
+    let stream = byte_stream(body[8] & !MARKED)?;
+    let mut rest = &body[BODY_HEADER..];
+    let mut mark = None;
+    if body[8] & MARKED != 0 {
+        let key_len = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+        let key = std::str::from_utf8(rest.get(2..2 + key_len)?).ok()?;
+        rest = &rest[2 + key_len..];
+        let state_len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let state = std::str::from_utf8(rest.get(4..4 + state_len)?).ok()?;
+        rest = &rest[4 + state_len..];
+        mark = Some((key, state));
+    }
+    Some((seq, stream, mark, rest, FRAME_HEADER + len as u64))
 }
 
 /// Reads every good frame of a segment; stops at the first torn or corrupt one, or at a
@@ -142,7 +196,7 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
     let mut offset = MAGIC.len();
     let mut records = Vec::new();
     let mut last = None;
-    while let Some((seq, stream, _, len)) = parse_frame(&bytes[offset..]) {
+    while let Some((seq, stream, mark, _, len)) = parse_frame_marked(&bytes[offset..]) {
         if last.is_some_and(|l| seq <= l) {
             break;
         }
@@ -150,6 +204,7 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
         records.push(Found {
             seq,
             stream,
+            mark: mark.map(|(k, v)| (k.to_owned(), v.to_owned())),
             offset: offset as u64,
             len,
         });
@@ -162,7 +217,8 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
     })
 }
 
-/// Creates a new segment file holding only the magic header.
+/// Creates a new segment file holding only the magic header. On failure (a full disk) no
+/// file is left behind, so the next attempt can create it.
 pub fn create_segment(path: &Path, fsync: bool) -> Result<File, SpoolError> {
     let mut f = OpenOptions::new()
         .read(true)
@@ -170,12 +226,41 @@ pub fn create_segment(path: &Path, fsync: bool) -> Result<File, SpoolError> {
         .create_new(true)
         .open(path)
         .map_err(io_err("create segment", path))?;
-    f.write_all(MAGIC)
-        .map_err(io_err("write segment header", path))?;
-    if fsync {
-        f.sync_data().map_err(io_err("fsync segment", path))?;
+    let written = f
+        .write_all(MAGIC)
+        .map_err(io_err("write segment header", path))
+        .and_then(|()| {
+            if fsync {
+                f.sync_data().map_err(io_err("fsync segment", path))
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(e) = written {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return Err(e);
     }
     Ok(f)
+}
+
+/// Writes the next-seq floor: atomically when the disk has room; on a full disk, over the
+/// existing file in place (12 bytes, no new block), so that deleting a segment, which is what
+/// frees space, never waits for space.
+pub fn write_floor(dir: &Path, next_seq: u64) -> Result<(), SpoolError> {
+    let entry = ack_entry(next_seq);
+    match write_atomic(dir, NEXT_SEQ, &entry) {
+        Err(e) if e.is_disk_full() => {
+            let path = dir.join(NEXT_SEQ);
+            let tmp = dir.join(format!("{NEXT_SEQ}.tmp"));
+            let _ = fs::remove_file(&tmp);
+            let mut f = OpenOptions::new().write(true).open(&path).map_err(|_| e)?;
+            f.write_all(&entry)
+                .and_then(|()| f.sync_data())
+                .map_err(io_err("overwrite", &path))
+        }
+        other => other,
+    }
 }
 
 /// The sequence numbers in an ack log; a torn or corrupt tail ends the read. Also returns the
@@ -226,7 +311,16 @@ pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 
 /// The value of the next-seq file, or 0 if it is missing or unreadable (it is only a floor).
 pub fn read_next_seq(dir: &Path) -> u64 {
-    let Ok(bytes) = fs::read(dir.join(NEXT_SEQ)) else {
+    read_entry(dir, NEXT_SEQ)
+}
+
+/// The count of records ever dropped (0 when there is no file).
+pub fn read_dropped(dir: &Path) -> u64 {
+    read_entry(dir, DROPPED)
+}
+
+fn read_entry(dir: &Path, name: &str) -> u64 {
+    let Ok(bytes) = fs::read(dir.join(name)) else {
         return 0;
     };
     if bytes.len() != ACK_ENTRY {
@@ -258,6 +352,31 @@ mod tests {
             let mut bad = f.clone();
             bad[i] ^= 0x40;
             assert!(parse_frame(&bad).is_none(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn a_marked_frame_carries_its_mark_and_any_damage_is_detected() {
+        let f = frame_marked(
+            7,
+            Stream::Readings,
+            Some(("file:s", "{\"offset\":9}")),
+            b"{}",
+        );
+        let (seq, stream, mark, payload, len) = parse_frame_marked(&f).unwrap();
+        assert_eq!(
+            (seq, stream, mark, payload, len),
+            (
+                7,
+                Stream::Readings,
+                Some(("file:s", "{\"offset\":9}")),
+                &b"{}"[..],
+                f.len() as u64
+            )
+        );
+        assert_eq!(parse_frame(&f).unwrap().2, b"{}", "the payload alone");
+        for cut in 0..f.len() {
+            assert!(parse_frame_marked(&f[..cut]).is_none(), "torn at {cut}");
         }
     }
 

@@ -197,6 +197,12 @@ fn overflow_drops_the_oldest_segment_and_counts_its_unconfirmed_records() {
     let spool = Spool::open(dir.path(), opts(2000, 500)).unwrap();
     assert_eq!(pending(&spool), left);
     assert_eq!(spool.next_seq(), Seq(41));
+    assert_eq!(
+        spool.dropped(),
+        stats.dropped,
+        "the count survives a restart"
+    );
+    assert_eq!(inspect(dir.path()).unwrap().dropped, stats.dropped);
 }
 
 #[test]
@@ -262,7 +268,6 @@ proptest! {
         let mut spool = Spool::open(dir.path(), o).unwrap();
         let mut appended: Vec<u64> = Vec::new();
         let mut acked: BTreeSet<u64> = BTreeSet::new();
-        let mut dropped = 0u64;
         for op in ops {
             match op {
                 Op::Append(size) => {
@@ -278,14 +283,14 @@ proptest! {
                 }
                 Op::Ack(_) => {}
                 Op::Reopen => {
-                    dropped += spool.dropped();
                     drop(spool);
                     spool = Spool::open(dir.path(), o).unwrap();
                 }
             }
             let now = pending(&spool);
             let expected: Vec<u64> = appended.iter().copied().filter(|s| !acked.contains(s)).collect();
-            let total_dropped = dropped + spool.dropped();
+            // The count of dropped records survives a reopen.
+            let total_dropped = spool.dropped();
             prop_assert_eq!(now.len() as u64 + total_dropped, expected.len() as u64);
             // What is missing was dropped, and dropping takes the oldest.
             let missing: Vec<u64> = expected.iter().copied().filter(|s| !now.contains(s)).collect();
@@ -299,4 +304,66 @@ proptest! {
             prop_assert_eq!(spool.read(Seq(s)).unwrap().unwrap().payload.starts_with(format!("{{\"seq\":{s}}}").as_bytes()), true);
         }
     }
+}
+
+#[test]
+fn the_collectors_next_moves_the_counter_up_and_the_move_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    append(&mut spool, 10);
+    append(&mut spool, 10);
+    assert!(!spool.advance_to(Seq(2)).unwrap(), "never backwards");
+    assert!(spool.advance_to(Seq(500)).unwrap());
+    assert_eq!(append(&mut spool, 10), Seq(500));
+    assert_eq!(pending(&spool), vec![1, 2, 500]);
+    for s in [1, 2, 500] {
+        spool.ack(Seq(s)).unwrap();
+    }
+    drop(spool);
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.next_seq(), Seq(501));
+    // Advancing with nothing appended since still survives.
+    drop(spool);
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    spool.advance_to(Seq(900)).unwrap();
+    drop(spool);
+    assert_eq!(Spool::open(dir.path(), big()).unwrap().next_seq(), Seq(900));
+}
+
+#[test]
+fn a_sources_mark_survives_a_restart_whether_its_segment_is_kept_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    let s1 = spool
+        .append_marked(Stream::Readings, Some(("file:a", "one")), |s| {
+            payload(s, 10)
+        })
+        .unwrap();
+    spool
+        .append_marked(Stream::Readings, Some(("file:a", "two")), |s| {
+            payload(s, 10)
+        })
+        .unwrap();
+    append(&mut spool, 10);
+    assert_eq!(spool.mark("file:a"), Some((Seq(2), "two")));
+    drop(spool);
+    // Kept in the segment, read back by the scan.
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.mark("file:a"), Some((Seq(2), "two")));
+    assert_eq!(spool.mark("file:b"), None);
+    // Confirmed and deleted: the marks file keeps it.
+    for s in [s1.0, 2, 3] {
+        spool.ack(Seq(s)).unwrap();
+    }
+    append(&mut spool, 10); // a new segment; the old one goes
+    spool.ack(Seq(4)).unwrap();
+    drop(spool);
+    drop(Spool::open(dir.path(), big()).unwrap());
+    assert!(
+        segment_files(dir.path()).is_empty(),
+        "every segment confirmed and gone"
+    );
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(spool.mark("file:a"), Some((Seq(2), "two")));
+    assert_eq!(spool.pending_len(), 0);
 }

@@ -7,16 +7,19 @@ use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use spotcheck_protocol::{AgentId, Batch, Seq, UnixMillis};
+use spotcheck_protocol::{
+    AgentId, Batch, Checked, Domain, EntityId, Seq, Stream, Topic, UnixMillis,
+};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
+use super::bound::{LogLimit, LogLine};
 use super::order::{Admit, HeldBatch, Sequencer};
 use super::source::BrokerAck;
 use super::validate::Verdict;
 use crate::health::{Alive, Health, Part};
 use crate::rulebook::Rulebook;
-use crate::store::writer::{Item, Outcome};
+use crate::store::writer::{DeadLetter, Item, Outcome, SEQ_REUSED};
 use crate::store::Writer;
 use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
@@ -37,6 +40,9 @@ pub struct Committed {
     pub acks: Vec<BrokerAck>,
     /// Per agent, the sequence numbers now safe in the store (or in the dead-letter table).
     pub confirmations: BTreeMap<AgentId, Vec<Seq>>,
+    /// Per confirmed agent, one above the highest sequence number stored from it (the ack's
+    /// `next`), where known.
+    pub next: BTreeMap<AgentId, Seq>,
 }
 
 /// Settings of the commit stage.
@@ -52,6 +58,10 @@ pub struct CommitConfig {
     pub hold_for: Duration,
     /// Most batches kept back at once.
     pub max_held: usize,
+    /// Most batches of one agent kept back at once.
+    pub max_held_per_agent: usize,
+    /// Dead letters older than this are deleted.
+    pub dead_letter_retention: Duration,
 }
 
 /// The rule engine's place in the commit stage: every batch stored for the first time runs
@@ -95,11 +105,21 @@ pub fn spawn(
             let mut last_tick = Instant::now();
             let mut rules_version = rules.as_ref().map(|r| r.rulebook.version());
             let mut pending = Vec::with_capacity(cfg.max_commit);
-            let mut order = Sequencer::new(cfg.hold_for, cfg.max_held);
+            // Rejections found here (reused seqs, batches let go) log like the sources' do.
+            let mut log = LogLimit::new(Duration::from_secs(60), 10);
+            let mut order = Sequencer::new(cfg.hold_for, cfg.max_held, cfg.max_held_per_agent);
             loop {
-                let wait = rules
+                let tick_in = rules
                     .as_ref()
                     .map(|r| r.tick.saturating_sub(last_tick.elapsed()));
+                // Kept-back batches are let go on time even if nothing else arrives.
+                let expire_in = order
+                    .next_expiry()
+                    .map(|t| t.saturating_duration_since(Instant::now()));
+                let wait = match (tick_in, expire_in) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let first = match wait {
                     None => rx.blocking_recv(),
                     Some(wait) => {
@@ -109,11 +129,31 @@ pub fn spawn(
                         {
                             Ok(v) => v,
                             Err(_) => {
-                                // Nothing arrived within a tick: evaluate the clock-driven rules.
-                                if let Some(r) = rules.as_mut() {
-                                    tick(&mut writer, r, &stats, ticker.as_ref());
+                                if order.next_expiry().is_some_and(|t| t <= Instant::now()) {
+                                    let committed = commit_with_retry(
+                                        &mut writer,
+                                        rules.as_mut(),
+                                        &mut order,
+                                        &mut pending,
+                                        &stats,
+                                        &alive,
+                                        &mut log,
+                                    );
+                                    if tx.blocking_send(committed).is_err() {
+                                        error!(
+                                            message =
+                                                "Confirm stage is gone; stopping commit stage."
+                                        );
+                                        return;
+                                    }
                                 }
-                                last_tick = Instant::now();
+                                // Evaluate the clock-driven rules when their tick is due.
+                                if let Some(r) = rules.as_mut() {
+                                    if last_tick.elapsed() >= r.tick {
+                                        tick(&mut writer, r, &stats, ticker.as_ref());
+                                        last_tick = Instant::now();
+                                    }
+                                }
                                 continue;
                             }
                         }
@@ -142,6 +182,7 @@ pub fn spawn(
                     &mut pending,
                     &stats,
                     &alive,
+                    &mut log,
                 );
                 if tx.blocking_send(committed).is_err() {
                     error!(message = "Confirm stage is gone; stopping commit stage.");
@@ -154,7 +195,7 @@ pub fn spawn(
                     }
                 }
                 if last_prune.is_none_or(|t| t.elapsed() >= cfg.prune_every) {
-                    prune(&mut writer, cfg.retention);
+                    prune(&mut writer, cfg.retention, cfg.dead_letter_retention);
                     last_prune = Some(Instant::now());
                 }
             }
@@ -196,9 +237,11 @@ fn reload(writer: &mut Writer, r: &mut RuleStage) {
     }
 }
 
-fn prune(writer: &mut Writer, retention: Duration) {
-    let before = UnixMillis(UnixMillis::now().0 - retention.as_millis() as i64);
-    match writer.prune(before) {
+fn prune(writer: &mut Writer, retention: Duration, dead_letters: Duration) {
+    let now = UnixMillis::now().0;
+    let before = UnixMillis(now - retention.as_millis() as i64);
+    let dead_before = UnixMillis(now - dead_letters.as_millis() as i64);
+    match writer.prune(before, dead_before) {
         Ok(0) => {}
         Ok(n) => info!(message = "Retention removed old raw data.", rows = n),
         Err(e) => error!(message = "Retention failed; will retry.", error = %e),
@@ -206,10 +249,19 @@ fn prune(writer: &mut Writer, retention: Duration) {
 }
 
 /// Puts each accepted batch through the sequencer: those behind a gap become
-/// [`Verdict::KeptBack`] (acknowledged to the broker, not stored, not confirmed). Returns the
-/// kept-back batches whose turn has now come.
-fn sequence(writer: &Writer, order: &mut Sequencer, pending: &mut [Validated]) -> Vec<HeldBatch> {
-    order.expire();
+/// [`Verdict::KeptBack`] (acknowledged to the broker, not stored, not confirmed), or dead
+/// letters without a seq when there is no room. Returns the kept-back batches whose turn has
+/// now come, and those that waited too long, as dead letters.
+fn sequence(
+    writer: &Writer,
+    order: &mut Sequencer,
+    pending: &mut [Validated],
+) -> (Vec<HeldBatch>, Vec<DeadLetter>) {
+    let expired: Vec<DeadLetter> = order
+        .expire()
+        .into_iter()
+        .map(|(h, reason)| let_go(&h.entity, h.domain, h.batch.get(), "gap_not_filled", reason))
+        .collect();
     for v in pending.iter_mut() {
         if !matches!(v.verdict, Verdict::Accept { .. }) {
             continue;
@@ -230,6 +282,10 @@ fn sequence(writer: &Writer, order: &mut Sequencer, pending: &mut [Validated]) -
                     batch,
                 }
             }
+            Ok((Admit::Full(reason), Some(batch))) => {
+                v.verdict =
+                    Verdict::Reject(let_go(&entity, domain, batch.get(), "held_full", reason));
+            }
             Ok(_) => {}
             Err(e) => {
                 // Cannot tell what is stored: keep it back; the agent sends it again.
@@ -237,7 +293,36 @@ fn sequence(writer: &Writer, order: &mut Sequencer, pending: &mut [Validated]) -
             }
         }
     }
-    order.release()
+    (order.release(), expired)
+}
+
+/// A batch the sequencer could not keep, as a dead letter without its seq: counted and kept
+/// with its reason, not confirmed (the agent still holds it and sends it again).
+fn let_go(
+    entity: &EntityId,
+    domain: Domain,
+    batch: &Batch,
+    code: &'static str,
+    reason: String,
+) -> DeadLetter {
+    DeadLetter {
+        topic: Topic::batch(
+            match batch {
+                Batch::Readings(_) => Stream::Readings,
+                Batch::Events(_) => Stream::Events,
+            },
+            domain,
+            entity.clone(),
+            batch.agent().clone(),
+        )
+        .to_string(),
+        agent: Some(batch.agent().clone()),
+        seq: None,
+        code,
+        reason,
+        payload: batch.encode(),
+        items: batch.len() as u64,
+    }
 }
 
 fn commit_with_retry(
@@ -247,8 +332,10 @@ fn commit_with_retry(
     pending: &mut Vec<Validated>,
     stats: &Stats,
     alive: &Alive,
+    log: &mut LogLimit,
 ) -> Committed {
-    let released = sequence(writer, order, pending);
+    let (released, expired) = sequence(writer, order, pending);
+    let gaps = order.take_abandoned();
     stats.batches_kept_back.set(order.held() as i64);
     let items: Vec<Item<'_>> = pending
         .iter()
@@ -263,12 +350,18 @@ fn commit_with_retry(
                 batch,
             }),
             Verdict::Reject(d) => Some(Item::DeadLetter(d)),
-            Verdict::Status { .. } | Verdict::KeptBack => None,
+            Verdict::Status { .. } | Verdict::KeptBack | Verdict::OverQuota { .. } => None,
         })
         .chain(released.iter().map(|h| Item::Batch {
             entity: &h.entity,
             domain: h.domain,
             batch: &h.batch,
+        }))
+        .chain(expired.iter().map(Item::DeadLetter))
+        .chain(gaps.iter().map(|(agent, first, last)| Item::Gap {
+            agent,
+            first: *first,
+            last: *last,
         }))
         .collect();
     let mut backoff = Duration::from_millis(100);
@@ -312,16 +405,22 @@ fn commit_with_retry(
         match &v.verdict {
             Verdict::Accept { batch, .. } => {
                 let b = batch.get();
-                count_stored(stats, b, outcomes.next());
+                count_stored(stats, batch, outcomes.next(), log);
                 confirm(&mut committed, b.agent(), b.seq());
             }
             Verdict::Reject(d) => {
                 outcomes.next();
                 stats.reject(d.code, d.items);
+                if d.code == "held_full" {
+                    if let LogLine::Log { suppressed } = log.allow(d.code, Instant::now()) {
+                        tracing::warn!(message = "Batch behind a gap not kept back (no room); kept as a dead letter, not confirmed.", agent = ?d.agent.as_ref().map(|a| a.as_str()), reason = %d.reason, suppressed);
+                    }
+                }
                 if let (Some(agent), Some(seq)) = (&d.agent, d.seq) {
                     confirm(&mut committed, agent, seq);
                 }
             }
+            Verdict::OverQuota { code, items, .. } => stats.reject(code, *items),
             Verdict::Status { .. } | Verdict::KeptBack => {}
         }
         if v.ack != BrokerAck::Nothing {
@@ -330,20 +429,60 @@ fn commit_with_retry(
     }
     for h in &released {
         let b = h.batch.get();
-        count_stored(stats, b, outcomes.next());
+        count_stored(stats, &h.batch, outcomes.next(), log);
         confirm(&mut committed, b.agent(), b.seq());
+    }
+    for d in &expired {
+        outcomes.next();
+        stats.reject(d.code, d.items);
+        if let LogLine::Log { suppressed } = log.allow(d.code, Instant::now()) {
+            tracing::warn!(message = "Kept-back batch let go; kept as a dead letter, not confirmed.", agent = ?d.agent.as_ref().map(|a| a.as_str()), reason = %d.reason, suppressed);
+        }
+    }
+    for (agent, first, last) in &gaps {
+        if let Some(Outcome::Gap(n)) = outcomes.next() {
+            if n > 0 {
+                stats
+                    .batches_given_up
+                    .get_or_create(&crate::telemetry::AgentLabel {
+                        agent: agent.to_string(),
+                    })
+                    .inc_by(n);
+                if let LogLine::Log { suppressed } = log.allow("seq_gap", Instant::now()) {
+                    tracing::warn!(message = "An agent gave up batches that were never stored (its spool overflowed?); recorded in seq_gaps.", %agent, first, last, batches = n, suppressed);
+                }
+            }
+        }
+    }
+    for agent in committed.confirmations.keys() {
+        if let Some(next) = order.next(writer.connection(), agent) {
+            committed.next.insert(agent.clone(), next);
+        }
     }
     committed
 }
 
-fn count_stored(stats: &Stats, b: &Batch, outcome: Option<Outcome>) {
+fn count_stored(
+    stats: &Stats,
+    checked: &Checked<Batch>,
+    outcome: Option<Outcome>,
+    log: &mut LogLimit,
+) {
+    let b = checked.get();
     match outcome {
         Some(Outcome::Stored) => {
             stats.batches_committed.inc();
+            stats.readings_out_of_range.inc_by(checked.flagged() as u64);
             match b {
                 Batch::Readings(r) => stats.readings_ingested.inc_by(r.readings.len() as u64),
                 Batch::Events(e) => stats.events_ingested.inc_by(e.events.len() as u64),
             };
+        }
+        Some(Outcome::SeqReused) => {
+            stats.reject(SEQ_REUSED, b.len() as u64);
+            if let LogLine::Log { suppressed } = log.allow(SEQ_REUSED, Instant::now()) {
+                tracing::warn!(message = "Sequence number reused with different content; kept as a dead letter.", agent = %b.agent(), seq = b.seq().0, suppressed);
+            }
         }
         _ => {
             stats.duplicates_dropped.inc();

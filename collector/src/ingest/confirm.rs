@@ -64,7 +64,8 @@ async fn run_mqtt(clients: Vec<AsyncClient>, mut rx: mpsc::Receiver<Committed>, 
             }
         }
         for (agent, seqs) in c.confirmations {
-            if let Some((topic, payload)) = confirmation(&auth, agent, seqs) {
+            let next = c.next.get(&agent).copied();
+            if let Some((topic, payload)) = confirmation(&auth, agent, seqs, next) {
                 let _ = senders[0].send(Outgoing::Confirmation { topic, payload });
             }
         }
@@ -101,7 +102,8 @@ async fn forward(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<Outgoing>)
 fn run_in_process(mut tx: LinkTx, mut rx: mpsc::Receiver<Committed>, auth: Auth) {
     while let Some(c) = rx.blocking_recv() {
         for (agent, seqs) in c.confirmations {
-            let Some((topic, payload)) = confirmation(&auth, agent, seqs) else {
+            let next = c.next.get(&agent).copied();
+            let Some((topic, payload)) = confirmation(&auth, agent, seqs, next) else {
                 continue;
             };
             if let Err(e) = tx.publish(topic, payload) {
@@ -113,12 +115,18 @@ fn run_in_process(mut tx: LinkTx, mut rx: mpsc::Receiver<Committed>, auth: Auth)
 
 /// The topic and signed payload of `agent`'s confirmation; none for an agent without a live key
 /// when authentication is required.
-fn confirmation(auth: &Auth, agent: AgentId, seqs: Vec<Seq>) -> Option<(String, Vec<u8>)> {
+fn confirmation(
+    auth: &Auth,
+    agent: AgentId,
+    seqs: Vec<Seq>,
+    next: Option<Seq>,
+) -> Option<(String, Vec<u8>)> {
     let topic = Topic::Ack {
         agent: agent.clone(),
     }
     .to_string();
-    let ack = Ack::new(agent, seqs);
+    let mut ack = Ack::new(agent, seqs);
+    ack.next = next;
     let payload = auth.table.with_key(&ack.agent, |k| match k {
         KeyLookupRef::Current(key) => Some(ack.encode_signed(key)),
         KeyLookupRef::Revoked | KeyLookupRef::None if auth.required => None,

@@ -16,6 +16,7 @@
 //! Every queue is bounded (about `ingest.queue` messages); a full queue makes the stage before
 //! it wait, so a slow disk ends up holding messages in the broker, never in unbounded memory.
 
+pub mod bound;
 pub mod commit;
 pub mod confirm;
 pub mod order;
@@ -97,6 +98,8 @@ pub struct IngestParts {
     /// Whether batches and statuses must carry their agent's MAC (acks are signed either way
     /// when the agent has a key).
     pub auth: validate::Auth,
+    /// Bytes of unconfirmed dead letters one source may add per day (`bound`).
+    pub dead_letter_quota_bytes: u64,
 }
 
 /// A running ingest pipeline.
@@ -126,6 +129,7 @@ impl Ingest {
             rules,
             health,
             auth,
+            dead_letter_quota_bytes,
         } = parts;
         // Counted in groups of up to CHUNK messages; under load groups fill up.
         let (val_tx, val_rx) = mpsc::channel::<Vec<Validated>>((queue / CHUNK).max(4));
@@ -136,6 +140,7 @@ impl Ingest {
             stats: stats.clone(),
             limits,
             auth: auth.clone(),
+            bounds: std::sync::Arc::new(bound::Bounds::new(dead_letter_quota_bytes)),
         };
         let stop = CancellationToken::new();
         let drained = CancellationToken::new();

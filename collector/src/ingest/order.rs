@@ -9,9 +9,13 @@
 //! otherwise, until the gap is filled.
 //!
 //! A kept-back batch has already been acknowledged to the broker and is not confirmed to its
-//! agent; it lives only in memory. Lost in a crash, or dropped when it waited longer than
-//! `hold_for` or when too many are waiting, it costs nothing: the agent still has it in its
-//! spool and sends it again. Batches without `after` (other clients) are stored on arrival.
+//! agent; it lives only in memory. Lost in a crash it costs nothing: the agent still has it in
+//! its spool and sends it again. Memory is bounded: at most `max_held` batches in all and
+//! `max_held_per_agent` per agent; a batch beyond either bound is refused at once, and one
+//! that waited `hold_for` is let go by the commit stage's timer (whether or not its agent
+//! sends anything else). Both become dead letters (`held_full`, `gap_not_filled`) without a
+//! sequence number, so they are counted and logged but not confirmed: the agent keeps the
+//! batch and sends it again. Batches without `after` (other clients) are stored on arrival.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +44,8 @@ pub enum Admit {
     Now,
     /// Kept back behind a gap.
     Held,
+    /// Behind a gap, but no room to keep it: the reason (the batch is handed back).
+    Full(String),
 }
 
 /// Per agent: the highest stored sequence number, and the batches waiting behind a gap.
@@ -50,19 +56,24 @@ pub struct Sequencer {
     held_count: usize,
     hold_for: Duration,
     max_held: usize,
+    max_per_agent: usize,
     dropped: u64,
+    abandoned: Vec<(AgentId, u64, u64)>,
 }
 
 impl Sequencer {
-    /// A sequencer that keeps a batch back at most `hold_for`, and at most `max_held` in all.
-    pub fn new(hold_for: Duration, max_held: usize) -> Sequencer {
+    /// A sequencer that keeps a batch back at most `hold_for`, at most `max_held` in all and
+    /// `max_per_agent` per agent.
+    pub fn new(hold_for: Duration, max_held: usize, max_per_agent: usize) -> Sequencer {
         Sequencer {
             high: HashMap::new(),
             held: HashMap::new(),
             held_count: 0,
             hold_for,
             max_held,
+            max_per_agent,
             dropped: 0,
+            abandoned: Vec::new(),
         }
     }
 
@@ -94,20 +105,40 @@ impl Sequencer {
     ) -> rusqlite::Result<(Admit, Option<Checked<Batch>>)> {
         let b = batch.get();
         let (agent, seq) = (b.agent().clone(), b.seq().0);
+        let high = self.high(conn, &agent)?;
         let Some(after) = b.after() else {
             self.stored(&agent, seq);
             return Ok((Admit::Now, Some(batch)));
         };
-        let high = self.high(conn, &agent)?;
+        // Nothing older is pending at the agent, yet numbers between the highest stored and
+        // `after` never came: the agent gave them up (its spool overflowed and dropped them,
+        // or they were dead-lettered).
+        if seq == after.0 && after.0 > high.saturating_add(1) {
+            self.abandoned.push((agent.clone(), high + 1, after.0 - 1));
+        }
         // Stored already (a duplicate, for the store to drop), next in line, or nothing older is
         // still pending at the agent.
-        if seq <= high + 1 || seq == after.0 {
+        if seq <= high.saturating_add(1) || seq == after.0 {
             self.stored(&agent, seq);
             return Ok((Admit::Now, Some(batch)));
         }
-        if self.held_count >= self.max_held {
+        let waiting = self.held.get(&agent).map_or(0, BTreeMap::len);
+        let already = self.held.get(&agent).is_some_and(|q| q.contains_key(&seq));
+        if !already && (self.held_count >= self.max_held || waiting >= self.max_per_agent) {
             self.dropped += 1;
-            return Ok((Admit::Held, None));
+            let reason = format!(
+                "batch {seq} waits for batches {}..{} of its agent, but {} (at most {} per agent, {} in all): not kept; the agent sends it again",
+                high.max(after.0.saturating_sub(1)).saturating_add(1),
+                seq - 1,
+                if waiting >= self.max_per_agent {
+                    format!("{waiting} of its batches already wait")
+                } else {
+                    format!("{} batches already wait", self.held_count)
+                },
+                self.max_per_agent,
+                self.max_held,
+            );
+            return Ok((Admit::Full(reason), Some(batch)));
         }
         let queue = self.held.entry(agent).or_default();
         if queue
@@ -127,6 +158,13 @@ impl Sequencer {
         Ok((Admit::Held, None))
     }
 
+    /// One above the highest sequence number stored from `agent` (an ack's `next`); `None`
+    /// if the store cannot say, or nothing could follow `u64::MAX`.
+    pub fn next(&mut self, conn: &Connection, agent: &AgentId) -> Option<spotcheck_protocol::Seq> {
+        let high = self.high(conn, agent).ok()?;
+        high.checked_add(1).map(spotcheck_protocol::Seq)
+    }
+
     fn stored(&mut self, agent: &AgentId, seq: u64) {
         let h = self.high.entry(agent.clone()).or_insert(0);
         *h = (*h).max(seq);
@@ -141,7 +179,7 @@ impl Sequencer {
             while let Some(entry) = queue.first_entry() {
                 let seq = *entry.key();
                 let after = entry.get().batch.get().after().map_or(seq, |a| a.0);
-                if seq <= *high + 1 || seq == after {
+                if seq <= high.saturating_add(1) || seq == after {
                     *high = (*high).max(seq);
                     out.push(entry.remove());
                     self.held_count -= 1;
@@ -154,19 +192,48 @@ impl Sequencer {
         out
     }
 
-    /// Drops batches kept back longer than `hold_for` (their agents will send them again);
-    /// returns how many.
-    pub fn expire(&mut self) -> usize {
-        let before = self.held_count;
+    /// Lets go of the batches kept back `hold_for` or longer (their agents will send them
+    /// again) and returns them, each with the reason.
+    pub fn expire(&mut self) -> Vec<(HeldBatch, String)> {
         let hold_for = self.hold_for;
-        for queue in self.held.values_mut() {
-            queue.retain(|_, h| h.since.elapsed() < hold_for);
+        let mut out = Vec::new();
+        for (agent, queue) in self.held.iter_mut() {
+            let high = self.high.get(agent).copied().unwrap_or(0);
+            let expired: Vec<u64> = queue
+                .iter()
+                .filter(|(_, h)| h.since.elapsed() >= hold_for)
+                .map(|(s, _)| *s)
+                .collect();
+            for seq in expired {
+                let h = queue.remove(&seq).expect("listed above");
+                let reason = format!(
+                    "batch {seq} waited {} s for batches {}..{} of its agent, which did not come: not stored now; the agent sends it again",
+                    hold_for.as_secs_f32(),
+                    high.saturating_add(1),
+                    seq - 1
+                );
+                out.push((h, reason));
+            }
         }
         self.held.retain(|_, q| !q.is_empty());
         self.held_count = self.held.values().map(BTreeMap::len).sum();
-        let n = before - self.held_count;
-        self.dropped += n as u64;
-        n
+        self.dropped += out.len() as u64;
+        out
+    }
+
+    /// When the batch kept back longest is due to be let go, if any is kept back.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.held
+            .values()
+            .filter_map(|q| q.values().map(|h| h.since).min())
+            .min()
+            .map(|since| since + self.hold_for)
+    }
+
+    /// The ranges of sequence numbers agents gave up without their being stored, seen since
+    /// the last call: `(agent, first, last)`.
+    pub fn take_abandoned(&mut self) -> Vec<(AgentId, u64, u64)> {
+        std::mem::take(&mut self.abandoned)
     }
 
     /// Forgets what it believes is stored: after a failed transaction, the store is the truth.
@@ -225,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_batch_behind_a_gap_waits_until_the_gap_is_filled() {
-        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100));
+        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100, 100));
         assert_eq!(admit(&mut s, &c, 1, Some(1)), Admit::Now);
         // 2 and 3 were lost by the broker; 4 and 5 arrive first.
         assert_eq!(admit(&mut s, &c, 4, Some(2)), Admit::Held);
@@ -240,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_gap_the_agent_no_longer_holds_does_not_block() {
-        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100));
+        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100, 100));
         assert_eq!(admit(&mut s, &c, 1, Some(1)), Admit::Now);
         // The agent's spool dropped 2..=9 (overflow): its lowest pending is 10.
         assert_eq!(admit(&mut s, &c, 10, Some(10)), Admit::Now);
@@ -248,21 +315,59 @@ mod tests {
     }
 
     #[test]
+    fn numbers_an_agent_gave_up_are_reported_as_a_range() {
+        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100, 100));
+        assert_eq!(admit(&mut s, &c, 1, Some(1)), Admit::Now);
+        assert_eq!(admit(&mut s, &c, 2, Some(2)), Admit::Now);
+        assert!(s.take_abandoned().is_empty());
+        assert_eq!(admit(&mut s, &c, 10, Some(10)), Admit::Now);
+        assert_eq!(
+            s.take_abandoned(),
+            vec![(AgentId::new("a1").unwrap(), 3, 9)]
+        );
+        assert_eq!(admit(&mut s, &c, 11, Some(10)), Admit::Now);
+        assert!(s.take_abandoned().is_empty());
+    }
+
+    #[test]
     fn batches_without_after_and_duplicates_pass() {
-        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100));
+        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100, 100));
         assert_eq!(admit(&mut s, &c, 7, None), Admit::Now);
         assert_eq!(admit(&mut s, &c, 3, Some(1)), Admit::Now, "a duplicate");
     }
 
     #[test]
-    fn held_batches_expire_and_the_count_is_bounded() {
-        let (c, mut s) = (db(), Sequencer::new(Duration::ZERO, 2));
+    fn held_batches_expire_with_a_reason_and_the_count_is_bounded() {
+        let (c, mut s) = (db(), Sequencer::new(Duration::ZERO, 2, 10));
         admit(&mut s, &c, 5, Some(1));
         admit(&mut s, &c, 6, Some(1));
         assert_eq!(s.held(), 2);
-        assert_eq!(admit(&mut s, &c, 7, Some(1)), Admit::Held);
-        assert_eq!(s.held(), 2, "no room: dropped");
-        assert_eq!(s.expire(), 2);
+        assert!(s.next_expiry().is_some());
+        let Admit::Full(reason) = admit(&mut s, &c, 7, Some(1)) else {
+            panic!("kept beyond the bound")
+        };
+        assert!(reason.contains("2 batches already wait"), "{reason}");
+        assert_eq!(s.held(), 2, "no room: handed back");
+        let expired = s.expire();
+        assert_eq!(expired.len(), 2);
+        assert!(expired[0].1.contains("batches 1..4"), "{}", expired[0].1);
         assert_eq!((s.held(), s.dropped()), (0, 3));
+        assert!(s.next_expiry().is_none());
+    }
+
+    #[test]
+    fn one_agent_cannot_take_all_the_room() {
+        let (c, mut s) = (db(), Sequencer::new(Duration::from_secs(60), 100, 2));
+        admit(&mut s, &c, 5, Some(1));
+        admit(&mut s, &c, 6, Some(1));
+        let Admit::Full(reason) = admit(&mut s, &c, 7, Some(1)) else {
+            panic!("kept beyond the per-agent bound")
+        };
+        assert!(reason.contains("2 of its batches already wait"), "{reason}");
+        assert_eq!(
+            admit(&mut s, &c, 6, Some(1)),
+            Admit::Held,
+            "a redelivery of one held"
+        );
     }
 }

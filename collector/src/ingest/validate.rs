@@ -6,10 +6,11 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use spotcheck_protocol::{
-    decode, mac, AgentId, AgentState, Batch, Checked, DecodeError, Domain, EntityId, Limits, Seq,
-    Status, Stream, Topic, UnixMillis,
+    check_domain, decode, mac, AgentId, AgentState, Batch, Checked, DecodeError, Domain, EntityId,
+    Limits, Seq, Status, Stream, Topic, UnixMillis,
 };
 
+use super::bound::{Bounds, LogLine, UNKNOWN_SOURCE};
 use super::commit::Validated;
 use super::source::Received;
 use crate::registry::credentials::{Credentials, KeyLookupRef};
@@ -30,6 +31,8 @@ pub struct Validator {
     pub limits: Limits,
     /// Whether batches and statuses must prove their agent.
     pub auth: Auth,
+    /// The dead-letter quota and the rejection log limit.
+    pub bounds: std::sync::Arc<Bounds>,
 }
 
 /// The agents' keys, and whether ingest requires their MACs (`ingest.require_agent_auth`).
@@ -96,12 +99,51 @@ impl Validator {
             },
             other => other,
         };
-        match &verdict {
-            Verdict::Status { .. } => {}
-            Verdict::Reject(d) => {
-                tracing::warn!(message = "Message rejected; kept as a dead letter.", topic = %d.topic, agent = ?d.agent.as_ref().map(|a| a.as_str()), code = d.code, reason = %d.reason);
+        let verdict = match verdict {
+            Verdict::Reject(d) if d.seq.is_none() => {
+                // Not confirmed to anyone: charged to its source's daily quota.
+                let source = match &d.agent {
+                    Some(a) if self.bindings.get(a).is_some() => a.as_str(),
+                    _ => UNKNOWN_SOURCE,
+                };
+                let bytes = (d.payload.len() + d.topic.len() + d.reason.len()) as u64;
+                let fits = self
+                    .bounds
+                    .quota
+                    .lock()
+                    .map(|mut q| q.charge(source, bytes, UnixMillis::now()))
+                    .unwrap_or(true);
+                if fits {
+                    Verdict::Reject(d)
+                } else {
+                    self.stats.dead_letters_over_quota.inc();
+                    Verdict::OverQuota {
+                        code: d.code,
+                        items: d.items,
+                        topic: d.topic,
+                        source: source.to_owned(),
+                    }
+                }
             }
-            Verdict::Accept { .. } | Verdict::KeptBack => {}
+            other => other,
+        };
+        match &verdict {
+            Verdict::Reject(d) => {
+                if let LogLine::Log { suppressed } = self.bounds.log(d.code) {
+                    tracing::warn!(message = "Message rejected; kept as a dead letter.", topic = %d.topic, agent = ?d.agent.as_ref().map(|a| a.as_str()), code = d.code, reason = %d.reason, suppressed);
+                }
+            }
+            Verdict::OverQuota {
+                code,
+                topic,
+                source,
+                ..
+            } => {
+                if let LogLine::Log { suppressed } = self.bounds.log("over_quota") {
+                    tracing::warn!(message = "Message rejected; its source is over its dead-letter quota for today, so it is only counted.", %topic, %source, code, suppressed);
+                }
+            }
+            Verdict::Status { .. } | Verdict::Accept { .. } | Verdict::KeptBack => {}
         }
         Validated {
             ack: r.ack,
@@ -124,6 +166,18 @@ pub enum Verdict {
     },
     /// Rejected; kept in the dead-letter table.
     Reject(DeadLetter),
+    /// Rejected, but its source has used up its dead-letter quota for the day: counted and
+    /// logged, not kept.
+    OverQuota {
+        /// The rejection code.
+        code: &'static str,
+        /// Readings or records it held, where they could be counted.
+        items: u64,
+        /// The topic it came on.
+        topic: String,
+        /// The source it was charged to.
+        source: String,
+    },
     /// A valid batch kept back behind a gap in its agent's sequence (see `ingest::order`):
     /// acknowledged to the broker, neither stored nor confirmed yet.
     KeptBack,
@@ -290,7 +344,9 @@ pub fn validate(
             ),
         );
     }
-    match decode(stream, &agent, &body, limits, now) {
+    match decode(stream, &agent, &body, limits, now)
+        .and_then(|batch| check_domain(&batch, domain).map(|()| batch))
+    {
         Ok(batch) => Verdict::Accept {
             entity,
             domain,
@@ -410,6 +466,27 @@ mod tests {
     }
 
     #[test]
+    fn an_event_kind_from_another_domain_is_refused() {
+        let payment = r#"{"v":1,"agent":"a1","seq":4,"events":[{"kind":"game_payment","id":"x","player":"p","age_band":"adult","amount_fen":5,"ts_ms":1700000000000}]}"#;
+        let d = rejected(run("spotcheck/v1/pool/pool-1/a1/events", payment));
+        assert_eq!((d.code, d.seq), ("wrong_domain", Some(Seq(4))));
+        assert!(d.reason.contains("game_payment"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_ph_of_minus_one_is_accepted_flagged_bad() {
+        let Verdict::Accept { batch, .. } = run(TOPIC, &reading(2, "pH").replace("7.2", "-1"))
+        else {
+            panic!("refused")
+        };
+        assert_eq!(batch.flagged(), 1);
+        let Batch::Readings(b) = batch.get() else {
+            unreachable!()
+        };
+        assert_eq!(b.readings[0].quality, spotcheck_protocol::Quality::Bad);
+    }
+
+    #[test]
     fn a_topic_that_is_not_utf8_is_dead_lettered_with_its_bytes_shown() {
         let Verdict::Reject(d) = topic_not_utf8(b"spotcheck/v1/\xff", b"{}") else {
             panic!("accepted")
@@ -523,6 +600,40 @@ mod tests {
             rejected(run_auth("spotcheck/v1/agents/zz/status", other.as_bytes())).code,
             "unknown_agent"
         );
+    }
+
+    #[test]
+    fn an_unknown_source_gets_its_dead_letter_quota_then_is_only_counted() {
+        let v = Validator {
+            bindings: bindings(),
+            presence: Presence::default(),
+            stats: Stats::default(),
+            limits: Limits::default(),
+            auth: Auth::off(),
+            bounds: std::sync::Arc::new(Bounds::new(2_000)),
+        };
+        let judge = |agent: &str| {
+            v.judge(Received {
+                topic: format!("spotcheck/v1/pool/pool-1/{agent}/readings").into(),
+                payload: vec![b'x'; 600].into(),
+                ack: super::super::source::BrokerAck::Nothing,
+            })
+            .verdict
+        };
+        // Inventing agent names buys no room: they share the source `unknown`.
+        let verdicts: Vec<Verdict> = (0..5).map(|i| judge(&format!("stranger{i}"))).collect();
+        let kept = verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::Reject(_)))
+            .count();
+        assert_eq!(kept, 2, "{verdicts:?}");
+        assert!(matches!(
+            &verdicts[4],
+            Verdict::OverQuota { code: "unknown_agent", source, .. } if source == "unknown"
+        ));
+        assert_eq!(v.stats.dead_letters_over_quota.get(), 3);
+        // A registered agent's unconfirmed dead letters have their own quota.
+        assert!(matches!(judge("a1"), Verdict::Reject(_)));
     }
 
     #[test]

@@ -374,4 +374,20 @@ pub const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX tasks_by_updated ON tasks (updated_ms);
     ",
+    // 11: every message accounted for (issue 16).
+    "
+    -- A digest of each batch's content (protocol Batch::digest), so that a sequence number
+    -- reused with different content is told apart from a redelivery. NULL for older rows.
+    ALTER TABLE batches ADD COLUMN digest BLOB;
+    -- Dead-letter retention deletes by age.
+    CREATE INDEX dead_letters_by_time ON dead_letters (received_ms);
+    -- Sequence numbers an agent gave up without their being stored or dead-lettered (its
+    -- spool overflowed): seen when a batch's `after` jumps past the highest stored number.
+    CREATE TABLE seq_gaps (
+        agent      TEXT NOT NULL,
+        first      INTEGER NOT NULL,
+        last       INTEGER NOT NULL,
+        noticed_ms INTEGER NOT NULL
+    );
+    ",
 ];

@@ -48,6 +48,16 @@ pub enum Item<'a> {
     },
     /// A rejected message.
     DeadLetter(&'a DeadLetter),
+    /// Sequence numbers `first..=last` that `agent` gave up (see `ingest::order`); those
+    /// among them that are dead letters are left out.
+    Gap {
+        /// The agent.
+        agent: &'a AgentId,
+        /// The first number given up.
+        first: u64,
+        /// The last.
+        last: u64,
+    },
 }
 
 /// What became of one item.
@@ -55,10 +65,15 @@ pub enum Item<'a> {
 pub enum Outcome {
     /// Stored for the first time.
     Stored,
-    /// (agent, seq) was already stored; nothing written.
+    /// (agent, seq) was already stored with the same content; nothing written.
     Duplicate,
+    /// (agent, seq) was already stored with different content: the batch was written to the
+    /// dead-letter table as `seq_reused` instead.
+    SeqReused,
     /// Kept in the dead-letter table (or already there).
     DeadLettered,
+    /// A gap recorded: how many numbers were given up without being stored or dead-lettered.
+    Gap(u64),
 }
 
 /// What one transaction did, item by item in input order.
@@ -198,6 +213,9 @@ impl Writer {
                     insert_dead_letter(&mut inserts.dead_letter, d, now).map_err(&e)?;
                     Outcome::DeadLettered
                 }
+                Item::Gap { agent, first, last } => {
+                    Outcome::Gap(insert_gap(&tx, agent, *first, *last, now).map_err(&e)?)
+                }
             };
             outcomes.push(outcome);
         }
@@ -231,9 +249,14 @@ impl Writer {
         &self.conn
     }
 
-    /// Deletes raw readings and events stamped before `before`; returns how many rows went.
-    /// A reading chunk goes only when all of it is older (its latest reading, `t1`).
-    pub fn prune(&mut self, before: UnixMillis) -> Result<u64, StoreError> {
+    /// Deletes raw readings and events stamped before `before`, and dead letters received
+    /// before `dead_before`; returns how many rows went. A reading chunk goes only when all of
+    /// it is older (its latest reading, `t1`).
+    pub fn prune(
+        &mut self,
+        before: UnixMillis,
+        dead_before: UnixMillis,
+    ) -> Result<u64, StoreError> {
         let e = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
         let r = tx
@@ -242,8 +265,14 @@ impl Writer {
         let ev = tx
             .execute("DELETE FROM events WHERE ts_ms < ?1", [before.0])
             .map_err(&e)?;
+        let dl = tx
+            .execute(
+                "DELETE FROM dead_letters WHERE received_ms < ?1",
+                [dead_before.0],
+            )
+            .map_err(&e)?;
         tx.commit().map_err(&e)?;
-        Ok((r + ev) as u64)
+        Ok((r + ev + dl) as u64)
     }
 }
 
@@ -316,7 +345,7 @@ impl<'tx> Inserts<'tx> {
         Ok(Inserts {
             gathered: Gatherer::default(),
             batch: tx.prepare_cached(
-                "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO batches (agent, seq, stream, items, received_ms, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?,
             chunk: tx.prepare_cached(
                 "INSERT INTO reading_chunks (entity, metric, t0, t1, agent, seq, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -370,11 +399,26 @@ fn insert_batch(
         Batch::Events(b) => ("events", b.events.len()),
     };
     let seq = batch.seq().0 as i64;
-    let fresh = inserts
-        .batch
-        .execute(params![agent_id, seq, stream, items as i64, now.0])?;
+    let digest = batch.digest();
+    let fresh = inserts.batch.execute(params![
+        agent_id,
+        seq,
+        stream,
+        items as i64,
+        now.0,
+        &digest[..]
+    ])?;
     if fresh == 0 {
-        return Ok(Outcome::Duplicate);
+        let stored: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT digest FROM batches WHERE agent = ?1 AND seq = ?2")?
+            .query_row(params![agent_id, seq], |r| r.get(0))?;
+        return match stored {
+            Some(d) if d != digest => {
+                reused(&mut inserts.dead_letter, entity, domain, batch, now)?;
+                Ok(Outcome::SeqReused)
+            }
+            _ => Ok(Outcome::Duplicate),
+        };
     }
     let entity_id = match ids.entities.get(entity) {
         Some(id) => *id,
@@ -427,6 +471,45 @@ fn insert_batch(
     Ok(Outcome::Stored)
 }
 
+/// Keeps a batch whose sequence number is already stored with other content as a dead letter
+/// (`seq_reused`), re-encoded without its MAC.
+fn reused(
+    insert: &mut CachedStatement<'_>,
+    entity: &EntityId,
+    domain: Domain,
+    batch: &Batch,
+    now: UnixMillis,
+) -> rusqlite::Result<()> {
+    let (agent, seq) = (batch.agent().clone(), batch.seq());
+    let topic = match batch {
+        Batch::Readings(_) => spotcheck_protocol::Topic::Readings {
+            domain,
+            entity: entity.clone(),
+            agent: agent.clone(),
+        },
+        Batch::Events(_) => spotcheck_protocol::Topic::Events {
+            domain,
+            entity: entity.clone(),
+            agent: agent.clone(),
+        },
+    };
+    let d = DeadLetter {
+        topic: topic.to_string(),
+        agent: Some(agent),
+        seq: Some(seq),
+        code: SEQ_REUSED,
+        reason: format!(
+            "sequence number {seq} was already stored with different content: a sequence number must never be reused (did the agent lose its spool?); the ack's `next` says where to continue"
+        ),
+        payload: batch.encode(),
+        items: batch.len() as u64,
+    };
+    insert_dead_letter(insert, &d, now)
+}
+
+/// The dead-letter code of a sequence number reused with different content.
+pub const SEQ_REUSED: &str = "seq_reused";
+
 fn insert_chunk(insert: &mut CachedStatement<'_>, c: &Chunk) -> rusqlite::Result<()> {
     let (t0, t1) = c.span();
     insert.execute(params![
@@ -440,6 +523,42 @@ fn insert_chunk(insert: &mut CachedStatement<'_>, c: &Chunk) -> rusqlite::Result
         c.encode()
     ])?;
     Ok(())
+}
+
+/// Records the numbers of `first..=last` that are not dead letters, as ranges; returns how many.
+fn insert_gap(
+    tx: &Transaction<'_>,
+    agent: &AgentId,
+    first: u64,
+    last: u64,
+    now: UnixMillis,
+) -> rusqlite::Result<u64> {
+    let dead: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT seq FROM dead_letters WHERE agent = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+        )?
+        .query_map(params![agent.as_str(), first as i64, last as i64], |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO seq_gaps (agent, first, last, noticed_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut from = first;
+    let mut total = 0;
+    for d in dead
+        .into_iter()
+        .map(|d| d as u64)
+        .chain([last.saturating_add(1)])
+    {
+        if d > from {
+            let to = d - 1;
+            insert.execute(params![agent.as_str(), from as i64, to as i64, now.0])?;
+            total += to - from + 1;
+        }
+        from = d.saturating_add(1);
+    }
+    Ok(total)
 }
 
 fn insert_dead_letter(
@@ -516,6 +635,95 @@ mod tests {
     }
 
     #[test]
+    fn a_sequence_number_reused_with_other_content_is_a_dead_letter_not_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let entity = EntityId::new("pool-1").unwrap();
+        let first = batch("a1", 1, 5);
+        let redelivered = {
+            let mut b = first.clone().into_inner();
+            if let Batch::Readings(r) = &mut b {
+                r.after = Some(Seq(1));
+            }
+            check(b, &Limits::default(), UnixMillis::now()).unwrap()
+        };
+        let other = batch("a1", 1, 3);
+        let item = |b| Item::Batch {
+            entity: &entity,
+            domain: Domain::Pool,
+            batch: b,
+        };
+        let r = w
+            .commit(
+                &[item(&first), item(&redelivered), item(&other)],
+                UnixMillis::now(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.outcomes,
+            vec![Outcome::Stored, Outcome::Duplicate, Outcome::SeqReused]
+        );
+        let (code, seq, reason): (String, i64, String) = w
+            .conn
+            .query_row("SELECT code, seq, reason FROM dead_letters", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((code.as_str(), seq), ("seq_reused", 1));
+        assert!(
+            reason.contains("already stored with different content"),
+            "{reason}"
+        );
+        let n: i64 = w
+            .conn
+            .query_row("SELECT sum(n) FROM reading_chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            n, 5,
+            "the first content stays; the second is not stored as data"
+        );
+    }
+
+    #[test]
+    fn a_gap_is_recorded_without_the_numbers_that_are_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let agent = AgentId::new("a1").unwrap();
+        let d = DeadLetter {
+            topic: "t".into(),
+            agent: Some(agent.clone()),
+            seq: Some(Seq(5)),
+            code: "unit_mismatch",
+            reason: "r".into(),
+            payload: b"{}".to_vec(),
+            items: 1,
+        };
+        w.commit(&[Item::DeadLetter(&d)], UnixMillis::now())
+            .unwrap();
+        let r = w
+            .commit(
+                &[Item::Gap {
+                    agent: &agent,
+                    first: 3,
+                    last: 9,
+                }],
+                UnixMillis::now(),
+            )
+            .unwrap();
+        assert_eq!(r.outcomes, vec![Outcome::Gap(6)]);
+        let mut st = w
+            .conn
+            .prepare("SELECT first, last FROM seq_gaps ORDER BY first")
+            .unwrap();
+        let ranges: Vec<(i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ranges, vec![(3, 4), (6, 9)]);
+    }
+
+    #[test]
     fn batches_of_one_series_in_one_commit_share_a_chunk_and_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
@@ -582,21 +790,36 @@ mod tests {
         let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
         let entity = EntityId::new("pool-1").unwrap();
         let b = batch("a1", 1, 3);
+        let d = DeadLetter {
+            topic: "t".into(),
+            agent: None,
+            seq: None,
+            code: "bad_topic",
+            reason: "r".into(),
+            payload: b"x".to_vec(),
+            items: 0,
+        };
         w.commit(
-            &[Item::Batch {
-                entity: &entity,
-                domain: Domain::Pool,
-                batch: &b,
-            }],
-            UnixMillis::now(),
+            &[
+                Item::Batch {
+                    entity: &entity,
+                    domain: Domain::Pool,
+                    batch: &b,
+                },
+                Item::DeadLetter(&d),
+            ],
+            UnixMillis(1_000),
         )
         .unwrap();
-        assert_eq!(w.prune(UnixMillis(0)).unwrap(), 0);
+        assert_eq!(w.prune(UnixMillis(0), UnixMillis(0)).unwrap(), 0);
         assert_eq!(
-            w.prune(UnixMillis(i64::MAX)).unwrap(),
+            w.prune(UnixMillis(i64::MAX), UnixMillis(0)).unwrap(),
             1,
             "one chunk of three readings"
         );
+        assert_eq!(count(&w, "dead_letters"), 1, "not yet past its retention");
+        assert_eq!(w.prune(UnixMillis(0), UnixMillis(1_001)).unwrap(), 1);
+        assert_eq!(count(&w, "dead_letters"), 0, "past its retention");
         assert_eq!(count(&w, "batches"), 1, "dedupe keys outlive the readings");
     }
 }

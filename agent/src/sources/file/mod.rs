@@ -2,12 +2,18 @@
 //! it stopped across restarts.
 //!
 //! Every `poll_interval_ms` it reads what was appended since its offset, turns complete lines
-//! into records ([`lines`](super::lines)), and appends batches to the spool; after each append it
-//! writes its state file (`{"inode", "offset", "header"}`, atomically: temporary file, fsync,
-//! rename) with the offset just past the last line in that batch. So a restart resumes where the
-//! spool stopped; the one window is a crash between an append and the state write, after which
-//! that batch's lines are read again (at-least-once at this edge; the collector deduplicates
-//! batches by seq, not records, so those records may be stored twice).
+//! into records ([`lines`](super::lines)), and appends batches to the spool. Each batch carries,
+//! in the same spool record, the tail's state once its lines are read (`{"inode", "offset",
+//! "header"}`, a *source mark*, see [`crate::spool::Spool::append_marked`]): the batch and the
+//! read position are written in one step, so a restart resumes exactly after what was spooled
+//! and never reads a spooled line again (exactly once from the file into the spool). The state
+//! file is still written after each append (atomically: temporary file, fsync, rename), with
+//! the seq of that batch; it covers progress over lines that made no batch (bad lines) and
+//! spools from before marks. On start the newer of the two wins (by seq).
+//!
+//! One edge remains: lines holding both readings and events end a group with two batches, one
+//! per stream, and only the second carries the mark; a crash between their two appends reads
+//! the first batch's lines again (stored twice, never lost).
 //!
 //! **Rotation**: when the path names a different inode than the open file (renamed away and
 //! recreated, as logrotate does), the old file is read to its end first, then the new file from
@@ -45,6 +51,7 @@ pub struct FileConfig {
     /// Where the read offset is kept across restarts; its directory must be writable.
     pub state_file: PathBuf,
     /// How often to look for new lines, milliseconds.
+    /// (The spool keeps this source's marks under [`FileConfig::mark_key`].)
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
     /// Most records per batch.
@@ -60,6 +67,11 @@ fn default_records_per_batch() -> usize {
 }
 
 impl FileConfig {
+    /// The name the spool keeps this source's marks under: its state file, which is its own.
+    pub fn mark_key(&self) -> String {
+        format!("file:{}", self.state_file.display())
+    }
+
     pub(crate) fn validate(&self, at: &str, problems: &mut Vec<String>) {
         if self.path.as_os_str().is_empty() {
             problems.push(format!("{at}.path is empty; name the file to tail"));
@@ -92,9 +104,17 @@ pub struct FileSource {
     domain: Domain,
     out: SpoolQueue,
     shutdown: CancellationToken,
+    mark: Option<(spotcheck_protocol::Seq, String)>,
 }
 
 impl FileSource {
+    /// Resumes from `mark`, the state spooled with its last batch (if newer than the state
+    /// file).
+    pub fn with_mark(mut self, mark: Option<(spotcheck_protocol::Seq, String)>) -> FileSource {
+        self.mark = mark;
+        self
+    }
+
     /// A stage named `name` tailing `config.path` until `shutdown`.
     pub fn new(
         name: String,
@@ -111,16 +131,29 @@ impl FileSource {
             domain,
             out,
             shutdown,
+            mark: None,
         }
     }
 
     /// Tails until shutdown.
     pub async fn run(self) -> Result<(), SourceError> {
-        let state =
+        let saved =
             TailState::load(&self.config.state_file).map_err(|reason| SourceError::Start {
                 source_name: self.name.clone(),
                 reason,
             })?;
+        let spooled = self
+            .mark
+            .as_ref()
+            .and_then(|(seq, text)| Some((*seq, serde_json::from_str::<TailState>(text).ok()?)));
+        // The newer wins: the mark is written with its batch, the state file just after it.
+        let state = match (saved, spooled) {
+            (Some(saved), Some((seq, spooled))) if saved.seq.is_none_or(|s| s < seq.0) => {
+                Some(spooled)
+            }
+            (None, Some((_, spooled))) => Some(spooled),
+            (saved, _) => saved,
+        };
         info!(
             message = "File tail started.",
             source = %self.name,

@@ -26,6 +26,10 @@ pub struct TailState {
     pub offset: u64,
     /// Its CSV header, once read.
     pub header: Option<Vec<String>>,
+    /// The seq of the last batch spooled up to `offset` (state file only; absent in marks
+    /// and in files from before marks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl TailState {
@@ -81,6 +85,8 @@ pub(super) struct Tail {
     state: TailState,
     /// State as it stood at the last start, used once to resume.
     resume: Option<TailState>,
+    /// The name the spool keeps this tail's marks under.
+    mark_key: String,
 }
 
 impl Tail {
@@ -101,7 +107,9 @@ impl Tail {
                 inode: 0,
                 offset: 0,
                 header: None,
+                seq: None,
             },
+            mark_key: source.config.mark_key(),
             resume,
         }
     }
@@ -136,12 +144,14 @@ impl Tail {
                     inode: ino,
                     offset: 0,
                     header: None,
+                    seq: None,
                 }
             }
             None => TailState {
                 inode: ino,
                 offset: 0,
                 header: None,
+                seq: None,
             },
         };
         self.parser = LineParser::new(self.parser_format(), self.state.header.clone());
@@ -236,26 +246,42 @@ impl Tail {
     }
 
     async fn spool(&mut self, batches: Vec<Batch>, offset: u64) -> Result<(), SourceError> {
-        for batch in batches {
+        let after = TailState {
+            inode: self.state.inode,
+            offset,
+            header: self.parser.header().cloned(),
+            seq: None,
+        };
+        let count = batches.len();
+        for (i, batch) in batches.into_iter().enumerate() {
             let n = batch.len();
-            self.out
-                .append(batch)
-                .await
-                .map_err(|_| SourceError::SpoolGone {
-                    source_name: self.name.clone(),
-                })?;
+            // The last batch of the group carries where the tail stands after all of them.
+            let mark = (i + 1 == count).then(|| {
+                let state = serde_json::to_string(&after).expect("the state serializes");
+                (self.mark_key.clone(), state)
+            });
+            let seq =
+                self.out
+                    .append_marked(batch, mark)
+                    .await
+                    .map_err(|_| SourceError::SpoolGone {
+                        source_name: self.name.clone(),
+                    })?;
+            self.state.seq = Some(seq.0);
             telemetry::records_accepted(n);
         }
         self.state.offset = offset;
         self.state.header = self.parser.header().cloned();
-        self.state
-            .save(&self.state_file)
-            .map_err(|e| SourceError::Start {
-                source_name: self.name.clone(),
-                reason: format!(
-                    "cannot write state file {}: {e}; check that its directory is writable",
-                    self.state_file.display()
-                ),
-            })
+        // The spool's mark is the position that counts; the state file only adds progress
+        // over lines that made no batch. Failing to write it (a full disk) is not fatal.
+        if let Err(e) = self.state.save(&self.state_file) {
+            warn!(
+                message = "Cannot write the tail's state file; the spool's mark keeps the position.",
+                source = %self.name,
+                path = %self.state_file.display(),
+                error = %e
+            );
+        }
+        Ok(())
     }
 }

@@ -77,6 +77,7 @@ pub struct HttpSource {
     domain: Domain,
     out: SpoolQueue,
     shutdown: CancellationToken,
+    marks: crate::sources::Marks,
 }
 
 impl HttpSource {
@@ -96,7 +97,14 @@ impl HttpSource {
             domain,
             out,
             shutdown,
+            marks: Default::default(),
         }
+    }
+
+    /// The spool's marks, to answer retries of requests spooled before a restart.
+    pub fn with_marks(mut self, marks: crate::sources::Marks) -> HttpSource {
+        self.marks = marks;
+        self
     }
 
     /// Serves until shutdown; requests in progress are finished first.
@@ -118,6 +126,10 @@ impl HttpSource {
             domain: self.domain,
             out: self.out,
             max_body_bytes: self.config.max_body_bytes,
+            answered: tokio::sync::Mutex::new(intake::Answered::from_marks(
+                &intake::mark_group(&self.name),
+                &self.marks,
+            )),
         });
         let shutdown = self.shutdown.clone();
         axum::serve(listener, app)
