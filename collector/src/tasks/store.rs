@@ -189,8 +189,22 @@ pub fn is_assigned(conn: &Connection, id: TaskId, inspector: &str) -> Result<boo
 
 /// Tasks matching `filter`, newest first, in one query.
 pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1");
     let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    // An inspector's queue walks the (inspector, task) index newest first and stops at the
+    // limit, instead of testing every task for membership.
+    let (mut sql, order) = match &filter.inspector {
+        Some(i) => {
+            args.push(Box::new(i.clone()));
+            (
+                format!(
+                    "SELECT {COLUMNS} FROM task_inspectors q JOIN tasks t ON t.id = q.task
+                     WHERE q.inspector = ?1"
+                ),
+                "q.task",
+            )
+        }
+        None => (format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1"), "t.id"),
+    };
     if let Some(k) = filter.kind {
         args.push(Box::new(k.as_str()));
         sql += &format!(" AND t.kind = ?{}", args.len());
@@ -211,19 +225,12 @@ pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskErr
         args.push(Box::new(d.clone()));
         sql += &format!(" AND t.draw = ?{}", args.len());
     }
-    if let Some(i) = &filter.inspector {
-        args.push(Box::new(i.clone()));
-        sql += &format!(
-            " AND t.id IN (SELECT ti.task FROM task_inspectors ti WHERE ti.inspector = ?{})",
-            args.len()
-        );
-    }
     if let Some(b) = filter.before {
         args.push(Box::new(b.0));
-        sql += &format!(" AND t.id < ?{}", args.len());
+        sql += &format!(" AND {order} < ?{}", args.len());
     }
     args.push(Box::new(i64::from(filter.limit)));
-    sql += &format!(" ORDER BY t.id DESC LIMIT ?{}", args.len());
+    sql += &format!(" ORDER BY {order} DESC LIMIT ?{}", args.len());
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows: Vec<Raw> = stmt
         .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
