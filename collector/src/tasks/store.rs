@@ -173,11 +173,6 @@ impl Raw {
     }
 }
 
-/// The inspectors assigned to a task.
-pub fn inspectors(conn: &Connection, id: TaskId) -> Result<Vec<InspectorId>, TaskError> {
-    Ok(get(conn, id)?.inspectors)
-}
-
 /// Whether `inspector` is assigned to task `id`.
 pub fn is_assigned(conn: &Connection, id: TaskId, inspector: &str) -> Result<bool, TaskError> {
     Ok(conn
