@@ -19,13 +19,14 @@ use crate::rules::RuleKey;
 use crate::store::immediate;
 use spotcheck_protocol::{EntityId, UnixMillis};
 
-/// The columns [`from_row`] reads, in order; the inspectors come in the same statement as a
-/// JSON array, so a list is one query however many tasks it holds.
+/// The columns [`from_row`] reads, in order; the inspectors come in the same statement,
+/// joined with commas (an inspector id has none), so a list is one query however many tasks
+/// it holds.
 const COLUMNS: &str = "t.id, t.kind, t.status, t.entity, t.department, t.item, t.draw, t.batch, \
      t.joint_plan, t.departments, t.window_start, t.window_end, t.rule, t.severity, t.opened_ms, \
      t.detail, t.entered_by, t.cleared_ms, t.updated_ms, t.result, t.comment, t.resolved_ms, \
-     t.published_ms, (SELECT json_group_array(inspector) FROM (SELECT inspector FROM \
-     task_inspectors ti WHERE ti.task = t.id ORDER BY inspector))";
+     t.published_ms, (SELECT group_concat(inspector, ',') FROM task_inspectors ti \
+     WHERE ti.task = t.id)";
 
 /// One row as stored, before it is checked into a [`Task`].
 struct Raw {
@@ -52,7 +53,7 @@ struct Raw {
     comment: Option<String>,
     resolved_ms: Option<i64>,
     published_ms: Option<i64>,
-    inspectors: String,
+    inspectors: Option<String>,
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -141,8 +142,12 @@ impl Raw {
             }
             Err(_) => return Err(corrupt("item", &self.item)),
         };
-        let inspectors: Vec<String> = serde_json::from_str(&self.inspectors)
-            .map_err(|_| corrupt("inspectors", &self.inspectors))?;
+        let mut inspectors: Vec<&str> = self
+            .inspectors
+            .as_deref()
+            .map(|s| s.split(',').collect())
+            .unwrap_or_default();
+        inspectors.sort_unstable();
         Ok(Task {
             id: TaskId(id),
             status,
@@ -166,7 +171,7 @@ impl Raw {
             published_ms: self.published_ms,
             inspectors: inspectors
                 .into_iter()
-                .map(|i| InspectorId::new(&i).map_err(|_| corrupt("inspector", &i)))
+                .map(|i| InspectorId::new(i).map_err(|_| corrupt("inspector", i)))
                 .collect::<Result<_, _>>()?,
             kind,
         })
