@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use spotcheck_protocol::{AgentId, Domain, EntityId, Limits};
 
+use crate::broker::tls::{Secret, TlsConfig};
 use crate::broker::BrokerUrl;
-use spotcheck_agent::config::{Secret, TlsConfig};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]

@@ -15,7 +15,7 @@ use serde::Serialize;
 pub enum Part {
     /// The broker link: the embedded broker's in-process link or the MQTT connections.
     BrokerLink,
-    /// Ingest's commit thread, the store's one writer.
+    /// Ingest's commit thread, the writer of the readings (and of anomaly tasks).
     CommitThread,
     /// The store, as a reader sees it.
     Store,

@@ -2,6 +2,7 @@
 //! external one named by URL. Either way ingest talks to it over real MQTT.
 
 pub mod embedded;
+pub mod tls;
 pub mod url;
 
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError, InProcessLink};

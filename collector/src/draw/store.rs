@@ -480,7 +480,7 @@ pub fn record(conn: &Connection, id: &str) -> Result<Option<DrawRecord>, DrawSto
         .transpose()
 }
 
-/// The ids of the draws of plan `plan` whose id starts with `prefix` (a batch's draw and its
+/// Draw `prefix` of plan `plan` and the draws named `{prefix}-…` (a batch's draw and its
 /// partners' inspector draws).
 pub fn ids_of_plan(
     conn: &Connection,
@@ -492,7 +492,11 @@ pub fn ids_of_plan(
     let mut out = Vec::new();
     for id in rows {
         let id = id?;
-        if id.starts_with(prefix) {
+        if id == prefix
+            || id
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('-'))
+        {
             out.push(id);
         }
     }

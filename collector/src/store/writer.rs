@@ -121,7 +121,8 @@ impl Observer for () {
     }
 }
 
-/// The store's single writer.
+/// Ingest's writer: the readings, the rule engine's state and the anomaly tasks, in one
+/// transaction per commit (the workflow tables' other writer is `store::access`).
 pub struct Writer {
     conn: Connection,
     path: PathBuf,

@@ -19,13 +19,14 @@ use crate::rules::RuleKey;
 use crate::store::immediate;
 use spotcheck_protocol::{EntityId, UnixMillis};
 
-/// The columns [`from_row`] reads, in order; the inspectors come in the same statement as a
-/// JSON array, so a list is one query however many tasks it holds.
+/// The columns [`from_row`] reads, in order; the inspectors come in the same statement,
+/// joined with commas (an inspector id has none), so a list is one query however many tasks
+/// it holds.
 const COLUMNS: &str = "t.id, t.kind, t.status, t.entity, t.department, t.item, t.draw, t.batch, \
      t.joint_plan, t.departments, t.window_start, t.window_end, t.rule, t.severity, t.opened_ms, \
      t.detail, t.entered_by, t.cleared_ms, t.updated_ms, t.result, t.comment, t.resolved_ms, \
-     t.published_ms, (SELECT json_group_array(inspector) FROM (SELECT inspector FROM \
-     task_inspectors ti WHERE ti.task = t.id ORDER BY inspector))";
+     t.published_ms, (SELECT group_concat(inspector, ',') FROM task_inspectors ti \
+     WHERE ti.task = t.id)";
 
 /// One row as stored, before it is checked into a [`Task`].
 struct Raw {
@@ -52,7 +53,7 @@ struct Raw {
     comment: Option<String>,
     resolved_ms: Option<i64>,
     published_ms: Option<i64>,
-    inspectors: String,
+    inspectors: Option<String>,
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -141,8 +142,12 @@ impl Raw {
             }
             Err(_) => return Err(corrupt("item", &self.item)),
         };
-        let inspectors: Vec<String> = serde_json::from_str(&self.inspectors)
-            .map_err(|_| corrupt("inspectors", &self.inspectors))?;
+        let mut inspectors: Vec<&str> = self
+            .inspectors
+            .as_deref()
+            .map(|s| s.split(',').collect())
+            .unwrap_or_default();
+        inspectors.sort_unstable();
         Ok(Task {
             id: TaskId(id),
             status,
@@ -166,16 +171,11 @@ impl Raw {
             published_ms: self.published_ms,
             inspectors: inspectors
                 .into_iter()
-                .map(|i| InspectorId::new(&i).map_err(|_| corrupt("inspector", &i)))
+                .map(|i| InspectorId::new(i).map_err(|_| corrupt("inspector", i)))
                 .collect::<Result<_, _>>()?,
             kind,
         })
     }
-}
-
-/// The inspectors assigned to a task.
-pub fn inspectors(conn: &Connection, id: TaskId) -> Result<Vec<InspectorId>, TaskError> {
-    Ok(get(conn, id)?.inspectors)
 }
 
 /// Whether `inspector` is assigned to task `id`.
@@ -189,8 +189,22 @@ pub fn is_assigned(conn: &Connection, id: TaskId, inspector: &str) -> Result<boo
 
 /// Tasks matching `filter`, newest first, in one query.
 pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1");
     let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    // An inspector's queue walks the (inspector, task) index newest first and stops at the
+    // limit, instead of testing every task for membership.
+    let (mut sql, order) = match &filter.inspector {
+        Some(i) => {
+            args.push(Box::new(i.clone()));
+            (
+                format!(
+                    "SELECT {COLUMNS} FROM task_inspectors q JOIN tasks t ON t.id = q.task
+                     WHERE q.inspector = ?1"
+                ),
+                "q.task",
+            )
+        }
+        None => (format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1"), "t.id"),
+    };
     if let Some(k) = filter.kind {
         args.push(Box::new(k.as_str()));
         sql += &format!(" AND t.kind = ?{}", args.len());
@@ -211,19 +225,12 @@ pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskErr
         args.push(Box::new(d.clone()));
         sql += &format!(" AND t.draw = ?{}", args.len());
     }
-    if let Some(i) = &filter.inspector {
-        args.push(Box::new(i.clone()));
-        sql += &format!(
-            " AND t.id IN (SELECT ti.task FROM task_inspectors ti WHERE ti.inspector = ?{})",
-            args.len()
-        );
-    }
     if let Some(b) = filter.before {
         args.push(Box::new(b.0));
-        sql += &format!(" AND t.id < ?{}", args.len());
+        sql += &format!(" AND {order} < ?{}", args.len());
     }
     args.push(Box::new(i64::from(filter.limit)));
-    sql += &format!(" ORDER BY t.id DESC LIMIT ?{}", args.len());
+    sql += &format!(" ORDER BY {order} DESC LIMIT ?{}", args.len());
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows: Vec<Raw> = stmt
         .query_map(rusqlite::params_from_iter(args.iter()), from_row)?

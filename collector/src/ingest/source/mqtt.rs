@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Received;
+use crate::broker::tls::{Secret, TlsConfig};
 use crate::broker::BrokerUrl;
 use crate::ingest::commit::Validated;
 use crate::ingest::validate::Validator;
-use spotcheck_agent::config::{Secret, TlsConfig};
 
 /// Connection settings of the collector's MQTT client.
 #[derive(Debug, Clone)]
@@ -117,8 +117,7 @@ pub async fn connect(
         let tls = cfg.tls.as_ref().ok_or_else(|| {
             SourceError::Tls("mqtt.broker is mqtts:// but [mqtt.tls] is missing".into())
         })?;
-        let tls = spotcheck_agent::publish::tls_configuration(tls)
-            .map_err(|e| SourceError::Tls(e.to_string()))?;
+        let tls = crate::broker::tls::tls_configuration(tls).map_err(SourceError::Tls)?;
         opts.set_transport(rumqttc::Transport::tls_with_config(tls));
     }
     let (client, mut eventloop) = AsyncClient::new(opts, request_capacity);
