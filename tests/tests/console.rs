@@ -119,6 +119,62 @@ fn the_console_shows_the_task_queue_and_the_public_results() {
         !dom.contains(&row),
         "without a token the task queue stays empty"
     );
+
+    // The joint-meeting office's printable report for this year: a chart and a row per
+    // department, the figures those of the report API.
+    let (from, to) = china_year_to_date();
+    let (s, report) = get(
+        &c,
+        &format!("/api/v1/reports?from={from}&to={to}"),
+        Some(&token),
+    );
+    assert_eq!(s, 200, "{report}");
+    let departments = report["departments"].as_array().unwrap();
+    assert!(!departments.is_empty(), "{report}");
+    let dom = dump_dom(
+        &browser,
+        &dir.path().join("profile-report"),
+        &format!("http://{}/#token={token}&go=/admin/reports", c.http),
+    );
+    assert!(dom.contains("id=\"report-chart\""), "no chart in:\n{dom}");
+    assert!(
+        dom.contains("id=\"report-print\""),
+        "no print button in:\n{dom}"
+    );
+    let table = dom
+        .split("id=\"report\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no report table in:\n{dom}"));
+    let table = table.split("</table>").next().unwrap();
+    assert_eq!(
+        table.matches("<tr>").count(),
+        departments.len() + 1,
+        "a header and a row per department: {table}"
+    );
+    let published: u64 = departments
+        .iter()
+        .map(|d| d["published"].as_u64().unwrap())
+        .sum();
+    assert!(
+        published >= 1,
+        "the result published above counts: {report}"
+    );
+}
+
+/// The first day of this year and today, as China dates (UTC+8).
+fn china_year_to_date() -> (String, String) {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let days = (UnixMillis::now().0 + 8 * 3_600_000).div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (format!("{y}-01-01"), format!("{y}-{m:02}-{d:02}"))
 }
 
 /// Serves one HTML page from another origin (another port: the same site, so a

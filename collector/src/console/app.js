@@ -139,11 +139,13 @@ window.spotcheckConfirm = confirmDialog;
 $('login-form').addEventListener('submit', async ev => {
   ev.preventDefault();
   try {
+    // A link to a task (as notifications carry) leads there once logged in.
+    const wanted = location.hash.startsWith('#/task/') ? location.hash : null;
     await api.login($('login-user').value.trim(), $('login-password').value);
     $('auth').textContent = '';
     $('login-password').value = '';
     startLive();
-    location.hash = home();
+    location.hash = wanted || home();
     route();
   } catch (e) { $('auth').textContent = t('login_failed') + ': ' + e.message; }
 });

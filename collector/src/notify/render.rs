@@ -25,7 +25,7 @@ fn severity(s: &str) -> &str {
 
 /// The console's page of a task.
 pub fn task_link(console_url: &str, task: i64) -> String {
-    format!("{}/#task={task}", console_url.trim_end_matches('/'))
+    format!("{}/#/task/{task}", console_url.trim_end_matches('/'))
 }
 
 fn what(e: &Event) -> String {
@@ -150,6 +150,6 @@ mod tests {
         let (title, text) = message(&[e], 0, "https://sc.example.cn/");
         assert_eq!(title, "【health】［高］异常任务已创建");
         assert!(text.contains("2023-11-15 06:13"), "{text}");
-        assert!(text.contains("(https://sc.example.cn/#task=7)"), "{text}");
+        assert!(text.contains("(https://sc.example.cn/#/task/7)"), "{text}");
     }
 }

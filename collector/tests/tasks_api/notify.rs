@@ -220,7 +220,7 @@ async fn robots_and_webhooks_get_their_documented_formats_with_valid_signatures(
     assert_eq!((report.flushed, report.sent), (3, 3), "{report:?}");
     let got = rx.requests();
     assert_eq!(got.len(), 3);
-    let link = format!("https://spotcheck.example.gov.cn/#task={task}");
+    let link = format!("https://spotcheck.example.gov.cn/#/task/{task}");
 
     let wecom = got
         .iter()
@@ -706,7 +706,7 @@ async fn e_mail_reaches_a_real_smtp_server_over_starttls_with_auth() {
     assert_eq!(m["subject"], "【health】［高］异常任务已创建");
     let text = m["text"].as_str().unwrap();
     assert!(
-        text.contains("规则 pool/free_chlorine") && text.contains("#task="),
+        text.contains("规则 pool/free_chlorine") && text.contains("#/task/"),
         "{text}"
     );
 }

@@ -4,7 +4,7 @@
 import { t, esc, label, time, code, codeLabel } from './i18n.js';
 import * as api from './api.js';
 
-const TABS = ['ingest', 'rule_packs', 'plans', 'draws', 'registry', 'joint', 'audit'];
+const TABS = ['ingest', 'rule_packs', 'plans', 'draws', 'registry', 'joint', 'reports', 'audit'];
 
 function cell(v) {
   if (v == null) return '';
@@ -60,14 +60,67 @@ async function section(tab) {
       const lines = (await r.text()).trim().split('\n').filter(Boolean).slice(-200).reverse().map(l => JSON.parse(l));
       return `<p>${label('audit_head')}: #${esc(head.seq)} <span class="code">${esc(head.hash || '')}</span> · <span class="muted">spotcheck-collector audit verify</span></p>${table(lines, ['seq', 'ts_ms', 'kind', 'subject', 'body'], 'audit')}`;
     }
+    case 'reports': return report();
     default: return '';
   }
+}
+
+/** Today and the first day of its year, as China dates (YYYY-MM-DD). */
+function thisYear() {
+  const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
+  return [today.slice(0, 4) + '-01-01', today];
+}
+
+/** Bars per department: planned, drawn, checked, published (an SVG that prints). */
+function bars(deps) {
+  const keys = ['planned', 'drawn', 'checked', 'published'];
+  const max = Math.max(1, ...deps.flatMap(d => keys.map(k => d[k] || 0)));
+  const w = 14, gap = 26, h = 120, left = 4;
+  const width = left + deps.length * (keys.length * w + gap);
+  const body = deps.map((d, i) => {
+    const x0 = left + i * (keys.length * w + gap);
+    return keys.map((k, j) => {
+      const v = d[k] || 0, bh = Math.round(v / max * h);
+      return `<rect class="bar bar-${k}" x="${x0 + j * w}" y="${h - bh + 4}" width="${w - 2}" height="${bh}"><title>${esc(code('dept', d.department))} ${esc(t('r_' + k))}: ${v}</title></rect>`;
+    }).join('') + `<text x="${x0}" y="${h + 18}" font-size="11">${esc(code('dept', d.department))}</text>`;
+  }).join('');
+  const legend = keys.map(k => `<span class="legend bar-${k}">■</span> <span data-t="r_${k}">${esc(t('r_' + k))}</span>`).join(' ');
+  return `<svg id="report-chart" viewBox="0 0 ${width} ${h + 24}" style="max-width:100%;height:auto">${body}</svg><p class="small">${legend}</p>`;
+}
+
+/** The joint-meeting office's report for this year so far: a chart, a table, CSV, print. */
+async function report() {
+  const [from, to] = thisYear();
+  const r = await api.get(`/api/v1/reports?from=${from}&to=${to}`);
+  const rows = r.departments.map(d => ({
+    department: code('dept', d.department), planned: d.planned, drawn: d.drawn, checked: d.checked,
+    published: d.published, joint_share: d.joint_share == null ? '' : (d.joint_share * 100).toFixed(1) + '%',
+    joint_required: d.joint_required, overdue_publications: d.overdue_publications,
+    anomalies_opened: d.anomalies_opened, ack_median_min: d.time_to_acknowledge.median_min,
+    ack_p90_min: d.time_to_acknowledge.p90_min, resolve_median_min: d.time_to_resolve.median_min,
+    resolve_p90_min: d.time_to_resolve.p90_min,
+    coverage: d.coverage == null ? '' : (d.coverage * 100).toFixed(0) + '%',
+  }));
+  return `<p>${esc(from)} – ${esc(to)} · <button type="button" id="report-print" onclick="window.print()" data-t="print">${esc(t('print'))}</button>
+    <button type="button" id="report-csv" data-t="download_csv">${esc(t('download_csv'))}</button></p>
+    ${bars(r.departments)}${table(rows, null, 'report')}`;
+}
+
+/** Downloads the report as CSV with the caller's credentials. */
+async function downloadCsv() {
+  const [from, to] = thisYear();
+  const r = await fetch(`/api/v1/reports/csv?from=${from}&to=${to}`, { headers: api.headers(), credentials: 'same-origin' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(await r.blob());
+  a.download = `spotcheck-report-${from}-${to}.csv`;
+  a.click();
 }
 
 export async function render(main, parts) {
   const tab = TABS.includes(parts[0]) ? parts[0] : 'ingest';
   const body = await section(tab).catch(e => `<p class="msg">${esc(e.status === 403 ? t('forbidden') : e.message)}</p>`);
   if (!main.dataset.wired) main.dataset.wired = '1', main.addEventListener('click', async ev => {
+    if (ev.target.closest('#report-csv')) { downloadCsv(); return; }
     const b = ev.target.closest('button[data-act]');
     if (!b || !['commit', 'reveal'].includes(b.dataset.act)) return;
     const what = `${t(b.dataset.act)} ${b.dataset.plan} / ${b.dataset.batch}`;
