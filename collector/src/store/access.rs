@@ -15,22 +15,35 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use rusqlite::Connection;
 
 use super::{open_for_reading, open_for_writing, StoreError};
 use crate::config::Synchronous;
 
-/// Idle read-only connections kept per database (more are opened under load and closed
-/// when given back).
-pub const IDLE_READERS: usize = 8;
+/// Read-only connections per database at most: a read beyond them waits for one to be given
+/// back rather than opening another. Opening a connection costs more than most API reads,
+/// and on a few cores more concurrent SQLite reads only queue for the CPU anyway.
+pub const MAX_READERS: usize = 8;
+
+/// Kept for compatibility with callers that sized things by it: every reader is kept idle.
+pub const IDLE_READERS: usize = MAX_READERS;
+
+/// The read pool: idle connections and how many exist in all.
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Connection>,
+    open: usize,
+}
 
 /// The workflow writer and the read pool of one database file.
 pub struct Access {
     path: PathBuf,
     writer: Mutex<Option<Connection>>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Readers>,
+    /// Signalled when a connection is given back.
+    returned: Condvar,
 }
 
 /// The [`Access`] of database `path` in this process (made on first use).
@@ -45,7 +58,8 @@ pub fn of(path: &Path) -> Arc<Access> {
             Arc::new(Access {
                 path: path.to_owned(),
                 writer: Mutex::new(None),
-                readers: Mutex::new(Vec::new()),
+                readers: Mutex::new(Readers::default()),
+                returned: Condvar::new(),
             })
         })
         .clone()
@@ -71,20 +85,40 @@ impl Access {
 
     /// Runs `f` with a read-only connection from the pool.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> Result<T, StoreError> {
-        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => {
-                let c = open_for_reading(&self.path)?;
-                c.set_prepared_statement_cache_capacity(32);
-                c
+        let lock = || self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = lock();
+        let conn = loop {
+            if let Some(c) = pool.idle.pop() {
+                drop(pool);
+                break c;
             }
+            if pool.open < MAX_READERS {
+                pool.open += 1;
+                drop(pool);
+                match open_for_reading(&self.path) {
+                    Ok(c) => {
+                        c.set_prepared_statement_cache_capacity(32);
+                        break c;
+                    }
+                    Err(e) => {
+                        lock().open -= 1;
+                        self.returned.notify_one();
+                        return Err(e);
+                    }
+                }
+            }
+            pool = self.returned.wait(pool).unwrap_or_else(|e| e.into_inner());
         };
         let out = f(&conn);
-        let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < IDLE_READERS && conn.is_autocommit() {
-            idle.push(conn);
+        let mut pool = lock();
+        if conn.is_autocommit() {
+            pool.idle.push(conn);
+        } else {
+            // Left inside a transaction: not reusable.
+            pool.open -= 1;
         }
+        drop(pool);
+        self.returned.notify_one();
         Ok(out)
     }
 }
