@@ -123,46 +123,12 @@ pub fn resolve_times(conn: &Connection, d: &str, r: Range) -> rusqlite::Result<V
     .collect()
 }
 
-/// The drawn tasks as the joint-quota rule reads them (rows that do not parse are left out).
+/// The drawn tasks as the joint-quota rule reads them: [`super::store::scheduled`], drawn only.
 pub fn drawn_tasks(conn: &Connection) -> rusqlite::Result<Vec<crate::joint::Task>> {
-    use crate::plan::PlanDate;
-    use crate::registry::model::{Department, ItemId};
-    use crate::registry::CreditCode;
-    let mut stmt = conn.prepare(
-        "SELECT id, entity, department, item, window_start, window_end FROM tasks
-         WHERE draw IS NOT NULL ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-        ))
+    let all = super::store::scheduled(conn).map_err(|e| match e {
+        super::TaskError::Sqlite(e) => e,
+        // A corrupt row: the report cannot be computed; say which.
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, entity, department, item, start, end) = row?;
-        let (Ok(entity), Ok(department), Ok(item), Ok(start), Ok(end)) = (
-            CreditCode::parse(&entity),
-            Department::new(department),
-            ItemId::new(item),
-            PlanDate::new(&start),
-            PlanDate::new(&end),
-        ) else {
-            continue;
-        };
-        out.push(crate::joint::Task {
-            id,
-            entity,
-            department,
-            item,
-            start,
-            end,
-            drawn: true,
-        });
-    }
-    Ok(out)
+    Ok(all.into_iter().filter(|t| t.drawn).collect())
 }
