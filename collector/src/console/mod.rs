@@ -30,6 +30,17 @@ pub const INDEX: Asset = Asset {
     body: include_str!("index.html"),
 };
 
+/// An ES module of the console, `name` served from `path` (relative to this directory).
+macro_rules! module {
+    ($name:literal, $path:literal) => {
+        Asset {
+            name: $name,
+            mime: JS,
+            body: include_str!($path),
+        }
+    };
+}
+
 /// Every file under `/assets/`.
 pub const ASSETS: &[Asset] = &[
     Asset {
@@ -37,51 +48,15 @@ pub const ASSETS: &[Asset] = &[
         mime: "text/css; charset=utf-8",
         body: include_str!("style.css"),
     },
-    Asset {
-        name: "app.js",
-        mime: JS,
-        body: include_str!("app.js"),
-    },
-    Asset {
-        name: "api.js",
-        mime: JS,
-        body: include_str!("api.js"),
-    },
-    Asset {
-        name: "i18n.js",
-        mime: JS,
-        body: include_str!("i18n.js"),
-    },
-    Asset {
-        name: "chart.js",
-        mime: JS,
-        body: include_str!("chart.js"),
-    },
-    Asset {
-        name: "queue.js",
-        mime: JS,
-        body: include_str!("views/queue.js"),
-    },
-    Asset {
-        name: "task.js",
-        mime: JS,
-        body: include_str!("views/task.js"),
-    },
-    Asset {
-        name: "entity.js",
-        mime: JS,
-        body: include_str!("views/entity.js"),
-    },
-    Asset {
-        name: "public.js",
-        mime: JS,
-        body: include_str!("views/public.js"),
-    },
-    Asset {
-        name: "admin.js",
-        mime: JS,
-        body: include_str!("views/admin.js"),
-    },
+    module!("app.js", "app.js"),
+    module!("api.js", "api.js"),
+    module!("i18n.js", "i18n.js"),
+    module!("chart.js", "chart.js"),
+    module!("queue.js", "views/queue.js"),
+    module!("task.js", "views/task.js"),
+    module!("entity.js", "views/entity.js"),
+    module!("public.js", "views/public.js"),
+    module!("admin.js", "views/admin.js"),
 ];
 
 /// The file named `name`.
