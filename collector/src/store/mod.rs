@@ -5,7 +5,8 @@
 //! Queries borrow read-only connections from [`access`]'s pool. ARCHITECTURE.md, "One write
 //! path", gives the reasons.
 //!
-//! - [`schema`]: the migrations.
+//! - [`schema`]: the migrations, for SQLite and PostgreSQL.
+//! - [`db`]: the two engines behind one interface, chosen by the database URL.
 //! - [`chunk`]: the packed format of readings (one row per batch and metric).
 //! - [`writer`]: commits validated batches and dead letters, deduplicating by (agent, seq).
 //! - [`query`]: read-only queries for the API and console.
@@ -13,6 +14,7 @@
 
 pub mod access;
 pub mod chunk;
+pub mod db;
 pub mod gather;
 pub mod query;
 pub mod schema;

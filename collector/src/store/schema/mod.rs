@@ -1,5 +1,9 @@
-//! The SQLite schema, as numbered migrations applied in order; `PRAGMA user_version` records
-//! how many have run. Never edit a released migration: append a new one.
+//! The schema, as numbered migrations applied in order, for each engine: SQLite's here
+//! (`PRAGMA user_version` records how many have run), PostgreSQL's in [`postgres`], the same
+//! tables and columns version by version. Never edit a released migration: append a new one
+//! to both lists.
+
+pub mod postgres;
 
 /// Every migration, in order. Index + 1 is the schema version it produces.
 pub const MIGRATIONS: &[&str] = &[

@@ -1,0 +1,198 @@
+//! A private PostgreSQL server per test: `initdb` into a scratch directory and `postgres` on a
+//! free loopback port, stopped (and its files removed) when dropped. As root, both run as the
+//! `postgres` user, which the server insists on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::{free_port, servers_required, wait_for, Proc};
+
+/// A running server.
+pub struct Postgres {
+    /// The server process.
+    pub proc: Proc,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    data: PathBuf,
+}
+
+/// The newest installed server's `bin` directory (Debian: /usr/lib/postgresql/N/bin).
+fn bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, b)| b)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `program args…` as the `postgres` user when we are root (`setpriv` execs, so the process
+/// started is the server itself and signals reach it).
+fn as_postgres(program: &Path, args: &[&str]) -> (PathBuf, Vec<String>) {
+    let mut all: Vec<String> = Vec::new();
+    let start = if is_root() {
+        all.extend(
+            [
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ]
+            .map(String::from),
+        );
+        all.push(program.display().to_string());
+        PathBuf::from("setpriv")
+    } else {
+        program.to_owned()
+    };
+    all.extend(args.iter().map(|a| a.to_string()));
+    (start, all)
+}
+
+fn command(program: &Path, args: &[&str]) -> Command {
+    let (program, args) = as_postgres(program, args);
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}
+
+impl Postgres {
+    /// Starts a fresh server (logs in `log_dir`), or returns `None` with a note when
+    /// PostgreSQL is not installed and [`servers_required`] is false.
+    pub fn start(log_dir: &Path) -> Option<Postgres> {
+        let Some(bin) = bin_dir() else {
+            assert!(
+                !servers_required(),
+                "PostgreSQL is not installed but SPOTCHECK_REQUIRE_SERVERS=1 (apt-get install postgresql)"
+            );
+            eprintln!("skipping: PostgreSQL is not installed (apt-get install postgresql)");
+            return None;
+        };
+        // Not under the test's temporary directory: the server's user must reach it, and
+        // tempdirs are private to root.
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let data = std::env::temp_dir().join(format!(
+            "spotcheck-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres", data.to_str().unwrap()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown postgres {}", data.display());
+        }
+        let out = command(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        )
+        .output()
+        .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let port_s = port.to_string();
+        let (program, args) = as_postgres(
+            &bin.join("postgres"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-p",
+                &port_s,
+                "-k",
+                data.to_str().unwrap(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+            ],
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut proc = Proc::spawn("postgres", &program, &args, log_dir);
+        wait_for(
+            "PostgreSQL to accept connections",
+            Duration::from_secs(30),
+            || {
+                proc.assert_running();
+                let ok = Command::new(bin.join("pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port_s, "-U", "postgres"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                ok.then_some(())
+            },
+        );
+        Some(Postgres { proc, port, data })
+    }
+
+    /// The URL of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        let bin = bin_dir().expect("installed");
+        let out = Command::new(bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ])
+            .output()
+            .expect("createdb runs");
+        assert!(
+            out.status.success(),
+            "createdb {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.url(name)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's fast shutdown: it disconnects clients rather than waiting.
+        self.proc.signal("INT");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.proc.has_exited() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
