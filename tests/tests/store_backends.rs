@@ -425,3 +425,65 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
     assert!(e.to_string().contains("999"), "{e}");
     drop(b.sqlite);
 }
+
+#[test]
+fn one_collector_leads_its_work_is_fenced_and_a_killed_leader_is_replaced() {
+    use spotcheck_collector::store::leader::{Leadership, Role};
+    let Some(b) = both("leader") else { return };
+    let retry = Duration::from_millis(200);
+    let a = Leadership::campaign(&b.pg_url, Role::Collector, retry);
+    wait_for("a leader", Duration::from_secs(20), || {
+        a.is_leader().then_some(())
+    });
+    let second = Leadership::campaign(&b.pg_url, Role::Collector, retry);
+    let insert = |l: &Leadership, id: &str| {
+        l.with_leader(|c| c.execute("INSERT INTO plans (id, body) VALUES ($1, '{}')", args![id]))
+    };
+    assert!(matches!(insert(&a, "by-a"), Some(Ok(1))));
+    assert!(
+        insert(&second, "by-second").is_none(),
+        "a standby did the leader's work"
+    );
+    assert!(!second.is_leader());
+
+    // The leader's process ends: its connection closes and the standby takes over.
+    let dropped = std::time::Instant::now();
+    drop(a);
+    wait_for("the standby to lead", Duration::from_secs(20), || {
+        second.is_leader().then_some(())
+    });
+    let failover = dropped.elapsed();
+    assert!(matches!(insert(&second, "by-second"), Some(Ok(1))));
+
+    // The new leader's connection is cut (a network failure): its work fails rather than
+    // running beside another leader, and a third collector takes over.
+    let third = Leadership::campaign(&b.pg_url, Role::Collector, retry);
+    let killed: i64 = b
+        .postgres
+        .query_row(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+            args![],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(killed, 1);
+    assert!(
+        !matches!(insert(&second, "after-cut"), Some(Ok(_))),
+        "work ran on a connection that no longer holds the lock"
+    );
+    // (`is_leader` is each process's own view and may lag by one retry; the work is what
+    // is fenced.) Whichever leads next does the work, once.
+    wait_for("a leader after the cut", Duration::from_secs(20), || {
+        [&second, &third]
+            .into_iter()
+            .any(|l| matches!(insert(l, "after-cut"), Some(Ok(1))))
+            .then_some(())
+    });
+    let plans: Vec<String> = b
+        .postgres
+        .query("SELECT id FROM plans ORDER BY id", args![], |r| r.get(0))
+        .unwrap();
+    assert_eq!(plans, ["after-cut", "by-a", "by-second"]);
+    eprintln!("failover after the leader's exit: {failover:?}");
+}

@@ -11,11 +11,13 @@
 //! - [`writer`]: commits validated batches and dead letters, deduplicating by (agent, seq).
 //! - [`query`]: read-only queries for the API and console.
 //! - [`access`]: the workflow writer and the read pool.
+//! - [`leader`]: one leader among collectors sharing a PostgreSQL store.
 
 pub mod access;
 pub mod chunk;
 pub mod db;
 pub mod gather;
+pub mod leader;
 pub mod query;
 pub mod schema;
 pub mod writer;
