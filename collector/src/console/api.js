@@ -1,6 +1,6 @@
 // Talking to the collector: a bearer token (from `#token=` in the URL, for scripts and the
 // demo's links) or the session cookie with its CSRF token on writes.
-import { t } from './i18n.js';
+import { t, esc } from './i18n.js';
 
 export const session = { me: null };
 // `#token=SECRET[&go=/task/7]`: keep the token for this tab, drop it from the URL, go on.
@@ -70,6 +70,11 @@ export async function logout() {
   session.me = null;
 }
 export const role = () => session.me ? session.me.user.role : null;
+/** A link to an entity's page, or its name alone for those who may not open it (inspectors). */
+export function entityLink(code, name) {
+  const text = name || code;
+  return role() === 'inspector' ? `<span class="entity-name">${esc(text)}</span>` : `<a href="#/entity/${encodeURIComponent(code)}">${esc(text)}</a>`;
+}
 /** Whether the caller manages `task` (the admin; a supervisor of its department). */
 export function manages(task) {
   const me = session.me && session.me.user;

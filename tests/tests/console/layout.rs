@@ -34,6 +34,13 @@ pub fn nothing_overflows_at_400_px(a: &mut Browser, d: &Demo, id: i64, rid: i64,
         ),
         ("/public/draws".into(), "#public-draws", "tr.draw"),
         ("/admin/rule_packs".into(), "#admin", "#packs tr"),
+        ("/admin/registry".into(), "#admin", "#import-form"),
+        ("/admin/joint".into(), "#admin", "#joint-quotas tr.quota"),
+        (
+            "/admin/audit".into(),
+            "#admin",
+            "#audit-verify #audit-head-hash",
+        ),
     ];
     for (page, section, content) in &pages {
         // A fresh document each time (the query string changes), as a phone would open a link.

@@ -2,9 +2,9 @@
 // reveal), draws (the full records, for the admin and the auditor), the registry with its
 // import (registry.js), joint inspections (joint.js), the report, the audit log with its
 // verification (audit.js). A table per list.
-import { t, esc, label, time, code } from './i18n.js';
+import { t, esc, label, time, code, codeLabel } from './i18n.js';
 import * as api from './api.js';
-import { table } from './tables.js';
+import { table, htmlTable } from './tables.js';
 import * as registry from './registry.js';
 import * as joint from './joint.js';
 import * as audit from './audit.js';
@@ -15,7 +15,7 @@ async function section(tab, params) {
   switch (tab) {
     case 'ingest': {
       const [stats, agents, dead] = await Promise.all([api.get('/api/v1/stats'), api.get('/api/v1/agents'), api.get('/api/v1/dead-letters?limit=50')]);
-      return `<div class="counts">${Object.entries(stats).map(([k, v]) => `<span data-stat="${esc(k)}"><span class="n">${esc(v)}</span>${esc(k.replaceAll('_', ' '))}</span>`).join('')}</div>
+      return `<div class="counts">${Object.entries(stats).map(([k, v]) => `<span data-stat="${esc(k)}"><span class="n">${esc(v)}</span>${codeLabel('stat', k)}</span>`).join('')}</div>
         <h3>${label('feeds')}</h3>${table(agents)}<h3>${label('dead_letters')}</h3>${table(dead, ['received_ms', 'topic', 'code', 'reason'])}`;
     }
     case 'rule_packs': return table(await api.get('/api/v1/rule-packs'), ['id', 'domain', 'hash', 'origin', 'rules'], 'packs');
@@ -31,7 +31,16 @@ async function section(tab, params) {
           : !c.revealed_ms ? `<button data-act="reveal" data-plan="${esc(p.id)}" data-batch="${esc(b.label)}" data-t="reveal">${esc(t('reveal'))}</button>` : '';
         return `<tr><td data-h="${esc(t('plans'))}">${esc(p.id)}</td><td>${esc(b.label)}</td><td>${esc(b.start)} – ${esc(b.end)}</td><td>${state}</td><td>${act}</td></tr>`;
       })).join('');
-      return table(plans.map((p, i) => Object.assign({ id: p.id, year: p.year, department: p.department, item: p.item, ratios: p.ratios }, progress[i])), null, 'plans')
+      // Ratios in per cent and each risk class's drawn / planned, instead of their JSON.
+      const pct = bp => `${bp / 100}%`;
+      const planRows = plans.map((p, i) => {
+        const g = progress[i] || {};
+        return ['', [esc(p.id), esc(p.year), codeLabel('dept', p.department), esc(p.item),
+          p.ratios.map(r => `<div class="nowrap">${esc(r.class)} ${pct(r.ratio_bp)} <span class="small muted">(${pct(r.min_bp)}–${pct(r.max_bp)})</span></div>`).join(''),
+          esc(g.planned ?? ''), esc(g.drawn ?? ''), esc(g.checked ?? ''), esc(g.published ?? ''), g.batches == null ? '' : `${esc(g.batches_drawn)} / ${esc(g.batches)}`,
+          (g.classes || []).map(c => `<div class="nowrap">${esc(c.class)}: ${esc(c.drawn)} / ${esc(c.planned)} <span class="small muted">(${esc(c.population)})</span></div>`).join('')]];
+      });
+      return htmlTable('plans', ['id', 'year', 'department', 'item', 'ratios', 'planned', 'drawn', 'checked', 'published', 'batches_drawn', 'classes'], planRows)
         + `<h3>${label('batches')}</h3><div class="scroll"><table class="cards" id="batches"><tbody>${rows}</tbody></table></div><p id="batch-msg" class="msg"></p>`;
     }
     case 'draws': {
@@ -100,7 +109,9 @@ async function downloadCsv() {
 const WIRES = { registry, joint, audit };
 
 export async function render(main, parts, params = new URLSearchParams(), flash = '') {
-  const tab = TABS.includes(parts[0]) ? parts[0] : 'ingest';
+  // The full draw records are for the admin and the auditor only.
+  const tabs = api.role() === 'supervisor' ? TABS.filter(x => x !== 'draws') : TABS;
+  const tab = tabs.includes(parts[0]) ? parts[0] : 'ingest';
   const body = await section(tab, params).catch(e => `<p class="msg" id="admin-error">${label(e.status === 403 ? 'forbidden' : 'load_failed')}${e.status === 403 ? '' : ': ' + esc(e.message)}</p>`);
   if (!main.dataset.wired) main.dataset.wired = '1', main.addEventListener('click', async ev => {
     if (ev.target.closest('#report-csv')) { downloadCsv(); return; }
@@ -113,7 +124,7 @@ export async function render(main, parts, params = new URLSearchParams(), flash 
       await render(main, parts, params);
     } catch (e) { main.querySelector('#batch-msg').innerHTML = `${label('action_failed')}: ${esc(e.message)}`; }
   });
-  main.innerHTML = `<section id="admin" data-tab="${tab}"><nav class="pager">${TABS.map(x => `<a href="#/admin/${x}" data-t="${x}"${x === tab ? ' class="active"' : ''}>${esc(t(x))}</a>`).join(' · ')}</nav>
+  main.innerHTML = `<section id="admin" data-tab="${tab}"><nav class="pager">${tabs.map(x => `<a href="#/admin/${x}" data-t="${x}"${x === tab ? ' class="active"' : ''}>${esc(t(x))}</a>`).join(' · ')}</nav>
     <h2>${label(tab)}</h2><div id="admin-flash">${flash}</div>${body}</section>`;
   const w = WIRES[tab];
   if (w && w.wire) w.wire(main, f => render(main, parts, params, f));

@@ -3,7 +3,7 @@
 // field and reason, as the API answers), then, once it passes, the import after a confirmation.
 import { t, esc, label, codeLabel } from './i18n.js';
 import * as api from './api.js';
-import { table, htmlTable, failure } from './tables.js';
+import { htmlTable, failure } from './tables.js';
 
 const KINDS = { entities: 'entities_lib', inspectors: 'inspectors_lib', items: 'items' };
 // The file checked last and passed, waiting for the confirmation.
@@ -21,9 +21,16 @@ export async function render() {
     </form>
     <p class="small muted" data-t="import_hint">${esc(t('import_hint'))}</p>
     <div id="import-report" aria-live="polite"></div></section>`;
-  return `${form}<h3>${label('items')} (${items.length})</h3>${table(items, null, 'reg-items')}
-    <h3>${label('entities_lib')} (${entities.length})</h3>${table(entities.slice(0, 200), ['code', 'name', 'domain', 'district', 'risk', 'agents'], 'reg-entities')}
-    <h3>${label('inspectors_lib')} (${inspectors.length})</h3>${table(inspectors, ['id', 'name', 'department', 'fields', 'active'], 'reg-inspectors')}`;
+  const list = v => esc((Array.isArray(v) ? v : [v]).filter(x => x != null).join(', '));
+  const items_ = htmlTable('reg-items', ['id', 'name', 'department', 'legal_basis', 'kind', 'method', 'rule_pack'], items.map(i => ['',
+    [`<span class="code">${esc(i.id)}</span>`, esc(i.name), codeLabel('dept', i.department), esc(i.legal_basis), codeLabel('itemkind', i.kind), codeLabel('method', i.method), esc(i.rule_pack || '')]]));
+  const entities_ = htmlTable('reg-entities', ['code', 'name', 'domain', 'district', 'risk', 'agents'], entities.slice(0, 200).map(e => ['',
+    [`<a href="#/entity/${encodeURIComponent(e.code)}" class="code">${esc(e.code)}</a>`, esc(e.name), codeLabel('domain', e.domain), esc(e.district), esc(e.risk), list(e.agents)]]));
+  const inspectors_ = htmlTable('reg-inspectors', ['id', 'name', 'department', 'fields', 'active'], inspectors.map(i => ['',
+    [esc(i.id), esc(i.name), codeLabel('dept', i.department), (i.fields || []).map(f => codeLabel('domain', f)).join('、'), i.active ? '✓' : '✗']]));
+  return `${form}<h3>${label('items')} (${items.length})</h3>${items_}
+    <h3>${label('entities_lib')} (${entities.length})</h3>${entities_}
+    <h3>${label('inspectors_lib')} (${inspectors.length})</h3>${inspectors_}`;
 }
 
 /** The content type of a file by its name's ending, or null. */
