@@ -48,7 +48,7 @@ export async function render(params) {
     const entries = (await r.text()).trim().split('\n').filter(Boolean).slice(-200).reverse().map(l => JSON.parse(l));
     log = htmlTable('audit', ['seq', 'ts_ms', 'kind', 'subject', 'body'], entries.map(e => [
       `class="entry${bad.has(e.seq) ? ' broken' : ''}" data-seq="${esc(e.seq)}"`,
-      [esc(e.seq), time(e.ts_ms), esc(e.kind), `<span class="code">${esc(e.subject)}</span>`, `<span class="code small">${esc(e.body.slice(0, 400))}</span>`],
+      [esc(e.seq), time(e.ts_ms), `${codeLabel('auditkind', e.kind)} <div class="code small muted">${esc(e.kind)}</div>`, `<span class="code">${esc(e.subject)}</span>`, `<span class="code small">${esc(e.body.slice(0, 400))}</span>`],
     ]));
   } else {
     // The export refuses a log with rows it cannot render faithfully; the verification above says which.
