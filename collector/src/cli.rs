@@ -191,11 +191,16 @@ pub fn import(kind: ImportKind, file: &Path, dry_run: bool, data: &Path) -> anyh
         _ => None,
     };
     match registry_store::import(conn.as_mut(), existing.as_ref(), kind.into(), rows)? {
-        registry_store::Imported::Refused(errors) => {
+        registry_store::Imported::Refused {
+            rows,
+            accepted,
+            errors,
+        } => {
             eprintln!(
-                "{}: {} problem(s); nothing was imported:",
+                "{}: {} problem(s) in {} of {rows} row(s); nothing was imported:",
                 file.display(),
-                errors.len()
+                errors.len(),
+                rows - accepted
             );
             for e in &errors {
                 eprintln!("  {e}");

@@ -127,6 +127,25 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
+    /// With `SPOTCHECK_SCREENSHOTS=DIR` set, saves the page as `DIR/{name}.png` (to look at
+    /// what a test saw); otherwise does nothing.
+    pub fn screenshot(&mut self, name: &str) {
+        let Some(dir) = std::env::var_os("SPOTCHECK_SCREENSHOTS") else {
+            return;
+        };
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap_or_default())
+            .expect("DevTools sends base64");
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("the screenshot directory");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is written");
+    }
+
     /// Polls `expression` until it is `true`, or panics after `timeout` naming `what`.
     pub fn wait_until(&mut self, what: &str, expression: &str, timeout: Duration) {
         // While a page loads, an evaluation may fail (no context yet): that is "not yet".

@@ -191,17 +191,25 @@ struct RangeParams {
 /// The longest range a chart may ask for: 31 days.
 const MAX_RANGE_MS: i64 = 31 * 24 * 3_600_000;
 
-fn range(p: &RangeParams, default: (i64, i64)) -> Result<(i64, i64), ApiError> {
-    let (a, b) = (
-        p.since_ms.unwrap_or(default.0),
-        p.until_ms.unwrap_or(default.1),
-    );
+/// The time range of a chart or record list: `since_ms`..`until_ms` (Unix ms) from the query,
+/// each defaulting to its end of `default`; refused unless non-empty and at most 31 days.
+fn range(
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    default: (i64, i64),
+) -> Result<(i64, i64), ApiError> {
+    let (a, b) = (since_ms.unwrap_or(default.0), until_ms.unwrap_or(default.1));
     if b <= a || b - a > MAX_RANGE_MS {
         return Err(ApiError::BadRequest(format!(
             "the range {a}..{b} (Unix ms) must be non-empty and at most 31 days"
         )));
     }
     Ok((a, b))
+}
+
+/// The last `ms` before now (the end one past now, so that a reading of this instant is in).
+fn last(now: UnixMillis, ms: i64) -> (i64, i64) {
+    (now.0 - ms, now.0 + 1)
 }
 
 async fn task_evidence(
@@ -221,7 +229,7 @@ async fn task_evidence(
         Err(e) => return Err(e.into()),
     };
     let now = UnixMillis::now();
-    let r = range(&p, evidence::default_range(&task, now))?;
+    let r = range(p.since_ms, p.until_ms, evidence::default_range(&task, now))?;
     let (rules, calendar) = (s.rulebook.rules(), s.rulebook.calendar());
     let ev = read(&s, move |c| {
         Ok(EvidenceView {
@@ -280,13 +288,7 @@ async fn entity_events(
         ))
     })?;
     let now = UnixMillis::now();
-    let (since_ms, until_ms) = range(
-        &RangeParams {
-            since_ms: p.since_ms,
-            until_ms: p.until_ms,
-        },
-        (now.0 - 24 * 3_600_000, now.0 + 1),
-    )?;
+    let (since_ms, until_ms) = range(p.since_ms, p.until_ms, last(now, 24 * 3_600_000))?;
     let q = entity::EventQuery {
         kind: nonempty(p.kind),
         since_ms,
@@ -324,13 +326,7 @@ async fn entity_series(
         ))
     })?;
     let now = UnixMillis::now();
-    let (since_ms, until_ms) = range(
-        &RangeParams {
-            since_ms: p.since_ms,
-            until_ms: p.until_ms,
-        },
-        (now.0 - 3_600_000, now.0 + 1),
-    )?;
+    let (since_ms, until_ms) = range(p.since_ms, p.until_ms, last(now, 3_600_000))?;
     let metric = p.metric;
     Ok(Json(
         read(&s, move |c| {

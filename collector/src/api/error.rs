@@ -19,6 +19,10 @@ pub enum ApiError {
     /// A query parameter or path segment is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// The request is wrong in ways a client can show one by one: the message, and members
+    /// added to the error object beside `code` and `message` (e.g. an import's `problems`).
+    #[error("{0}")]
+    BadRequestWith(String, serde_json::Map<String, serde_json::Value>),
     /// Authenticated, but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
@@ -38,7 +42,9 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::BadRequest(_) | ApiError::BadRequestWith(..) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -53,11 +59,15 @@ impl IntoResponse for ApiError {
             tracing::error!(message = "API request failed.", error = %detail);
         }
         let (status, code) = self.parts();
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response();
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), code.into());
+        error.insert("message".into(), self.to_string().into());
+        if let ApiError::BadRequestWith(_, details) = &self {
+            for (k, v) in details {
+                error.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
         if let ApiError::TooManyRequests(s) = &self {
             response
                 .headers_mut()

@@ -1,6 +1,7 @@
 //! Live updates for an open console: `GET /api/v1/live`, a server-sent event stream of the
 //! tasks that changed (as `TaskRow`s, only those the caller may see) and of the open-task
-//! counts, so that the console never re-reads its lists. When nothing happens it sends a
+//! counts, so that the console never re-reads its lists. A stream opens with `ready` and the
+//! counts. When nothing happens it sends a
 //! comment line every [`KEEP_ALIVE`]: a few hundred bytes an hour.
 //!
 //! Without `Accept: text/event-stream` it answers the counts once, as JSON.
@@ -46,13 +47,22 @@ async fn live(State(s): State<AppState>, headers: HeaderMap) -> Result<Response,
         let counts = read(&s, move |c| queue::counts(c, &scope)).await?;
         return Ok(axum::Json(counts).into_response());
     }
-    let mut last = read(&s, changes::marker).await?;
+    let scope1 = scope.clone();
+    let (mut last, counts) = read(&s, move |c| {
+        Ok((changes::marker(c)?, queue::counts(c, &scope1)?))
+    })
+    .await?;
     let (mut tx, rx) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
         let started = tokio::time::Instant::now();
         let mut quiet = Duration::ZERO;
-        // The first event tells the console the stream is up.
-        if tx.write_all(b"event: ready\ndata: {}\n\n").await.is_err() {
+        // The first event tells the console the stream is up; the counts as of the marker
+        // follow, so that a console that reconnected is current without re-reading.
+        let first = format!(
+            "event: ready\ndata: {{}}\n\nevent: counts\ndata: {}\n\n",
+            serde_json::json!(counts)
+        );
+        if tx.write_all(first.as_bytes()).await.is_err() {
             return;
         }
         while started.elapsed() < LIFETIME {

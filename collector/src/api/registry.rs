@@ -1,10 +1,12 @@
 //! Registry, plan and joint-inspection routes (read: the bureau's staff; write: admin): the item list and the two libraries
-//! (list, import a JSON array atomically with `?dry_run=true`), plans and their progress,
+//! (list, import CSV (`Content-Type: text/csv`) or a JSON array atomically, `?dry_run=true`
+//! to check only; a refusal lists every bad row's line, field and reason), plans and their progress,
 //! joint tasks and the joint quota.
 
 use axum::extract::rejection::QueryRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/registry/inspectors",
             get(inspectors).post(import_inspectors),
         )
+        .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES))
         .route("/api/v1/plans", get(plans).put(put_plan))
         .route("/api/v1/plans/{plan}/progress", get(progress))
         .route("/api/v1/joint", get(joint_view))
@@ -76,6 +79,83 @@ struct Imported {
     dry_run: bool,
 }
 
+/// The largest import body: a district's library as CSV or JSON (axum's default is 2 MB).
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+
+/// An import's body, by its `Content-Type`: `text/csv`, else a JSON array.
+enum ImportBody {
+    Csv(String),
+    Json(String),
+}
+
+impl ImportBody {
+    fn of(h: &HeaderMap, body: String) -> ImportBody {
+        let csv = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+        if csv {
+            ImportBody::Csv(body)
+        } else {
+            ImportBody::Json(body)
+        }
+    }
+}
+
+/// A file that could not be read at all, as one problem on its line.
+fn unreadable(e: import::ReadError) -> ApiError {
+    let (line, reason) = match &e {
+        import::ReadError::Syntax { line, reason, .. } => (*line, reason.clone()),
+        other => (0, other.to_string()),
+    };
+    let problems = serde_json::json!([{"line": line, "field": "-", "reason": reason}]);
+    ApiError::BadRequestWith(
+        format!("{e}; nothing was imported"),
+        serde_json::Map::from_iter([("problems".to_owned(), problems)]),
+    )
+}
+
+/// Checks (and unless `dry_run`, writes) the rows; every bad row is refused with its line.
+fn judge(
+    c: &mut rusqlite::Connection,
+    kind: Kind,
+    dry_run: bool,
+    rows: impl Iterator<Item = Result<import::RawRow, import::ReadError>>,
+) -> Result<Imported, ApiError> {
+    let imported = if dry_run {
+        registry_store::import(None, Some(&*c), kind, rows)
+    } else {
+        registry_store::import(Some(c), None, kind, rows)
+    };
+    match imported.map_err(|e| match e {
+        registry_store::ImportError::Read(e) => unreadable(e),
+        registry_store::ImportError::Store(e) => e.into(),
+    })? {
+        registry_store::Imported::Rows(rows) => Ok(Imported { rows, dry_run }),
+        registry_store::Imported::Refused {
+            rows,
+            accepted,
+            errors,
+        } => {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let details =
+                serde_json::json!({"rows": rows, "accepted": accepted, "problems": errors});
+            let serde_json::Value::Object(details) = details else {
+                unreachable!("a JSON object")
+            };
+            Err(ApiError::BadRequestWith(
+                format!(
+                    "{} problem(s) in {} of {rows} row(s); nothing was imported: {}",
+                    errors.len(),
+                    rows - accepted,
+                    list.join("; ")
+                ),
+                details,
+            ))
+        }
+    }
+}
+
 async fn import_kind(
     s: AppState,
     h: HeaderMap,
@@ -84,24 +164,17 @@ async fn import_kind(
     body: String,
 ) -> Result<Json<Imported>, ApiError> {
     super::auth::admin(&s, &h)?;
-    let rows = import::JsonRows::new(body, "request body".to_owned())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    write(&s, move |c| {
-        let conn = (!dry_run).then_some(&mut *c);
-        let imported = registry_store::import(conn, None, kind, rows).map_err(|e| match e {
-            registry_store::ImportError::Read(e) => ApiError::BadRequest(e.to_string()),
-            registry_store::ImportError::Store(e) => e.into(),
-        })?;
-        match imported {
-            registry_store::Imported::Rows(rows) => Ok(Imported { rows, dry_run }),
-            registry_store::Imported::Refused(errors) => {
-                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                Err(ApiError::BadRequest(format!(
-                    "{} problem(s); nothing was imported: {}",
-                    errors.len(),
-                    list.join("; ")
-                )))
-            }
+    let body = ImportBody::of(&h, body);
+    let name = "request body".to_owned();
+    write(&s, move |c| match body {
+        ImportBody::Csv(text) => {
+            let rows =
+                import::CsvRows::new(std::io::Cursor::new(text), name).map_err(unreadable)?;
+            judge(c, kind, dry_run, rows)
+        }
+        ImportBody::Json(text) => {
+            let rows = import::JsonRows::new(text, name).map_err(unreadable)?;
+            judge(c, kind, dry_run, rows)
         }
     })
     .await

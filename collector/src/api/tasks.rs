@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/rule-packs", get(rule_packs))
         .route("/api/v1/rule-packs/{domain}", put(put_rule_pack))
         .route("/api/v1/audit", get(audit_export))
+        .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/public/audit-head", get(audit_head))
 }
 
@@ -571,6 +572,88 @@ async fn audit_export(
     })
     .await??;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyParams {
+    /// A head hash published earlier: the log must still hold the entry with it.
+    head: Option<String>,
+}
+
+/// One problem of a verification, with its text and the entry it is at.
+#[derive(Serialize)]
+struct ProblemView {
+    #[serde(flatten)]
+    problem: crate::audit::verify::Problem,
+    /// The entry it is at, if it names one.
+    at_seq: Option<i64>,
+    /// The problem in words, as `audit verify` prints it.
+    message: String,
+}
+
+/// What `audit verify --data DIR [--head HASH]` would say about the stored log.
+#[derive(Serialize)]
+struct VerifyView {
+    /// Whether the chain verifies.
+    ok: bool,
+    /// Entries examined.
+    entries: usize,
+    /// The last entry's seq (0 for an empty log) …
+    head_seq: i64,
+    /// … and its hash (the genesis hash for an empty log).
+    head_hash: String,
+    /// The seq of the entry whose hash is `head`, when one was given and found.
+    published_head_seq: Option<i64>,
+    /// The lowest seq any problem is at: from there on the chain cannot be trusted.
+    first_broken_seq: Option<i64>,
+    /// Every problem; empty when the chain verifies.
+    problems: Vec<ProblemView>,
+    /// When it was verified (Unix ms).
+    verified_ms: i64,
+}
+
+async fn audit_verify(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<VerifyParams>, QueryRejection>,
+) -> Result<Json<VerifyView>, ApiError> {
+    auth::oversight(&s, &headers)?;
+    let Query(p) = params.map_err(bad_query("?head=HASH (optional)"))?;
+    let head = p
+        .head
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    if let Some(h) = &head {
+        if !crate::audit::hash::is_hash(&h.to_ascii_lowercase()) {
+            return Err(ApiError::BadRequest(format!(
+                "head {h:?} is not a hash: 64 hex digits, as /api/v1/public/audit-head gives it"
+            )));
+        }
+    }
+    let report = read(&s, move |c| {
+        Ok(crate::audit::verify_store(c, head.as_deref())
+            .map_err(|e| ApiError::Internal(e.to_string())))
+    })
+    .await??;
+    Ok(Json(VerifyView {
+        ok: report.is_ok(),
+        entries: report.entries,
+        head_seq: report.head.as_ref().map_or(0, |(seq, _)| *seq),
+        head_hash: report.head_hash().to_owned(),
+        published_head_seq: report.published_head_seq,
+        first_broken_seq: report.first_broken_seq(),
+        problems: report
+            .problems
+            .iter()
+            .map(|p| ProblemView {
+                at_seq: p.seq(),
+                message: p.to_string(),
+                problem: p.clone(),
+            })
+            .collect(),
+        verified_ms: now().0,
+    }))
 }
 
 async fn audit_head(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -80,6 +80,23 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// The first entry the problem is at, where it names one (`None` for the published head
+    /// and for lines of an export).
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            Problem::Unreadable { at, .. } => at.strip_prefix("seq ").and_then(|n| n.parse().ok()),
+            Problem::HashMismatch { seq, .. }
+            | Problem::BadField { seq, .. }
+            | Problem::BrokenLink { seq, .. }
+            | Problem::Duplicate { seq }
+            | Problem::OutOfOrder { seq, .. } => Some(*seq),
+            Problem::Missing { from, .. } => Some(*from),
+            Problem::HeadNotFound { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -137,6 +154,12 @@ impl Report {
     /// The head hash to print and publish: the last entry's, or the genesis hash.
     pub fn head_hash(&self) -> &str {
         self.head.as_ref().map_or(GENESIS, |(_, h)| h.as_str())
+    }
+
+    /// The first entry from which the chain cannot be trusted: the lowest seq any problem is
+    /// at.
+    pub fn first_broken_seq(&self) -> Option<i64> {
+        self.problems.iter().filter_map(Problem::seq).min()
     }
 
     /// Puts rows that could not be read in front of the other problems.

@@ -1,6 +1,6 @@
 // Talking to the collector: a bearer token (from `#token=` in the URL, for scripts and the
 // demo's links) or the session cookie with its CSRF token on writes.
-import { t } from './i18n.js';
+import { t, esc } from './i18n.js';
 
 export const session = { me: null };
 // `#token=SECRET[&go=/task/7]`: keep the token for this tab, drop it from the URL, go on.
@@ -22,9 +22,9 @@ export function headers(extra) {
   return h;
 }
 
-/** An API error, with the server's message. */
+/** An API error, with the server's message and the rest of its error object (`details`). */
 export class ApiError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(status, message, details) { super(message); this.status = status; this.details = details || {}; }
 }
 
 async function answer(r) {
@@ -34,7 +34,7 @@ async function answer(r) {
   if (!r.ok) {
     const msg = (j && j.error && j.error.message) || `${t('error')} ${r.status}`;
     if (r.status === 401) window.dispatchEvent(new CustomEvent('spotcheck-unauthorized'));
-    throw new ApiError(r.status, msg);
+    throw new ApiError(r.status, msg, j && j.error);
   }
   return j;
 }
@@ -49,6 +49,10 @@ export async function send(method, path, body) {
   return answer(await fetch(path, { method, credentials: 'same-origin', headers: headers({ 'Content-Type': 'application/json' }), body: body === undefined ? undefined : JSON.stringify(body) }));
 }
 export const post = (path, body) => send('POST', path, body || {});
+/** A write whose body is sent as it is (a file's text), with its content type. */
+export async function sendText(method, path, text, contentType) {
+  return answer(await fetch(path, { method, credentials: 'same-origin', headers: headers({ 'Content-Type': contentType }), body: text }));
+}
 export const put = (path, body) => send('PUT', path, body);
 
 export async function whoami() {
@@ -66,6 +70,11 @@ export async function logout() {
   session.me = null;
 }
 export const role = () => session.me ? session.me.user.role : null;
+/** A link to an entity's page, or its name alone for those who may not open it (inspectors). */
+export function entityLink(code, name) {
+  const text = name || code;
+  return role() === 'inspector' ? `<span class="entity-name">${esc(text)}</span>` : `<a href="#/entity/${encodeURIComponent(code)}">${esc(text)}</a>`;
+}
 /** Whether the caller manages `task` (the admin; a supervisor of its department). */
 export function manages(task) {
   const me = session.me && session.me.user;

@@ -57,6 +57,10 @@ pub const ASSETS: &[Asset] = &[
     module!("entity.js", "views/entity.js"),
     module!("public.js", "views/public.js"),
     module!("admin.js", "views/admin.js"),
+    module!("tables.js", "views/tables.js"),
+    module!("registry.js", "views/registry.js"),
+    module!("joint.js", "views/joint.js"),
+    module!("audit.js", "views/audit.js"),
 ];
 
 /// The file named `name`.

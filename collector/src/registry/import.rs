@@ -443,6 +443,11 @@ impl<'k> Checker<'k> {
         self.errors.is_empty()
     }
 
+    /// How many rows were checked so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Checks one row: its typed record if it is valid; its problems are kept.
     pub fn check(&mut self, row: &RawRow) -> Option<Record> {
         self.rows += 1;

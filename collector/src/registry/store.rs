@@ -86,8 +86,15 @@ pub fn write(conn: &mut Connection, records: &Records) -> Result<usize, Registry
 pub enum Imported {
     /// Every row was valid: this many were written (or, in a dry run, would be).
     Rows(usize),
-    /// Some rows were not: every problem, by line; nothing was written.
-    Refused(Vec<RowError>),
+    /// Some rows were not: nothing was written.
+    Refused {
+        /// Rows read.
+        rows: usize,
+        /// Rows without a problem (they would have been written with the others).
+        accepted: usize,
+        /// Every problem, by line.
+        errors: Vec<RowError>,
+    },
 }
 
 /// Why a streamed import stopped before it could judge the file.
@@ -132,6 +139,7 @@ pub fn import(
             w.record(&r)?;
         }
     }
+    let rows_read = checker.rows();
     let outcome = checker.finish();
     match (outcome.is_ok(), writer) {
         (true, Some(w)) => {
@@ -141,7 +149,15 @@ pub fn import(
     }
     match outcome {
         // The transaction is dropped unfinished: rolled back.
-        Err(errors) => Ok(Imported::Refused(errors)),
+        Err(errors) => {
+            let mut bad: Vec<u64> = errors.iter().map(|e| e.line).collect();
+            bad.dedup();
+            Ok(Imported::Refused {
+                rows: rows_read,
+                accepted: rows_read.saturating_sub(bad.len()),
+                errors,
+            })
+        }
         Ok(n) => {
             if let Some(tx) = tx {
                 tx.commit()?;

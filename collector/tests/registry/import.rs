@@ -208,7 +208,16 @@ fn a_streamed_import_writes_nothing_when_a_late_row_is_bad_and_everything_when_n
     let text = format!("{header}\n{}\n", bad.join("\n"));
     let rows = CsvRows::new(text.as_bytes(), "e.csv".into()).unwrap();
     match import(Some(&mut conn), None, Kind::Entities, rows).unwrap() {
-        Imported::Refused(errors) => {
+        Imported::Refused {
+            rows,
+            accepted,
+            errors,
+        } => {
+            assert_eq!(
+                (rows, accepted),
+                (2001, 2000),
+                "rows read and rows that would pass"
+            );
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert_eq!((errors[0].line, errors[0].field.as_str()), (2002, "agents"));
             assert!(

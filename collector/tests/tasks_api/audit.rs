@@ -99,3 +99,56 @@ async fn every_audit_entry_about_a_task_has_the_documented_subject() {
     }
     assert!(wrong.is_empty(), "subjects not `task:ID`: {wrong:#?}");
 }
+
+/// `GET /api/v1/audit/verify`: what `audit verify` says, for the console; an edited entry
+/// is named as the first that cannot be trusted.
+#[tokio::test]
+async fn the_audit_chain_is_verified_through_the_api() {
+    let app = App::start().await;
+    app.referral(&app.registry.pools[0]).await;
+    let v = app
+        .get("/api/v1/audit/verify", Some(crate::helpers::ADMIN))
+        .await;
+    assert_eq!(v.status, 200, "{}", v.body);
+    let v = v.json();
+    let head = app.get("/api/v1/public/audit-head", None).await.json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["head_seq"], head["seq"]);
+    assert_eq!(v["head_hash"], head["hash"]);
+    assert_eq!(v["entries"], head["seq"]);
+    assert!(v["first_broken_seq"].is_null() && v["problems"] == serde_json::json!([]));
+
+    let hash = head["hash"].as_str().unwrap();
+    let v = app
+        .get(
+            &format!("/api/v1/audit/verify?head={hash}"),
+            Some(crate::helpers::ADMIN),
+        )
+        .await
+        .json();
+    assert_eq!(v["published_head_seq"], head["seq"], "{v}");
+    let r = app
+        .get("/api/v1/audit/verify?head=xyz", Some(crate::helpers::ADMIN))
+        .await;
+    assert!(r.error(400, "bad_request").contains("64 hex"));
+    let r = app.get("/api/v1/audit/verify", None).await;
+    r.error(401, "unauthorized");
+
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn.execute("UPDATE audit_log SET ts_ms = ts_ms + 1 WHERE seq = 2", [])
+        .unwrap();
+    let v = app
+        .get("/api/v1/audit/verify", Some(crate::helpers::ADMIN))
+        .await
+        .json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_broken_seq"], 2, "{v}");
+    assert_eq!(v["problems"][0]["problem"], "hash_mismatch", "{v}");
+    assert_eq!(v["problems"][0]["at_seq"], 2, "{v}");
+    assert!(v["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("seq 2: hash"));
+}

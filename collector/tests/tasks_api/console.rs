@@ -119,6 +119,14 @@ async fn the_live_stream_names_a_new_task_and_a_plain_get_answers_the_counts() {
     let mut got = String::new();
     read_until(&mut s, &mut got, "event: ready").await;
     assert!(got.contains("text/event-stream"), "{got}");
+    // The counts follow at once, so a console that (re)connects is current.
+    read_until(&mut s, &mut got, "\"open\":").await;
+    let first = got
+        .split("event: counts\ndata: ")
+        .nth(1)
+        .expect("counts after ready");
+    assert!(first.contains("\"open\":"), "{got}");
+    got.clear();
     let t = app.referral(&app.registry.pools[0]).await;
     read_until(&mut s, &mut got, "event: counts").await;
     assert!(got.contains("event: tasks"), "{got}");

@@ -12,5 +12,6 @@ mod joint;
 mod notify;
 mod openapi;
 mod people;
+mod registry_import;
 mod roles;
 mod rule_packs;

@@ -1,30 +1,21 @@
-// Read views of the rest: ingest, rule packs, annual plans and their progress, draws (the
-// full records, for the admin and the auditor), the registry, joint inspections, the audit
-// log. A table per list; anything nested is shown as compact JSON.
+// The administration pages: ingest, rule packs, annual plans and their progress (commit and
+// reveal), draws (the full records, for the admin and the auditor), the registry with its
+// import (registry.js), joint inspections (joint.js), the report, the audit log with its
+// verification (audit.js). A table per list.
 import { t, esc, label, time, code, codeLabel } from './i18n.js';
 import * as api from './api.js';
+import { table, htmlTable } from './tables.js';
+import * as registry from './registry.js';
+import * as joint from './joint.js';
+import * as audit from './audit.js';
 
 const TABS = ['ingest', 'rule_packs', 'plans', 'draws', 'registry', 'joint', 'reports', 'audit'];
 
-function cell(v) {
-  if (v == null) return '';
-  if (typeof v === 'number' && v > 1e12 && v < 1e14) return time(v);
-  if (typeof v === 'object') return `<span class="code">${esc(JSON.stringify(v).slice(0, 300))}</span>`;
-  return esc(v);
-}
-
-function table(rows, columns, id) {
-  if (!rows.length) return `<p class="muted">${label('none')}</p>`;
-  const cols = columns || Object.keys(rows[0]);
-  return `<div class="scroll"><table class="cards"${id ? ` id="${id}"` : ''}><thead><tr>${cols.map(c => `<th>${codeLabel('col', c)}</th>`).join('')}</tr></thead><tbody>
-    ${rows.map(r => `<tr>${cols.map(c => `<td data-h="${esc(code('col', c))}">${cell(r[c])}</td>`).join('')}</tr>`).join('')}</tbody></table></div>`;
-}
-
-async function section(tab) {
+async function section(tab, params) {
   switch (tab) {
     case 'ingest': {
       const [stats, agents, dead] = await Promise.all([api.get('/api/v1/stats'), api.get('/api/v1/agents'), api.get('/api/v1/dead-letters?limit=50')]);
-      return `<div class="counts">${Object.entries(stats).map(([k, v]) => `<span data-stat="${esc(k)}"><span class="n">${esc(v)}</span>${esc(k.replaceAll('_', ' '))}</span>`).join('')}</div>
+      return `<div class="counts">${Object.entries(stats).map(([k, v]) => `<span data-stat="${esc(k)}"><span class="n">${esc(v)}</span>${codeLabel('stat', k)}</span>`).join('')}</div>
         <h3>${label('feeds')}</h3>${table(agents)}<h3>${label('dead_letters')}</h3>${table(dead, ['received_ms', 'topic', 'code', 'reason'])}`;
     }
     case 'rule_packs': return table(await api.get('/api/v1/rule-packs'), ['id', 'domain', 'hash', 'origin', 'rules'], 'packs');
@@ -40,26 +31,25 @@ async function section(tab) {
           : !c.revealed_ms ? `<button data-act="reveal" data-plan="${esc(p.id)}" data-batch="${esc(b.label)}" data-t="reveal">${esc(t('reveal'))}</button>` : '';
         return `<tr><td data-h="${esc(t('plans'))}">${esc(p.id)}</td><td>${esc(b.label)}</td><td>${esc(b.start)} – ${esc(b.end)}</td><td>${state}</td><td>${act}</td></tr>`;
       })).join('');
-      return table(plans.map((p, i) => Object.assign({ id: p.id, year: p.year, department: p.department, item: p.item, ratios: p.ratios }, progress[i])), null, 'plans')
+      // Ratios in per cent and each risk class's drawn / planned, instead of their JSON.
+      const pct = bp => `${bp / 100}%`;
+      const planRows = plans.map((p, i) => {
+        const g = progress[i] || {};
+        return ['', [esc(p.id), esc(p.year), codeLabel('dept', p.department), esc(p.item),
+          p.ratios.map(r => `<div class="nowrap">${esc(r.class)} ${pct(r.ratio_bp)} <span class="small muted">(${pct(r.min_bp)}–${pct(r.max_bp)})</span></div>`).join(''),
+          esc(g.planned ?? ''), esc(g.drawn ?? ''), esc(g.checked ?? ''), esc(g.published ?? ''), g.batches == null ? '' : `${esc(g.batches_drawn)} / ${esc(g.batches)}`,
+          (g.classes || []).map(c => `<div class="nowrap">${esc(c.class)}: ${esc(c.drawn)} / ${esc(c.planned)} <span class="small muted">(${esc(c.population)})</span></div>`).join('')]];
+      });
+      return htmlTable('plans', ['id', 'year', 'department', 'item', 'ratios', 'planned', 'drawn', 'checked', 'published', 'batches_drawn', 'classes'], planRows)
         + `<h3>${label('batches')}</h3><div class="scroll"><table class="cards" id="batches"><tbody>${rows}</tbody></table></div><p id="batch-msg" class="msg"></p>`;
     }
     case 'draws': {
       const records = await api.get('/api/v1/draws?limit=50');
       return table(records.map(r => ({ draw: r.parameters.draw_id, commitment: r.commitment, department: r.parameters.department, item: r.parameters.item, drawn: r.draws.length, replacements: (r.replacements || []).length })), null, 'draws');
     }
-    case 'registry': {
-      const [items, entities, inspectors] = await Promise.all([api.get('/api/v1/registry/items'), api.get('/api/v1/registry/entities'), api.get('/api/v1/registry/inspectors')]);
-      return `<h3>${label('items')}</h3>${table(items)}<h3>${label('entities_lib')} (${entities.length})</h3>${table(entities.slice(0, 200), ['code', 'name', 'domain', 'district', 'risk', 'agents'])}
-        <h3>${label('inspectors_lib')} (${inspectors.length})</h3>${table(inspectors, ['id', 'name', 'department', 'fields', 'active'])}`;
-    }
-    case 'joint': { const j = await api.get('/api/v1/joint'); return `<pre>${esc(JSON.stringify(j, null, 1).slice(0, 20000))}</pre>`; }
-    case 'audit': {
-      const head = await fetch('/api/v1/public/audit-head').then(r => r.json());
-      const r = await fetch('/api/v1/audit', { headers: api.headers(), credentials: 'same-origin' });
-      if (!r.ok) return `<p>${label('audit_head')}: #${esc(head.seq)} <span class="code">${esc(head.hash || '')}</span></p><p class="muted">${label('forbidden')}</p>`;
-      const lines = (await r.text()).trim().split('\n').filter(Boolean).slice(-200).reverse().map(l => JSON.parse(l));
-      return `<p>${label('audit_head')}: #${esc(head.seq)} <span class="code">${esc(head.hash || '')}</span> · <span class="muted">spotcheck-collector audit verify</span></p>${table(lines, ['seq', 'ts_ms', 'kind', 'subject', 'body'], 'audit')}`;
-    }
+    case 'registry': return registry.render();
+    case 'joint': return joint.render(params);
+    case 'audit': return audit.render(params);
     case 'reports': return report();
     default: return '';
   }
@@ -116,9 +106,13 @@ async function downloadCsv() {
   a.click();
 }
 
-export async function render(main, parts) {
-  const tab = TABS.includes(parts[0]) ? parts[0] : 'ingest';
-  const body = await section(tab).catch(e => `<p class="msg">${esc(e.status === 403 ? t('forbidden') : e.message)}</p>`);
+const WIRES = { registry, joint, audit };
+
+export async function render(main, parts, params = new URLSearchParams(), flash = '') {
+  // The full draw records are for the admin and the auditor only.
+  const tabs = api.role() === 'supervisor' ? TABS.filter(x => x !== 'draws') : TABS;
+  const tab = tabs.includes(parts[0]) ? parts[0] : 'ingest';
+  const body = await section(tab, params).catch(e => `<p class="msg" id="admin-error">${label(e.status === 403 ? 'forbidden' : 'load_failed')}${e.status === 403 ? '' : ': ' + esc(e.message)}</p>`);
   if (!main.dataset.wired) main.dataset.wired = '1', main.addEventListener('click', async ev => {
     if (ev.target.closest('#report-csv')) { downloadCsv(); return; }
     const b = ev.target.closest('button[data-act]');
@@ -127,10 +121,14 @@ export async function render(main, parts) {
     if (!(await window.spotcheckConfirm(what + '?'))) return;
     try {
       await api.post(`/api/v1/plans/${encodeURIComponent(b.dataset.plan)}/batches/${encodeURIComponent(b.dataset.batch)}/${b.dataset.act}`);
-      await render(main, parts);
-    } catch (e) { main.querySelector('#batch-msg').textContent = e.message; }
+      await render(main, parts, params);
+    } catch (e) { main.querySelector('#batch-msg').innerHTML = `${label('action_failed')}: ${esc(e.message)}`; }
   });
-  main.innerHTML = `<section id="admin"><nav class="pager">${TABS.map(x => `<a href="#/admin/${x}" data-t="${x}"${x === tab ? ' class="active"' : ''}>${esc(t(x))}</a>`).join(' · ')}</nav>
-    <h2>${label(tab)}</h2>${body}</section>`;
-  return null;
+  main.innerHTML = `<section id="admin" data-tab="${tab}"><nav class="pager">${tabs.map(x => `<a href="#/admin/${x}" data-t="${x}"${x === tab ? ' class="active"' : ''}>${esc(t(x))}</a>`).join(' · ')}</nav>
+    <h2>${label(tab)}</h2><div id="admin-flash">${flash}</div>${body}</section>`;
+  const w = WIRES[tab];
+  if (w && w.wire) w.wire(main, f => render(main, parts, params, f));
+  // A language switch re-renders the page, except the registry's, whose labels all carry
+  // data-t (already switched): an import's report stays on screen.
+  return { relabel: () => (tab === 'registry' ? null : render(main, parts, params)) };
 }

@@ -32,7 +32,7 @@ export function cells(task, selectable) {
     <td data-h="${esc(t('kind'))}">${codeLabel('kind', task.kind)}</td>
     <td data-h="${esc(t('status'))}" class="status">${codeLabel('status', task.status)}${task.cleared_ms ? ` <span class="muted small" data-t="cleared">${esc(t('cleared'))}</span>` : ''}</td>
     <td data-h="${esc(t('severity'))}">${task.severity ? codeLabel('severity', task.severity, 'sev-' + task.severity) : ''}</td>
-    <td data-h="${esc(t('entity'))}"><a href="#/entity/${encodeURIComponent(task.entity)}">${esc(task.entity_name || task.entity)}</a><div class="code muted">${esc(task.entity)}</div></td>
+    <td data-h="${esc(t('entity'))}">${api.entityLink(task.entity, task.entity_name)}<div class="code muted">${esc(task.entity)}</div></td>
     <td data-h="${esc(t('item'))}">${esc(task.item_name || task.item)}${rule ? `<div class="small muted rule">${esc(rule)}</div>` : ''}</td>
     <td data-h="${esc(t('opened'))}">${time(task.opened_ms) || esc(task.window_start)}</td>
     <td data-h="${esc(t('actions'))}">${actions(task)}</td>`;

@@ -87,7 +87,7 @@ export async function render(main, id, params) {
       <p><a href="javascript:history.back()" data-t="back">${esc(t('back'))}</a></p>
       <h2>${label('task')} #${task.id} · ${codeLabel('kind', task.kind)} · <span id="task-status">${codeLabel('status', task.status)}</span> ${task.severity ? codeLabel('severity', task.severity, 'sev-' + task.severity) : ''}</h2>
       <div class="grid2"><div>${facts([
-        ['entity', `<a href="#/entity/${encodeURIComponent(task.entity)}">${esc(names.entity_name || task.entity)}</a> <span class="code muted">${esc(task.entity)}</span>`],
+        ['entity', `${api.entityLink(task.entity, names.entity_name)} <span class="code muted">${esc(task.entity)}</span>`],
         ['item', esc(names.item_name || task.item)],
         ['department', codeLabel('dept', task.department)],
         ['rule', rule ? `<span id="rule-title">${esc(rule.title)}</span> <span class="code muted">${esc(rule.key)}</span>` : esc(task.rule || '')],
