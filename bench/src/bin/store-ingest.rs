@@ -26,7 +26,7 @@ use clap::Parser;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use spotcheck_collector::config::Synchronous;
-use spotcheck_collector::store::db::{self, Conn, DbUrl, Mode};
+use spotcheck_collector::store::db::{self, Conn, DbUrl, Mode, Sql};
 use spotcheck_collector::store::writer::Item;
 use spotcheck_collector::store::Writer;
 use spotcheck_protocol::{

@@ -51,9 +51,10 @@ impl From<TaskError> for ApiError {
             TaskError::WrongStatus { .. } => ApiError::Conflict(e.to_string()),
             TaskError::NotAssigned { .. } => ApiError::Forbidden(e.to_string()),
             TaskError::Invalid(_) => ApiError::BadRequest(e.to_string()),
-            TaskError::Corrupt { .. } | TaskError::Sqlite(_) | TaskError::Audit(_) => {
-                ApiError::Internal(e.to_string())
-            }
+            TaskError::Corrupt { .. }
+            | TaskError::Sqlite(_)
+            | TaskError::Db(_)
+            | TaskError::Audit(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -195,6 +195,9 @@ pub enum AuditError {
     /// SQLite failed.
     #[error("audit log: database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The store failed (either engine).
+    #[error("audit log: database: {0}")]
+    Store(#[from] crate::store::db::DbError),
     /// The subject is empty or holds a control character.
     #[error("audit subject {subject:?} is invalid: give a non-empty `type:id` without control characters")]
     BadSubject {

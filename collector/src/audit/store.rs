@@ -1,10 +1,13 @@
-//! The log in SQLite (`audit_log`): appending inside the caller's transaction, the head,
-//! reading every entry back, and the JSON Lines export and import.
+//! The log in the store (`audit_log`, on SQLite or PostgreSQL): appending inside the caller's
+//! transaction, the head, reading every entry back, and the JSON Lines export and import.
+//!
+//! One chain however many collectors share the store: an append reads the head and writes
+//! the next entry inside the caller's write transaction, which holds the store's write lock
+//! (SQLite's, or the cluster-wide advisory lock on PostgreSQL), so appends never interleave.
 
 use std::io::{BufRead, Write};
 
-use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use crate::store::db::{args, Sql};
 use serde_json::Value;
 use spotcheck_protocol::UnixMillis;
 
@@ -17,7 +20,7 @@ use super::{AuditEntry, AuditError, EntryKind, PERSONAL_KEYS};
 /// as its canonical text, with `"by"` set to the acting party ([`super::current_actor`])
 /// unless the caller gave one. Returns the entry as stored.
 pub fn append(
-    tx: &Transaction,
+    tx: &(impl Sql + ?Sized),
     kind: EntryKind,
     subject: &str,
     body: &Value,
@@ -54,8 +57,8 @@ pub fn append(
     let hash = entry_hash(seq, ts.0, kind.as_str(), subject, &body, &prev_hash);
     tx.execute(
         "INSERT INTO audit_log (seq, ts_ms, kind, subject, body, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seq, ts.0, kind.as_str(), subject, body, prev_hash, hash],
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        args![seq, ts.0, kind.as_str(), subject, body, prev_hash, hash],
     )?;
     // Notifications ride in the same transaction as the entry that caused them.
     crate::notify::event::from_audit(tx, kind, subject, &value, ts)?;
@@ -109,56 +112,49 @@ fn check_body(subject: &str, body: &Value) -> Result<(), AuditError> {
 
 /// The latest entry's seq and hash, or `None` for an empty log. Publishing this pair lets
 /// anyone detect later truncation (`audit verify --head HASH`).
-pub fn head(conn: &Connection) -> Result<Option<(i64, String)>, AuditError> {
-    Ok(conn
-        .query_row(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+pub fn head(conn: &(impl Sql + ?Sized)) -> Result<Option<(i64, String)>, AuditError> {
+    Ok(conn.query_opt(
+        "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
 }
 
 /// Every entry in seq order. Rows that cannot be read as entries (an unknown kind, text that
 /// is not UTF-8) are returned as problems instead, so a verifier sees all of them.
-pub fn read_all(conn: &Connection) -> Result<(Vec<AuditEntry>, Vec<Problem>), AuditError> {
-    let mut stmt = conn.prepare(
+pub fn read_all(conn: &(impl Sql + ?Sized)) -> Result<(Vec<AuditEntry>, Vec<Problem>), AuditError> {
+    // Each field read on its own, so that a damaged row (a kind that is not text, text that
+    // is not UTF-8) becomes a problem naming it rather than an error that hides the rest.
+    let rows = conn.query(
         "SELECT seq, ts_ms, kind, subject, body, prev_hash, hash FROM audit_log ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut entries = Vec::new();
-    let mut problems = Vec::new();
-    while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        let text = |i: usize, field: &'static str| -> Result<String, String> {
-            match r.get_ref(i).map_err(|e| e.to_string())? {
-                ValueRef::Text(b) => {
-                    String::from_utf8(b.to_vec()).map_err(|_| format!("{field} is not valid UTF-8"))
-                }
-                other => Err(format!("{field} is {:?}, not text", other.data_type())),
-            }
-        };
-        let entry = (|| -> Result<AuditEntry, String> {
-            let ts_ms = match r.get_ref(1).map_err(|e| e.to_string())? {
-                ValueRef::Integer(i) => i,
-                other => return Err(format!("ts_ms is {:?}, not an integer", other.data_type())),
-            };
-            Ok(AuditEntry {
-                seq,
-                ts_ms,
-                kind: text(2, "kind")?.parse()?,
-                subject: text(3, "subject")?,
-                body: text(4, "body")?,
-                prev_hash: text(5, "prev_hash")?,
-                hash: text(6, "hash")?,
-            })
-        })();
-        match entry {
-            Ok(e) => entries.push(e),
-            Err(reason) => problems.push(Problem::Unreadable {
+        args![],
+        |r| {
+            let seq: i64 = r.get(0)?;
+            let text =
+                |i: usize, name: &str| r.get::<String>(i).map_err(|e| format!("{name}: {e}"));
+            let entry = (|| -> Result<AuditEntry, String> {
+                Ok(AuditEntry {
+                    seq,
+                    ts_ms: r.get::<i64>(1).map_err(|e| format!("ts_ms: {e}"))?,
+                    kind: text(2, "kind")?.parse()?,
+                    subject: text(3, "subject")?,
+                    body: text(4, "body")?,
+                    prev_hash: text(5, "prev_hash")?,
+                    hash: text(6, "hash")?,
+                })
+            })();
+            Ok(entry.map_err(|reason| Problem::Unreadable {
                 at: format!("seq {seq}"),
                 reason,
-            }),
+            }))
+        },
+    )?;
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for row in rows {
+        match row {
+            Ok(e) => entries.push(e),
+            Err(p) => problems.push(p),
         }
     }
     Ok((entries, problems))
@@ -197,7 +193,7 @@ pub fn read_jsonl(input: impl BufRead) -> std::io::Result<(Vec<AuditEntry>, Vec<
 }
 
 /// Writes every entry as one JSON object per line, in seq order; returns how many.
-pub fn export_jsonl(conn: &Connection, mut out: impl Write) -> Result<usize, ExportError> {
+pub fn export_jsonl(conn: &(impl Sql + ?Sized), mut out: impl Write) -> Result<usize, ExportError> {
     let (entries, problems) = read_all(conn)?;
     if let Some(p) = problems.first() {
         return Err(ExportError::Unreadable(p.to_string()));
@@ -227,7 +223,10 @@ pub enum ExportError {
 }
 
 /// Verifies the stored log, optionally against a published head hash.
-pub fn verify_store(conn: &Connection, published_head: Option<&str>) -> Result<Report, AuditError> {
+pub fn verify_store(
+    conn: &(impl Sql + ?Sized),
+    published_head: Option<&str>,
+) -> Result<Report, AuditError> {
     let (entries, unreadable) = read_all(conn)?;
     let mut report = verify(&entries, published_head);
     report.add_unreadable(unreadable);

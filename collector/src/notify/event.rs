@@ -8,12 +8,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use spotcheck_protocol::UnixMillis;
 
 use crate::audit::EntryKind;
+use crate::store::db::{args, DbError, Sql};
 
 /// The kinds of event, as routes name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -170,14 +170,16 @@ impl Event {
 
 /// Writes `event` into the outbox. With a `dedupe` key, an event already written under that
 /// key is not written again (false).
-pub fn emit(conn: &Connection, event: &Event, dedupe: Option<&str>) -> rusqlite::Result<bool> {
-    let n = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO notify_outbox (kind, dedupe, ts_ms, department, domain, severity,
-                                                  entity, rule, task, subject, facts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?
-        .execute(params![
+pub fn emit(
+    conn: &(impl Sql + ?Sized),
+    event: &Event,
+    dedupe: Option<&str>,
+) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "INSERT INTO notify_outbox (kind, dedupe, ts_ms, department, domain, severity,
+                                    entity, rule, task, subject, facts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        args![
             event.kind.as_str(),
             dedupe,
             event.ts_ms,
@@ -189,18 +191,19 @@ pub fn emit(conn: &Connection, event: &Event, dedupe: Option<&str>) -> rusqlite:
             event.task,
             event.subject,
             event.facts.to_string(),
-        ])?;
+        ],
+    )?;
     Ok(n == 1)
 }
 
 /// An anomaly-task event with the task's labels read from the store.
 pub fn task_event(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     kind: EventKind,
     task: i64,
     detail: &str,
     ts: UnixMillis,
-) -> rusqlite::Result<Option<Event>> {
+) -> Result<Option<Event>, DbError> {
     let Some(l) = crate::tasks::store::labels(conn, crate::tasks::TaskId(task))? else {
         return Ok(None);
     };
@@ -218,12 +221,12 @@ pub fn task_event(
 /// Hook for the anomaly tracker: a live task's condition cleared (`returned`: false) or came
 /// back (`returned`: true), inside ingest's transaction.
 pub fn anomaly_changed(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     task: i64,
     returned: bool,
     detail: &str,
     now: UnixMillis,
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     let kind = if returned {
         EventKind::AnomalyReturned
     } else {
@@ -238,12 +241,12 @@ pub fn anomaly_changed(
 /// Hook for the audit log: turns the audited actions that someone should hear about into
 /// outbox events, in the audit entry's transaction.
 pub fn from_audit(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     kind: EntryKind,
     subject: &str,
     body: &Value,
     ts: UnixMillis,
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     match kind {
         EntryKind::TaskOpened if body.get("kind").and_then(Value::as_str) == Some("anomaly") => {
             let Some(task) = body.get("task").and_then(Value::as_i64) else {
@@ -258,10 +261,11 @@ pub fn from_audit(
             let Some(draw) = body.get("draw").and_then(Value::as_str) else {
                 return Ok(());
             };
-            let parameters: Option<String> = conn
-                .prepare_cached("SELECT parameters FROM draws WHERE id = ?1")?
-                .query_row([draw], |r| r.get(0))
-                .optional()?;
+            let parameters: Option<String> = conn.query_opt(
+                "SELECT parameters FROM draws WHERE id = $1",
+                args![draw],
+                |r| r.get(0),
+            )?;
             let parameters: Value = parameters
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or(Value::Null);

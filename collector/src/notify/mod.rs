@@ -34,6 +34,9 @@ pub enum NotifyError {
     /// The store failed.
     #[error("notifications: database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The store failed (either engine).
+    #[error("notifications: database: {0}")]
+    Db(#[from] crate::store::db::DbError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::db::{self, args, Conn, DbError, DbUrl, Mode};
+use super::db::{self, args, Conn, DbError, DbUrl, Mode, Sql};
 
 /// Advisory-lock keys of leadership roles are this plus the role's number.
 const LEADER_LOCK_BASE: i64 = 0x73_70_6f_74_6c_64_00;

@@ -122,10 +122,14 @@ pub fn open_for_reading(path: &Path) -> Result<Connection, StoreError> {
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let e = sqlite_err(path);
-    let version: usize = conn
+    let known = schema::MIGRATIONS.len();
+    // The version is read inside the write transaction: two connections opening a new file
+    // at once (a collector and a CLI command) would otherwise both see version 0 and the
+    // second would fail creating tables the first had made.
+    let tx = immediate(conn).map_err(&e)?;
+    let version: usize = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(&e)?;
-    let known = schema::MIGRATIONS.len();
     if version > known {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
@@ -134,14 +138,12 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         });
     }
     for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction().map_err(&e)?;
         tx.execute_batch(sql).map_err(&e)?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
             .map_err(&e)?;
-        tx.commit().map_err(&e)?;
         tracing::info!(message = "Store migrated.", version = i + 1, path = %path.display());
     }
-    Ok(())
+    tx.commit().map_err(&e)
 }
 
 #[cfg(test)]

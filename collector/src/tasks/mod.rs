@@ -497,6 +497,9 @@ pub enum TaskError {
     /// SQLite failed.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// The store failed (either engine).
+    #[error(transparent)]
+    Db(#[from] crate::store::db::DbError),
     /// The audit log refused the entry.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),

@@ -16,6 +16,7 @@ use crate::registry::model::{Department, DrawId, InspectorId, ItemId};
 use crate::registry::CreditCode;
 use crate::results::Category;
 use crate::rules::RuleKey;
+use crate::store::db::{args, DbError, Sql};
 use crate::store::immediate;
 use spotcheck_protocol::{EntityId, UnixMillis};
 
@@ -846,25 +847,25 @@ pub struct TaskLabels {
 
 /// The labels of task `id`, if it exists (plain SQLite errors: the notification hooks run
 /// inside other modules' transactions and speak rusqlite).
-pub fn labels(conn: &Connection, id: TaskId) -> rusqlite::Result<Option<TaskLabels>> {
-    conn.prepare_cached(
+pub fn labels(conn: &(impl Sql + ?Sized), id: TaskId) -> Result<Option<TaskLabels>, DbError> {
+    conn.query_opt(
         "SELECT t.department, t.entity, t.rule, t.severity, t.item, t.opened_ms,
                 coalesce((SELECT domain FROM agents a WHERE a.entity = t.entity LIMIT 1),
                          (SELECT domain FROM registry_entities e WHERE e.code = t.entity))
-         FROM tasks t WHERE t.id = ?1",
-    )?
-    .query_row([id.0], |r| {
-        Ok(TaskLabels {
-            department: r.get(0)?,
-            entity: r.get(1)?,
-            rule: r.get(2)?,
-            severity: r.get(3)?,
-            item: r.get(4)?,
-            opened_ms: r.get(5)?,
-            domain: r.get(6)?,
-        })
-    })
-    .optional()
+         FROM tasks t WHERE t.id = $1",
+        args![id.0],
+        |r| {
+            Ok(TaskLabels {
+                department: r.get(0)?,
+                entity: r.get(1)?,
+                rule: r.get(2)?,
+                severity: r.get(3)?,
+                item: r.get(4)?,
+                opened_ms: r.get(5)?,
+                domain: r.get(6)?,
+            })
+        },
+    )
 }
 
 /// Anomaly tasks in one of `statuses` that opened at or before `cutoff_ms`, by id.

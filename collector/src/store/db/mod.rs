@@ -319,62 +319,12 @@ impl Conn {
         }
     }
 
-    /// Runs one statement; returns the rows it changed.
-    pub fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
-        match &self.inner {
-            Inner::Sqlite(c) => sqlite::execute(c, sql, args),
-            Inner::Postgres(c) => c.execute(sql, args),
-        }
-    }
-
     /// Runs statements separated by `;`, without parameters (schema, settings).
     pub fn execute_batch(&self, sql: &str) -> Result<(), DbError> {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Inner::Postgres(c) => c.batch(sql),
         }
-    }
-
-    /// Every row of a query, each through `f`.
-    pub fn query<T>(
-        &self,
-        sql: &str,
-        args: &[&dyn Arg],
-        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
-    ) -> Result<Vec<T>, DbError> {
-        match &self.inner {
-            Inner::Sqlite(c) => sqlite::query(c, sql, args, &mut f),
-            Inner::Postgres(c) => c.query(sql, args, &mut f),
-        }
-    }
-
-    /// The first row of a query, if any.
-    pub fn query_opt<T>(
-        &self,
-        sql: &str,
-        args: &[&dyn Arg],
-        f: impl FnOnce(&Row<'_>) -> Result<T, DbError>,
-    ) -> Result<Option<T>, DbError> {
-        let mut f = Some(f);
-        let mut out = None;
-        // Reads all rows on PostgreSQL (the protocol sends them anyway); callers ask for one.
-        self.query(sql, args, |r| {
-            if let Some(f) = f.take() {
-                out = Some(f(r)?);
-            }
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// The one row of a query; [`DbError::NoRow`] when there is none.
-    pub fn query_row<T>(
-        &self,
-        sql: &str,
-        args: &[&dyn Arg],
-        f: impl FnOnce(&Row<'_>) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        self.query_opt(sql, args, f)?.ok_or(DbError::NoRow)
     }
 
     /// Begins a write transaction that holds the store's write lock from its start: SQLite's
@@ -410,6 +360,169 @@ impl Conn {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Inner::Postgres(c) => c.batch(sql),
+        }
+    }
+}
+
+/// Running SQL, on a [`Conn`] of either engine or on a plain SQLite connection or
+/// transaction. Code that owns tables takes `&impl Sql`: on PostgreSQL it is given a `Conn`,
+/// and modules that still hold `rusqlite` connections can call it with theirs while they
+/// move over (docs/storage.md).
+pub trait Sql {
+    /// Which engine this is.
+    fn backend(&self) -> Backend;
+
+    /// Runs one statement; returns the rows it changed.
+    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError>;
+
+    /// Every row of a query, each through `f`.
+    fn query<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError>;
+
+    /// The first row of a query, if any.
+    fn query_opt<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: impl FnOnce(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Option<T>, DbError> {
+        let mut f = Some(f);
+        let mut out = None;
+        // Reads all rows on PostgreSQL (the protocol sends them anyway); callers ask for one.
+        self.query(sql, args, |r| {
+            if let Some(f) = f.take() {
+                out = Some(f(r)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The one row of a query; [`DbError::NoRow`] when there is none.
+    fn query_row<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: impl FnOnce(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.query_opt(sql, args, f)?.ok_or(DbError::NoRow)
+    }
+}
+
+impl Sql for Conn {
+    fn backend(&self) -> Backend {
+        Conn::backend(self)
+    }
+
+    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
+        match &self.inner {
+            Inner::Sqlite(c) => sqlite::execute(c, sql, args),
+            Inner::Postgres(c) => c.execute(sql, args),
+        }
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        match &self.inner {
+            Inner::Sqlite(c) => sqlite::query(c, sql, args, &mut f),
+            Inner::Postgres(c) => c.query(sql, args, &mut f),
+        }
+    }
+}
+
+impl Sql for rusqlite::Connection {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
+        sqlite::execute(self, sql, args)
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        sqlite::query(self, sql, args, &mut f)
+    }
+}
+
+impl Sql for rusqlite::Transaction<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
+        sqlite::execute(self, sql, args)
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        sqlite::query(self, sql, args, &mut f)
+    }
+}
+
+impl<S: Sql + ?Sized> Sql for &S {
+    fn backend(&self) -> Backend {
+        (**self).backend()
+    }
+
+    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
+        (**self).execute(sql, args)
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        (**self).query(sql, args, f)
+    }
+}
+
+impl Sql for Tx<'_> {
+    fn backend(&self) -> Backend {
+        self.conn.backend()
+    }
+
+    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
+        Sql::execute(self.conn, sql, args)
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        Sql::query(self.conn, sql, args, f)
+    }
+}
+
+/// While modules move to [`Sql`], callers that still return `rusqlite::Result` can use `?`
+/// on a moved function: a SQLite error comes back as itself, anything else (which a SQLite
+/// connection does not produce but the types allow) as a conversion failure carrying it.
+impl From<DbError> for rusqlite::Error {
+    fn from(e: DbError) -> rusqlite::Error {
+        match e {
+            DbError::Sqlite(e) => e,
+            DbError::NoRow => rusqlite::Error::QueryReturnedNoRows,
+            other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
         }
     }
 }
