@@ -248,6 +248,7 @@ impl Collector {
             &db,
             config.notify.clone(),
             config.publication.within_days,
+            rulebook.clone(),
         )?);
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)

@@ -48,8 +48,10 @@ pub struct TaskRow {
     /// Registered names of the entity and the item.
     #[serde(flatten)]
     pub names: queue::Names,
-    /// The rule's title (anomaly tasks).
+    /// The rule's title in English (anomaly tasks).
     pub rule_title: Option<String>,
+    /// The rule's title in Chinese, the English one when the pack has none (anomaly tasks).
+    pub rule_title_zh: Option<String>,
 }
 
 /// Loads `ids` as rows (ids that vanished are skipped).
@@ -66,14 +68,15 @@ pub fn rows(
             Err(e) => return Err(e.into()),
         };
         let names = queue::names(c, task.entity.as_str(), task.item.as_str())?;
-        let rule_title = task
+        let rule = task
             .rule()
             .and_then(|k| evidence::rule_of(rules, k.as_str()))
-            .map(|(_, r)| r.title.clone());
+            .map(|(_, r)| r);
         out.push(TaskRow {
             task,
             names,
-            rule_title,
+            rule_title: rule.map(|r| r.title.clone()),
+            rule_title_zh: rule.map(|r| r.chinese_title().to_owned()),
         });
     }
     Ok(out)

@@ -154,6 +154,10 @@ async fn list(
 struct TaskView {
     #[serde(flatten)]
     task: Task,
+    /// The rule's title in English (anomaly tasks whose rule is loaded).
+    rule_title: Option<String>,
+    /// The rule's title in Chinese, the English one when the pack has none.
+    rule_title_zh: Option<String>,
     notes: Vec<Note>,
     checks: Vec<Check>,
 }
@@ -166,10 +170,18 @@ async fn one(
     let who = auth::caller(&s, &headers)?;
     let id = TaskId(id);
     task_for(&s, &who, id).await?;
+    let rules = s.rulebook.rules();
     let view = read(&s, move |c| {
         Ok((|| -> Result<TaskView, ApiError> {
+            let task = task_store::get(c, id)?;
+            let rule = task
+                .rule()
+                .and_then(|k| crate::views::evidence::rule_of(&rules, k.as_str()))
+                .map(|(_, r)| r);
             Ok(TaskView {
-                task: task_store::get(c, id)?,
+                rule_title: rule.map(|r| r.title.clone()),
+                rule_title_zh: rule.map(|r| r.chinese_title().to_owned()),
+                task,
                 notes: task_store::notes(c, id)?,
                 checks: check::of_task(c, id)?,
             })
@@ -500,6 +512,8 @@ async fn categories() -> Json<Vec<serde_json::Value>> {
 struct PackView {
     id: String,
     domain: String,
+    title: String,
+    title_zh: String,
     hash: String,
     origin: String,
     rules: usize,
@@ -519,6 +533,8 @@ impl PackView {
         PackView {
             id: p.id.clone(),
             domain: p.domain.to_string(),
+            title: p.title.clone(),
+            title_zh: p.chinese_title().to_owned(),
             hash: p.hash().as_str().to_owned(),
             origin: p.origin().to_owned(),
             rules: p.rules.len(),

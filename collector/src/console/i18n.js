@@ -93,7 +93,7 @@ const D = {
   'cat.operating_normally': ['正常经营', 'Operating normally'],
   // column names of the read views
   'col.id': ['编号', 'id'],
-  'col.name': ['名称', 'name'],
+  'col.name': ['名称', 'name'], 'col.title': ['标题', 'title'],
   'col.domain': ['领域', 'domain'],
   'col.hash': ['哈希', 'hash'],
   'col.origin': ['来源', 'origin'],
@@ -205,8 +205,13 @@ export function code(group, value) { if (value == null || value === '') return '
 export function esc(s) { return String(s == null ? '' : s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c])); }
 /** A label element that the language switch re-renders. */
 export function label(key, tag = 'span', attrs = '') { return `<${tag} data-t="${key}"${attrs ? ' ' + attrs : ''}>${esc(t(key))}</${tag}>`; }
+/** Of a text given in both languages (a rule's title), the current language's; the other if one is missing. */
+export function inLang(en, zh) { return lang === 'zh' ? (zh || en || '') : (en || zh || ''); }
+/** A text given in both languages as an element that the switch re-renders; `attrs` go on it. */
+export function bilingual(en, zh, attrs = '') { return `<span data-en="${esc(en || zh || '')}" data-zh="${esc(zh || en || '')}"${attrs ? ' ' + attrs : ''}>${esc(inLang(en, zh))}</span>`; }
 /** Re-renders every label on the page. */
 export function relabel(root = document) {
+  for (const el of root.querySelectorAll('[data-zh]')) el.textContent = inLang(el.dataset.en, el.dataset.zh);
   for (const el of root.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
   for (const el of root.querySelectorAll('[data-tp]')) el.placeholder = t(el.dataset.tp);
   for (const el of root.querySelectorAll('[data-code]')) { const [g, v] = el.dataset.code.split(':'); el.textContent = code(g, v); }

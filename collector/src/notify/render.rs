@@ -28,7 +28,10 @@ pub fn task_link(console_url: &str, task: i64) -> String {
     format!("{}/#/task/{task}", console_url.trim_end_matches('/'))
 }
 
-fn what(e: &Event) -> String {
+/// The Chinese title of a rule, by its key (`None` when no loaded pack has it).
+pub type RuleTitles<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn what(e: &Event, titles: RuleTitles<'_>) -> String {
     let f = |k: &str| {
         e.facts
             .get(k)
@@ -60,11 +63,12 @@ fn what(e: &Event) -> String {
         ),
         EventKind::Report => f("summary"),
         _ => {
-            let mut s = format!(
-                "对象 {}，规则 {}",
-                e.entity.clone().unwrap_or_default(),
-                e.rule.clone().unwrap_or_default()
-            );
+            let key = e.rule.clone().unwrap_or_default();
+            let rule = match titles(&key) {
+                Some(t) => format!("{t}（{key}）"),
+                None => key,
+            };
+            let mut s = format!("对象 {}，规则 {rule}", e.entity.clone().unwrap_or_default());
             let d = f("detail");
             if !d.is_empty() {
                 s.push_str(&format!("：{d}"));
@@ -75,8 +79,14 @@ fn what(e: &Event) -> String {
 }
 
 /// The title and text telling `events` (one group's, oldest first; at least one);
-/// `suppressed`: how many repeats since the last message were not told one by one.
-pub fn message(events: &[Event], suppressed: i64, console_url: &str) -> (String, String) {
+/// `suppressed`: how many repeats since the last message were not told one by one; `titles`
+/// names a rule by its Chinese title.
+pub fn message(
+    events: &[Event],
+    suppressed: i64,
+    console_url: &str,
+    titles: RuleTitles<'_>,
+) -> (String, String) {
     let first = &events[0];
     let dept = first
         .department
@@ -103,7 +113,7 @@ pub fn message(events: &[Event], suppressed: i64, console_url: &str) -> (String,
             "- {} **{}**：{}",
             china_time(e.ts_ms),
             e.kind.label(),
-            what(e)
+            what(e, titles)
         ));
         if let Some(t) = e.task {
             text.push_str(&format!("（[任务 #{t}]({})）", task_link(console_url, t)));
@@ -147,9 +157,17 @@ mod tests {
         e.severity = Some("high".into());
         e.entity = Some("POOL-1".into());
         e.rule = Some("pool/chlorine".into());
-        let (title, text) = message(&[e], 0, "https://sc.example.cn/");
+        let (title, text) = message(&[e.clone()], 0, "https://sc.example.cn/", &|_| None);
         assert_eq!(title, "【health】［高］异常任务已创建");
         assert!(text.contains("2023-11-15 06:13"), "{text}");
         assert!(text.contains("(https://sc.example.cn/#/task/7)"), "{text}");
+        assert!(text.contains("对象 POOL-1，规则 pool/chlorine"), "{text}");
+        // With the rule loaded, the message names it by its Chinese title, the key beside it.
+        let titles = |k: &str| (k == "pool/chlorine").then(|| "游离性余氯 0.3–1.0 mg/L".to_owned());
+        let (_, text) = message(&[e], 0, "https://sc.example.cn/", &titles);
+        assert!(
+            text.contains("对象 POOL-1，规则 游离性余氯 0.3–1.0 mg/L（pool/chlorine）"),
+            "{text}"
+        );
     }
 }

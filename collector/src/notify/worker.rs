@@ -29,6 +29,7 @@ use super::routing;
 use super::scan::{self, ScanSettings};
 use super::NotifyError;
 use crate::config::Synchronous;
+use crate::rulebook::Rulebook;
 
 /// What one step did (for tests and the log).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +56,7 @@ pub struct Worker {
     scan: ScanSettings,
     last_scan: Option<i64>,
     sent: HashMap<String, VecDeque<i64>>,
+    rulebook: Option<Rulebook>,
 }
 
 impl Worker {
@@ -75,7 +77,15 @@ impl Worker {
             scan,
             last_scan: None,
             sent: HashMap::new(),
+            rulebook: None,
         })
+    }
+
+    /// Names rules in messages by the Chinese titles of `rulebook`'s active packs (without
+    /// one, by their keys).
+    pub fn with_rulebook(mut self, rulebook: Rulebook) -> Worker {
+        self.rulebook = Some(rulebook);
+        self
     }
 
     /// The rules in force.
@@ -168,7 +178,14 @@ impl Worker {
                 continue;
             }
             let suppressed = outbox::suppressed_since(&self.conn, &g, g.last_sent_ms.unwrap_or(0))?;
-            let (title, text) = render::message(&events, suppressed, &self.settings.console_url);
+            let rules = self.rulebook.as_ref().map(Rulebook::rules);
+            let titles = |key: &str| {
+                let rules = rules.as_deref()?;
+                crate::views::evidence::rule_of(rules, key)
+                    .map(|(_, r)| r.chinese_title().to_owned())
+            };
+            let (title, text) =
+                render::message(&events, suppressed, &self.settings.console_url, &titles);
             let mut recipients = Recipients::default();
             if route.is_some_and(|r| r.liaisons) {
                 let departments: std::collections::BTreeSet<&str> = events
@@ -326,14 +343,15 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the worker on its own thread.
+    /// Starts the worker on its own thread; messages name rules by `rulebook`'s titles.
     pub fn start(
         db: PathBuf,
         settings: NotifyConfig,
         scan: ScanSettings,
+        rulebook: Rulebook,
     ) -> Result<Notifier, NotifyError> {
         let tick = Duration::from_millis(settings.tick_ms);
-        let mut worker = Worker::open(&db, settings, scan)?;
+        let mut worker = Worker::open(&db, settings, scan)?.with_rulebook(rulebook);
         let (stop, stopped) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("notify".into())
@@ -369,6 +387,7 @@ pub fn start(
     db: &Path,
     settings: NotifyConfig,
     publish_within_days: u32,
+    rulebook: Rulebook,
 ) -> Result<Notifier, NotifyError> {
     {
         let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
@@ -386,6 +405,7 @@ pub fn start(
         ScanSettings {
             publish_within_days,
         },
+        rulebook,
     )
 }
 

@@ -263,6 +263,8 @@ struct RawCalendar {
 struct RawHeader {
     #[allow(dead_code)]
     title: String,
+    // Checked (not blank if given), not otherwise used: the calendar is not shown.
+    title_zh: Option<Spanned<String>>,
     #[allow(dead_code)]
     sources: Vec<String>,
 }
@@ -303,6 +305,14 @@ pub fn parse_calendar(text: &str, origin: &str) -> Result<Calendar, RuleFileErro
     let at = |span: std::ops::Range<usize>, reason: String| {
         RuleFileError::at(text, origin, span.start, reason)
     };
+    if let Some(t) = raw.calendar.title_zh.as_ref() {
+        if t.get_ref().trim().is_empty() {
+            return Err(at(
+                t.span(),
+                "calendar title_zh is empty; give the Chinese title or leave the key out".into(),
+            ));
+        }
+    }
     let mut cal = Calendar {
         holidays: BTreeSet::new(),
         workdays: BTreeSet::new(),
@@ -465,6 +475,18 @@ mod tests {
         let err = parse_calendar(text, "cal.toml").unwrap_err().to_string();
         assert!(err.starts_with("cal.toml:8:13:"), "{err}");
         assert!(err.contains("not a Saturday or Sunday"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_chinese_title_is_rejected() {
+        let text = "[calendar]\ntitle = \"t\"\ntitle_zh = \"\"\nsources = []\n";
+        let err = parse_calendar(text, "cal.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("cal.toml:3:12: calendar title_zh is empty"),
+            "{err}"
+        );
+        let text = "[calendar]\ntitle = \"t\"\ntitle_zh = \"节假日\"\nsources = []\n";
+        assert!(parse_calendar(text, "cal.toml").is_ok());
     }
 
     #[test]

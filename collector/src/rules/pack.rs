@@ -251,8 +251,11 @@ pub struct Rule {
     pub key: RuleKey,
     /// The rule's id inside its pack.
     pub id: String,
-    /// A short human title.
+    /// A short human title, in English.
     pub title: String,
+    /// The same title in Chinese, if the pack gives one (`title_zh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_zh: Option<String>,
     /// How serious a breach is.
     pub severity: Severity,
     /// The clause the rule comes from.
@@ -280,8 +283,10 @@ pub struct RulePack {
     pub id: String,
     /// The domain it applies to.
     pub domain: Domain,
-    /// A human title.
+    /// A human title, in English.
     pub title: String,
+    /// The same title in Chinese, if the pack gives one (`title_zh`).
+    pub title_zh: Option<String>,
     /// The standards and notices the rules come from.
     pub sources: Vec<String>,
     /// A gap in one metric's readings longer than this resets a pending breach.
@@ -299,7 +304,19 @@ pub struct RulePack {
     text: String,
 }
 
+impl Rule {
+    /// The Chinese title, or the English one when the pack has none.
+    pub fn chinese_title(&self) -> &str {
+        self.title_zh.as_deref().unwrap_or(&self.title)
+    }
+}
+
 impl RulePack {
+    /// The Chinese title, or the English one when the pack has none.
+    pub fn chinese_title(&self) -> &str {
+        self.title_zh.as_deref().unwrap_or(&self.title)
+    }
+
     /// SHA-256 of the file's bytes: the pack's version.
     pub fn hash(&self) -> &PackHash {
         &self.hash

@@ -25,8 +25,10 @@ pub const MAX_RECORDS: usize = 500;
 pub struct RuleView {
     /// `pack/rule`.
     pub key: String,
-    /// Its title.
+    /// Its title in English.
     pub title: String,
+    /// Its title in Chinese (the English one when the pack has none).
+    pub title_zh: String,
     /// Severity.
     pub severity: Severity,
     /// The clause it comes from.
@@ -56,6 +58,7 @@ impl RuleView {
         let mut v = RuleView {
             key: rule.key.to_string(),
             title: rule.title.clone(),
+            title_zh: rule.chinese_title().to_owned(),
             severity: rule.severity,
             source: rule.source.clone(),
             kind: rule.kind.name(),

@@ -298,3 +298,85 @@ async fn a_live_task_whose_rule_leaves_the_pack_gets_a_note() {
         "the task stays for a supervisor to resolve"
     );
 }
+
+#[tokio::test]
+async fn a_tasks_rule_title_comes_in_chinese_and_english() {
+    let app = App::start().await;
+    let code = &app.registry.pools[5];
+    let agent = AgentId::new("pool-agent-titles").unwrap();
+    let book = Rulebook::load(None).unwrap();
+    let (mut w, entity) = writer_for(&app, &agent, code);
+    let mut tracker = load_tracker(&w, &book);
+    commit(
+        &mut w,
+        &mut tracker,
+        &entity,
+        &chlorine(&agent, 1, three_hours_ago(), 10, |_| 0.1),
+    );
+    let open = open_anomalies(&app).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let id = open[0]["id"].as_i64().unwrap();
+    let (en, zh) = (
+        "Free residual chlorine 0.3–1.0 mg/L",
+        "游离性余氯 0.3–1.0 mg/L",
+    );
+
+    // The task itself, its queue row, its evidence's rule, and the pack's own title.
+    let view = app.admin("GET", &format!("/api/v1/tasks/{id}"), "").await;
+    assert_eq!(view["rule"], "pool/free_chlorine");
+    assert_eq!(view["rule_title"], en, "{view}");
+    assert_eq!(view["rule_title_zh"], zh, "{view}");
+    let page = app.admin("GET", "/api/v1/queue?kind=anomaly", "").await;
+    let row = &page["tasks"][0];
+    assert_eq!(row["id"], id);
+    assert_eq!(
+        (&row["rule_title"], &row["rule_title_zh"]),
+        (&json!(en), &json!(zh))
+    );
+    let ev = app
+        .admin("GET", &format!("/api/v1/tasks/{id}/evidence"), "")
+        .await;
+    assert_eq!(
+        (&ev["rule"]["title"], &ev["rule"]["title_zh"]),
+        (&json!(en), &json!(zh))
+    );
+    let packs = app.admin("GET", "/api/v1/rule-packs", "").await;
+    let pool = packs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "pool")
+        .unwrap();
+    assert_eq!(pool["title_zh"], "公共游泳池水质（在线监测）", "{pool}");
+    assert_eq!(
+        pool["title"],
+        "Public swimming pool water quality (online sensors)"
+    );
+
+    // A pack without Chinese titles still loads; the Chinese title is then the English one.
+    let text = spotcheck_collector::rules::pack::DEFAULT_POOL;
+    let plain: String = text
+        .lines()
+        .filter(|l| !l.starts_with("title_zh = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(plain.len() < text.len());
+    app.admin("PUT", "/api/v1/rule-packs/pool", &plain).await;
+    let view = app.admin("GET", &format!("/api/v1/tasks/{id}"), "").await;
+    assert_eq!(
+        (&view["rule_title"], &view["rule_title_zh"]),
+        (&json!(en), &json!(en))
+    );
+    let ev = app
+        .admin("GET", &format!("/api/v1/tasks/{id}/evidence"), "")
+        .await;
+    assert_eq!(ev["rule"]["title_zh"], en);
+    let packs = app.admin("GET", "/api/v1/rule-packs", "").await;
+    let pool = packs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "pool")
+        .unwrap();
+    assert_eq!(pool["title_zh"], pool["title"], "{pool}");
+}

@@ -687,7 +687,10 @@ async fn e_mail_reaches_a_real_smtp_server_over_starttls_with_auth() {
         .await;
     assert_eq!(t["ok"], true, "{t}");
     let _open = breach(&app, 4, "pool-agent-mail");
-    let r = worker(&app, settings()).step(UnixMillis::now()).unwrap();
+    let r = worker(&app, settings())
+        .with_rulebook(Rulebook::load(None).unwrap())
+        .step(UnixMillis::now())
+        .unwrap();
     assert_eq!(r.sent, 1, "{r:?}");
     let mails = smtp.mails();
     assert_eq!(mails.len(), 2, "{mails:?}");
@@ -706,7 +709,8 @@ async fn e_mail_reaches_a_real_smtp_server_over_starttls_with_auth() {
     assert_eq!(m["subject"], "【health】［高］异常任务已创建");
     let text = m["text"].as_str().unwrap();
     assert!(
-        text.contains("规则 pool/free_chlorine") && text.contains("#/task/"),
+        text.contains("规则 游离性余氯 0.3–1.0 mg/L（pool/free_chlorine）")
+            && text.contains("#/task/"),
         "{text}"
     );
 }

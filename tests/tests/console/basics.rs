@@ -32,8 +32,8 @@ fn the_console_shows_the_task_queue_and_the_public_results() {
     let row = format!("<tr class=\"task\" data-id=\"{id}\">");
     assert!(dom.contains(&row), "no row for task {id} in:\n{dom}");
     assert!(
-        dom.contains("<div class=\"small muted rule\">Free residual chlorine 0.3–1.0 mg/L</div>"),
-        "the row names the rule by its title: {dom}"
+        dom.contains("<div class=\"small muted rule\"><span data-en=\"Free residual chlorine 0.3–1.0 mg/L\" data-zh=\"游离性余氯 0.3–1.0 mg/L\">游离性余氯 0.3–1.0 mg/L</span></div>"),
+        "the row names the rule by its title, in Chinese by default: {dom}"
     );
     assert!(
         dom.contains(&format!("data-act=\"ack\" data-id=\"{id}\"")),

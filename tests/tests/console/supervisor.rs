@@ -114,10 +114,13 @@ pub fn handles_a_critical_task(b: &mut Browser, d: &Demo, total: u64) -> (i64, V
         None,
         admin,
     );
-    assert_eq!(
-        b.eval("document.getElementById('rule-title').textContent"),
-        ev["rule"]["title"]
-    );
+    // The rule's title in Chinese (the console's default language); English after the switch.
+    let (title_zh, title_en) = (ev["rule"]["title_zh"].clone(), ev["rule"]["title"].clone());
+    assert!(has_chinese(title_zh.as_str().unwrap()), "{ev}");
+    assert_ne!(title_zh, title_en, "{ev}");
+    let rule_title = "document.getElementById('rule-title').textContent";
+    assert_eq!(b.eval(rule_title), title_zh);
+    assert_eq!(task["rule_title_zh"], title_zh, "{task}");
     assert_eq!(
         b.eval("document.getElementById('rule-limit').textContent"),
         ev["rule"]["limit"]
@@ -152,6 +155,7 @@ pub fn handles_a_critical_task(b: &mut Browser, d: &Demo, total: u64) -> (i64, V
     b.eval("document.getElementById('lang').click(); true");
     settle(b, "English", "document.documentElement.lang === 'en'");
     let en = labels(b, "#main");
+    assert_eq!(b.eval(rule_title), title_en, "the rule's title in English");
     assert_eq!(zh.len(), en.len());
     assert!(zh.len() > 30, "{zh:?}");
     for (z, e) in zh.iter().zip(&en) {
@@ -163,6 +167,11 @@ pub fn handles_a_critical_task(b: &mut Browser, d: &Demo, total: u64) -> (i64, V
     b.eval("document.getElementById('lang').click(); true");
     settle(b, "Chinese", "document.documentElement.lang === 'zh-CN'");
     assert_eq!(labels(b, "#main"), zh);
+    assert_eq!(
+        b.eval(rule_title),
+        title_zh,
+        "the rule's title in Chinese again"
+    );
 
     // Acknowledge; resolve with a category from the API's list; publish after confirming.
     b.eval("document.querySelector('#act-ack button').click(); true");

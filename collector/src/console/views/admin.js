@@ -2,7 +2,7 @@
 // reveal), draws (the full records, for the admin and the auditor), the registry with its
 // import (registry.js), joint inspections (joint.js), the report, the audit log with its
 // verification (audit.js). A table per list.
-import { t, esc, label, time, code, codeLabel } from './i18n.js';
+import { t, esc, label, time, code, codeLabel, bilingual } from './i18n.js';
 import * as api from './api.js';
 import { table, htmlTable } from './tables.js';
 import * as registry from './registry.js';
@@ -18,7 +18,8 @@ async function section(tab, params) {
       return `<div class="counts">${Object.entries(stats).map(([k, v]) => `<span data-stat="${esc(k)}"><span class="n">${esc(v)}</span>${codeLabel('stat', k)}</span>`).join('')}</div>
         <h3>${label('feeds')}</h3>${table(agents)}<h3>${label('dead_letters')}</h3>${table(dead, ['received_ms', 'topic', 'code', 'reason'])}`;
     }
-    case 'rule_packs': return table(await api.get('/api/v1/rule-packs'), ['id', 'domain', 'hash', 'origin', 'rules'], 'packs');
+    case 'rule_packs': return htmlTable('packs', ['id', 'title', 'domain', 'hash', 'origin', 'rules'], (await api.get('/api/v1/rule-packs')).map(p => ['',
+      [esc(p.id), bilingual(p.title, p.title_zh), codeLabel('domain', p.domain), `<span class="code">${esc(p.hash)}</span>`, esc(p.origin), esc(p.rules)]]));
     case 'plans': {
       const [plans, commitments] = await Promise.all([api.get('/api/v1/plans'), fetch('/api/v1/public/draw-commitments?limit=1000').then(r => r.json())]);
       const progress = await Promise.all(plans.map(p => api.get(`/api/v1/plans/${encodeURIComponent(p.id)}/progress`).catch(() => ({}))));

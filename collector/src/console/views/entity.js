@@ -1,7 +1,7 @@
 // Entities: the list of reporting entities, and one entity's page for every domain: its
 // feeds with their last-seen time, numeric metrics as charts with a time-range picker, event
 // records as tables with the rules each broke, its tasks and its published results.
-import { t, esc, label, code, codeLabel, time, when } from './i18n.js';
+import { t, esc, label, code, codeLabel, time, when, bilingual } from './i18n.js';
 import * as api from './api.js';
 import { chart } from './chart.js';
 import { cells } from './queue.js';
@@ -40,7 +40,7 @@ export async function render(main, id, params) {
     if (mine !== seq) return;
     o = ov;
     [series, events, tasks, results] = got;
-    rules = new Map(tasks.tasks.filter(x => x.rule).map(x => [x.rule, x.rule_title]));
+    rules = new Map(tasks.tasks.filter(x => x.rule && x.rule_title).map(x => [x.rule, [x.rule_title, x.rule_title_zh]]));
     state.since = since;
   }
   function draw() {
@@ -62,7 +62,7 @@ export async function render(main, id, params) {
     ${events.length ? `<section id="event-feeds"><h2>${label('events')}</h2>${events.map(({ e, rows }) => `<h3>${esc(e.kind)} <span class="muted small">${label('last_seen')} ${time(e.last_ms)}</span></h3>
       <div class="scroll"><table class="events cards" data-kind="${esc(e.kind)}"><thead><tr><th data-t="time">${esc(t('time'))}</th><th data-t="record_id">${esc(t('record_id'))}</th><th data-t="record">${esc(t('record'))}</th><th data-t="breaches">${esc(t('breaches'))}</th></tr></thead><tbody>
       ${rows.map(r => `<tr class="event${r.breaches.length ? ' breach' : ''}"><td data-h="${esc(t('time'))}">${time(r.ts_ms)}</td><td class="code" data-h="${esc(t('record_id'))}">${esc(r.id)}</td><td class="code" data-h="${esc(t('record'))}">${esc(recordText(r.record))}</td>
-        <td data-h="${esc(t('breaches'))}">${r.breaches.map(b => `<div class="sev-high small">${esc(rules.get(b) || b)}</div>`).join('')}</td></tr>`).join('')}</tbody></table></div>
+        <td data-h="${esc(t('breaches'))}">${r.breaches.map(b => `<div class="sev-high small">${rules.has(b) ? bilingual(...rules.get(b)) : esc(b)}</div>`).join('')}</td></tr>`).join('')}</tbody></table></div>
       ${rows.length ? '' : `<p class="muted">${label('none')}</p>`}`).join('')}</section>` : ''}
     <section id="entity-tasks"><h2>${label('tasks')} <span class="muted small">${label('total')} ${tasks.total}</span></h2>
       <div class="scroll"><table class="cards" id="tasks"><tbody>${tasks.tasks.map(x => `<tr class="task" data-id="${x.id}">${cells(x, false)}</tr>`).join('')}</tbody></table></div>

@@ -2,7 +2,7 @@
 // critical and high tasks, bulk acknowledgement, and rows that stay where they are when the
 // live stream reports a change (a changed row is updated in place; anything else only lights
 // a banner, so nothing moves under the cursor).
-import { t, esc, label, code, codeLabel, time } from './i18n.js';
+import { t, esc, label, code, codeLabel, time, bilingual } from './i18n.js';
 import * as api from './api.js';
 
 const KINDS = ['anomaly', 'random', 'joint', 'referral'];
@@ -26,14 +26,15 @@ function actions(task) {
 
 /** One row's cells. */
 export function cells(task, selectable) {
-  const rule = task.rule_title || task.rule || '';
+  // A rule by its title in the current language (the switch re-renders it), else by its key.
+  const rule = task.rule_title ? bilingual(task.rule_title, task.rule_title_zh) : esc(task.rule || '');
   return `${selectable ? `<td><input type="checkbox" class="pick" data-id="${task.id}"${task.status === 'open' ? '' : ' disabled'} aria-label="#${task.id}"></td>` : ''}
     <td data-h="${esc(t('id'))}">${task.id}</td>
     <td data-h="${esc(t('kind'))}">${codeLabel('kind', task.kind)}</td>
     <td data-h="${esc(t('status'))}" class="status">${codeLabel('status', task.status)}${task.cleared_ms ? ` <span class="muted small" data-t="cleared">${esc(t('cleared'))}</span>` : ''}</td>
     <td data-h="${esc(t('severity'))}">${task.severity ? codeLabel('severity', task.severity, 'sev-' + task.severity) : ''}</td>
     <td data-h="${esc(t('entity'))}">${api.entityLink(task.entity, task.entity_name)}<div class="code muted">${esc(task.entity)}</div></td>
-    <td data-h="${esc(t('item'))}">${esc(task.item_name || task.item)}${rule ? `<div class="small muted rule">${esc(rule)}</div>` : ''}</td>
+    <td data-h="${esc(t('item'))}">${esc(task.item_name || task.item)}${rule ? `<div class="small muted rule">${rule}</div>` : ''}</td>
     <td data-h="${esc(t('opened'))}">${time(task.opened_ms) || esc(task.window_start)}</td>
     <td data-h="${esc(t('actions'))}">${actions(task)}</td>`;
 }

@@ -3,7 +3,7 @@
 // remote checks and, for whoever may act, the actions: acknowledge, assign inspectors,
 // resolve with a category from the API's list, publish after a confirmation, run a remote
 // check, record an inspector's decision.
-import { t, esc, label, code, codeLabel, time, when } from './i18n.js';
+import { t, esc, label, code, codeLabel, time, when, bilingual } from './i18n.js';
 import * as api from './api.js';
 import { chart } from './chart.js';
 
@@ -90,7 +90,7 @@ export async function render(main, id, params) {
         ['entity', `${api.entityLink(task.entity, names.entity_name)} <span class="code muted">${esc(task.entity)}</span>`],
         ['item', esc(names.item_name || task.item)],
         ['department', codeLabel('dept', task.department)],
-        ['rule', rule ? `<span id="rule-title">${esc(rule.title)}</span> <span class="code muted">${esc(rule.key)}</span>` : esc(task.rule || '')],
+        ['rule', rule ? `${bilingual(rule.title, rule.title_zh, 'id="rule-title"')} <span class="code muted">${esc(rule.key)}</span>` : esc(task.rule || '')],
         ['limit', rule ? `<span id="rule-limit">${esc(rule.limit)}</span>` : ''],
         ['source', rule ? esc(rule.source) : ''],
         ['detail', esc(task.detail || '')],

@@ -33,6 +33,7 @@ struct RawHeader {
     id: Spanned<String>,
     domain: Spanned<String>,
     title: String,
+    title_zh: Option<Spanned<String>>,
     sources: Vec<String>,
     max_gap: Option<Spanned<String>>,
     expected_interval: Spanned<String>,
@@ -62,6 +63,7 @@ struct RawMinorPlay {
 struct RawRule {
     id: Spanned<String>,
     title: String,
+    title_zh: Option<Spanned<String>>,
     severity: Spanned<String>,
     source: String,
     kind: Spanned<String>,
@@ -105,6 +107,22 @@ impl At<'_> {
             Ok(x)
         } else {
             Err(self.err(v.span(), format!("{what} must be a finite number")))
+        }
+    }
+
+    /// An optional Chinese title: trimmed, and refused when given but blank.
+    fn title_zh(
+        &self,
+        v: &Option<Spanned<String>>,
+        what: &str,
+    ) -> Result<Option<String>, RuleFileError> {
+        match v {
+            None => Ok(None),
+            Some(s) if s.get_ref().trim().is_empty() => Err(self.err(
+                s.span(),
+                format!("{what}title_zh is empty; give the Chinese title or leave the key out (the English title is then shown)"),
+            )),
+            Some(s) => Ok(Some(s.get_ref().trim().to_owned())),
         }
     }
 
@@ -169,6 +187,7 @@ pub fn parse_pack(text: &str, origin: &str) -> Result<RulePack, RulePackError> {
         Some(v) => at.share(v, "min_completeness")?,
         None => 0.8,
     };
+    let title_zh = at.title_zh(&h.title_zh, "pack ")?;
 
     let mut caps = SpendingCaps::default();
     for c in &raw.spending_cap {
@@ -264,6 +283,7 @@ pub fn parse_pack(text: &str, origin: &str) -> Result<RulePack, RulePackError> {
         id,
         domain,
         title: h.title.clone(),
+        title_zh,
         sources: h.sources.clone(),
         max_gap,
         completeness: CompletenessPolicy {
@@ -290,7 +310,7 @@ fn parse_clock(s: &str) -> Option<u32> {
     ((h < 24 && m < 60) || (h == 24 && m == 0)).then_some(h * 60 + m)
 }
 
-/// The fields each kind accepts besides id, title, severity, source and kind.
+/// The fields each kind accepts besides id, title, title_zh, severity, source and kind.
 fn allowed_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "range" => &[
@@ -336,6 +356,7 @@ fn parse_rule(
         ));
     }
     let ctx = |reason: String| format!("rule {id:?}: {reason}");
+    let title_zh = at.title_zh(&r.title_zh, &ctx(String::new()))?;
     let severity = Severity::parse(r.severity.get_ref()).ok_or_else(|| {
         at.err(
             r.severity.span(),
@@ -528,6 +549,7 @@ fn parse_rule(
         key: RuleKey::new(pack, &id),
         id,
         title: r.title.clone(),
+        title_zh,
         severity,
         source: r.source.clone(),
         kind,

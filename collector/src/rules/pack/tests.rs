@@ -277,3 +277,78 @@ fn rule_keys_parse() {
         assert_eq!(RuleKey::parse(bad), None, "{bad}");
     }
 }
+
+const RANGE: &str =
+    "kind = \"range\"\nmetric = \"free_chlorine\"\nunit = \"mg/L\"\nmin = 0.3\nmax = 1.0\n";
+
+#[test]
+fn chinese_titles_are_parsed_for_the_pack_and_its_rules() {
+    let text = pool_with(&format!("title_zh = \"游离性余氯 0.3–1.0 mg/L\"\n{RANGE}")).replace(
+        "title = \"t\"\nsources",
+        "title = \"t\"\ntitle_zh = \"  公共游泳池水质  \"\nsources",
+    );
+    let pack = parse_pack(&text, "rules/pool.toml").unwrap();
+    assert_eq!(pack.title_zh.as_deref(), Some("公共游泳池水质"));
+    assert_eq!(pack.chinese_title(), "公共游泳池水质");
+    let rule = &pack.rules[0];
+    assert_eq!(rule.title_zh.as_deref(), Some("游离性余氯 0.3–1.0 mg/L"));
+    assert_eq!(rule.chinese_title(), "游离性余氯 0.3–1.0 mg/L");
+    assert_eq!(rule.title, "t");
+}
+
+#[test]
+fn a_pack_without_chinese_titles_loads_and_falls_back_to_english() {
+    let pack = parse_pack(&pool_with(RANGE), "rules/pool.toml").unwrap();
+    assert_eq!(pack.title_zh, None);
+    assert_eq!(pack.chinese_title(), "t");
+    assert_eq!(pack.rules[0].title_zh, None);
+    assert_eq!(pack.rules[0].chinese_title(), "t");
+}
+
+#[test]
+fn an_empty_chinese_title_is_rejected_with_its_line_and_column() {
+    let err = error_of(&pool_with(&format!("title_zh = \"\"\n{RANGE}")));
+    assert_eq!(
+        err,
+        "rules/pool.toml:13:12: rule \"free_chlorine\": title_zh is empty; give the Chinese title or leave the key out (the English title is then shown)"
+    );
+    let blank = pool_with(RANGE).replace(
+        "title = \"t\"\nsources",
+        "title = \"t\"\ntitle_zh = \"  \"\nsources",
+    );
+    let err = error_of(&blank);
+    assert!(
+        err.starts_with("rules/pool.toml:5:12: pack title_zh is empty;"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_misspelt_chinese_title_key_is_still_an_unknown_field() {
+    let err = error_of(&pool_with(&format!("title_cn = \"余氯\"\n{RANGE}")));
+    assert!(err.starts_with("rules/pool.toml:13:1:"), "{err}");
+    assert!(err.contains("unknown field `title_cn`"), "{err}");
+}
+
+#[test]
+fn every_shipped_pack_and_rule_has_a_chinese_title() {
+    for pack in RuleSet::defaults().packs() {
+        let zh = pack
+            .title_zh
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}", pack.id));
+        assert!(
+            zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "{zh}"
+        );
+        for r in &pack.rules {
+            let zh = r.title_zh.as_deref().unwrap_or_else(|| panic!("{}", r.key));
+            assert!(
+                zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{}: {zh}",
+                r.key
+            );
+            assert_ne!(zh, r.title, "{}", r.key);
+        }
+    }
+}
