@@ -6,9 +6,10 @@
 //! separated by `;`. JSON: an array of objects with the same names; list fields may be arrays
 //! or `;`-separated strings. Field names and formats: `docs/registry-import.md`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{hash_map, BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -30,8 +31,8 @@ pub enum RawValue {
 pub struct RawRow {
     /// 1-based line number.
     pub line: u64,
-    /// Field name → value.
-    pub fields: BTreeMap<String, RawValue>,
+    /// Field name → value (a CSV file's rows share its header's names).
+    pub fields: BTreeMap<Arc<str>, RawValue>,
     /// What is wrong with the row's shape (a CSV row with the wrong number of fields).
     pub problems: Vec<RowError>,
 }
@@ -150,7 +151,7 @@ pub fn read_csv(text: &str, name: &str) -> Result<Vec<RawRow>, ReadError> {
 /// CSV rows, streamed from a reader.
 pub struct CsvRows<R: std::io::Read> {
     reader: csv::Reader<R>,
-    headers: Vec<String>,
+    headers: Vec<Arc<str>>,
     record: csv::StringRecord,
     name: String,
     done: bool,
@@ -163,11 +164,11 @@ impl<R: std::io::Read> CsvRows<R> {
             .trim(csv::Trim::All)
             .flexible(true)
             .from_reader(input);
-        let headers: Vec<String> = reader
+        let headers: Vec<Arc<str>> = reader
             .headers()
             .map_err(|e| csv_syntax(&name, e))?
             .iter()
-            .map(|h| h.trim_start_matches('\u{feff}').to_owned())
+            .map(|h| Arc::from(h.trim_start_matches('\u{feff}')))
             .collect();
         Ok(CsvRows {
             reader,
@@ -388,7 +389,7 @@ fn json_row(value: serde_json::Value, line: u64) -> Result<RawRow, String> {
                 format!("field {k}: expected a string, number, boolean or array")
             })?),
         };
-        fields.insert(k, raw);
+        fields.insert(Arc::from(k), raw);
     }
     Ok(RawRow {
         line,
@@ -408,6 +409,9 @@ pub enum Record {
     Inspector(Inspector),
 }
 
+/// Each value of a key field (trimmed, upper-cased) and the line it was first seen on.
+type FirstLines = HashMap<Box<str>, u64, foldhash::fast::RandomState>;
+
 /// Checks rows one at a time: each row's own problems, keys used twice in the file (even on
 /// rows that are otherwise invalid), and inspectors' conflicts against the entity library.
 /// Holds only the keys seen, so a file of any length can be checked as it streams.
@@ -415,7 +419,7 @@ pub struct Checker<'k> {
     kind: Kind,
     known_entities: &'k HashSet<CreditCode>,
     /// Per key field: each value (trimmed, upper-cased) and the line it was first seen on.
-    seen: Vec<(&'static str, HashMap<Box<str>, u64>)>,
+    seen: Vec<(&'static str, FirstLines)>,
     errors: Vec<RowError>,
     rows: usize,
 }
@@ -432,7 +436,10 @@ impl<'k> Checker<'k> {
         Checker {
             kind,
             known_entities,
-            seen: keys.iter().map(|&k| (k, HashMap::new())).collect(),
+            seen: keys
+                .iter()
+                .map(|&k| (k, HashMap::with_hasher(Default::default())))
+                .collect(),
             errors: Vec::new(),
             rows: 0,
         }
@@ -491,15 +498,17 @@ impl<'k> Checker<'k> {
                 if v.is_empty() {
                     return;
                 }
-                let key = v.to_ascii_uppercase().into_boxed_str();
-                match first_line.get(&key) {
-                    Some(first) => self.errors.push(RowError {
+                match first_line.entry(v.to_ascii_uppercase().into_boxed_str()) {
+                    hash_map::Entry::Occupied(first) => self.errors.push(RowError {
                         line: row.line,
                         field: (*field).into(),
-                        reason: format!("{v} is already used on line {first}; each must be unique"),
+                        reason: format!(
+                            "{v} is already used on line {}; each must be unique",
+                            first.get()
+                        ),
                     }),
-                    None => {
-                        first_line.insert(key, row.line);
+                    hash_map::Entry::Vacant(slot) => {
+                        slot.insert(row.line);
                     }
                 }
             };
