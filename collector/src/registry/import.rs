@@ -6,10 +6,9 @@
 //! separated by `;`. JSON: an array of objects with the same names; list fields may be arrays
 //! or `;`-separated strings. Field names and formats: `docs/registry-import.md`.
 
-use std::collections::{hash_map, BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -31,8 +30,8 @@ pub enum RawValue {
 pub struct RawRow {
     /// 1-based line number.
     pub line: u64,
-    /// Field name → value (a CSV file's rows share its header's names).
-    pub fields: BTreeMap<Arc<str>, RawValue>,
+    /// Field name → value.
+    pub fields: BTreeMap<String, RawValue>,
     /// What is wrong with the row's shape (a CSV row with the wrong number of fields).
     pub problems: Vec<RowError>,
 }
@@ -151,7 +150,7 @@ pub fn read_csv(text: &str, name: &str) -> Result<Vec<RawRow>, ReadError> {
 /// CSV rows, streamed from a reader.
 pub struct CsvRows<R: std::io::Read> {
     reader: csv::Reader<R>,
-    headers: Vec<Arc<str>>,
+    headers: Vec<String>,
     record: csv::StringRecord,
     name: String,
     done: bool,
@@ -164,11 +163,11 @@ impl<R: std::io::Read> CsvRows<R> {
             .trim(csv::Trim::All)
             .flexible(true)
             .from_reader(input);
-        let headers: Vec<Arc<str>> = reader
+        let headers: Vec<String> = reader
             .headers()
             .map_err(|e| csv_syntax(&name, e))?
             .iter()
-            .map(|h| Arc::from(h.trim_start_matches('\u{feff}')))
+            .map(|h| h.trim_start_matches('\u{feff}').to_owned())
             .collect();
         Ok(CsvRows {
             reader,
@@ -389,7 +388,7 @@ fn json_row(value: serde_json::Value, line: u64) -> Result<RawRow, String> {
                 format!("field {k}: expected a string, number, boolean or array")
             })?),
         };
-        fields.insert(Arc::from(k), raw);
+        fields.insert(k, raw);
     }
     Ok(RawRow {
         line,
@@ -409,9 +408,6 @@ pub enum Record {
     Inspector(Inspector),
 }
 
-/// Each value of a key field (trimmed, upper-cased) and the line it was first seen on.
-type FirstLines = HashMap<Box<str>, u64, foldhash::fast::RandomState>;
-
 /// Checks rows one at a time: each row's own problems, keys used twice in the file (even on
 /// rows that are otherwise invalid), and inspectors' conflicts against the entity library.
 /// Holds only the keys seen, so a file of any length can be checked as it streams.
@@ -419,7 +415,7 @@ pub struct Checker<'k> {
     kind: Kind,
     known_entities: &'k HashSet<CreditCode>,
     /// Per key field: each value (trimmed, upper-cased) and the line it was first seen on.
-    seen: Vec<(&'static str, FirstLines)>,
+    seen: Vec<(&'static str, HashMap<Box<str>, u64>)>,
     errors: Vec<RowError>,
     rows: usize,
 }
@@ -436,10 +432,7 @@ impl<'k> Checker<'k> {
         Checker {
             kind,
             known_entities,
-            seen: keys
-                .iter()
-                .map(|&k| (k, HashMap::with_hasher(Default::default())))
-                .collect(),
+            seen: keys.iter().map(|&k| (k, HashMap::new())).collect(),
             errors: Vec::new(),
             rows: 0,
         }
@@ -498,17 +491,15 @@ impl<'k> Checker<'k> {
                 if v.is_empty() {
                     return;
                 }
-                match first_line.entry(v.to_ascii_uppercase().into_boxed_str()) {
-                    hash_map::Entry::Occupied(first) => self.errors.push(RowError {
+                let key = v.to_ascii_uppercase().into_boxed_str();
+                match first_line.get(&key) {
+                    Some(first) => self.errors.push(RowError {
                         line: row.line,
                         field: (*field).into(),
-                        reason: format!(
-                            "{v} is already used on line {}; each must be unique",
-                            first.get()
-                        ),
+                        reason: format!("{v} is already used on line {first}; each must be unique"),
                     }),
-                    hash_map::Entry::Vacant(slot) => {
-                        slot.insert(row.line);
+                    None => {
+                        first_line.insert(key, row.line);
                     }
                 }
             };

@@ -57,7 +57,7 @@ impl<'a> Fields<'a> {
             errors: Vec::new(),
         };
         for name in row.fields.keys() {
-            if !required.contains(&&**name) && !optional.contains(&&**name) {
+            if !required.contains(&name.as_str()) && !optional.contains(&name.as_str()) {
                 f.error(
                     name,
                     format!(
@@ -79,10 +79,9 @@ impl<'a> Fields<'a> {
         });
     }
 
-    fn text(&mut self, name: &str) -> Option<&'a str> {
-        let row = self.row;
-        match row.fields.get(name) {
-            Some(RawValue::Text(s)) if !s.is_empty() => Some(s),
+    fn text(&mut self, name: &str) -> Option<String> {
+        match self.row.fields.get(name) {
+            Some(RawValue::Text(s)) if !s.is_empty() => Some(s.clone()),
             Some(RawValue::List(_)) => {
                 self.error(name, "expected a single value, not a list".into());
                 None
@@ -94,7 +93,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn optional(&mut self, name: &str) -> Option<&'a str> {
+    fn optional(&mut self, name: &str) -> Option<String> {
         if self.row.fields.contains_key(name) {
             self.text(name)
         } else {
@@ -102,19 +101,15 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn list(&self, name: &str) -> Vec<&'a str> {
-        let row = self.row;
-        match row.fields.get(name) {
+    fn list(&mut self, name: &str) -> Vec<String> {
+        match self.row.fields.get(name) {
             None => Vec::new(),
-            Some(RawValue::List(v)) => v
-                .iter()
-                .map(String::as_str)
-                .filter(|s| !s.is_empty())
-                .collect(),
+            Some(RawValue::List(v)) => v.iter().filter(|s| !s.is_empty()).cloned().collect(),
             Some(RawValue::Text(s)) => s
                 .split(';')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
+                .map(str::to_owned)
                 .collect(),
         }
     }
@@ -122,11 +117,11 @@ impl<'a> Fields<'a> {
     fn parsed<T, E: std::fmt::Display>(
         &mut self,
         name: &str,
-        value: Option<&str>,
+        value: Option<String>,
         parse: impl Fn(&str) -> Result<T, E>,
     ) -> Option<T> {
         let v = value?;
-        match parse(v) {
+        match parse(&v) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.error(name, e.to_string());
@@ -220,7 +215,7 @@ pub fn item(row: &RawRow) -> Result<Item, Vec<RowError>> {
     let legal_basis = f.required("legal_basis", nonempty);
     let kind = f.required("kind", item_kind);
     let method = f.required("method", method);
-    let rule_pack = f.optional("rule_pack").map(str::to_owned);
+    let rule_pack = f.optional("rule_pack");
     let value = (|| {
         Some(Item {
             id: id?,
@@ -242,8 +237,8 @@ pub fn entity(row: &RawRow) -> Result<Entity, Vec<RowError>> {
     let name = f.required("name", single_line);
     let domain = f.required("domain", domain);
     let district = f.required("district", nonempty);
-    let address = f.optional("address").map(str::to_owned).unwrap_or_default();
-    let contact = f.optional("contact").map(str::to_owned).unwrap_or_default();
+    let address = f.optional("address").unwrap_or_default();
+    let contact = f.optional("contact").unwrap_or_default();
     let risk = f.required("risk", |s| RiskClass::new(s));
     let agents = f.each("agents", |s| AgentId::new(s.to_owned()));
     let value = (|| {

@@ -107,30 +107,10 @@ impl From<rusqlite::Error> for ImportError {
     }
 }
 
-/// Valid records handed from the checking thread to the writing one at a time.
-const CHUNK: usize = 1024;
-/// Chunks that may wait for the writer: the rows in flight stay a few thousand.
-const CHUNKS_QUEUED: usize = 4;
-/// SQLite's page cache during an import, KiB: a million-row import spills far less than with
-/// the default 2 MiB (BENCHMARKS.md, "Importing 1,000,000 entities"); restored afterwards.
-const IMPORT_CACHE_KIB: i64 = 32 * 1024;
-
-/// What the checking thread tells the writing one.
-enum ToWriter {
-    /// Valid records, in file order.
-    Records(Vec<Record>),
-    /// Every row was valid: audit and commit. (Without it the transaction is rolled back.)
-    Commit,
-}
-
 /// Checks `rows` as they stream and, unless `conn` is `None` (a dry run), writes each valid
-/// row inside one transaction, committed only if every row was valid. Memory holds the keys
-/// seen (for the uniqueness check), never the rows. The entity library is read only for an
-/// inspector file (their conflicts must name known entities).
-///
-/// Reading and checking run on the calling thread, SQLite on a second one: valid records go
-/// to it in chunks through a short queue, so the two overlap (a million entities: each about
-/// half the work). After the first bad row nothing more is sent, and the writer rolls back.
+/// row at once inside one transaction, committed only if every row was valid. Memory holds
+/// the keys seen (for the uniqueness check), never the rows. The entity library is read only
+/// for an inspector file (their conflicts must name known entities).
 pub fn import(
     conn: Option<&mut Connection>,
     known_from: Option<&Connection>,
@@ -141,102 +121,34 @@ pub fn import(
         (Kind::Inspectors, Some(c)) => known_entities(c)?,
         _ => HashSet::new(),
     };
-    let checker = Checker::new(kind, &known);
-    let Some(conn) = conn else {
-        return check_only(checker, rows);
-    };
-    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-    conn.execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))?;
-    let result = std::thread::scope(|scope| {
-        let (to_writer, from_checker) = std::sync::mpsc::sync_channel(CHUNKS_QUEUED);
-        let writer = std::thread::Builder::new()
-            .name("registry-import-writer".into())
-            .spawn_scoped(scope, || write_chunks(&mut *conn, kind, from_checker))
-            .expect("a thread for the import's writes starts");
-        let checked = check_and_send(checker, rows, &to_writer);
-        if matches!(checked, Ok(Ok(_))) {
-            // A writer that already failed has hung up; its error is reported below.
-            let _ = to_writer.send(ToWriter::Commit);
-        }
-        drop(to_writer);
-        let written = writer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        match (checked?, written) {
-            // A failed write is reported before the rows' problems, as a failed store is.
-            (_, Err(e)) => Err(ImportError::Store(e)),
-            (Err(errors), Ok(_)) => Ok(Imported::Refused(errors)),
-            (Ok(n), Ok(_)) => Ok(Imported::Rows(n)),
-        }
-    });
-    let restored = conn.execute_batch(&format!("PRAGMA cache_size = {cache}"));
-    let imported = result?;
-    restored?;
-    Ok(imported)
-}
-
-/// A dry run: checks every row, writes nothing.
-fn check_only(
-    mut checker: Checker<'_>,
-    rows: impl Iterator<Item = Result<RawRow, ReadError>>,
-) -> Result<Imported, ImportError> {
+    let mut checker = Checker::new(kind, &known);
+    let tx = conn.map(|c| c.transaction()).transpose()?;
+    let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind)).transpose()?;
     for row in rows {
-        checker.check(&row?);
-    }
-    Ok(match checker.finish() {
-        Ok(n) => Imported::Rows(n),
-        Err(errors) => Imported::Refused(errors),
-    })
-}
-
-/// Checks every row and sends the valid ones while all are: the rows checked, or every
-/// problem. Stops early (`Ok(Ok(0))`) when the writer has hung up; the writer says why.
-fn check_and_send(
-    mut checker: Checker<'_>,
-    rows: impl Iterator<Item = Result<RawRow, ReadError>>,
-    to_writer: &std::sync::mpsc::SyncSender<ToWriter>,
-) -> Result<Result<usize, Vec<RowError>>, ReadError> {
-    let mut chunk = Vec::with_capacity(CHUNK);
-    for row in rows {
-        let record = checker.check(&row?);
+        let row = row?;
+        let record = checker.check(&row);
         // After the first bad row nothing more is written: only problems are collected.
-        if let (Some(r), true) = (record, checker.is_clean()) {
-            chunk.push(r);
-            if chunk.len() == CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                if to_writer.send(ToWriter::Records(full)).is_err() {
-                    return Ok(Ok(0));
-                }
-            }
+        if let (Some(r), Some(w), true) = (record, writer.as_mut(), checker.is_clean()) {
+            w.record(&r)?;
         }
     }
     let outcome = checker.finish();
-    if outcome.is_ok() && !chunk.is_empty() && to_writer.send(ToWriter::Records(chunk)).is_err() {
-        return Ok(Ok(0));
+    match (outcome.is_ok(), writer) {
+        (true, Some(w)) => {
+            w.finish()?;
+        }
+        (_, w) => drop(w),
     }
-    Ok(outcome)
-}
-
-/// The writing thread: one transaction, committed on [`ToWriter::Commit`], else rolled back.
-fn write_chunks(
-    conn: &mut Connection,
-    kind: Kind,
-    from_checker: std::sync::mpsc::Receiver<ToWriter>,
-) -> Result<bool, RegistryStoreError> {
-    let tx = conn.transaction()?;
-    let mut writer = Writer::new(&tx, kind)?;
-    for message in from_checker {
-        match message {
-            ToWriter::Records(records) => records.iter().try_for_each(|r| writer.record(r))?,
-            ToWriter::Commit => {
-                writer.finish()?;
+    match outcome {
+        // The transaction is dropped unfinished: rolled back.
+        Err(errors) => Ok(Imported::Refused(errors)),
+        Ok(n) => {
+            if let Some(tx) = tx {
                 tx.commit()?;
-                return Ok(true);
             }
+            Ok(Imported::Rows(n))
         }
     }
-    // The checker stopped without `Commit`: a bad row or an unreadable file. Rolled back.
-    Ok(false)
 }
 
 /// Writes the rows of one import inside the caller's transaction, then audits it.
