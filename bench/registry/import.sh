@@ -30,7 +30,7 @@ for ((r = 0; r < R; r++)); do
         read -r bin dry <<<"$c"
         rm -rf "$work/data"
         /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$bin" registry import --kind entities \
-            --data "$work/data" $dry "$csv" >/dev/null
+            --data "$work/data" $dry "$csv" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
         read -r w m u s <"$work/time"
         walls[$c]+="$w " cpus[$c]+="$(python3 -c "print(f'{$u + $s:.2f}')") " rss[$c]+="$((m / 1024)) "
     done
