@@ -1,12 +1,12 @@
 //! The tailing itself: where the file tail stands, reading new lines, noticing rotation.
 
-use std::io::SeekFrom;
+use std::fs::{File, Metadata};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use spotcheck_protocol::Batch;
-use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{info, warn};
 
 use super::FileSource;
@@ -14,7 +14,8 @@ use crate::sources::lines::{Batcher, LineParser};
 use crate::sources::{SourceError, SpoolQueue};
 use crate::telemetry;
 
-/// Bytes read per step.
+/// Most bytes read per step. A step reads only what was appended since the last one (usually a
+/// few kilobytes), into a buffer of that size: the chunk is a bound, not an allocation.
 const CHUNK: usize = 1024 * 1024;
 
 /// Where the tail stands; saved in the state file.
@@ -73,6 +74,36 @@ fn inode(_: &std::fs::Metadata) -> u64 {
     0
 }
 
+/// Runs file I/O on the runtime's blocking threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// The bytes of `file` from `offset` on (at most [`CHUNK`], in a buffer of their size) and,
+/// if they hold no complete line, the metadata of what `path` names now (`None`: nothing).
+fn look(file: &File, offset: u64, path: &Path) -> std::io::Result<(Vec<u8>, Option<Metadata>)> {
+    let len = file.metadata()?.len();
+    let want = len.saturating_sub(offset).min(CHUNK as u64);
+    let mut buf = Vec::with_capacity(want as usize);
+    if want > 0 {
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(offset))?;
+        reader.take(want).read_to_end(&mut buf)?;
+    }
+    if buf.contains(&b'\n') {
+        return Ok((buf, None));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) => Ok((buf, Some(m))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((buf, None)),
+        Err(e) => Err(e),
+    }
+}
+
 /// The open file and what has been read of it.
 pub(super) struct Tail {
     name: String,
@@ -81,7 +112,8 @@ pub(super) struct Tail {
     out: SpoolQueue,
     batcher: Batcher,
     parser: LineParser,
-    file: Option<File>,
+    /// The open file, shared with the blocking thread that reads it.
+    file: Option<Arc<File>>,
     state: TailState,
     /// State as it stood at the last start, used once to resume.
     resume: Option<TailState>,
@@ -123,15 +155,18 @@ impl Tail {
 
     /// Opens the file if it exists, resuming at the saved offset when it is the same file.
     async fn open(&mut self) -> Result<bool, SourceError> {
-        let file = match File::open(&self.path).await {
+        let path = self.path.clone();
+        let opened = blocking(move || {
+            let file = File::open(&path)?;
+            let meta = file.metadata()?;
+            Ok((file, meta))
+        })
+        .await;
+        let (file, meta) = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(self.io_error("open", e)),
         };
-        let meta = file
-            .metadata()
-            .await
-            .map_err(|e| self.io_error("stat", e))?;
         let ino = inode(&meta);
         self.state = match self.resume.take() {
             Some(s) if s.inode == ino && s.offset <= meta.len() => {
@@ -155,7 +190,7 @@ impl Tail {
             },
         };
         self.parser = LineParser::new(self.parser_format(), self.state.header.clone());
-        self.file = Some(file);
+        self.file = Some(Arc::new(file));
         Ok(true)
     }
 
@@ -168,37 +203,24 @@ impl Tail {
         if self.file.is_none() && !self.open().await? {
             return Ok(false);
         }
-        let mut buf = vec![0u8; CHUNK];
-        let n = {
-            let file = self.file.as_mut().expect("opened above");
-            file.seek(SeekFrom::Start(self.state.offset))
-                .await
-                .map_err(|e| SourceError::Start {
-                    source_name: self.name.clone(),
-                    reason: format!("cannot seek in {}: {e}", self.path.display()),
-                })?;
-            file.read(&mut buf).await.map_err(|e| SourceError::Start {
-                source_name: self.name.clone(),
-                reason: format!("cannot read {}: {e}", self.path.display()),
-            })?
-        };
-        buf.truncate(n);
+        let file = self.file.clone().expect("opened above");
+        let (offset, path) = (self.state.offset, self.path.clone());
+        // One trip to a blocking thread per step: what was appended, or, when nothing
+        // complete was, what the path names now (rotation, truncation).
+        let (buf, current) = blocking(move || look(&file, offset, &path))
+            .await
+            .map_err(|e| self.io_error("read", e))?;
         let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete > 0 {
             self.consume(&buf[..complete]).await?;
             return Ok(true);
         }
         // At the end of what is complete: has the file been rotated or truncated?
-        let current = match tokio::fs::metadata(&self.path).await {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io_error("stat", e)),
-        };
         match current {
             Some(m) if inode(&m) != self.state.inode => {
                 if !buf.is_empty() {
                     // The old file's last line had no newline; it will get none now.
-                    let mut last = buf.clone();
+                    let mut last = buf;
                     last.push(b'\n');
                     self.consume(&last).await?;
                 }
