@@ -19,6 +19,10 @@
 #                          round and an oversized packet every 60th) per period
 #   TOO_LARGE_EVERY=10 OVERSIZED_EVERY=60  those two rates, in rounds (0: never)
 #   QUOTA=1048576          ingest.dead_letter_quota_bytes (small, so that the quota is reached)
+#   BROKER_BUFFER=4194304  mqtt.embedded_buffer_bytes: what the embedded broker keeps per
+#                          subscription filter, read or not. Smaller than the default (16 MiB)
+#                          so that this bounded buffer is full within minutes at the soak's
+#                          rate, and growth after that is growth of something else
 #   PROFILE=debug          debug or release: which build of the binaries to run
 #   SKIP_BUILD=1           use the binaries already built
 #   OUT=DIR                where the CSV, logs and data go (default: a new /tmp/spotcheck-soak.*)
@@ -34,6 +38,7 @@ HOSTILE_PERIOD_MS=${HOSTILE_PERIOD_MS:-2000}
 TOO_LARGE_EVERY=${TOO_LARGE_EVERY:-10}
 OVERSIZED_EVERY=${OVERSIZED_EVERY:-60}
 QUOTA=${QUOTA:-1048576}
+BROKER_BUFFER=${BROKER_BUFFER:-4194304}
 MAX_HELD=${MAX_HELD:-10000}
 PROFILE=${PROFILE:-debug}
 BIN=$ROOT/target/$PROFILE
@@ -77,6 +82,7 @@ data_dir = "$DATA"
 listen = "$HTTP"
 [mqtt]
 embedded_listen = "127.0.0.1:$MQTT_PORT"
+embedded_buffer_bytes = $BROKER_BUFFER
 [ingest]
 hold_for_s = 10
 max_held = $MAX_HELD
@@ -141,7 +147,7 @@ HOSTILE=$!
 PIDS+=("$HOSTILE")
 
 CSV=$OUT/soak.csv
-echo "utc,elapsed_s,rss_kb,fds,data_bytes,db_bytes,wal_bytes,readings,events,batches,rejected,over_quota,refused,kept_back,out_of_range,duplicates,commits,spool_pending,in_flight,healthz,api_bad" >"$CSV"
+echo "utc,elapsed_s,rss_kb,anon_kb,fds,data_bytes,db_bytes,wal_bytes,readings,events,batches,rejected,over_quota,refused,kept_back,out_of_range,duplicates,commits,spool_pending,in_flight,healthz,api_bad" >"$CSV"
 metric() { awk -v n="$1" '$1 == n { s += $2 } END { printf "%d", s }' "$OUT/metrics.txt"; }
 rejected() { awk '/^spotcheck_messages_rejected_total\{/ { s += $2 } END { printf "%d", s }' "$OUT/metrics.txt"; }
 agent_sum() {
@@ -153,8 +159,9 @@ agent_sum() {
     echo "$s"
 }
 sample() {
-    local rss fds du db wal hz bad=0 code
+    local rss anon fds du db wal hz bad=0 code
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$COLLECTOR/status")
+    anon=$(awk '/^RssAnon:/ { print $2 }' "/proc/$COLLECTOR/status")
     fds=$(ls "/proc/$COLLECTOR/fd" | wc -l)
     du=$(du -sb "$DATA" | cut -f1)
     db=$(stat -c %s "$DATA/spotcheck.db")
@@ -165,7 +172,7 @@ sample() {
     [[ $code == 200 ]] || bad=$((bad + 1))
     code=$(curl -s -o "$OUT/bad-path.json" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://$HTTP/api/v1/tasks/not-a-number")
     [[ $code == 400 ]] && grep -q '"error"' "$OUT/bad-path.json" || bad=$((bad + 1))
-    echo "$(date -u +%FT%TZ),$((SECONDS - T0)),$rss,$fds,$du,$db,$wal,$(metric spotcheck_readings_ingested_total),$(metric spotcheck_events_ingested_total),$(metric spotcheck_batches_committed_total),$(rejected),$(metric spotcheck_dead_letters_over_quota_total),$(metric spotcheck_broker_refused_oversized_total),$(metric spotcheck_batches_kept_back),$(metric spotcheck_readings_out_of_range_total),$(metric spotcheck_duplicates_dropped_total),$(metric spotcheck_store_commits_total),$(agent_sum spotcheck_agent_spool_pending),$(agent_sum spotcheck_agent_in_flight),$hz,$bad" >>"$CSV"
+    echo "$(date -u +%FT%TZ),$((SECONDS - T0)),$rss,$anon,$fds,$du,$db,$wal,$(metric spotcheck_readings_ingested_total),$(metric spotcheck_events_ingested_total),$(metric spotcheck_batches_committed_total),$(rejected),$(metric spotcheck_dead_letters_over_quota_total),$(metric spotcheck_broker_refused_oversized_total),$(metric spotcheck_batches_kept_back),$(metric spotcheck_readings_out_of_range_total),$(metric spotcheck_duplicates_dropped_total),$(metric spotcheck_store_commits_total),$(agent_sum spotcheck_agent_spool_pending),$(agent_sum spotcheck_agent_in_flight),$hz,$bad" >>"$CSV"
 }
 
 T0=$SECONDS

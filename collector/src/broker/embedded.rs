@@ -81,13 +81,16 @@ impl EmbeddedBroker {
     /// in-process link to it.
     ///
     /// `max_payload_bytes` bounds a PUBLISH; `max_inflight` bounds unacknowledged QoS 1
-    /// messages per connection (rumqttd's flow control). `logins`: the agents that may log in
+    /// messages per connection (rumqttd's flow control). `buffer_bytes` bounds the messages
+    /// rumqttd keeps in memory per subscription filter (four segments of a quarter each; the
+    /// oldest segment goes when a fifth would start). `logins`: the agents that may log in
     /// (see the module docs); `None` lets anyone connect, which only the benchmarks' stand-alone
     /// broker does.
     pub fn start(
         listen: SocketAddr,
         max_payload_bytes: usize,
         max_inflight: usize,
+        buffer_bytes: usize,
         logins: Option<Credentials>,
     ) -> Result<(EmbeddedBroker, InProcessLink), EmbeddedBrokerError> {
         // rumqttd reports a taken port only from its own thread, with no way to read it here,
@@ -99,7 +102,13 @@ impl EmbeddedBroker {
         let listen = probe.local_addr().unwrap_or(listen);
         drop(probe);
 
-        let config = config(listen, max_payload_bytes, max_inflight, logins);
+        let config = config(
+            listen,
+            max_payload_bytes,
+            max_inflight,
+            buffer_bytes,
+            logins,
+        );
         // `Broker::new` starts the router; the link is registered with it before the broker
         // starts listening. The client id is unguessable: a network client taking it over
         // would cut the link.
@@ -171,6 +180,7 @@ fn config(
     listen: SocketAddr,
     max_payload_bytes: usize,
     max_inflight: usize,
+    buffer_bytes: usize,
     logins: Option<Credentials>,
 ) -> Config {
     let mut connections = ConnectionSettings {
@@ -203,8 +213,11 @@ fn config(
         router: RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 200,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
+            // rumqttd keeps every message published, read or not, in segments; a segment is
+            // full once it holds `max_segment_size` bytes, and the oldest is dropped when a
+            // new one would make more than `max_segment_count`.
+            max_segment_size: (buffer_bytes / 4).max(max_payload_bytes + 4096),
+            max_segment_count: 4,
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("v4".to_owned(), server)])),
