@@ -112,10 +112,10 @@ pub(super) fn insert_batch(
     tx: &Transaction<'_>,
     inserts: &mut Inserts<'_>,
     ids: Ids<'_>,
-    entity: &EntityId,
-    domain: Domain,
+    (entity, domain): (&EntityId, Domain),
     batch: &Batch,
     now: UnixMillis,
+    digests: bool,
 ) -> rusqlite::Result<Outcome> {
     let agent_id = match ids.agents.get(batch.agent()) {
         Some(id) => *id,
@@ -136,21 +136,21 @@ pub(super) fn insert_batch(
         Batch::Events(b) => ("events", b.events.len()),
     };
     let seq = batch.seq().0 as i64;
-    let digest = batch.digest();
+    let digest = digests.then(|| batch.digest());
     let fresh = inserts.batch.execute(params![
         agent_id,
         seq,
         stream,
         items as i64,
         now.0,
-        &digest[..]
+        digest.as_ref().map(|d| &d[..])
     ])?;
     if fresh == 0 {
         let stored: Option<Vec<u8>> = tx
             .prepare_cached("SELECT digest FROM batches WHERE agent = ?1 AND seq = ?2")?
             .query_row(params![agent_id, seq], |r| r.get(0))?;
-        return match stored {
-            Some(d) if d != digest => {
+        return match (stored, digest) {
+            (Some(d), Some(digest)) if d != digest => {
                 reused(&mut inserts.dead_letter, entity, domain, batch, now)?;
                 Ok(Outcome::SeqReused)
             }
