@@ -242,3 +242,28 @@ fn pruning_removes_only_old_rows() {
     assert_eq!(count(&w, "dead_letters"), 0, "past its retention");
     assert_eq!(count(&w, "batches"), 1, "dedupe keys outlive the readings");
 }
+
+#[test]
+fn without_digests_a_reused_number_passes_for_a_duplicate_as_before_hardening() {
+    // The benchmark's baseline (`digest-cost`): no digest stored, so no way to tell.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(&dir.path().join("db"), Synchronous::Normal)
+        .unwrap()
+        .without_digests();
+    let entity = EntityId::new("pool-1").unwrap();
+    let (first, other) = (batch("a1", 1, 5), batch("a1", 1, 3));
+    let item = |b| Item::Batch {
+        entity: &entity,
+        domain: Domain::Pool,
+        batch: b,
+    };
+    let r = w
+        .commit(&[item(&first), item(&other)], UnixMillis::now())
+        .unwrap();
+    assert_eq!(r.outcomes, vec![Outcome::Stored, Outcome::Duplicate]);
+    let digest: Option<Vec<u8>> = w
+        .conn
+        .query_row("SELECT digest FROM batches", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(digest, None);
+}
