@@ -191,9 +191,10 @@ done
 sample
 log "agents done; checking"
 panics=$(cat "$OUT"/*.log | grep -c panicked || true)
+status=0
 "$BIN/soak" check --data "$DATA" --http "$HTTP" --report "$OUT/hostile.json" --csv "$CSV" \
-    --quota "$QUOTA" --max-held "$MAX_HELD" "${CHECK_AGENTS[@]}" | tee "$OUT/check.md"
-status=${PIPESTATUS[0]}
+    --quota "$QUOTA" --max-held "$MAX_HELD" "${CHECK_AGENTS[@]}" >"$OUT/check.md" || status=$?
+cat "$OUT/check.md"
 echo "- panics in the logs: $panics" | tee -a "$OUT/check.md"
 echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/check.md"
 [[ $status == 0 && $panics == 0 ]]
