@@ -111,6 +111,9 @@ collector_config() { # collector_config FILE HTTP_PORT BROKER_URL|"" EMBEDDED_PO
         echo "listen = \"127.0.0.1:$http\""
         echo "[mqtt]"
         if [[ -n $broker ]]; then echo "broker = \"$broker\""; else echo "embedded_listen = \"127.0.0.1:$embedded\""; fi
+        # The load generator does not re-send what the broker dropped unread (agents do): let
+        # the embedded broker keep a whole run, as bench-broker does.
+        echo "embedded_buffer_bytes = 1073741824"
         if [[ -n $COLLECTOR_CONNECTIONS ]]; then echo "connections = $COLLECTOR_CONNECTIONS"; fi
         if [[ -n ${COLLECTOR_GROUP:-} ]]; then echo "shared_group = \"$COLLECTOR_GROUP\""; fi
         if [[ -n ${SINK_URL:-} ]]; then printf '[sink]\nurl = "%s"\n' "$SINK_URL"; fi

@@ -81,6 +81,12 @@ pub fn render(s: &AgentStats) -> String {
         s.dropped,
     );
     metric(
+        "spool_damaged_lost",
+        "gauge",
+        "Unconfirmed batches lost to damaged spool segments, found when the spool was opened (the log names them).",
+        s.damaged,
+    );
+    metric(
         "resent_total",
         "counter",
         "Batches re-sent after the ack timeout.",
@@ -159,6 +165,7 @@ mod tests {
         let text = render(&AgentStats {
             pending: 3,
             dropped: 2,
+            damaged: 0,
             ..AgentStats::default()
         });
         assert!(text.contains("spotcheck_agent_spool_pending 3\n"), "{text}");

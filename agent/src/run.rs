@@ -24,6 +24,8 @@ pub struct AgentStats {
     pub in_flight: usize,
     /// Batches dropped by the spool's overflow policy in its life (kept across restarts).
     pub dropped: u64,
+    /// Unconfirmed records lost to damaged spool segments, found when the spool was opened.
+    pub damaged: u64,
     /// Re-sends after the ack timeout since start.
     pub resent: u64,
     /// Whether the broker connection is up.

@@ -97,6 +97,11 @@ pub struct MqttConfig {
     pub connect_timeout_s: u64,
     /// Unacknowledged QoS 1 messages the broker may send us at once, per connection.
     pub max_inflight: u16,
+    /// Bytes of messages the embedded broker keeps in memory per subscription filter (rumqttd
+    /// keeps a log of everything published, read or not, up to this; then drops the oldest).
+    /// Ingest reads it in-process right away, so it only needs to cover ingest's lag; a
+    /// message dropped unread is one its agent still holds unconfirmed and sends again.
+    pub embedded_buffer_bytes: u64,
     /// MQTT connections to an external broker that share the readings. Brokers cap
     /// unacknowledged messages per connection (rumqttd at 100, Mosquitto at
     /// `max_inflight_messages`) and ingest acknowledges only after commit, so more connections
@@ -123,6 +128,7 @@ impl Default for MqttConfig {
             shared_group: None,
             connect_timeout_s: 10,
             max_inflight: 1000,
+            embedded_buffer_bytes: 16 * 1024 * 1024,
             connections: 1,
             username: None,
             password: None,
@@ -283,6 +289,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Broker → collector in-flight window, per connection.
     pub max_inflight: u16,
+    /// The embedded broker's memory for messages, per subscription filter.
+    pub embedded_buffer_bytes: u64,
     /// Ingest connections.
     pub connections: usize,
     /// User name and password for an external broker.
@@ -436,6 +444,13 @@ impl RawConfig {
         if self.mqtt.max_inflight == 0 {
             problems.push("mqtt.max_inflight must be at least 1".into());
         }
+        let min_buffer = 4 * (self.limits.max_payload_bytes as u64 + 4096);
+        if self.mqtt.embedded_buffer_bytes < min_buffer {
+            problems.push(format!(
+                "mqtt.embedded_buffer_bytes = {}: use at least {min_buffer} (four of the largest messages, limits.max_payload_bytes + 4 KiB)",
+                self.mqtt.embedded_buffer_bytes
+            ));
+        }
         if self.ingest.queue == 0 {
             problems.push("ingest.queue must be at least 1".into());
         }
@@ -513,6 +528,7 @@ impl RawConfig {
                 shared_group: self.mqtt.shared_group,
                 connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_s.max(1)),
                 max_inflight: self.mqtt.max_inflight,
+                embedded_buffer_bytes: self.mqtt.embedded_buffer_bytes,
                 connections: self.mqtt.connections,
                 mqtt_login,
                 mqtt_tls: self.mqtt.tls,

@@ -178,6 +178,7 @@ impl Collector {
                     *addr,
                     config.limits.max_payload_bytes,
                     config.max_inflight as usize,
+                    config.embedded_buffer_bytes as usize,
                     Some(credentials.clone()),
                 )?;
                 let url = BrokerUrl {

@@ -250,3 +250,31 @@ fn an_agent_that_lost_its_spool_has_reused_numbers_dead_lettered_and_continues_a
         "accounted for, not dropped"
     );
 }
+
+#[test]
+fn batches_let_go_by_the_timer_are_charged_to_their_agents_dead_letter_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for about two let-go batches a day (payload, topic and reason are charged).
+    let mut c = start(
+        dir.path(),
+        "hold_for_s = 1\ndead_letter_quota_bytes = 900\n",
+    );
+    c.publish(TOPIC, batch(1, Some(1), 7.2).as_bytes());
+    c.wait_stat("batches_committed", 1, Duration::from_secs(20));
+    // 2..=4 never come: 5..=10 are kept back, then let go.
+    for seq in 5..=10 {
+        c.publish(TOPIC, batch(seq, Some(2), 7.2).as_bytes());
+    }
+    c.wait_stat("messages_rejected", 6, Duration::from_secs(30));
+    let kept = codes(&c)
+        .iter()
+        .filter(|(code, _)| code == "gap_not_filled")
+        .count() as u64;
+    assert!((1..6).contains(&kept), "{kept} kept of 6 let go");
+    assert_eq!(
+        metric(&c, "spotcheck_dead_letters_over_quota_total"),
+        6 - kept,
+        "the rest only counted"
+    );
+    assert_eq!(c.stat("messages_rejected"), 6);
+}

@@ -260,31 +260,6 @@ fn a_full_spool_drops_the_oldest_batches_counts_them_and_delivers_the_rest() {
     );
 }
 
-/// A small tmpfs mounted at a directory for the test's life (needs root: `None` without).
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallDisk(at.to_owned()))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .args(["-l"])
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn an_agent_on_a_full_disk_pauses_its_sources_restarts_and_drains_once_acks_return() {
     const BATCHES: u64 = 60;

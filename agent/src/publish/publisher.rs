@@ -429,6 +429,7 @@ impl Publisher {
             pending: s.pending,
             in_flight: self.in_flight.len(),
             dropped: s.dropped,
+            damaged: self.spool.damaged(),
             resent: self.resent,
             connected: self.connected,
             sources_done: self.batches.is_none(),

@@ -51,6 +51,19 @@
 //! next sequence number is one past the largest seq found in any file. Segments whose records
 //! are all confirmed are deleted.
 //!
+//! # Damage
+//!
+//! A segment damaged on disk (a flipped byte, a wrong header, a cut) costs only the records
+//! the damage hit. The scan skips a bad stretch up to the next good frame (CRC, increasing
+//! seq); the stretch's bytes are copied to `quarantine/{segment}.{start}-{end}.damaged`, the
+//! segment is rewritten without them, and an ERROR names the file, the bytes and the sequence
+//! numbers lost (those between the good records on either side, or up to the next segment's
+//! first seq for a damaged end) with how many of them were not yet confirmed
+//! ([`Spool::damaged`]). A file with neither the header nor any good frame is moved to
+//! `quarantine/` whole. Every other record is sent as usual; the collector sees the lost
+//! numbers as given up (`after` skips them). A bad stretch at the end of the newest segment
+//! looks the same as a write cut off by a crash, and is truncated as a torn tail.
+//!
 //! # Durability (`fsync`)
 //!
 //! - `fsync = true`: each append is `fdatasync`ed before it returns, and a new segment's
@@ -207,6 +220,8 @@ pub struct Spool {
     floor_written: u64,
     bytes: u64,
     dropped: u64,
+    /// Unconfirmed records found damaged on open (lost; see the module docs on damage).
+    damaged: u64,
     /// Per source, the latest mark appended: (its record's seq, the source's state).
     marks: BTreeMap<String, (u64, String)>,
     /// Whether `marks` holds something the marks file does not.
@@ -469,6 +484,12 @@ impl Spool {
     /// Records dropped by the overflow policy in this spool's life (kept across restarts).
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Records not yet confirmed that could not be read back when the spool was opened
+    /// (damaged segments, see the module docs): lost, reported in the log.
+    pub fn damaged(&self) -> u64 {
+        self.damaged
     }
 
     /// A summary of the state.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::segment::{self, io_err, ACK_LOG};
 use super::{Loc, Segment, Spool, SpoolError, SpoolOptions, SpoolStats};
@@ -60,23 +60,93 @@ impl Spool {
             floor_written: floor,
             bytes: 0,
             dropped: segment::read_dropped(dir),
+            damaged: 0,
             marks: read_marks(dir),
             marks_dirty: false,
             unlogged_acks: 0,
         };
         let mut max_seq = 0;
-        for (id, path) in list_segments(dir)? {
-            let scan = segment::scan(&path)?;
+        let listed = list_segments(dir)?;
+        for (i, (id, path)) in listed.iter().enumerate() {
+            let (id, path) = (*id, path.clone());
+            // The next segment's name is the seq of its first record: what this one can hold.
+            let next_id = listed.get(i + 1).map(|(n, _)| *n);
+            let mut scan = segment::scan(&path)?;
+            if !scan.magic_ok && scan.records.is_empty() && scan.file_len >= MAGIC_LEN {
+                // Nothing in it can be read: set the whole file aside.
+                let lost = Lost::new(id.saturating_sub(1), next_id, &acked);
+                let q = segment::quarantine(dir, &path, 0, scan.file_len)?;
+                fs::remove_file(&path).map_err(io_err("remove damaged segment", &path))?;
+                error!(
+                    message = "Spool segment unreadable (no spool header, no record): moved to quarantine; the records it held are lost.",
+                    path = %path.display(),
+                    quarantined = %q.display(),
+                    lost = %lost,
+                );
+                spool.damaged += lost.unconfirmed;
+                continue;
+            }
             if scan.valid_len == 0 {
                 fs::remove_file(&path).map_err(io_err("remove empty segment", &path))?;
                 continue;
             }
+            if !scan.damaged.is_empty() {
+                for &(start, end) in &scan.damaged {
+                    let prev = scan
+                        .records
+                        .iter()
+                        .take_while(|r| r.offset < start)
+                        .last()
+                        .map_or(id.saturating_sub(1), |r| r.seq);
+                    let next = scan.records.iter().find(|r| r.offset >= end).map(|r| r.seq);
+                    let lost = Lost::new(prev, next, &acked);
+                    let q = segment::quarantine(dir, &path, start, end)
+                        .map(|q| q.display().to_string())
+                        .unwrap_or_else(|e| format!("not kept ({e})"));
+                    error!(
+                        message = "Spool segment damaged: the bytes between two good records are skipped and set aside; every other record is kept.",
+                        path = %path.display(),
+                        bytes = %format_args!("{start}..{end}"),
+                        quarantined = %q,
+                        lost = %lost,
+                    );
+                    spool.damaged += lost.unconfirmed;
+                }
+                match segment::rewrite_without_damage(&path, &scan) {
+                    Ok(clean) => scan = clean,
+                    Err(e) => warn!(
+                        message = "Damaged spool segment not rewritten; its good records are read where they are.",
+                        path = %path.display(),
+                        error = %e
+                    ),
+                }
+            }
             if scan.valid_len < scan.file_len {
-                warn!(
-                    message = "Torn tail of a spool segment truncated; the cut-off write was never published.",
-                    path = %path.display(),
-                    bytes = scan.file_len - scan.valid_len
-                );
+                let prev = scan.records.last().map_or(id.saturating_sub(1), |r| r.seq);
+                match next_id {
+                    // A crash cuts off a write in the segment being appended to, and the next
+                    // process starts its segment at the seq after the last good record. A gap
+                    // before the next segment means records were there: damage, not a crash.
+                    Some(next) if next > prev.saturating_add(1) => {
+                        let lost = Lost::new(prev, Some(next), &acked);
+                        let q = segment::quarantine(dir, &path, scan.valid_len, scan.file_len)
+                            .map(|q| q.display().to_string())
+                            .unwrap_or_else(|e| format!("not kept ({e})"));
+                        error!(
+                            message = "Spool segment damaged at its end: the records after the last good one are lost; the bytes are set aside and cut off.",
+                            path = %path.display(),
+                            bytes = %format_args!("{}..{}", scan.valid_len, scan.file_len),
+                            quarantined = %q,
+                            lost = %lost,
+                        );
+                        spool.damaged += lost.unconfirmed;
+                    }
+                    _ => warn!(
+                        message = "Torn tail of a spool segment truncated; the cut-off write was never published.",
+                        path = %path.display(),
+                        bytes = scan.file_len - scan.valid_len
+                    ),
+                }
             }
             let file = OpenOptions::new()
                 .read(true)
@@ -151,6 +221,51 @@ impl Spool {
             next_seq = spool.next_seq
         );
         Ok(spool)
+    }
+}
+
+const MAGIC_LEN: u64 = segment::MAGIC.len() as u64;
+
+/// The sequence numbers a damaged stretch of a segment held: after `prev` and before `next`
+/// (unknown: the stretch was the end of the newest segment).
+struct Lost {
+    first: u64,
+    last: Option<u64>,
+    /// How many of them the collector had not confirmed: lost for good.
+    unconfirmed: u64,
+}
+
+impl Lost {
+    fn new(prev: u64, next: Option<u64>, acked: &HashSet<u64>) -> Lost {
+        let first = prev.saturating_add(1);
+        let last = next.map(|n| n.saturating_sub(1));
+        let unconfirmed = match last {
+            Some(last) if last >= first => {
+                let confirmed = acked.iter().filter(|s| (first..=last).contains(*s)).count();
+                (last - first + 1).saturating_sub(confirmed as u64)
+            }
+            Some(_) => 0,
+            None => 0,
+        };
+        Lost {
+            first,
+            last,
+            unconfirmed,
+        }
+    }
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.last {
+            Some(last) if last < self.first => write!(f, "no record"),
+            Some(last) => write!(
+                f,
+                "records {}..={last} ({} not yet confirmed by the collector)",
+                self.first, self.unconfirmed
+            ),
+            None => write!(f, "any records from {} on", self.first),
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub const ACK_LOG: &str = "acks.log";
 pub const NEXT_SEQ: &str = "next_seq";
 /// The file holding how many records the overflow policy ever dropped.
 pub const DROPPED: &str = "dropped";
+/// The subdirectory where damaged bytes of segments are set aside.
+pub const QUARANTINE: &str = "quarantine";
 /// The source-marks file's name.
 pub const MARKS: &str = "marks.json";
 /// The stream byte's flag for a record that carries a source mark.
@@ -129,6 +131,11 @@ pub struct Scan {
     pub valid_len: u64,
     /// The file's length on disk.
     pub file_len: u64,
+    /// Whether the file starts with [`MAGIC`].
+    pub magic_ok: bool,
+    /// Byte ranges `[start, end)` before `valid_len` that are not good frames: damage with good
+    /// frames after it (a wrong header counts as `[0, 8)`).
+    pub damaged: Vec<(u64, u64)>,
 }
 
 /// Parses one frame at the start of `buf`: `Some((seq, stream, payload, frame_len))` or `None`
@@ -171,8 +178,11 @@ pub fn parse_frame_marked(buf: &[u8]) -> Option<Parsed<'_>> {
     Some((seq, stream, mark, rest, FRAME_HEADER + len as u64))
 }
 
-/// Reads every good frame of a segment; stops at the first torn or corrupt one, or at a
-/// sequence number that does not increase.
+/// Reads every good frame of a segment. A frame that is torn or corrupt, or whose sequence
+/// number does not increase, is skipped up to the next good frame with a higher number (its
+/// bytes are reported in `damaged`); with no good frame after it, it is a torn tail and the
+/// scan ends (`valid_len` < `file_len`). A wrong header is damage too, not an error: the
+/// frames after it are still read, so a flipped byte costs at most the record it hit.
 pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
     let mut bytes = Vec::new();
     File::open(path)
@@ -185,21 +195,35 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
             records: Vec::new(),
             valid_len: 0,
             file_len,
+            magic_ok: false,
+            damaged: Vec::new(),
         });
     }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(SpoolError::Corrupt {
-            path: path.to_owned(),
-            reason: "it does not start with the spool's magic bytes; move the file out of the spool directory".into(),
-        });
+    let magic_ok = &bytes[..MAGIC.len()] == MAGIC;
+    let mut damaged = Vec::new();
+    if !magic_ok {
+        damaged.push((0, MAGIC.len() as u64));
     }
     let mut offset = MAGIC.len();
     let mut records = Vec::new();
-    let mut last = None;
-    while let Some((seq, stream, mark, _, len)) = parse_frame_marked(&bytes[offset..]) {
-        if last.is_some_and(|l| seq <= l) {
-            break;
-        }
+    let mut last: Option<u64> = None;
+    let good_at = |at: usize, last: Option<u64>| {
+        parse_frame_marked(&bytes[at..]).filter(|(seq, ..)| last.is_none_or(|l| *seq > l))
+    };
+    loop {
+        let frame = match good_at(offset, last) {
+            Some(f) => f,
+            None => {
+                let Some(next) = (offset + 1..bytes.len()).find(|&at| good_at(at, last).is_some())
+                else {
+                    break; // a torn tail, or the end of the file
+                };
+                damaged.push((offset as u64, next as u64));
+                offset = next;
+                good_at(offset, last).expect("found just now")
+            }
+        };
+        let (seq, stream, mark, _, len) = frame;
         last = Some(seq);
         records.push(Found {
             seq,
@@ -210,11 +234,74 @@ pub fn scan(path: &Path) -> Result<Scan, SpoolError> {
         });
         offset += len as usize;
     }
+    if !magic_ok && records.is_empty() {
+        // Not a segment at all (or nothing of one is left): the caller sets it aside whole.
+        damaged.clear();
+        offset = 0;
+    }
     Ok(Scan {
         records,
         valid_len: offset as u64,
         file_len,
+        magic_ok,
+        damaged,
     })
+}
+
+/// Rewrites the segment at `path` to hold `MAGIC` and the good frames of `scan` only
+/// (temporary file, fsync, rename), so that damage is reported once and the records keep
+/// their place; returns the new scan.
+pub fn rewrite_without_damage(path: &Path, scan: &Scan) -> Result<Scan, SpoolError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_err("read segment", path))?;
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(MAGIC);
+    for r in &scan.records {
+        out.extend_from_slice(&bytes[r.offset as usize..(r.offset + r.len) as usize]);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
+    write_atomic(dir, name, &out)?;
+    scan_clean(path)
+}
+
+fn scan_clean(path: &Path) -> Result<Scan, SpoolError> {
+    let scan = scan(path)?;
+    if scan.damaged.is_empty() && scan.magic_ok {
+        Ok(scan)
+    } else {
+        Err(SpoolError::Corrupt {
+            path: path.to_owned(),
+            reason: "still damaged after it was rewritten; stop the agent and check the disk"
+                .into(),
+        })
+    }
+}
+
+/// Copies bytes `[start, end)` of `path` into `dir/quarantine/`, named after the file and the
+/// range, for whoever looks into the damage; returns that file's path.
+pub fn quarantine(dir: &Path, path: &Path, start: u64, end: u64) -> Result<PathBuf, SpoolError> {
+    let qdir = dir.join(QUARANTINE);
+    fs::create_dir_all(&qdir).map_err(io_err("create directory", &qdir))?;
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_err("read segment", path))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let end = end.min(bytes.len() as u64);
+    let start = start.min(end);
+    let out = qdir.join(format!("{name}.{start}-{end}.damaged"));
+    fs::write(&out, &bytes[start as usize..end as usize]).map_err(io_err("write", &out))?;
+    sync_dir(&qdir)?;
+    Ok(out)
 }
 
 /// Creates a new segment file holding only the magic header. On failure (a full disk) no

@@ -217,13 +217,109 @@ fn a_record_larger_than_the_spool_is_refused() {
 }
 
 #[test]
-fn a_foreign_file_with_a_segment_name_is_reported_not_deleted() {
+fn a_foreign_file_with_a_segment_name_is_moved_to_quarantine_not_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let path = segment::segment_path(dir.path(), 1);
     fs::write(&path, b"not a spool segment").unwrap();
-    let e = Spool::open(dir.path(), big()).unwrap_err();
-    assert!(e.to_string().contains("magic"), "{e}");
-    assert!(path.exists());
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), Vec::<u64>::new());
+    assert!(!path.exists());
+    let kept = dir
+        .path()
+        .join(segment::QUARANTINE)
+        .join("00000000000000000001.seg.0-19.damaged");
+    assert_eq!(fs::read(kept).unwrap(), b"not a spool segment");
+}
+
+/// Five records of 100 bytes in one segment, never confirmed; returns the segment's path and
+/// the frames' offsets.
+fn five_records(dir: &Path) -> (PathBuf, Vec<u64>) {
+    {
+        let mut spool = Spool::open(dir, big()).unwrap();
+        for _ in 0..5 {
+            append(&mut spool, 100);
+        }
+    }
+    let seg = segment_files(dir)[0].clone();
+    let offsets = segment::scan(&seg)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.offset)
+        .collect();
+    (seg, offsets)
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_costs_the_record_it_hit_and_is_set_aside_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seg, offsets) = five_records(dir.path());
+    flip(&seg, offsets[2] + 30); // in record 3's payload
+    let mut spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1, 2, 4, 5]);
+    assert_eq!(spool.damaged(), 1);
+    for s in [1, 2, 4, 5] {
+        assert_eq!(
+            spool.read(Seq(s)).unwrap().unwrap().payload,
+            payload(Seq(s), 100)
+        );
+    }
+    let q: Vec<_> = fs::read_dir(dir.path().join(segment::QUARANTINE))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        fs::metadata(&q[0]).unwrap().len(),
+        offsets[3] - offsets[2],
+        "exactly the damaged record's bytes"
+    );
+    drop(spool);
+    // Rewritten without the damage: a second open finds nothing wrong.
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1, 2, 4, 5]);
+    assert_eq!(spool.damaged(), 0);
+    assert_eq!(spool.next_seq(), Seq(6));
+}
+
+#[test]
+fn a_damaged_header_loses_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seg, _) = five_records(dir.path());
+    flip(&seg, 3);
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1, 2, 3, 4, 5]);
+    assert_eq!(spool.damaged(), 0);
+    assert!(fs::read(&seg).unwrap().starts_with(segment::MAGIC));
+}
+
+#[test]
+fn a_cut_older_segment_loses_the_records_up_to_the_next_segment_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seg, offsets) = five_records(dir.path());
+    {
+        // A later process appends to a segment of its own (seq 6 on).
+        let mut spool = Spool::open(dir.path(), big()).unwrap();
+        assert_eq!(append(&mut spool, 100), Seq(6));
+        spool.ack(Seq(2)).unwrap();
+    }
+    // Cut inside record 2: records 2..=5 are gone; 2 was confirmed already.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(offsets[1] + 20)
+        .unwrap();
+    let spool = Spool::open(dir.path(), big()).unwrap();
+    assert_eq!(pending(&spool), vec![1, 6]);
+    assert_eq!(spool.damaged(), 3, "3, 4 and 5 were not yet confirmed");
+    assert_eq!(spool.next_seq(), Seq(7));
 }
 
 #[test]

@@ -28,6 +28,11 @@ struct Args {
     /// Unacknowledged QoS 1 messages per connection (the collector's setting).
     #[arg(long, default_value_t = 1000)]
     max_inflight: usize,
+    /// Bytes of messages kept per subscription filter (the collector's
+    /// `mqtt.embedded_buffer_bytes`). The default, 1 GiB, keeps every message of a benchmark
+    /// run: the load generator does not re-send what a lagging consumer missed.
+    #[arg(long, default_value_t = 1 << 30)]
+    buffer_bytes: usize,
     /// Count this many readings messages in-process, then exit.
     #[arg(long)]
     count: Option<u64>,
@@ -35,9 +40,14 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (broker, mut link) =
-        EmbeddedBroker::start(args.listen, args.max_payload_bytes, args.max_inflight, None)
-            .context("cannot start the embedded broker")?;
+    let (broker, mut link) = EmbeddedBroker::start(
+        args.listen,
+        args.max_payload_bytes,
+        args.max_inflight,
+        args.buffer_bytes,
+        None,
+    )
+    .context("cannot start the embedded broker")?;
     let Some(count) = args.count else {
         // The in-process link is left unsubscribed: the consumers connect over TCP.
         println!("ready {}", broker.listen());

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
 use crate::registry::credentials::Credentials;
 
@@ -81,13 +81,16 @@ impl EmbeddedBroker {
     /// in-process link to it.
     ///
     /// `max_payload_bytes` bounds a PUBLISH; `max_inflight` bounds unacknowledged QoS 1
-    /// messages per connection (rumqttd's flow control). `logins`: the agents that may log in
+    /// messages per connection (rumqttd's flow control). `buffer_bytes` bounds the messages
+    /// rumqttd keeps in memory per subscription filter (four segments of a quarter each; the
+    /// oldest segment goes when a fifth would start). `logins`: the agents that may log in
     /// (see the module docs); `None` lets anyone connect, which only the benchmarks' stand-alone
     /// broker does.
     pub fn start(
         listen: SocketAddr,
         max_payload_bytes: usize,
         max_inflight: usize,
+        buffer_bytes: usize,
         logins: Option<Credentials>,
     ) -> Result<(EmbeddedBroker, InProcessLink), EmbeddedBrokerError> {
         // rumqttd reports a taken port only from its own thread, with no way to read it here,
@@ -99,7 +102,13 @@ impl EmbeddedBroker {
         let listen = probe.local_addr().unwrap_or(listen);
         drop(probe);
 
-        let config = config(listen, max_payload_bytes, max_inflight, logins);
+        let config = config(
+            listen,
+            max_payload_bytes,
+            max_inflight,
+            buffer_bytes,
+            logins,
+        );
         // `Broker::new` starts the router; the link is registered with it before the broker
         // starts listening. The client id is unguessable: a network client taking it over
         // would cut the link.
@@ -167,10 +176,14 @@ fn login_ok(logins: &Credentials, client_id: &str, user: &str, password: &str) -
     own_id && logins.check_password(user, password)
 }
 
+/// Bytes per segment of an agent's ack log (four segments).
+const ACK_SEGMENT_BYTES: usize = 64 * 1024;
+
 fn config(
     listen: SocketAddr,
     max_payload_bytes: usize,
     max_inflight: usize,
+    buffer_bytes: usize,
     logins: Option<Credentials>,
 ) -> Config {
     let mut connections = ConnectionSettings {
@@ -203,11 +216,46 @@ fn config(
         router: RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 200,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
+            // rumqttd keeps every message published, read or not, in segments; a segment is
+            // full once it holds `max_segment_size` bytes, and the oldest is dropped when a
+            // new one would make more than `max_segment_count`.
+            max_segment_size: (buffer_bytes / 4).max(max_payload_bytes + 4096),
+            max_segment_count: 4,
+            // Each agent subscribes to its own ack topic, so each has a log of its own: acks
+            // are small and read at once, and a whole buffer per agent would add up to
+            // gigabytes with a thousand agents.
+            custom_segment: Some(HashMap::from([(
+                format!("{}/agents/+/ack", spotcheck_protocol::topic::PREFIX),
+                SegmentConfig {
+                    max_segment_size: ACK_SEGMENT_BYTES,
+                    max_segment_count: 4,
+                },
+            )])),
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("v4".to_owned(), server)])),
         ..Config::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_keeps_at_most_its_buffer_per_subscription_and_little_per_ack_topic() {
+        let listen: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        let r = config(listen, 262_144, 100, 16 << 20, None).router;
+        assert_eq!(r.max_segment_size * r.max_segment_count, 16 << 20);
+        // A buffer too small for four of the largest packets still holds one per segment.
+        let small = config(listen, 262_144, 100, 1 << 20, None).router;
+        assert_eq!(small.max_segment_size, 262_144 + 4096);
+        let acks = r.custom_segment.expect("acks have their own bound");
+        let (filter, seg) = acks.iter().next().unwrap();
+        assert!(rumqttd::protocol::matches(
+            "spotcheck/v1/agents/pool-agent-1/ack",
+            filter
+        ));
+        assert!(seg.max_segment_size * seg.max_segment_count <= 256 * 1024);
     }
 }

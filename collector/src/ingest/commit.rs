@@ -13,7 +13,9 @@ use spotcheck_protocol::{
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
-use super::bound::{LogLimit, LogLine};
+use std::sync::Arc;
+
+use super::bound::{Bounds, LogLimit, LogLine, UNKNOWN_SOURCE};
 use super::order::{Admit, HeldBatch, Sequencer};
 use super::source::BrokerAck;
 use super::validate::Verdict;
@@ -81,7 +83,8 @@ pub fn spawn(
     mut rules: Option<RuleStage>,
     mut rx: mpsc::Receiver<Vec<Validated>>,
     tx: mpsc::Sender<Committed>,
-    stats: Stats,
+    // The counters, and the dead-letter quota shared with the sources.
+    (stats, bounds): (Stats, Arc<Bounds>),
     cfg: CommitConfig,
     health: &Health,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -135,7 +138,7 @@ pub fn spawn(
                                         rules.as_mut(),
                                         &mut order,
                                         &mut pending,
-                                        &stats,
+                                        (&stats, &bounds),
                                         &alive,
                                         &mut log,
                                     );
@@ -180,7 +183,7 @@ pub fn spawn(
                     rules.as_mut(),
                     &mut order,
                     &mut pending,
-                    &stats,
+                    (&stats, &bounds),
                     &alive,
                     &mut log,
                 );
@@ -251,16 +254,40 @@ fn prune(writer: &mut Writer, retention: Duration, dead_letters: Duration) {
 /// Puts each accepted batch through the sequencer: those behind a gap become
 /// [`Verdict::KeptBack`] (acknowledged to the broker, not stored, not confirmed), or dead
 /// letters without a seq when there is no room. Returns the kept-back batches whose turn has
-/// now come, and those that waited too long, as dead letters.
+/// now come, and those that waited too long, as dead letters. Dead letters made here are not
+/// confirmed, so like the sources' they are charged to their agent's daily quota: over it
+/// they are only counted.
 fn sequence(
     writer: &Writer,
     order: &mut Sequencer,
     pending: &mut [Validated],
+    stats: &Stats,
+    bounds: &Bounds,
 ) -> (Vec<HeldBatch>, Vec<DeadLetter>) {
+    let fits = |d: &DeadLetter| {
+        let source = d.agent.as_ref().map_or(UNKNOWN_SOURCE, |a| a.as_str());
+        let bytes = (d.payload.len() + d.topic.len() + d.reason.len()) as u64;
+        let fits = bounds
+            .quota
+            .lock()
+            .map(|mut q| q.charge(source, bytes, UnixMillis::now()))
+            .unwrap_or(true);
+        if !fits {
+            stats.dead_letters_over_quota.inc();
+        }
+        fits
+    };
     let expired: Vec<DeadLetter> = order
         .expire()
         .into_iter()
         .map(|(h, reason)| let_go(&h.entity, h.domain, h.batch.get(), "gap_not_filled", reason))
+        .filter(|d| {
+            let keep = fits(d);
+            if !keep {
+                stats.reject(d.code, d.items);
+            }
+            keep
+        })
         .collect();
     for v in pending.iter_mut() {
         if !matches!(v.verdict, Verdict::Accept { .. }) {
@@ -283,8 +310,17 @@ fn sequence(
                 }
             }
             Ok((Admit::Full(reason), Some(batch))) => {
-                v.verdict =
-                    Verdict::Reject(let_go(&entity, domain, batch.get(), "held_full", reason));
+                let d = let_go(&entity, domain, batch.get(), "held_full", reason);
+                v.verdict = if fits(&d) {
+                    Verdict::Reject(d)
+                } else {
+                    Verdict::OverQuota {
+                        code: d.code,
+                        items: d.items,
+                        source: batch.get().agent().to_string(),
+                        topic: d.topic,
+                    }
+                };
             }
             Ok(_) => {}
             Err(e) => {
@@ -330,11 +366,11 @@ fn commit_with_retry(
     mut rules: Option<&mut RuleStage>,
     order: &mut Sequencer,
     pending: &mut Vec<Validated>,
-    stats: &Stats,
+    (stats, bounds): (&Stats, &Bounds),
     alive: &Alive,
     log: &mut LogLimit,
 ) -> Committed {
-    let (released, expired) = sequence(writer, order, pending);
+    let (released, expired) = sequence(writer, order, pending, stats, bounds);
     let gaps = order.take_abandoned();
     stats.batches_kept_back.set(order.held() as i64);
     let items: Vec<Item<'_>> = pending

@@ -134,13 +134,14 @@ impl Ingest {
         // Counted in groups of up to CHUNK messages; under load groups fill up.
         let (val_tx, val_rx) = mpsc::channel::<Vec<Validated>>((queue / CHUNK).max(4));
         let (com_tx, com_rx) = mpsc::channel(64);
+        let bounds = std::sync::Arc::new(bound::Bounds::new(dead_letter_quota_bytes));
         let validator = Validator {
             bindings,
             presence,
             stats: stats.clone(),
             limits,
             auth: auth.clone(),
-            bounds: std::sync::Arc::new(bound::Bounds::new(dead_letter_quota_bytes)),
+            bounds: bounds.clone(),
         };
         let stop = CancellationToken::new();
         let drained = CancellationToken::new();
@@ -166,7 +167,7 @@ impl Ingest {
             rules,
             val_rx,
             com_tx,
-            stats.clone(),
+            (stats.clone(), bounds),
             commit,
             &health,
         )?;
