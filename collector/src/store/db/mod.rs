@@ -438,43 +438,30 @@ impl Sql for Conn {
     }
 }
 
-impl Sql for rusqlite::Connection {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
+/// A plain SQLite connection and a SQLite transaction run SQL the same way.
+macro_rules! sqlite_sql {
+    ($($t:ty),*) => {$(
+        impl Sql for $t {
+            fn backend(&self) -> Backend {
+                Backend::Sqlite
+            }
 
-    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
-        sqlite::execute(self, sql, args)
-    }
+            fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
+                sqlite::execute(self, sql, args)
+            }
 
-    fn query<T>(
-        &self,
-        sql: &str,
-        args: &[&dyn Arg],
-        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
-    ) -> Result<Vec<T>, DbError> {
-        sqlite::query(self, sql, args, &mut f)
-    }
+            fn query<T>(
+                &self,
+                sql: &str,
+                args: &[&dyn Arg],
+                mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+            ) -> Result<Vec<T>, DbError> {
+                sqlite::query(self, sql, args, &mut f)
+            }
+        }
+    )*};
 }
-
-impl Sql for rusqlite::Transaction<'_> {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
-        sqlite::execute(self, sql, args)
-    }
-
-    fn query<T>(
-        &self,
-        sql: &str,
-        args: &[&dyn Arg],
-        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
-    ) -> Result<Vec<T>, DbError> {
-        sqlite::query(self, sql, args, &mut f)
-    }
-}
+sqlite_sql!(rusqlite::Connection, rusqlite::Transaction<'_>);
 
 impl<S: Sql + ?Sized> Sql for &S {
     fn backend(&self) -> Backend {
