@@ -94,7 +94,9 @@ impl Browser {
         v["result"].clone()
     }
 
-    fn call_raw(&mut self, method: &str, params: Value) -> Value {
+    /// One DevTools call; the whole answer, a protocol error included (a navigation ends an
+    /// awaited evaluation with one).
+    pub fn call_raw(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();

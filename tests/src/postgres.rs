@@ -187,11 +187,10 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT is PostgreSQL's fast shutdown: it disconnects clients rather than waiting.
-        self.proc.signal("INT");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !self.proc.has_exited() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        // SIGINT is PostgreSQL's fast shutdown: it disconnects clients rather than waiting
+        // for them, so the exit follows at once.
+        if !self.proc.has_exited() {
+            self.proc.signal_and_wait("INT");
         }
         let _ = std::fs::remove_dir_all(&self.data);
     }

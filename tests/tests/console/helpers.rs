@@ -135,19 +135,39 @@ pub fn labels(b: &mut Browser, root: &str) -> Vec<String> {
     serde_json::from_value(v).unwrap()
 }
 
-/// Waits until `expression` holds; on a timeout, panics with the page's text.
+/// Waits until `expression` holds; on a timeout, panics with the page's text. The waiting
+/// happens in the page: a promise that re-checks the expression on every change of the
+/// document (a MutationObserver) or of the route, and resolves when it holds. A navigation
+/// ends the evaluation; the wait then goes on in the new page.
 pub fn settle(b: &mut Browser, what: &str, expression: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        // While a page loads an evaluation may throw (no element yet): that is "not yet".
-        let v = b.call(
-            "Runtime.evaluate",
-            serde_json::json!({"expression": format!("!!({expression})"), "returnByValue": true}),
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let observe = format!(
+            "new Promise((resolve) => {{
+               const check = () => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }};
+               if (check()) return resolve(true);
+               const done = (v) => {{ obs.disconnect(); removeEventListener('hashchange', on); clearTimeout(t); resolve(v); }};
+               const on = () => {{ if (check()) done(true); }};
+               const obs = new MutationObserver(on);
+               obs.observe(document, {{subtree: true, childList: true, attributes: true, characterData: true}});
+               addEventListener('hashchange', on);
+               const t = setTimeout(() => done(check()), {ms});
+             }})",
+            ms = left.as_millis()
         );
-        if v["result"]["value"] == Value::Bool(true) {
+        // While a page loads an evaluation may throw (no document yet), and a navigation ends
+        // it with a protocol error: both are "not yet".
+        let v = b.call_raw(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": observe, "awaitPromise": true, "returnByValue": true}),
+        );
+        if v["result"]["result"]["value"] == Value::Bool(true) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     let text =
         b.eval("location.hash + '\\n' + document.getElementById('main').innerText.slice(0, 1500)");
