@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak (issue 16): the collector with its embedded broker, one simulated agent per feed (pool,
-# game, hospital) and a steady trickle of hostile input (`soak hostile`, bench/src/bin/soak.rs)
+# game, hospital) and a steady trickle of hostile input (`soak hostile`, bench/src/bin/soak/)
 # for a while; every SAMPLE_S seconds one CSV row: the collector's RSS, open files, data-dir
 # size, the agents' spool queues, the batches kept back and the /metrics counters, /healthz
 # and two API answers (a malformed path parameter must get 400, the dead-letter list 200).
