@@ -458,12 +458,15 @@ fn one_collector_leads_its_work_is_fenced_and_a_killed_leader_is_replaced() {
     // The new leader's connection is cut (a network failure): its work fails rather than
     // running beside another leader, and a third collector takes over.
     let third = Leadership::campaign(&b.pg_url, Role::Collector, retry);
+    // Only the leadership lock's holder: the third collector may be running its migrations
+    // under another advisory lock at this moment.
     let killed: i64 = b
         .postgres
         .query_row(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
-             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
-            args![],
+             WHERE locktype = 'advisory' AND granted AND objsubid = 1
+               AND ((classid::bigint << 32) | objid::bigint) = $1",
+            args![Role::Collector.lock_key()],
             |r| r.get(0),
         )
         .unwrap();

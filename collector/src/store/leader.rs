@@ -30,6 +30,14 @@ pub enum Role {
     Collector = 1,
 }
 
+impl Role {
+    /// The session-level advisory-lock key whose holder leads in this role (visible in
+    /// `pg_locks` as `classid` = high 32 bits, `objid` = low 32 bits, `objsubid` = 1).
+    pub fn lock_key(self) -> i64 {
+        LEADER_LOCK_BASE + self as i64
+    }
+}
+
 struct Shared {
     /// The lock-holding connection while this process leads.
     conn: Mutex<Option<Conn>>,
@@ -101,7 +109,7 @@ impl Drop for Leadership {
 }
 
 fn campaign(url: &DbUrl, role: Role, retry: Duration, s: &Shared) {
-    let key = LEADER_LOCK_BASE + role as i64;
+    let key = role.lock_key();
     let mut standby: Option<Conn> = None;
     while !s.stop.load(Ordering::Acquire) {
         let leading = s.leading.load(Ordering::Acquire);
