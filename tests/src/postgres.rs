@@ -195,3 +195,50 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.data);
     }
 }
+
+/// One fresh store on each engine, for tests that check a module answers the same on both:
+/// a SQLite file and a database on a private PostgreSQL server, both migrated. Fields drop in
+/// order: the connections before the server.
+pub struct Both {
+    /// The SQLite store.
+    pub sqlite: spotcheck_collector::store::db::Conn,
+    /// The PostgreSQL store.
+    pub postgres: spotcheck_collector::store::db::Conn,
+    /// The SQLite store's URL (for more connections).
+    pub sqlite_url: spotcheck_collector::store::db::DbUrl,
+    /// The PostgreSQL store's URL (for more connections).
+    pub pg_url: spotcheck_collector::store::db::DbUrl,
+    _pg: Postgres,
+    _dir: tempfile::TempDir,
+}
+
+impl Both {
+    /// Both connections, SQLite first, for running one check on each.
+    pub fn each(&self) -> [&spotcheck_collector::store::db::Conn; 2] {
+        [&self.sqlite, &self.postgres]
+    }
+}
+
+/// [`Both`], with the PostgreSQL database named `name`; `None` when PostgreSQL is not
+/// installed and not required (`SPOTCHECK_REQUIRE_SERVERS`).
+pub fn both(name: &str) -> Option<Both> {
+    use spotcheck_collector::store::db::{self, Backend, DbUrl, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(dir.path())?;
+    let pg_url: DbUrl = pg.create_database(name).parse().unwrap();
+    let sqlite_url: DbUrl = format!("sqlite://{}", dir.path().join("s.db").display())
+        .parse()
+        .unwrap();
+    let sqlite = db::connect(&sqlite_url, Mode::Write).unwrap();
+    let postgres = db::connect(&pg_url, Mode::Write).unwrap();
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    assert_eq!(postgres.backend(), Backend::Postgres);
+    Some(Both {
+        sqlite,
+        postgres,
+        sqlite_url,
+        pg_url,
+        _pg: pg,
+        _dir: dir,
+    })
+}

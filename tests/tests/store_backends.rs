@@ -10,7 +10,7 @@ use std::time::Duration;
 use spotcheck_collector::store::db::{
     self, args, Backend, Conn, DbError, DbUrl, FromColumn, Mode, Sql, Value,
 };
-use spotcheck_e2e::postgres::Postgres;
+use spotcheck_e2e::postgres::both;
 use spotcheck_e2e::wait_for;
 
 /// Any column, shown the same way whichever engine it came from.
@@ -45,35 +45,6 @@ fn rows(c: &Conn, sql: &str, a: &[&dyn db::Arg]) -> Vec<Vec<Shown>> {
         Ok(out)
     })
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-/// Fields drop in order: the connections before the server.
-struct Both {
-    sqlite: Conn,
-    postgres: Conn,
-    pg_url: DbUrl,
-    _pg: Postgres,
-    _dir: tempfile::TempDir,
-}
-
-fn both(name: &str) -> Option<Both> {
-    let dir = tempfile::tempdir().unwrap();
-    let pg = Postgres::start(dir.path())?;
-    let pg_url: DbUrl = pg.create_database(name).parse().unwrap();
-    let sqlite_url: DbUrl = format!("sqlite://{}", dir.path().join("s.db").display())
-        .parse()
-        .unwrap();
-    let sqlite = db::connect(&sqlite_url, Mode::Write).unwrap();
-    let postgres = db::connect(&pg_url, Mode::Write).unwrap();
-    assert_eq!(sqlite.backend(), Backend::Sqlite);
-    assert_eq!(postgres.backend(), Backend::Postgres);
-    Some(Both {
-        sqlite,
-        postgres,
-        pg_url,
-        _pg: pg,
-        _dir: dir,
-    })
 }
 
 /// (table, column, kind, nullable) of every column; kind is int, text or bytes.

@@ -78,6 +78,21 @@ pub(super) async fn write<T: Send + 'static>(
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+/// [`write`] for code moved to [`store::db::Sql`]: runs on either engine.
+#[allow(dead_code)] // the modules move to it one at a time (docs/storage.md)
+pub(super) async fn write_db<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&store::db::Conn) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let access = store::access::of(&s.db);
+    let actor = super::auth::acting_user()?;
+    tokio::task::spawn_blocking(move || {
+        access.write_db(|conn| crate::audit::acting(actor, || f(conn)))?
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
 fn now_ms() -> i64 {
     spotcheck_protocol::UnixMillis::now().0
 }

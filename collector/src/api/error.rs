@@ -83,6 +83,12 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::store::db::DbError> for ApiError {
+    fn from(e: crate::store::db::DbError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
         ApiError::Internal(e.to_string())

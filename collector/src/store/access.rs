@@ -14,13 +14,13 @@
 //! lock orders them and both use the same transaction mode.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use rusqlite::Connection;
 
-use super::{open_for_reading, open_for_writing, StoreError};
-use crate::config::Synchronous;
+use super::db::{self, Conn, DbUrl, Mode};
+use super::StoreError;
 
 /// Read-only connections per database at most: a read beyond them waits for one to be given
 /// back rather than opening another. Opening a connection costs more than most API reads,
@@ -33,30 +33,35 @@ pub const IDLE_READERS: usize = MAX_READERS;
 /// The read pool: idle connections and how many exist in all.
 #[derive(Default)]
 struct Readers {
-    idle: Vec<Connection>,
+    idle: Vec<Conn>,
     open: usize,
 }
 
-/// The workflow writer and the read pool of one database file.
+/// The workflow writer and the read pool of one database.
 pub struct Access {
-    path: PathBuf,
-    writer: Mutex<Option<Connection>>,
+    url: DbUrl,
+    writer: Mutex<Option<Conn>>,
     readers: Mutex<Readers>,
     /// Signalled when a connection is given back.
     returned: Condvar,
 }
 
-/// The [`Access`] of database `path` in this process (made on first use).
+/// The [`Access`] of the SQLite database file `path` in this process (made on first use).
 pub fn of(path: &Path) -> Arc<Access> {
-    static ALL: OnceLock<Mutex<HashMap<PathBuf, Arc<Access>>>> = OnceLock::new();
+    of_url(&DbUrl::Sqlite(path.to_owned()))
+}
+
+/// The [`Access`] of the database at `url` in this process (made on first use).
+pub fn of_url(url: &DbUrl) -> Arc<Access> {
+    static ALL: OnceLock<Mutex<HashMap<String, Arc<Access>>>> = OnceLock::new();
     let mut all = ALL
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    all.entry(path.to_owned())
+    all.entry(url.to_string())
         .or_insert_with(|| {
             Arc::new(Access {
-                path: path.to_owned(),
+                url: url.clone(),
                 writer: Mutex::new(None),
                 readers: Mutex::new(Readers::default()),
                 returned: Condvar::new(),
@@ -65,10 +70,34 @@ pub fn of(path: &Path) -> Arc<Access> {
         .clone()
 }
 
+/// What code not yet moved to [`db::Sql`] is given: the SQLite connection underneath.
+fn sqlite(conn: &Conn) -> &Connection {
+    conn.as_sqlite()
+        .expect("code that runs SQLite directly was given a PostgreSQL store (docs/storage.md)")
+}
+
 impl Access {
+    /// The database this is the access of.
+    pub fn url(&self) -> &DbUrl {
+        &self.url
+    }
+
     /// Runs `f` with the writer, alone: no other workflow write of this process runs
-    /// meanwhile. `f` opens its own `BEGIN IMMEDIATE` transactions.
+    /// meanwhile. `f` opens its own write transactions ([`Conn::transaction`]).
+    pub fn write_db<T>(&self, f: impl FnOnce(&Conn) -> T) -> Result<T, StoreError> {
+        self.with_writer(|c| f(c))
+    }
+
+    /// [`Access::write_db`] for code that still runs SQLite directly.
     pub fn write<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> Result<T, StoreError> {
+        self.with_writer(|c| {
+            f(c.as_sqlite_mut().expect(
+                "code that runs SQLite directly was given a PostgreSQL store (docs/storage.md)",
+            ))
+        })
+    }
+
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Conn) -> T) -> Result<T, StoreError> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| {
             // A panic inside `f` rolled its transaction back when it unwound; the
             // connection is still sound, but open a fresh one to be sure.
@@ -76,15 +105,18 @@ impl Access {
             *g = None;
             g
         });
-        if guard.is_none() {
-            *guard = Some(open_for_writing(&self.path, Synchronous::Full)?);
+        if guard.as_ref().is_some_and(|c| !c.is_idle()) {
+            // Left inside a transaction (or lost): not reusable.
+            *guard = None;
         }
-        let conn = guard.as_mut().expect("opened above");
-        Ok(f(conn))
+        if guard.is_none() {
+            *guard = Some(db::connect(&self.url, Mode::Write)?);
+        }
+        Ok(f(guard.as_mut().expect("opened above")))
     }
 
     /// Runs `f` with a read-only connection from the pool.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> Result<T, StoreError> {
+    pub fn read_db<T>(&self, f: impl FnOnce(&Conn) -> T) -> Result<T, StoreError> {
         let lock = || self.readers.lock().unwrap_or_else(|e| e.into_inner());
         let mut pool = lock();
         let conn = loop {
@@ -95,15 +127,17 @@ impl Access {
             if pool.open < MAX_READERS {
                 pool.open += 1;
                 drop(pool);
-                match open_for_reading(&self.path) {
+                match db::connect(&self.url, Mode::Read) {
                     Ok(c) => {
-                        c.set_prepared_statement_cache_capacity(32);
+                        if let Some(s) = c.as_sqlite() {
+                            s.set_prepared_statement_cache_capacity(32);
+                        }
                         break c;
                     }
                     Err(e) => {
                         lock().open -= 1;
                         self.returned.notify_one();
-                        return Err(e);
+                        return Err(e.into());
                     }
                 }
             }
@@ -111,7 +145,7 @@ impl Access {
         };
         let out = f(&conn);
         let mut pool = lock();
-        if conn.is_autocommit() {
+        if conn.is_idle() {
             pool.idle.push(conn);
         } else {
             // Left inside a transaction: not reusable.
@@ -120,5 +154,10 @@ impl Access {
         drop(pool);
         self.returned.notify_one();
         Ok(out)
+    }
+
+    /// [`Access::read_db`] for code that still runs SQLite directly.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> Result<T, StoreError> {
+        self.read_db(|c| f(sqlite(c)))
     }
 }

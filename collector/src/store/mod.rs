@@ -49,6 +49,9 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// The store failed (either engine).
+    #[error(transparent)]
+    Db(#[from] db::DbError),
     /// The database was written by a newer Spotcheck.
     #[error("database {path} has schema version {found}, newer than this build's {known}: upgrade spotcheck-collector")]
     TooNew {

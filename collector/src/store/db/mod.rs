@@ -319,6 +319,14 @@ impl Conn {
         }
     }
 
+    /// [`Conn::as_sqlite`], mutably (rusqlite begins transactions on `&mut`).
+    pub fn as_sqlite_mut(&mut self) -> Option<&mut rusqlite::Connection> {
+        match &mut self.inner {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
     /// Runs statements separated by `;`, without parameters (schema, settings).
     pub fn execute_batch(&self, sql: &str) -> Result<(), DbError> {
         match &self.inner {
