@@ -84,7 +84,6 @@ wait_for() {
 port_open() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 said_ready() { grep -q '^ready' "$1" 2>/dev/null; }
 healthy() { curl -sf -o /dev/null "http://127.0.0.1:$1/healthz"; }
-ingested() { curl -sf "http://127.0.0.1:$1/api/v1/stats" | jq -r '.readings_ingested // 0' 2>/dev/null || echo 0; }
 healthy_or_dead() { healthy "$1" || ! kill -0 "$2" 2>/dev/null; }
 field() { sed -n "s/^$1=//p" "$2" | tail -n1; }
 
@@ -206,10 +205,10 @@ run_once() {
         local start_ns end_ns=""; start_ns=$(field start_unix_ns "$dir/loadgen.out")
         local deadline=$(($(date +%s) + TIMEOUT))
         if [[ $consumer == spotcheck* ]]; then
-            while (($(date +%s) < deadline)); do
-                if (($(ingested "$http") >= total)); then end_ns=$(now_ns); break; fi
-                sleep 0.05
-            done
+            # One light poller (not curl | jq per poll, which took CPU from the collector).
+            "$BIN/wait-ingested" --port "$http" --total "$total" --timeout-s "$TIMEOUT" \
+                >"$dir/wait.out" 2>"$dir/wait.err" || true
+            end_ns=$(field done_unix_ns "$dir/wait.out")
         elif [[ $consumer == inproc ]]; then # it keeps serving after its count
             while (($(date +%s) < deadline)) && kill -0 "$consumer_pid" 2>/dev/null; do
                 end_ns=$(field done_unix_ns "$dir/consumer.out")
