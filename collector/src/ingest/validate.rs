@@ -57,9 +57,18 @@ impl Auth {
 }
 
 impl Validator {
-    /// The verdict on `r`, with presence updated and rejections logged.
+    /// The verdict on `r`, with presence updated and rejections logged:
+    /// [`Validator::check`] then [`Validator::settle`].
     pub fn judge(&self, r: Received) -> Validated {
-        let verdict = match std::str::from_utf8(&r.topic) {
+        let verdict = self.check(&r);
+        self.settle(r, verdict)
+    }
+
+    /// The verdict on `r` from its topic and payload alone (decoding, the agent's MAC): no
+    /// state is read or changed beyond the credential table, so messages may be checked on
+    /// several threads at once, in any order.
+    pub fn check(&self, r: &Received) -> Verdict {
+        match std::str::from_utf8(&r.topic) {
             Ok(topic) => validate(
                 topic,
                 &r.payload,
@@ -69,7 +78,13 @@ impl Validator {
                 UnixMillis::now(),
             ),
             Err(_) => topic_not_utf8(&r.topic, &r.payload),
-        };
+        }
+    }
+
+    /// What [`Validator::check`]'s verdict on `r` does to ingest's state: an agent's presence,
+    /// the dead-letter quota, the rejection log. Must run in the order messages arrived (a
+    /// status is believed only if newer than the last one).
+    pub fn settle(&self, r: Received, verdict: Verdict) -> Validated {
         let verdict = match verdict {
             Verdict::Status {
                 agent,
