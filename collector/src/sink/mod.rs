@@ -43,6 +43,31 @@ use source::{Batch, Source};
 /// the server fails, within this time).
 const DRAIN_FOR: Duration = Duration::from_secs(10);
 
+/// The niceness of the sink's threads (Linux: 0 is normal, 19 the lowest priority).
+pub const SINK_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`SINK_NICE`], so the sink yields the CPU to
+/// ingest. When ingest, the sink and perhaps the time-series server share the cores, a burst of
+/// readings is then committed at full speed and the sink catches up after it (its lag is in
+/// `/metrics`); on an idle core a nice thread runs as fast as any. Linux sets niceness per
+/// thread; elsewhere this does nothing, as it would renice the whole process.
+fn yield_to_ingest() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id.
+        let r = unsafe {
+            let me = libc::gettid() as libc::id_t;
+            // Never raise it: a collector started nicer than this stays so (and raising
+            // would need privileges).
+            let now = libc::getpriority(libc::PRIO_PROCESS, me);
+            libc::setpriority(libc::PRIO_PROCESS, me, SINK_NICE.max(now))
+        };
+        if r != 0 {
+            warn!(message = "Could not lower the sink thread's priority; it competes with ingest for the CPU.", error = %std::io::Error::last_os_error());
+        }
+    }
+}
+
 /// Why the sink did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -95,7 +120,10 @@ impl Sink {
         };
         let poster = std::thread::Builder::new()
             .name("sink-post".into())
-            .spawn(move || poster.run(out_rx, done_tx))
+            .spawn(move || {
+                yield_to_ingest();
+                poster.run(out_rx, done_tx)
+            })
             .map_err(SinkError::Thread)?;
         let runner = Runner {
             encoder: Client::new(&config),
@@ -115,7 +143,10 @@ impl Sink {
         };
         let thread = std::thread::Builder::new()
             .name("sink".into())
-            .spawn(move || runner.run())
+            .spawn(move || {
+                yield_to_ingest();
+                runner.run()
+            })
             .map_err(SinkError::Thread)?;
         Ok(Sink {
             stop: Some(stop_tx),
@@ -381,5 +412,25 @@ impl Runner {
             // Not fatal: the points after the last saved cursor are sent again after a restart.
             error!(message = "Cannot save the sink's cursor.", error = %e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sink_thread_runs_at_the_sinks_niceness_and_others_do_not() {
+        // SAFETY: plain system calls on the calling thread's own id.
+        let nice =
+            || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let before = nice();
+        let sink = std::thread::spawn(move || {
+            super::yield_to_ingest();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(sink, super::SINK_NICE.max(before));
+        assert_eq!(nice(), before, "only the sink's own thread is reniced");
     }
 }
