@@ -5,7 +5,9 @@
 //! - [`local`]: the in-process link to the embedded broker. No network, no acks: rumqttd
 //!   acknowledges an agent's publish when it takes it, and holds it only in this process's
 //!   memory, so the agent's end-to-end confirmation is what makes it safe either way.
+//! - [`check`]: both check what they read on several threads and settle it in order.
 
+pub mod check;
 pub mod local;
 pub mod mqtt;
 

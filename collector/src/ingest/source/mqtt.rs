@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -12,11 +13,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::check::{self, spawn_check};
 use super::Received;
 use crate::broker::tls::{Secret, TlsConfig};
 use crate::broker::BrokerUrl;
 use crate::ingest::commit::Validated;
 use crate::ingest::validate::Validator;
+use crate::ingest::CHUNK;
 
 /// Connection settings of the collector's MQTT client.
 #[derive(Debug, Clone)]
@@ -185,8 +188,13 @@ pub async fn run(
     stop: CancellationToken,
     drained: CancellationToken,
 ) {
-    let mut out = Some(out);
-    let mut held: Vec<Validated> = Vec::new();
+    // What is read is checked on other tasks and settled in order ([`super::check`]); `out`
+    // here is the queue of chunks being checked, which the forwarder empties into the commit
+    // stage's.
+    let validator = Arc::new(validator);
+    let (checking, forwarder) = check::start(validator.clone(), out, stop.clone());
+    let mut out = Some(checking);
+    let mut held: Vec<Received> = Vec::new();
     let mut backoff = Duration::from_millis(100);
     let mut poller = Poller::new(eventloop);
     loop {
@@ -194,7 +202,7 @@ pub async fn run(
             permit = reserve(out.clone()), if !held.is_empty() => {
                 match permit {
                     Some(permit) => {
-                        permit.send(std::mem::take(&mut held));
+                        permit.send(spawn_check(&validator, take_chunk(&mut held)));
                     }
                     None => {
                         out = None;
@@ -217,7 +225,7 @@ pub async fn run(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 backoff = Duration::from_millis(100);
                 if out.is_some() {
-                    held.push(validator.judge(Received::from_mqtt(conn, publish)));
+                    held.push(Received::from_mqtt(conn, publish));
                     if held.len() == MAX_HELD {
                         warn!(message = "Holding the most messages allowed while the commit stage is busy; pausing reads from the broker.", conn, held = held.len());
                     }
@@ -244,7 +252,7 @@ pub async fn run(
         let closed = match (&out, held.is_empty()) {
             (Some(tx), false) => match tx.try_reserve() {
                 Ok(permit) => {
-                    permit.send(std::mem::take(&mut held));
+                    permit.send(spawn_check(&validator, take_chunk(&mut held)));
                     false
                 }
                 Err(mpsc::error::TrySendError::Full(())) => false,
@@ -256,6 +264,10 @@ pub async fn run(
             out = None;
             held.clear();
         }
+    }
+    drop(out);
+    if let Err(e) = forwarder.await {
+        warn!(message = "Ingest's forwarding task failed.", conn, error = %e);
     }
     let _ = client.try_disconnect();
     // Let the DISCONNECT go out.
@@ -296,10 +308,18 @@ async fn poll(mut eventloop: EventLoop) -> Polled {
     (event, eventloop)
 }
 
+/// The oldest [`CHUNK`] held messages at most: a chunk is checked on one task, so a long
+/// backlog is checked in pieces, several at once.
+fn take_chunk(held: &mut Vec<Received>) -> Vec<Received> {
+    if held.len() <= CHUNK {
+        std::mem::take(held)
+    } else {
+        held.drain(..CHUNK).collect()
+    }
+}
+
 /// A slot in `out`, or `None` once it is closed.
-async fn reserve(
-    out: Option<mpsc::Sender<Vec<Validated>>>,
-) -> Option<mpsc::OwnedPermit<Vec<Validated>>> {
+async fn reserve<T>(out: Option<mpsc::Sender<T>>) -> Option<mpsc::OwnedPermit<T>> {
     out?.reserve_owned().await.ok()
 }
 
