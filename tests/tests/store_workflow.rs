@@ -299,6 +299,22 @@ fn draws_give_the_same_records_tasks_teams_and_replacements_on_both_engines() {
         .unwrap();
     assert!(task.inspectors.contains(&rs.replacement));
     assert!(!task.inspectors.contains(&rs.recused));
+    // A replacement already on the task leaves the row it would replace (SQLite's `UPDATE OR
+    // IGNORE`, said the same way on both).
+    let (on, other) = (&task.inspectors[0], &task.inspectors[1]);
+    for c in b.each() {
+        let tx = c.transaction().unwrap();
+        tasks::replace_inspector(
+            &tx,
+            "2026-health-pool-b1",
+            task.entity.as_str(),
+            on.as_str(),
+            other.as_str(),
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(tasks::get(c, task.id).unwrap().inspectors, task.inspectors);
+    }
     // An inspector not on the team cannot recuse.
     let stranger = InspectorId::new("fd-001").unwrap();
     let (es, eq) = each(&b, |c| {
