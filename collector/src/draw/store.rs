@@ -12,7 +12,7 @@ use super::DrawError;
 use crate::audit::{self, EntryKind};
 use crate::registry::model::{Department, InspectorId};
 use crate::registry::CreditCode;
-use crate::store::db::{args, Conn, DbError, Sql};
+use crate::store::db::{args, Backend, Conn, DbError, Sql};
 use crate::tasks::store as tasks;
 use spotcheck_protocol::UnixMillis;
 
@@ -205,6 +205,15 @@ pub fn commit_joint(
     Ok(c)
 }
 
+/// Draw ids in code-point order on both engines (PostgreSQL's text order otherwise follows the
+/// database's collation), for the ties of a list that stops at a limit.
+fn id_order(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "id",
+        Backend::Postgres => "id COLLATE \"C\"",
+    }
+}
+
 /// Serialises a value of ours (cannot fail for these types).
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("draw types serialise")
@@ -216,9 +225,12 @@ pub fn commitments(
     limit: u32,
 ) -> Result<Vec<Commitment>, DrawStoreError> {
     let rows = conn.query(
-        "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end,
-                CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
-         FROM draws ORDER BY committed_ms DESC, id LIMIT $1",
+        &format!(
+            "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms,
+                    window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
+             FROM draws ORDER BY committed_ms DESC, {} LIMIT $1",
+            id_order(conn.backend())
+        ),
         args![limit],
         |r| {
             Ok((
@@ -446,9 +458,12 @@ pub struct Revealed {
 /// Revealed draws, newest first, with their windows.
 pub fn revealed(conn: &(impl Sql + ?Sized), limit: u32) -> Result<Vec<Revealed>, DrawStoreError> {
     let rows = conn.query(
-        "SELECT id, record, window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
-         FROM draws WHERE record IS NOT NULL
-         ORDER BY revealed_ms DESC NULLS LAST, id LIMIT $1",
+        &format!(
+            "SELECT id, record, window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
+             FROM draws WHERE record IS NOT NULL
+             ORDER BY revealed_ms DESC NULLS LAST, {} LIMIT $1",
+            id_order(conn.backend())
+        ),
         args![limit],
         |r| {
             Ok((

@@ -89,11 +89,13 @@ pub fn overview(conn: &(impl Sql + ?Sized), entity: &str) -> Result<Option<Overv
         .map(|d| d.1.clone())
         .or_else(|| registry.as_ref().map(|r| r.1.clone()));
     let mut feeds = Vec::new();
-    let agents: Vec<(i64, String)> = conn.query(
-        "SELECT id, name FROM agents WHERE entity = $1 ORDER BY name",
+    // Lists sorted in Rust: by code point on both engines, whatever PostgreSQL's collation.
+    let mut agents: Vec<(i64, String)> = conn.query(
+        "SELECT id, name FROM agents WHERE entity = $1",
         args![entity],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    agents.sort_by(|a, b| a.1.cmp(&b.1));
     for (id, agent) in agents {
         let last: Option<(i64, String)> = conn.query_opt(
             "SELECT received_ms, stream FROM batches WHERE agent = $1 ORDER BY seq DESC LIMIT 1",
@@ -113,11 +115,12 @@ pub fn overview(conn: &(impl Sql + ?Sized), entity: &str) -> Result<Option<Overv
         .unwrap_or_default();
     let mut events = Vec::new();
     if let Some((eid, _)) = &data {
-        let kinds: Vec<String> = conn.query(
-            "SELECT DISTINCT kind FROM events WHERE entity = $1 ORDER BY kind",
+        let mut kinds: Vec<String> = conn.query(
+            "SELECT DISTINCT kind FROM events WHERE entity = $1",
             args![eid],
             |r| r.get(0),
         )?;
+        kinds.sort();
         for kind in kinds {
             let last_ms = conn.query_row(
                 "SELECT max(ts_ms) FROM events WHERE entity = $1 AND kind = $2",
