@@ -200,11 +200,12 @@ pub fn reveal_batch(
     label: &str,
     now_ms: i64,
 ) -> Result<DrawRecord, PlanStoreError> {
-    // The inputs are read inside the write transaction, so nothing changes them between
-    // reading and drawing (on PostgreSQL another collector could otherwise).
-    let tx = conn.transaction()?;
-    let plan = plan(&tx, plan_id)?;
-    let inputs = batch_input(&tx, &plan, label)?;
+    // The inputs are read before the write transaction, so that reading a large library does
+    // not hold the store's write lock (on SQLite, ingest's too). A library changed meanwhile
+    // cannot slip in: the reveal checks the inputs against the committed digests, and a batch
+    // another collector revealed meanwhile is refused as revealed.
+    let plan = plan(conn, plan_id)?;
+    let inputs = batch_input(conn, &plan, label)?;
     let batch = plan.batch(label).expect("batch_input checked it");
     let window = (batch.start.as_str(), batch.end.as_str());
     let now = UnixMillis(now_ms);
@@ -226,6 +227,7 @@ pub fn reveal_batch(
             }
         }
     };
+    let tx = conn.transaction()?;
     let (record, committed) = draw_store::reveal_in(&tx, id.as_str(), &inputs.input, now_ms)?;
     let kind = kind_of(&id);
     for a in &record.draws {
