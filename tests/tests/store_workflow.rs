@@ -881,3 +881,107 @@ fn two_collectors_revealing_deciding_or_publishing_at_once_take_turns_on_postgre
     let report = spotcheck_collector::audit::verify_store(pg, None).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+/// A SQLite store and a PostgreSQL database whose default collation is ICU's `en-US` (where
+/// `a` sorts before `B`, and `-` and `_` weigh little), on a private server. Fields drop in
+/// order: the connections before the server.
+struct OtherCollation {
+    sqlite: Conn,
+    pg: Conn,
+    _server: spotcheck_e2e::postgres::Postgres,
+    _dir: tempfile::TempDir,
+}
+
+fn with_a_natural_language_collation(name: &str) -> Option<OtherCollation> {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let server = spotcheck_e2e::postgres::Postgres::start(dir.path())?;
+    let admin = connect(&server.url("postgres").parse().unwrap(), Mode::Write).unwrap();
+    admin
+        .execute_batch(&format!(
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.utf8'
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        ))
+        .unwrap();
+    drop(admin);
+    let pg = connect(&server.url(name).parse().unwrap(), Mode::Write).unwrap();
+    let sqlite_url: DbUrl = format!("sqlite://{}", dir.path().join("s.db").display())
+        .parse()
+        .unwrap();
+    let sqlite = connect(&sqlite_url, Mode::Write).unwrap();
+    Some(OtherCollation {
+        sqlite,
+        pg,
+        _server: server,
+        _dir: dir,
+    })
+}
+
+#[test]
+fn lists_in_text_order_are_in_sqlites_order_whatever_postgresqls_collation() {
+    let Some(stores) = with_a_natural_language_collation("workflow_icu") else {
+        return;
+    };
+    let (sqlite, pg) = (&stores.sqlite, &stores.pg);
+    let order: Vec<String> = pg
+        .query(
+            "SELECT x FROM (VALUES ('b'), ('B'), ('a-z'), ('az')) AS t (x) ORDER BY x",
+            args![],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_ne!(
+        order,
+        ["B", "a-z", "az", "b"],
+        "the database's collation is not byte order"
+    );
+    let entities = ["b-pool", "B-pool", "a_pool", "A-pool", "apool", "9-pool"];
+    for c in [sqlite, pg] {
+        for (i, e) in entities.iter().enumerate() {
+            c.execute(
+                "INSERT INTO tasks (kind, entity, department, item, window_start, window_end,
+                                    status, rule, severity, opened_ms, updated_ms)
+                 VALUES ('anomaly', $1, 'health', 'pool-water-quality', '2026-03-02',
+                         '2026-03-02', 'open', 'pool/ph', 'high', $2, $2)",
+                args![e, NOW + i as i64],
+            )
+            .unwrap();
+        }
+    }
+    let q = QueueQuery {
+        sort: Sort::Entity,
+        limit: 4,
+        offset: 1,
+        ..QueueQuery::default()
+    };
+    let (s, p) = (
+        queue::page(sqlite, &Scope::All, &q).unwrap(),
+        queue::page(pg, &Scope::All, &q).unwrap(),
+    );
+    same("the queue by entity", &s, &p);
+    // Plans and the report's departments too.
+    for c in [sqlite, pg] {
+        for id in ["2026-b", "2026-a-z", "2026-az"] {
+            let mut plan = the_plans().remove(1);
+            plan.id = DrawId::new(id).unwrap();
+            plans::save(c, &plan).unwrap();
+        }
+        c.execute(
+            "INSERT INTO registry_items (id, name, department, legal_basis, kind, method)
+             VALUES ('x', 'x', 'sports_bureau', 'x', '\"general\"', '\"both\"'),
+                    ('y', 'y', 'sports-office', 'x', '\"general\"', '\"both\"')",
+            args![],
+        )
+        .unwrap();
+    }
+    same(
+        "plans",
+        &plans::plans(sqlite).unwrap(),
+        &plans::plans(pg).unwrap(),
+    );
+    same(
+        "departments",
+        &spotcheck_collector::tasks::figures::departments(sqlite).unwrap(),
+        &spotcheck_collector::tasks::figures::departments(pg).unwrap(),
+    );
+}
