@@ -150,9 +150,9 @@ fn the_plans() -> Vec<Plan> {
 
 /// Commits batch b1 of every plan on both engines and gives PostgreSQL's draws SQLite's seeds
 /// and salt keys (a commitment draws them at random), so that the reveals must agree.
-fn commit_with_the_same_seeds(b: &Both) {
+fn commit_with_the_same_seeds(sqlite: &Conn, postgres: &Conn) {
     for p in the_plans() {
-        let (s, q) = each(b, |c| {
+        let [s, q] = [sqlite, postgres].map(|c| {
             plans::save(c, &p).unwrap();
             plans::commit_batch(c, p.id.as_str(), "b1", NOW - HOUR).unwrap()
         });
@@ -160,8 +160,7 @@ fn commit_with_the_same_seeds(b: &Both) {
         assert_eq!(s.digests.parameters, q.digests.parameters);
         assert_eq!(s.digests.inspectors, q.digests.inspectors);
         let id = format!("{}-b1", p.id);
-        let row = b
-            .sqlite
+        let row = sqlite
             .query_row(
                 "SELECT commitment, digests, seed, salt_key, partners FROM draws WHERE id = $1",
                 args![id],
@@ -176,8 +175,7 @@ fn commit_with_the_same_seeds(b: &Both) {
                 },
             )
             .unwrap();
-        let n = b
-            .postgres
+        let n = postgres
             .execute(
                 "UPDATE draws SET commitment = $1, digests = $2, seed = $3, salt_key = $4,
                                   partners = $5 WHERE id = $6",
@@ -213,7 +211,7 @@ fn draws_give_the_same_records_tasks_teams_and_replacements_on_both_engines() {
         return;
     };
     each(&b, libraries);
-    commit_with_the_same_seeds(&b);
+    commit_with_the_same_seeds(&b.sqlite, &b.postgres);
     same(
         "commitments",
         &draws::commitments(&b.sqlite, 10).unwrap(),
@@ -577,7 +575,7 @@ fn the_queue_figures_and_report_answer_the_same_on_both_engines() {
     each(&b, libraries);
     let book = Rulebook::load(None).unwrap();
     each(&b, |c| book.record_active(c, UnixMillis(NOW)).unwrap());
-    commit_with_the_same_seeds(&b);
+    commit_with_the_same_seeds(&b.sqlite, &b.postgres);
     for p in the_plans() {
         each(&b, |c| {
             plans::reveal_batch(c, p.id.as_str(), "b1", NOW).unwrap();
@@ -968,8 +966,8 @@ fn lists_in_text_order_are_in_sqlites_order_whatever_postgresqls_collation() {
         }
         c.execute(
             "INSERT INTO registry_items (id, name, department, legal_basis, kind, method)
-             VALUES ('x', 'x', 'sports_bureau', 'x', '\"general\"', '\"both\"'),
-                    ('y', 'y', 'sports-office', 'x', '\"general\"', '\"both\"')",
+             VALUES ('x', 'x', 'sports-bureau', 'x', '\"general\"', '\"both\"'),
+                    ('y', 'y', 'sports2', 'x', '\"general\"', '\"both\"')",
             args![],
         )
         .unwrap();
@@ -984,4 +982,16 @@ fn lists_in_text_order_are_in_sqlites_order_whatever_postgresqls_collation() {
         &spotcheck_collector::tasks::figures::departments(sqlite).unwrap(),
         &spotcheck_collector::tasks::figures::departments(pg).unwrap(),
     );
+    // Draws, whose inputs the libraries give in their collation's order on PostgreSQL.
+    for c in [sqlite, pg] {
+        libraries(c);
+    }
+    commit_with_the_same_seeds(sqlite, pg);
+    for p in the_plans() {
+        let [s, q] =
+            [sqlite, pg].map(|c| plans::reveal_batch(c, p.id.as_str(), "b1", NOW).unwrap());
+        same(&format!("record of {}", p.id), &s, &q);
+    }
+    assert_eq!(stored_records(sqlite), stored_records(pg));
+    same("tasks", &all_tasks(sqlite), &all_tasks(pg));
 }
