@@ -11,10 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::draws::write;
-use super::draws::write_db;
-use super::read_db;
-use super::{authorize, read, ApiError, AppState};
+use super::draws::{write, write_db};
+use super::{authorize, read, read_db, ApiError, AppState};
 use crate::joint::{self, JointTask, Quota};
 use crate::plan::store::{self as plan_store, Progress};
 use crate::plan::Plan;
