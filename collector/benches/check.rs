@@ -106,7 +106,7 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
 
-    let mut conn = store::open_for_writing(&db, Synchronous::Normal).expect("open");
+    let conn = store::open_for_writing(&db, Synchronous::Normal).expect("open");
     let book = Rulebook::load(None).expect("default packs");
     let rules = book.rules();
     let calendar = book.calendar();
@@ -130,7 +130,12 @@ fn main() {
         reason: "benchmark",
         entered_by: "bench",
     };
-    let task = tasks::create_referral(&mut conn, &referral, UnixMillis(end))
+    let store = spotcheck_collector::store::db::connect(
+        &spotcheck_collector::store::db::DbUrl::Sqlite(db.clone()),
+        spotcheck_collector::store::db::Mode::Write,
+    )
+    .expect("open");
+    let task = tasks::create_referral(&store, &referral, UnixMillis(end))
         .expect("task")
         .id;
 
@@ -147,7 +152,7 @@ fn main() {
         );
         let t = Instant::now();
         let c = check::run(
-            &mut conn,
+            &store,
             &rules,
             &calendar,
             TaskId(task.0),

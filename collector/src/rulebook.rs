@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use rusqlite::{params, Connection};
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
 use crate::audit::{self, EntryKind};
 use crate::rules::{Calendar, RulePack, RulePackError, RuleSet};
+use crate::store::db::{args, Conn, DbError, Sql};
 
 /// Why a rule pack was not activated.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum RulebookError {
     },
     /// Recording the pack failed.
     #[error("recording the rule pack: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// The audit log refused the entry.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
@@ -114,12 +114,8 @@ impl Rulebook {
     }
 
     /// Records every active pack in `rule_packs` (at start-up).
-    pub fn record_active(
-        &self,
-        conn: &mut Connection,
-        now: UnixMillis,
-    ) -> Result<(), RulebookError> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    pub fn record_active(&self, conn: &Conn, now: UnixMillis) -> Result<(), RulebookError> {
+        let tx = conn.transaction()?;
         for pack in self.rules().packs() {
             // Every start-up loads the same packs: log only a text not seen before.
             record(&tx, pack, now, false)?;
@@ -131,11 +127,11 @@ impl Rulebook {
     /// Makes a parsed (so valid) pack its domain's active pack, recording and logging it.
     pub fn activate(
         &self,
-        conn: &mut Connection,
+        conn: &Conn,
         pack: RulePack,
         now: UnixMillis,
     ) -> Result<RulePack, RulebookError> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         record(&tx, &pack, now, true)?;
         tx.commit()?;
         let mut guard = self.inner.rules.write().unwrap_or_else(|e| e.into_inner());
@@ -148,15 +144,15 @@ impl Rulebook {
 /// Keeps the pack's text under its hash and logs its activation: always, or (`always` false)
 /// only when the text is new.
 fn record(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     pack: &RulePack,
     now: UnixMillis,
     always: bool,
 ) -> Result<(), RulebookError> {
     let inserted = tx.execute(
         "INSERT INTO rule_packs (hash, pack, domain, origin, body, loaded_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (hash) DO NOTHING",
-        params![
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
+        args![
             pack.hash().as_str().to_owned(),
             pack.id.clone(),
             pack.domain.as_str(),

@@ -146,8 +146,12 @@ impl Collector {
             tracing::warn!(message = "Holiday calendar coverage.", %warning);
         }
         {
-            let mut conn = store::open_for_writing(&db, config.store.synchronous)?;
-            rulebook.record_active(&mut conn, UnixMillis::now())?;
+            let conn = store::db::connect(
+                &store::db::DbUrl::Sqlite(db.clone()),
+                store::db::Mode::Write,
+            )
+            .map_err(StoreError::from)?;
+            rulebook.record_active(&conn, UnixMillis::now())?;
         }
         let rules = if config.rules.enabled {
             let watched: Vec<_> = config

@@ -330,7 +330,9 @@ pub fn showcase(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<Stri
     // The demo stands in for the people here; the audit log says so (`"by":"demo"`).
     // Through the process's workflow writer, as the API's writes go (store::access).
     spotcheck_collector::store::access::of(db)
-        .write(|conn| spotcheck_collector::audit::acting_as("demo", || showcase_steps(conn, since)))
+        .write_db(|conn| {
+            spotcheck_collector::audit::acting_as("demo", || showcase_steps(conn, since))
+        })
         .map_err(|e| e.to_string())?
 }
 
@@ -391,11 +393,12 @@ pub fn demo_users(db: &Path) -> Result<Vec<(String, String, String)>, DemoError>
 }
 
 fn showcase_steps(
-    conn: &mut rusqlite::Connection,
+    conn: &spotcheck_collector::store::db::Conn,
     since: spotcheck_protocol::UnixMillis,
 ) -> Result<String, String> {
     use spotcheck_collector::check::{self, Decision};
     use spotcheck_collector::results::{self, Category};
+    use spotcheck_collector::store::db::{args, Sql};
     use spotcheck_collector::tasks::{store as tasks, TaskFilter, TaskKind, TaskStatus};
     use spotcheck_protocol::UnixMillis;
 
@@ -404,7 +407,7 @@ fn showcase_steps(
     let (rules, calendar) = (book.rules(), book.calendar());
     let now = UnixMillis::now;
     let per_domain = conn
-        .query_row("SELECT count(*) FROM agents", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT count(*) FROM agents", args![], |r| r.get::<i64>(0))
         .map_err(|e| err(&e))? as usize
         / Domain::ALL.len();
     let mut checked = Vec::new();
@@ -419,14 +422,12 @@ fn showcase_steps(
         };
         let task = tasks::create_referral(conn, &referral, now()).map_err(|e| err(&e))?;
         let pool: Vec<(String, String)> = conn
-            .prepare(
-                "SELECT id, conflicts FROM registry_inspectors WHERE department = ?1 AND active = 1
+            .query(
+                "SELECT id, conflicts FROM registry_inspectors WHERE department = $1 AND active = 1
                  ORDER BY id",
+                args![department],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .and_then(|mut s| {
-                s.query_map([&department], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
             .map_err(|e| err(&e))?;
         let inspectors: Vec<String> = pool
             .into_iter()
@@ -533,6 +534,8 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
         Synchronous::Full,
     )
     .map_err(|e| err(&e))?;
+    // Plans and draws through the store interface.
+    let db = store_conn(&spotcheck_collector::store::db_path(data)).map_err(|e| err(&e))?;
     let entities = generate::entities(LIBRARY_PER_DOMAIN, per_domain, 2026);
     let inspectors = generate::inspectors(24, &entities, 2026);
     for records in [
@@ -558,13 +561,11 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
             .optional()
             .map_err(|e| err(&e))?;
         if state.is_none() {
-            let c =
-                plans::commit_batch(&conn, plan.id.as_str(), "b1", now()).map_err(|e| err(&e))?;
+            let c = plans::commit_batch(&db, plan.id.as_str(), "b1", now()).map_err(|e| err(&e))?;
             info!(message = "Demo draw committed.", draw = %id, commitment = %c.commitment);
         }
         if state != Some(true) {
-            let r = plans::reveal_batch(&mut conn, plan.id.as_str(), "b1", now())
-                .map_err(|e| err(&e))?;
+            let r = plans::reveal_batch(&db, plan.id.as_str(), "b1", now()).map_err(|e| err(&e))?;
             info!(message = "Demo draw revealed.", draw = %id, drawn = r.draws.len());
         }
     }
@@ -573,4 +574,13 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
     // `spotcheck-collector draw export` again.
     let written = spotcheck_collector::cli::export_draws(data, &dir).map_err(|e| err(&e))?;
     Ok(written)
+}
+
+/// A connection through the store interface to the SQLite file `db` (the collector's modules
+/// that have moved to it take one).
+fn store_conn(
+    db: &Path,
+) -> Result<spotcheck_collector::store::db::Conn, spotcheck_collector::store::db::DbError> {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write)
 }

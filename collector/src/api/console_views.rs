@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use spotcheck_protocol::UnixMillis;
 
 use super::auth::{self, Caller};
-use super::{read, ApiError, AppState};
+use super::{read_db, ApiError, AppState};
 use crate::rules::RuleSet;
 use crate::tasks::store as task_store;
 use crate::tasks::{Task, TaskError, TaskId};
@@ -56,7 +56,7 @@ pub struct TaskRow {
 
 /// Loads `ids` as rows (ids that vanished are skipped).
 pub fn rows(
-    c: &rusqlite::Connection,
+    c: &(impl crate::store::db::Sql + ?Sized),
     rules: &RuleSet,
     ids: &[TaskId],
 ) -> Result<Vec<TaskRow>, ApiError> {
@@ -168,19 +168,17 @@ async fn queue_page(
     };
     let scope = scope_of(&who);
     let rules = s.rulebook.rules();
-    let page = read(&s, move |c| {
-        Ok((|| -> Result<QueuePage, ApiError> {
-            let page = queue::page(c, &scope, &q)?;
-            Ok(QueuePage {
-                tasks: rows(c, &rules, &page.ids)?,
-                total: page.total,
-                offset: q.offset,
-                limit: q.limit,
-                counts: queue::counts(c, &scope)?,
-            })
-        })())
+    let page = read_db(&s, move |c| {
+        let page = queue::page(c, &scope, &q)?;
+        Ok(QueuePage {
+            tasks: rows(c, &rules, &page.ids)?,
+            total: page.total,
+            offset: q.offset,
+            limit: q.limit,
+            counts: queue::counts(c, &scope)?,
+        })
     })
-    .await??;
+    .await?;
     Ok(Json(page))
 }
 
@@ -225,7 +223,7 @@ async fn task_evidence(
     let Query(p) =
         params.map_err(|e| ApiError::BadRequest(format!("{e}; expected ?since_ms=&until_ms=")))?;
     let id = TaskId(id);
-    let task = read(&s, move |c| Ok(task_store::get(c, id))).await?;
+    let task = read_db(&s, move |c| Ok(task_store::get(c, id))).await?;
     let task = match task {
         Ok(t) if who.sees(&t) => t,
         Ok(_) | Err(TaskError::NotFound(_)) => return Err(TaskError::NotFound(id).into()),
@@ -234,7 +232,7 @@ async fn task_evidence(
     let now = UnixMillis::now();
     let r = range(p.since_ms, p.until_ms, evidence::default_range(&task, now))?;
     let (rules, calendar) = (s.rulebook.rules(), s.rulebook.calendar());
-    let ev = read(&s, move |c| {
+    let ev = read_db(&s, move |c| {
         Ok(EvidenceView {
             names: queue::names(c, task.entity.as_str(), task.item.as_str())?,
             evidence: evidence::of_task(c, &rules, &calendar, &task, r, now)?,
@@ -260,7 +258,7 @@ async fn entity_overview(
 ) -> Result<Json<entity::Overview>, ApiError> {
     auth::staff(&s, &headers)?;
     let what = id.clone();
-    read(&s, move |c| entity::overview(c, &id))
+    read_db(&s, move |c| Ok(entity::overview(c, &id)?))
         .await?
         .map(Json)
         .ok_or_else(|| {
@@ -301,8 +299,8 @@ async fn entity_events(
     };
     let (rules, calendar) = (s.rulebook.rules(), s.rulebook.calendar());
     Ok(Json(
-        read(&s, move |c| {
-            entity::events(c, &rules, &calendar, &id, &q, now)
+        read_db(&s, move |c| {
+            Ok(entity::events(c, &rules, &calendar, &id, &q, now)?)
         })
         .await?,
     ))
@@ -332,7 +330,7 @@ async fn entity_series(
     let (since_ms, until_ms) = range(p.since_ms, p.until_ms, last(now, 3_600_000))?;
     let metric = p.metric;
     Ok(Json(
-        read(&s, move |c| {
+        read_db(&s, move |c| {
             let points: Vec<_> = crate::store::query::series(c, &id, &metric, since_ms, u32::MAX)?
                 .into_iter()
                 .filter(|pt| pt.ts_ms < until_ms)

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{read, ApiError, AppState};
+use super::{read_db, ApiError, AppState};
 use crate::draw::store::{self as draw_store, Commitment, DrawStoreError};
 use crate::draw::{DrawError, DrawRecord, PublicRecord, Replacement};
 use crate::plan::store::{self as plan_store, PlanStoreError};
@@ -39,7 +39,7 @@ impl From<DrawError> for ApiError {
 impl From<DrawStoreError> for ApiError {
     fn from(e: DrawStoreError) -> Self {
         match e {
-            DrawStoreError::Sqlite(e) => ApiError::Internal(e.to_string()),
+            DrawStoreError::Db(e) => ApiError::Internal(e.to_string()),
             DrawStoreError::Corrupt { .. } | DrawStoreError::Audit(_) | DrawStoreError::Task(_) => {
                 ApiError::Internal(e.to_string())
             }
@@ -54,7 +54,7 @@ impl From<PlanStoreError> for ApiError {
         match e {
             PlanStoreError::DrawStore(e) => e.into(),
             PlanStoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            PlanStoreError::Sqlite(_)
+            PlanStoreError::Db(_)
             | PlanStoreError::Registry(_)
             | PlanStoreError::Corrupt { .. } => ApiError::Internal(e.to_string()),
             _ => ApiError::BadRequest(e.to_string()),
@@ -79,7 +79,6 @@ pub(super) async fn write<T: Send + 'static>(
 }
 
 /// [`write`] for code moved to [`store::db::Sql`]: runs on either engine.
-#[allow(dead_code)] // the modules move to it one at a time (docs/storage.md)
 pub(super) async fn write_db<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&store::db::Conn) -> Result<T, ApiError> + Send + 'static,
@@ -105,9 +104,7 @@ struct LimitParams {
 
 async fn list(s: &AppState, p: LimitParams) -> Result<Vec<DrawRecord>, ApiError> {
     let limit = p.limit.unwrap_or(20).min(1000);
-    read(s, move |c| Ok(draw_store::records(c, limit)))
-        .await?
-        .map_err(ApiError::from)
+    read_db(s, move |c| Ok(draw_store::records(c, limit)?)).await
 }
 
 async fn records(
@@ -128,9 +125,7 @@ async fn public_records(
 ) -> Result<Json<Vec<PublicRecord>>, ApiError> {
     let limit = p.limit.unwrap_or(20).min(1000);
     let today = crate::tasks::china_day(spotcheck_protocol::UnixMillis::now());
-    let revealed = read(&s, move |c| Ok(draw_store::revealed(c, limit)))
-        .await?
-        .map_err(ApiError::from)?;
+    let revealed = read_db(&s, move |c| Ok(draw_store::revealed(c, limit)?)).await?;
     Ok(Json(
         revealed
             .into_iter()
@@ -152,9 +147,7 @@ async fn commitments(
 ) -> Result<Json<Vec<Commitment>>, ApiError> {
     let limit = p.limit.unwrap_or(100).min(1000);
     Ok(Json(
-        read(&s, move |c| Ok(draw_store::commitments(c, limit)))
-            .await?
-            .map_err(ApiError::from)?,
+        read_db(&s, move |c| Ok(draw_store::commitments(c, limit)?)).await?,
     ))
 }
 
@@ -164,7 +157,7 @@ async fn commit(
     UrlPath((plan, batch)): UrlPath<(String, String)>,
 ) -> Result<Json<Commitment>, ApiError> {
     super::auth::admin(&s, &headers)?;
-    let c = write(&s, move |c| {
+    let c = write_db(&s, move |c| {
         Ok(plan_store::commit_batch(c, &plan, &batch, now_ms())?)
     })
     .await?;
@@ -177,7 +170,7 @@ async fn reveal(
     UrlPath((plan, batch)): UrlPath<(String, String)>,
 ) -> Result<Json<DrawRecord>, ApiError> {
     super::auth::admin(&s, &headers)?;
-    let r = write(&s, move |c| {
+    let r = write_db(&s, move |c| {
         let record = plan_store::reveal_batch(c, &plan, &batch, now_ms())?;
         // The batch's draw and its partners' inspector draws.
         let id = record.parameters.draw_id.to_string();
@@ -209,7 +202,7 @@ async fn recuse(
         ))
     })?;
     let id = draw.clone();
-    let rep = write(&s, move |c| {
+    let rep = write_db(&s, move |c| {
         Ok(draw_store::recuse(c, &draw, &r.entity, &r.inspector)?)
     })
     .await?;
@@ -226,7 +219,7 @@ async fn render_files(s: &AppState, ids: Vec<String>) {
     };
     let access = store::access::of(&s.db);
     let done = tokio::task::spawn_blocking(move || {
-        access.read(|c| crate::draw::files::refresh(c, &crate::draw::files::dir(&data), &ids))
+        access.read_db(|c| crate::draw::files::refresh(c, &crate::draw::files::dir(&data), &ids))
     })
     .await;
     let error = match done {

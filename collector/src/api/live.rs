@@ -20,7 +20,7 @@ use axum::Router;
 use tokio::io::AsyncWriteExt;
 
 use super::console_views::{rows, scope_of};
-use super::{auth, read, ApiError, AppState};
+use super::{auth, read_db, ApiError, AppState};
 use crate::views::{changes, queue};
 
 /// How often the store is looked at.
@@ -44,11 +44,11 @@ async fn live(State(s): State<AppState>, headers: HeaderMap) -> Result<Response,
         .is_some_and(|v| v.contains("text/event-stream"));
     if !streams {
         // A plain GET: the counts now, as the stream's `counts` event would carry them.
-        let counts = read(&s, move |c| queue::counts(c, &scope)).await?;
+        let counts = read_db(&s, move |c| Ok(queue::counts(c, &scope)?)).await?;
         return Ok(axum::Json(counts).into_response());
     }
     let scope1 = scope.clone();
-    let (mut last, counts) = read(&s, move |c| {
+    let (mut last, counts) = read_db(&s, move |c| {
         Ok((changes::marker(c)?, queue::counts(c, &scope1)?))
     })
     .await?;
@@ -68,7 +68,7 @@ async fn live(State(s): State<AppState>, headers: HeaderMap) -> Result<Response,
         while started.elapsed() < LIFETIME {
             tokio::time::sleep(TICK).await;
             let (since, rules, scope2) = (last, s.rulebook.rules(), scope.clone());
-            let now = match read(&s, changes::marker).await {
+            let now = match read_db(&s, |c| Ok(changes::marker(c)?)).await {
                 Ok(m) => m,
                 Err(_) => break,
             };
@@ -84,13 +84,13 @@ async fn live(State(s): State<AppState>, headers: HeaderMap) -> Result<Response,
             }
             quiet = Duration::ZERO;
             last = now;
-            let found = read(&s, move |c| {
+            let found = read_db(&s, move |c| {
                 let ids = changes::changed(c, &since)?;
                 let counts = queue::counts(c, &scope2)?;
-                Ok((rows(c, &rules, &ids), counts, ids.len()))
+                Ok((rows(c, &rules, &ids)?, counts, ids.len()))
             })
             .await;
-            let Ok((Ok(rows), counts, n)) = found else {
+            let Ok((rows, counts, n)) = found else {
                 break;
             };
             let visible: Vec<_> = rows.into_iter().filter(|r| who.sees(&r.task)).collect();

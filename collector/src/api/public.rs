@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{read, ApiError, AppState};
+use super::{read_db, ApiError, AppState};
 use crate::results::{self, PublicFilter, PublicResult};
 
 /// The public search route.
@@ -68,10 +68,10 @@ async fn search(
         domain: p.domain.filter(|d| !d.is_empty()),
         ..PublicFilter::default()
     };
-    let all = read(&s, move |c| {
-        Ok(results::public_results(c, &filter).map_err(|e| ApiError::Internal(e.to_string())))
+    let all = read_db(&s, move |c| {
+        results::public_results(c, &filter).map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await??;
+    .await?;
     let q = p.q.unwrap_or_default();
     let found: Vec<PublicResult> = all.into_iter().filter(|r| matches(r, &q)).collect();
     if csv {

@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::draws::write;
-use super::{authorize, read, ApiError, AppState};
+use super::draws::{write, write_db};
+use super::{authorize, read, read_db, ApiError, AppState};
 use crate::joint::{self, JointTask, Quota};
 use crate::plan::store::{self as plan_store, Progress};
 use crate::plan::Plan;
@@ -210,7 +210,7 @@ async fn import_inspectors(
 
 async fn plans(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Vec<Plan>>, ApiError> {
     authorize(&s, &h)?;
-    Ok(Json(read(&s, |c| Ok(plan_store::plans(c))).await??))
+    Ok(Json(read_db(&s, |c| Ok(plan_store::plans(c)?)).await?))
 }
 
 async fn put_plan(
@@ -222,7 +222,7 @@ async fn put_plan(
     let Json(plan) =
         body.map_err(|e| ApiError::BadRequest(format!("{e}; see docs/draw-algorithm.md")))?;
     let saved = plan.clone();
-    write(&s, move |c| {
+    write_db(&s, move |c| {
         let tx = c.transaction()?;
         plan_store::save(&tx, &plan)?;
         let text = serde_json::to_string(&plan).expect("plans serialise");
@@ -250,10 +250,11 @@ async fn progress(
     Path(plan): Path<String>,
 ) -> Result<Json<Progress>, ApiError> {
     authorize(&s, &h)?;
-    let p = read(&s, move |c| {
-        Ok(plan_store::plan(c, &plan).and_then(|p| plan_store::progress(c, &p)))
+    let p = read_db(&s, move |c| {
+        let p = plan_store::plan(c, &plan)?;
+        Ok(plan_store::progress(c, &p)?)
     })
-    .await??;
+    .await?;
     Ok(Json(p))
 }
 
@@ -284,22 +285,22 @@ async fn joint_view(
         let (y, _, _) = crate::rules::ChinaDay::of(spotcheck_protocol::UnixMillis::now()).ymd();
         u16::try_from(y).unwrap_or(u16::MAX)
     });
-    let tasks = read(&s, |c| Ok(joint::stored_tasks(c))).await??;
+    let tasks = read_db(&s, |c| Ok(joint::stored_tasks(c)?)).await?;
     let joint_tasks = joint::merge(&tasks);
     let quotas = joint::year_quotas(&tasks, year);
-    let plans = read(&s, |c| {
-        Ok(plan_store::plans(c).and_then(|plans| {
-            let entities = registry_store::entities(c)?;
-            Ok(plans
-                .into_iter()
-                .map(|p| {
-                    let n = plan_store::planned_entities(&p, &entities);
-                    (p, n)
-                })
-                .collect::<Vec<_>>())
-        }))
+    let plans = read_db(&s, |c| {
+        let plans = plan_store::plans(c)?;
+        let entities =
+            registry_store::entities(c).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(plans
+            .into_iter()
+            .map(|p| {
+                let n = plan_store::planned_entities(&p, &entities);
+                (p, n)
+            })
+            .collect::<Vec<_>>())
     })
-    .await??;
+    .await?;
     Ok(Json(JointView {
         joint_tasks,
         quotas,

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{authorize, ApiError, AppState};
+use super::{authorize, read_db, ApiError, AppState};
 use crate::report::{self, Period, Report};
 use crate::rules::ChinaDay;
 use spotcheck_protocol::UnixMillis;
@@ -52,12 +52,10 @@ impl ReportParams {
 
 async fn make(s: &AppState, p: ReportParams) -> Result<Report, ApiError> {
     let period = p.period()?;
-    let db = s.db.clone();
     let within = s.publish_within_days;
-    tokio::task::spawn_blocking(move || {
-        let conn = crate::store::open_for_reading(&db)?;
+    read_db(s, move |c| {
         report::build_for(
-            &conn,
+            c,
             &period,
             within,
             UnixMillis::now(),
@@ -66,7 +64,6 @@ async fn make(s: &AppState, p: ReportParams) -> Result<Report, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 async fn json_report(

@@ -14,8 +14,8 @@ use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
 use super::auth::{self, Caller};
-use super::draws::write;
-use super::{read, ApiError, AppState};
+use super::draws::write_db;
+use super::{read_db, ApiError, AppState};
 use crate::check::{self, Check, CheckError, Decider, Decision};
 use crate::results::{self, Category};
 use crate::rules::RulePack;
@@ -66,7 +66,7 @@ impl From<CheckError> for ApiError {
             CheckError::NotFound(_) => ApiError::NotFound(e.to_string()),
             CheckError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             CheckError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
-            CheckError::Sqlite(_) | CheckError::Audit(_) => ApiError::Internal(e.to_string()),
+            CheckError::Db(_) | CheckError::Audit(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -74,7 +74,7 @@ impl From<CheckError> for ApiError {
 /// Task `id` if `caller` may see it; otherwise "does not exist", exactly as for a task that
 /// does not, so that nobody learns of tasks they may not see.
 async fn task_for(s: &AppState, caller: &Caller, id: TaskId) -> Result<Task, ApiError> {
-    let task = read(s, move |c| Ok(task_store::get(c, id))).await?;
+    let task = read_db(s, move |c| Ok(task_store::get(c, id))).await?;
     match task {
         Ok(t) if caller.sees(&t) => Ok(t),
         Ok(_) | Err(TaskError::NotFound(_)) => Err(TaskError::NotFound(id).into()),
@@ -146,7 +146,7 @@ async fn list(
         before: p.before.map(TaskId),
         limit: p.limit.unwrap_or(100).min(10_000),
     };
-    let tasks = read(&s, move |c| Ok(task_store::list(c, &filter))).await??;
+    let tasks = read_db(&s, move |c| Ok(task_store::list(c, &filter)?)).await?;
     Ok(Json(tasks))
 }
 
@@ -171,23 +171,21 @@ async fn one(
     let id = TaskId(id);
     task_for(&s, &who, id).await?;
     let rules = s.rulebook.rules();
-    let view = read(&s, move |c| {
-        Ok((|| -> Result<TaskView, ApiError> {
-            let task = task_store::get(c, id)?;
-            let rule = task
-                .rule()
-                .and_then(|k| crate::views::evidence::rule_of(&rules, k.as_str()))
-                .map(|(_, r)| r);
-            Ok(TaskView {
-                rule_title: rule.map(|r| r.title.clone()),
-                rule_title_zh: rule.map(|r| r.chinese_title().to_owned()),
-                task,
-                notes: task_store::notes(c, id)?,
-                checks: check::of_task(c, id)?,
-            })
-        })())
+    let view = read_db(&s, move |c| {
+        let task = task_store::get(c, id)?;
+        let rule = task
+            .rule()
+            .and_then(|k| crate::views::evidence::rule_of(&rules, k.as_str()))
+            .map(|(_, r)| r);
+        Ok(TaskView {
+            rule_title: rule.map(|r| r.title.clone()),
+            rule_title_zh: rule.map(|r| r.chinese_title().to_owned()),
+            task,
+            notes: task_store::notes(c, id)?,
+            checks: check::of_task(c, id)?,
+        })
     })
-    .await??;
+    .await?;
     Ok(Json(view))
 }
 
@@ -199,7 +197,7 @@ async fn acknowledge(
     let who = auth::caller(&s, &headers)?;
     managed(&s, &who, TaskId(id)).await?;
     let by = who.actor();
-    let t = write(&s, move |c| {
+    let t = write_db(&s, move |c| {
         Ok(task_store::acknowledge(c, TaskId(id), &by, now())?)
     })
     .await?;
@@ -225,7 +223,7 @@ async fn resolve(
     let Json(r) = body.map_err(bad_body(
         "{\"result\": CATEGORY_CODE, \"comment\": TEXT} (categories: GET /api/v1/public/results/categories)",
     ))?;
-    let t = write(&s, move |c| {
+    let t = write_db(&s, move |c| {
         Ok(task_store::resolve(
             c,
             TaskId(id),
@@ -267,7 +265,7 @@ async fn create_referral(
         )));
     }
     let by = who.actor();
-    let t = write(&s, move |c| {
+    let t = write_db(&s, move |c| {
         let referral = task_store::NewReferral {
             entity: &r.entity,
             department: &r.department,
@@ -298,7 +296,7 @@ async fn assign(
     let Json(a) = body.map_err(bad_body(
         "{\"inspectors\": [INSPECTOR_ID, INSPECTOR_ID, ...]}",
     ))?;
-    let t = write(&s, move |c| {
+    let t = write_db(&s, move |c| {
         Ok(task_store::assign_checked(
             c,
             TaskId(id),
@@ -346,7 +344,7 @@ async fn run_check(
     task_for(&s, &who, id).await?;
     let rules = s.rulebook.rules();
     let calendar = s.rulebook.calendar();
-    let c = write(&s, move |c| {
+    let c = write_db(&s, move |c| {
         Ok(check::run(c, &rules, &calendar, id, window, now())?)
     })
     .await?;
@@ -360,7 +358,7 @@ async fn decide(
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Json<Check>, ApiError> {
     let who = auth::caller(&s, &headers)?;
-    let task = read(&s, move |c| Ok(check::get(c, id))).await?;
+    let task = read_db(&s, move |c| Ok(check::get(c, id))).await?;
     let task = match task {
         Ok(c) => c.task,
         Err(CheckError::NotFound(_)) => return Err(CheckError::NotFound(id).into()),
@@ -382,7 +380,7 @@ async fn decide(
     let Json(d) = body.map_err(bad_body(
         "{\"decision\": \"accept\"[, \"result\": CATEGORY][, \"comment\": TEXT]} or {\"decision\": \"override\", \"result\": CATEGORY, \"reason\": TEXT}",
     ))?;
-    let c = write(&s, move |c| Ok(check::decide(c, id, &by, d, now())?)).await?;
+    let c = write_db(&s, move |c| Ok(check::decide(c, id, &by, d, now())?)).await?;
     Ok(Json(c))
 }
 
@@ -402,9 +400,9 @@ async fn publish(
     for &t in &p.tasks {
         managed(&s, &who, TaskId(t)).await?;
     }
-    let published = write(&s, move |c| {
+    let published = write_db(&s, move |c| {
         results::publish(c, &p.tasks, now()).map_err(|e| match e {
-            results::ResultsError::Sqlite(_) | results::ResultsError::Audit(_) => {
+            results::ResultsError::Db(_) | results::ResultsError::Audit(_) => {
                 ApiError::Internal(e.to_string())
             }
             _ => ApiError::Conflict(e.to_string()),
@@ -420,13 +418,11 @@ async fn pending(
 ) -> Result<Json<Vec<results::PendingPublication>>, ApiError> {
     let who = auth::staff(&s, &headers)?;
     let days = s.publish_within_days;
-    let rows = read(&s, move |c| {
-        Ok(
-            results::pending_publication(c, results::Deadline { days }, now())
-                .map_err(|e| ApiError::Internal(e.to_string())),
-        )
+    let rows = read_db(&s, move |c| {
+        results::pending_publication(c, results::Deadline { days }, now())
+            .map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await??;
+    .await?;
     let rows = match who.role() {
         Role::Supervisor => rows
             .into_iter()
@@ -473,10 +469,10 @@ async fn public_results(
         until_ms: p.until_ms,
         limit: Some(p.limit.unwrap_or(1000).min(100_000)),
     };
-    let rows = read(&s, move |c| {
-        Ok(results::public_results(c, &filter).map_err(|e| ApiError::Internal(e.to_string())))
+    let rows = read_db(&s, move |c| {
+        results::public_results(c, &filter).map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await??;
+    .await?;
     if csv {
         let body = results::to_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok((
@@ -562,7 +558,7 @@ async fn put_rule_pack(
         )));
     }
     let book = s.rulebook.clone();
-    let pack = write(&s, move |c| {
+    let pack = write_db(&s, move |c| {
         book.activate(c, parsed, now())
             .map_err(|e| ApiError::Internal(e.to_string()))
     })
@@ -581,13 +577,13 @@ async fn audit_export(
 ) -> Result<Response, ApiError> {
     auth::oversight(&s, &headers)?;
     let Query(AuditParams {}) = params.map_err(bad_query("no parameters"))?;
-    let body = read(&s, move |c| {
+    let body = read_db(&s, move |c| {
         let mut out = Vec::new();
-        Ok(crate::audit::export_jsonl(c, &mut out)
+        crate::audit::export_jsonl(c, &mut out)
             .map(|_| out)
-            .map_err(|e| ApiError::Internal(e.to_string())))
+            .map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await??;
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
@@ -648,11 +644,11 @@ async fn audit_verify(
             )));
         }
     }
-    let report = read(&s, move |c| {
-        Ok(crate::audit::verify_store(c, head.as_deref())
-            .map_err(|e| ApiError::Internal(e.to_string())))
+    let report = read_db(&s, move |c| {
+        crate::audit::verify_store(c, head.as_deref())
+            .map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await??;
+    .await?;
     Ok(Json(VerifyView {
         ok: report.is_ok(),
         entries: report.entries,
@@ -674,10 +670,10 @@ async fn audit_verify(
 }
 
 async fn audit_head(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let head = read(&s, |c| {
-        Ok(crate::audit::head(c).map_err(|e| ApiError::Internal(e.to_string())))
+    let head = read_db(&s, |c| {
+        crate::audit::head(c).map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await??;
+    .await?;
     Ok(Json(match head {
         Some((seq, hash)) => json!({"seq": seq, "hash": hash}),
         None => json!({"seq": 0, "hash": null}),

@@ -7,7 +7,6 @@
 //! way to pass. The verdict is a proposal: only an inspector assigned to the task can accept
 //! it or override it with a reason ([`decide`]), and that decision is the task's result.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
@@ -16,6 +15,7 @@ use crate::audit::{self, EntryKind};
 use crate::results::Category;
 use crate::rules::window::{self, Completeness, Evidence, Outcome, SeriesData, Window};
 use crate::rules::{Calendar, ChinaDay, RuleSet};
+use crate::store::db::{args, Conn, DbError, Row, Sql};
 use crate::store::query;
 use crate::tasks::store as tasks;
 use crate::tasks::{TaskError, TaskId, TaskStatus, Transition};
@@ -93,9 +93,9 @@ pub enum CheckError {
     /// The decider may not make this decision.
     #[error("{0}")]
     Forbidden(String),
-    /// SQLite failed.
+    /// The store failed.
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// The audit log refused the entry.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
@@ -103,21 +103,22 @@ pub enum CheckError {
 
 /// The data entities of a task's entity: itself (agents may report under the credit code)
 /// and the entities its bound agents report for.
-fn data_entities(conn: &Connection, entity: &str) -> rusqlite::Result<Vec<String>> {
+fn data_entities(conn: &(impl Sql + ?Sized), entity: &str) -> Result<Vec<String>, DbError> {
     let mut names = vec![entity.to_owned()];
-    let agents: Option<String> = conn
-        .query_row(
-            "SELECT agents FROM registry_entities WHERE code = ?1",
-            [entity],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let agents: Option<String> = conn.query_opt(
+        "SELECT agents FROM registry_entities WHERE code = $1",
+        args![entity],
+        |r| r.get(0),
+    )?;
     let agents: Vec<String> = agents
         .and_then(|a| serde_json::from_str(&a).ok())
         .unwrap_or_default();
-    let mut stmt = conn.prepare_cached("SELECT entity FROM agents WHERE name = ?1")?;
     for a in agents {
-        if let Some(e) = stmt.query_row([&a], |r| r.get::<_, String>(0)).optional()? {
+        if let Some(e) =
+            conn.query_opt("SELECT entity FROM agents WHERE name = $1", args![a], |r| {
+                r.get::<String>(0)
+            })?
+        {
             names.push(e);
         }
     }
@@ -136,7 +137,7 @@ pub fn task_window(start: &str, end: &str) -> Option<(i64, i64)> {
 /// Runs the remote check of task `id` over `window` (default: the task's inspection window,
 /// cut at `now`) and records the verdict.
 pub fn run(
-    conn: &mut Connection,
+    conn: &Conn,
     rules: &RuleSet,
     calendar: &Calendar,
     id: TaskId,
@@ -169,12 +170,11 @@ pub fn run(
         )));
     }
     let pack_id: Option<String> = conn
-        .query_row(
-            "SELECT rule_pack FROM registry_items WHERE id = ?1",
-            [task.item.as_str()],
+        .query_opt(
+            "SELECT rule_pack FROM registry_items WHERE id = $1",
+            args![task.item.as_str()],
             |r| r.get(0),
-        )
-        .optional()?
+        )?
         .flatten();
     let pack = pack_id.as_deref().and_then(|p| rules.by_id(p));
     let (pack_hash, outcome, evidence) = match pack {
@@ -226,13 +226,13 @@ pub fn run(
             )
         }
     };
-    let tx = crate::store::immediate(conn)?;
-    tx.execute(
+    let tx = conn.transaction()?;
+    let check = CheckId(tx.query_row(
         "INSERT INTO checks (task, pack_hash, window_start_ms, window_end_ms, outcome, evidence, checked_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![id.0, pack_hash, start, end, outcome, evidence.to_string(), now.0],
-    )?;
-    let check = CheckId(tx.last_insert_rowid());
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        args![id.0, pack_hash, start, end, outcome, evidence.to_string(), now.0],
+        |r| r.get(0),
+    )?);
     tasks::apply(&tx, id, Transition::Check, now)?;
     tasks::add_note(
         &tx,
@@ -266,28 +266,27 @@ fn outcome_code(o: Outcome) -> &'static str {
 }
 
 /// One check.
-pub fn get(conn: &Connection, id: i64) -> Result<Check, CheckError> {
-    conn.query_row(
+pub fn get(conn: &(impl Sql + ?Sized), id: i64) -> Result<Check, CheckError> {
+    conn.query_opt(
         "SELECT id, task, pack_hash, window_start_ms, window_end_ms, outcome, evidence, checked_ms,
-                decision, decided_by, reason, decided_ms FROM checks WHERE id = ?1",
-        [id],
+                decision, decided_by, reason, decided_ms FROM checks WHERE id = $1",
+        args![id],
         row,
-    )
-    .optional()?
+    )?
     .ok_or(CheckError::NotFound(id))
 }
 
 /// A task's checks, newest first.
-pub fn of_task(conn: &Connection, task: TaskId) -> Result<Vec<Check>, CheckError> {
-    let mut stmt = conn.prepare(
+pub fn of_task(conn: &(impl Sql + ?Sized), task: TaskId) -> Result<Vec<Check>, CheckError> {
+    Ok(conn.query(
         "SELECT id, task, pack_hash, window_start_ms, window_end_ms, outcome, evidence, checked_ms,
-                decision, decided_by, reason, decided_ms FROM checks WHERE task = ?1 ORDER BY id DESC",
-    )?;
-    let rows = stmt.query_map([task.0], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+                decision, decided_by, reason, decided_ms FROM checks WHERE task = $1 ORDER BY id DESC",
+        args![task.0],
+        row,
+    )?)
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Check> {
+fn row(r: &Row<'_>) -> Result<Check, DbError> {
     let evidence: String = r.get(6)?;
     Ok(Check {
         id: CheckId(r.get(0)?),
@@ -326,15 +325,16 @@ impl Decider {
 
 /// Records a decision on check `id`; the task gets its result.
 pub fn decide(
-    conn: &mut Connection,
+    conn: &Conn,
     id: i64,
     by: &Decider,
     decision: Decision,
     now: UnixMillis,
 ) -> Result<Check, CheckError> {
-    let check = get(conn, id)?;
+    let tx = conn.transaction()?;
+    // Read under the write lock: another collector may decide the same check meanwhile.
+    let check = get(&tx, id)?;
     let task = check.task;
-    let tx = crate::store::immediate(conn)?;
     match by {
         Decider::Inspector(inspector) => {
             if !tasks::is_assigned(&tx, task, inspector)? {
@@ -361,8 +361,8 @@ pub fn decide(
         )));
     }
     let newest: i64 = tx.query_row(
-        "SELECT max(id) FROM checks WHERE task = ?1",
-        [task.0],
+        "SELECT max(id) FROM checks WHERE task = $1",
+        args![task.0],
         |r| r.get(0),
     )?;
     if newest != id {
@@ -419,8 +419,8 @@ pub fn decide(
         }
     };
     tx.execute(
-        "UPDATE checks SET decision = ?2, decided_by = ?3, reason = ?4, decided_ms = ?5 WHERE id = ?1",
-        params![id, kind, inspector, reason, now.0],
+        "UPDATE checks SET decision = $2, decided_by = $3, reason = $4, decided_ms = $5 WHERE id = $1",
+        args![id, kind, inspector, reason, now.0],
     )?;
     tasks::record_result(&tx, task, Transition::Decide, result, &comment, now)?;
     audit::append(

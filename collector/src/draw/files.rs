@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
-
 use super::record::DrawRecord;
 use super::store::{self, DrawStoreError};
 
@@ -48,7 +46,11 @@ pub fn write(out: &Path, record: &DrawRecord) -> Result<PathBuf, FilesError> {
 }
 
 /// Renders the stored records of draws `ids` (those revealed) into `out`.
-pub fn refresh(conn: &Connection, out: &Path, ids: &[String]) -> Result<Vec<PathBuf>, FilesError> {
+pub fn refresh(
+    conn: &(impl crate::store::db::Sql + ?Sized),
+    out: &Path,
+    ids: &[String],
+) -> Result<Vec<PathBuf>, FilesError> {
     let mut written = Vec::new();
     for id in ids {
         if let Some(record) = store::record(conn, id)? {

@@ -12,7 +12,8 @@
 //!   its verification from what it holds.
 //! - [`mod@verify`]: recomputes a full record from its own contents and names what differs.
 //! - [`commitment`]: the published commitment and the check of a record against it.
-//! - [`store`]: commitments and records in SQLite, the one source of the records.
+//! - [`store`]: commitments and records in the store (SQLite or PostgreSQL), the one source
+//!   of the records.
 //! - [`files`]: the published record files, rendered from the store.
 //!
 //! `docs/draw-algorithm.md` specifies all of it precisely enough to re-implement it in

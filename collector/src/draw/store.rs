@@ -1,9 +1,8 @@
-//! Draws in SQLite: a commitment is stored (seed and salt key kept secret) and published first;
+//! Draws in the store (SQLite or PostgreSQL): a commitment is stored (seed and salt key kept secret) and published first;
 //! the reveal rebuilds the input, refuses it if any input — parameters, candidates and their
 //! classes, pool or conflicts — no longer matches the committed digests, makes the draw and
 //! stores the full record and its random tasks in one transaction.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 pub use super::commitment::{Commitment, CommittedDigests};
@@ -13,16 +12,16 @@ use super::DrawError;
 use crate::audit::{self, EntryKind};
 use crate::registry::model::{Department, InspectorId};
 use crate::registry::CreditCode;
-use crate::store::{immediate, immediate_shared};
+use crate::store::db::{args, Backend, Conn, DbError, Sql};
 use crate::tasks::store as tasks;
 use spotcheck_protocol::UnixMillis;
 
 /// Why a stored draw operation failed. Every failure leaves the store unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum DrawStoreError {
-    /// SQLite failed.
+    /// The store failed.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// The draw itself is impossible.
     #[error(transparent)]
     Draw(#[from] DrawError),
@@ -101,7 +100,7 @@ pub fn committed_digests(input: &DrawInput, key: &SaltKey) -> CommittedDigests {
 /// is refused first (impossibility does not depend on the seed, so a trial with a zero seed
 /// tells).
 pub fn commit(
-    conn: &Connection,
+    conn: &Conn,
     plan: Option<&str>,
     input: &DrawInput,
     window_end: Option<&str>,
@@ -136,7 +135,7 @@ impl PartnerDigests {
 /// [`commit`] for a joint draw: also fixes each partner's pool and conflicts (`partners`:
 /// the partners' inputs over the same candidates).
 pub fn commit_joint(
-    conn: &Connection,
+    conn: &Conn,
     plan: Option<&str>,
     input: &DrawInput,
     partners: &[DrawInput],
@@ -170,13 +169,13 @@ pub fn commit_joint(
         .iter()
         .map(|p| PartnerDigests::of(p, &key))
         .collect();
-    // On a shared connection; the draw and its audit entry commit together.
-    let tx = immediate_shared(conn)?;
+    // The draw and its audit entry commit together.
+    let tx = conn.transaction()?;
     let n = tx.execute(
-        "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
-                                      salt_key, window_end, partners)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+        "INSERT INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
+                            salt_key, window_end, partners)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        args![
             id,
             plan,
             c.commitment.to_string(),
@@ -206,35 +205,51 @@ pub fn commit_joint(
     Ok(c)
 }
 
+/// Draw ids in code-point order on both engines (PostgreSQL's text order otherwise follows the
+/// database's collation), for the ties of a list that stops at a limit.
+fn id_order(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "id",
+        Backend::Postgres => "id COLLATE \"C\"",
+    }
+}
+
 /// Serialises a value of ours (cannot fail for these types).
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("draw types serialise")
 }
 
 /// Every commitment, newest first.
-pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, DrawStoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end,
-                salt_key IS NULL
-         FROM draws ORDER BY committed_ms DESC, id LIMIT ?1",
+pub fn commitments(
+    conn: &(impl Sql + ?Sized),
+    limit: u32,
+) -> Result<Vec<Commitment>, DrawStoreError> {
+    let rows = conn.query(
+        &format!(
+            "SELECT id, commitment, parameters, digests, plan, committed_ms, revealed_ms,
+                    window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
+             FROM draws ORDER BY committed_ms DESC, {} LIMIT $1",
+            id_order(conn.backend())
+        ),
+        args![limit],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<Option<String>>(4)?,
+                r.get::<i64>(5)?,
+                r.get::<Option<i64>>(6)?,
+                r.get::<Option<String>>(7)?,
+                r.get::<bool>(8)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map([limit], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, Option<String>>(7)?,
-            r.get::<_, bool>(8)?,
-        ))
-    })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, commitment, parameters, digests, plan, committed_ms, revealed_ms, window_end, old) =
-            row?;
+            row;
         if old {
             return Err(legacy(&id));
         }
@@ -258,7 +273,7 @@ pub fn commitments(conn: &Connection, limit: u32) -> Result<Vec<Commitment>, Dra
 /// record. The caller creates the tasks in the same transaction. Returns the record and the
 /// partner digests committed with it (empty unless a joint draw).
 pub fn reveal_in(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     id: &str,
     input: &DrawInput,
     now_ms: i64,
@@ -271,13 +286,11 @@ pub fn reveal_in(
         Option<String>,
         Option<String>,
     );
-    let row: Option<Row> = tx
-        .query_row(
-            "SELECT seed, salt_key, digests, record, partners FROM draws WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
+    let row: Option<Row> = tx.query_opt(
+        "SELECT seed, salt_key, digests, record, partners FROM draws WHERE id = $1",
+        args![id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
     let (seed, key, digests, record, partners) =
         row.ok_or_else(|| DrawStoreError::NotFound(id.to_owned()))?;
     if record.is_some() {
@@ -317,8 +330,8 @@ pub fn reveal_in(
     }
     let record = DrawRecord::make(seed, key, input)?;
     tx.execute(
-        "UPDATE draws SET record = ?2, revealed_ms = ?3 WHERE id = ?1",
-        params![
+        "UPDATE draws SET record = $2, revealed_ms = $3 WHERE id = $1",
+        args![
             id,
             serde_json::to_string(&record).expect("records serialise"),
             now_ms
@@ -382,7 +395,7 @@ pub fn partner_seed(seed: &Seed, department: &Department) -> Seed {
 /// Stores a partner department's inspector draw (its own draw id, seed from
 /// [`partner_seed`]) as committed and revealed at once, inside the joint draw's reveal.
 pub fn store_partner_draw(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     plan: Option<&str>,
     input: &DrawInput,
     seed: Seed,
@@ -394,10 +407,10 @@ pub fn store_partner_draw(
     let record = DrawRecord::make(seed, key, input)?;
     let digests = committed_digests(input, &key);
     let n = tx.execute(
-        "INSERT OR IGNORE INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
-                                      salt_key, window_end, record, revealed_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?6)",
-        params![
+        "INSERT INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
+                            salt_key, window_end, record, revealed_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6) ON CONFLICT (id) DO NOTHING",
+        args![
             id,
             plan,
             record.commitment.to_string(),
@@ -426,7 +439,7 @@ pub fn store_partner_draw(
 }
 
 /// Revealed full records, newest first, in the JSON form `draw verify` reads.
-pub fn records(conn: &Connection, limit: u32) -> Result<Vec<DrawRecord>, DrawStoreError> {
+pub fn records(conn: &(impl Sql + ?Sized), limit: u32) -> Result<Vec<DrawRecord>, DrawStoreError> {
     Ok(revealed(conn, limit)?
         .into_iter()
         .map(|r| r.record)
@@ -443,22 +456,26 @@ pub struct Revealed {
 }
 
 /// Revealed draws, newest first, with their windows.
-pub fn revealed(conn: &Connection, limit: u32) -> Result<Vec<Revealed>, DrawStoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, record, window_end, salt_key IS NULL FROM draws WHERE record IS NOT NULL
-         ORDER BY revealed_ms DESC, id LIMIT ?1",
+pub fn revealed(conn: &(impl Sql + ?Sized), limit: u32) -> Result<Vec<Revealed>, DrawStoreError> {
+    let rows = conn.query(
+        &format!(
+            "SELECT id, record, window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
+             FROM draws WHERE record IS NOT NULL
+             ORDER BY revealed_ms DESC NULLS LAST, {} LIMIT $1",
+            id_order(conn.backend())
+        ),
+        args![limit],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<Option<String>>(2)?,
+                r.get::<bool>(3)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map([limit], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, bool>(3)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, json, window_end, old) = row?;
+    for (id, json, window_end, old) in rows {
         if old {
             return Err(legacy(&id));
         }
@@ -471,10 +488,11 @@ pub fn revealed(conn: &Connection, limit: u32) -> Result<Vec<Revealed>, DrawStor
 }
 
 /// The revealed record of draw `id` (None: no such draw, or not revealed yet).
-pub fn record(conn: &Connection, id: &str) -> Result<Option<DrawRecord>, DrawStoreError> {
-    let json: Option<Option<String>> = conn
-        .query_row("SELECT record FROM draws WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
+pub fn record(conn: &(impl Sql + ?Sized), id: &str) -> Result<Option<DrawRecord>, DrawStoreError> {
+    let json: Option<Option<String>> =
+        conn.query_opt("SELECT record FROM draws WHERE id = $1", args![id], |r| {
+            r.get(0)
+        })?;
     json.flatten()
         .map(|j| serde_json::from_str(&j).map_err(|e| corrupt(id)(e.to_string())))
         .transpose()
@@ -483,15 +501,18 @@ pub fn record(conn: &Connection, id: &str) -> Result<Option<DrawRecord>, DrawSto
 /// Draw `prefix` of plan `plan` and the draws named `{prefix}-…` (a batch's draw and its
 /// partners' inspector draws).
 pub fn ids_of_plan(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     plan: &str,
     prefix: &str,
 ) -> Result<Vec<String>, DrawStoreError> {
-    let mut stmt = conn.prepare("SELECT id FROM draws WHERE plan = ?1 ORDER BY id")?;
-    let rows = stmt.query_map([plan], |r| r.get::<_, String>(0))?;
+    let mut rows: Vec<String> =
+        conn.query("SELECT id FROM draws WHERE plan = $1", args![plan], |r| {
+            r.get(0)
+        })?;
+    // By code point, in Rust: the same on both engines whatever PostgreSQL's collation.
+    rows.sort();
     let mut out = Vec::new();
     for id in rows {
-        let id = id?;
         if id == prefix
             || id
                 .strip_prefix(prefix)
@@ -504,25 +525,26 @@ pub fn ids_of_plan(
 }
 
 /// Whether draw `id` is revealed.
-pub fn is_revealed(conn: &Connection, id: &str) -> Result<bool, DrawStoreError> {
+pub fn is_revealed(conn: &(impl Sql + ?Sized), id: &str) -> Result<bool, DrawStoreError> {
     Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM draws WHERE id = ?1 AND record IS NOT NULL)",
-        [id],
+        "SELECT EXISTS (SELECT 1 FROM draws WHERE id = $1 AND record IS NOT NULL)",
+        args![id],
         |r| r.get(0),
     )?)
 }
 
 /// Records a recusal in draw `id` and draws the replacement with a fresh seed.
 pub fn recuse(
-    conn: &mut Connection,
+    conn: &Conn,
     id: &str,
     entity: &CreditCode,
     inspector: &InspectorId,
 ) -> Result<Replacement, DrawStoreError> {
-    let tx = immediate(conn)?;
-    let json: Option<Option<String>> = tx
-        .query_row("SELECT record FROM draws WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
+    let tx = conn.transaction()?;
+    let json: Option<Option<String>> =
+        tx.query_opt("SELECT record FROM draws WHERE id = $1", args![id], |r| {
+            r.get(0)
+        })?;
     let json = json
         .ok_or_else(|| DrawStoreError::NotFound(id.to_owned()))?
         .ok_or_else(|| DrawStoreError::NotRevealed(id.to_owned()))?;
@@ -530,8 +552,8 @@ pub fn recuse(
         serde_json::from_str(&json).map_err(|e| corrupt(id)(e.to_string()))?;
     let r = record.recuse(entity, inspector, Seed::generate())?.clone();
     tx.execute(
-        "UPDATE draws SET record = ?2 WHERE id = ?1",
-        params![
+        "UPDATE draws SET record = $2 WHERE id = $1",
+        args![
             id,
             serde_json::to_string(&record).expect("records serialise")
         ],

@@ -210,7 +210,9 @@ pub fn joint_per_department(joint: &[JointTask]) -> BTreeMap<Department, u64> {
 
 /// Every task in the store of an entity of the library, as a [`Task`] (read by the tasks
 /// module, which owns the table).
-pub fn stored_tasks(conn: &rusqlite::Connection) -> Result<Vec<Task>, crate::tasks::TaskError> {
+pub fn stored_tasks(
+    conn: &(impl crate::store::db::Sql + ?Sized),
+) -> Result<Vec<Task>, crate::tasks::TaskError> {
     crate::tasks::store::scheduled(conn)
 }
 

@@ -4,7 +4,8 @@
 //!
 //! - this file: the plan and its validation, and building a batch's draw input from the
 //!   libraries;
-//! - [`store`]: plans in SQLite, progress, committing and revealing a batch's draw.
+//! - [`store`]: plans in the store (SQLite or PostgreSQL), progress, committing and revealing
+//!   a batch's draw.
 
 pub mod store;
 

@@ -1,8 +1,7 @@
-//! Plans in SQLite, committing and revealing a batch's draw, and progress against the plan.
+//! Plans in the store (SQLite or PostgreSQL), committing and revealing a batch's draw, and progress against the plan.
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use spotcheck_protocol::UnixMillis;
 
@@ -12,16 +11,16 @@ use crate::draw::{Candidate, DrawError, DrawInput, DrawRecord};
 use crate::registry::model::{DrawId, Entity, RiskClass};
 use crate::registry::store::{self as registry_store, RegistryStoreError};
 use crate::registry::CreditCode;
-use crate::store::immediate;
+use crate::store::db::{args, Conn, DbError, Sql};
 use crate::tasks::store::{self as tasks, NewDrawn, PlanTask};
 use crate::tasks::{Kind, TaskError, TaskStatus};
 
 /// Why a plan operation failed. Every failure leaves the store unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanStoreError {
-    /// SQLite failed.
+    /// The store failed.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// Reading the libraries failed.
     #[error(transparent)]
     Registry(#[from] RegistryStoreError),
@@ -51,11 +50,12 @@ pub enum PlanStoreError {
 }
 
 /// Stores (or replaces) a plan after validating it.
-pub fn save(conn: &Connection, plan: &Plan) -> Result<(), PlanStoreError> {
+pub fn save(conn: &(impl Sql + ?Sized), plan: &Plan) -> Result<(), PlanStoreError> {
     plan.validate()?;
     conn.execute(
-        "INSERT OR REPLACE INTO plans (id, body) VALUES (?1, ?2)",
-        params![
+        "INSERT INTO plans (id, body) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        args![
             plan.id.as_str(),
             serde_json::to_string(plan).expect("plans serialise")
         ],
@@ -64,12 +64,15 @@ pub fn save(conn: &Connection, plan: &Plan) -> Result<(), PlanStoreError> {
 }
 
 /// Every plan, by id.
-pub fn plans(conn: &Connection) -> Result<Vec<Plan>, PlanStoreError> {
-    let mut stmt = conn.prepare("SELECT id, body FROM plans ORDER BY id")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+pub fn plans(conn: &(impl Sql + ?Sized)) -> Result<Vec<Plan>, PlanStoreError> {
+    let mut rows: Vec<(String, String)> =
+        conn.query("SELECT id, body FROM plans", args![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    // By id in code-point order, in Rust: the same on both engines whatever the collation.
+    rows.sort();
     let mut out = Vec::new();
-    for row in rows {
-        let (id, body) = row?;
+    for (id, body) in rows {
         out.push(
             serde_json::from_str(&body).map_err(|e| PlanStoreError::Corrupt {
                 id,
@@ -81,10 +84,11 @@ pub fn plans(conn: &Connection) -> Result<Vec<Plan>, PlanStoreError> {
 }
 
 /// The plan `id`.
-pub fn plan(conn: &Connection, id: &str) -> Result<Plan, PlanStoreError> {
-    let body: Option<String> = conn
-        .query_row("SELECT body FROM plans WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
+pub fn plan(conn: &(impl Sql + ?Sized), id: &str) -> Result<Plan, PlanStoreError> {
+    let body: Option<String> =
+        conn.query_opt("SELECT body FROM plans WHERE id = $1", args![id], |r| {
+            r.get(0)
+        })?;
     let body = body.ok_or_else(|| PlanStoreError::NotFound(format!("no plan {id:?}")))?;
     serde_json::from_str(&body).map_err(|e| PlanStoreError::Corrupt {
         id: id.to_owned(),
@@ -93,7 +97,10 @@ pub fn plan(conn: &Connection, id: &str) -> Result<Plan, PlanStoreError> {
 }
 
 /// Entities drawn in revealed draws of `plan`.
-fn already_drawn(conn: &Connection, plan: &str) -> Result<HashSet<CreditCode>, PlanStoreError> {
+fn already_drawn(
+    conn: &(impl Sql + ?Sized),
+    plan: &str,
+) -> Result<HashSet<CreditCode>, PlanStoreError> {
     tasks::drawn_for_plan(conn, plan)?
         .into_iter()
         .map(|code| {
@@ -105,7 +112,11 @@ fn already_drawn(conn: &Connection, plan: &str) -> Result<HashSet<CreditCode>, P
         .collect()
 }
 
-fn batch_input(conn: &Connection, plan: &Plan, label: &str) -> Result<BatchInputs, PlanStoreError> {
+fn batch_input(
+    conn: &(impl Sql + ?Sized),
+    plan: &Plan,
+    label: &str,
+) -> Result<BatchInputs, PlanStoreError> {
     let batch = plan.batch(label).ok_or_else(|| {
         PlanStoreError::NotFound(format!("plan {} has no batch {label:?}", plan.id))
     })?;
@@ -159,7 +170,7 @@ struct BatchInputs {
 /// the commitment to publish. Checks the draw is possible first (impossibility does not depend
 /// on the seed), so an impossible draw fails here with its reason and stores nothing.
 pub fn commit_batch(
-    conn: &Connection,
+    conn: &Conn,
     plan_id: &str,
     label: &str,
     now_ms: i64,
@@ -184,11 +195,15 @@ pub fn commit_batch(
 /// [`draw_store::partner_seed`]); one task per department and entity, each with its own
 /// department's inspectors. Returns the department's record.
 pub fn reveal_batch(
-    conn: &mut Connection,
+    conn: &Conn,
     plan_id: &str,
     label: &str,
     now_ms: i64,
 ) -> Result<DrawRecord, PlanStoreError> {
+    // The inputs are read before the write transaction, so that reading a large library does
+    // not hold the store's write lock (on SQLite, ingest's too). A library changed meanwhile
+    // cannot slip in: the reveal checks the inputs against the committed digests, and a batch
+    // another collector revealed meanwhile is refused as revealed.
     let plan = plan(conn, plan_id)?;
     let inputs = batch_input(conn, &plan, label)?;
     let batch = plan.batch(label).expect("batch_input checked it");
@@ -212,7 +227,7 @@ pub fn reveal_batch(
             }
         }
     };
-    let tx = immediate(conn)?;
+    let tx = conn.transaction()?;
     let (record, committed) = draw_store::reveal_in(&tx, id.as_str(), &inputs.input, now_ms)?;
     let kind = kind_of(&id);
     for a in &record.draws {
@@ -324,7 +339,7 @@ pub fn planned_entities(plan: &Plan, entities: &[Entity]) -> u64 {
 }
 
 /// Progress of `plan` against its ratios, in total and per class.
-pub fn progress(conn: &Connection, plan: &Plan) -> Result<Progress, PlanStoreError> {
+pub fn progress(conn: &(impl Sql + ?Sized), plan: &Plan) -> Result<Progress, PlanStoreError> {
     let entities = registry_store::entities(conn)?;
     let class_of: HashMap<&str, &RiskClass> = entities
         .iter()
@@ -375,7 +390,7 @@ pub fn progress(conn: &Connection, plan: &Plan) -> Result<Progress, PlanStoreErr
     })
 }
 
-fn batches_drawn(conn: &Connection, plan: &Plan) -> Result<u64, PlanStoreError> {
+fn batches_drawn(conn: &(impl Sql + ?Sized), plan: &Plan) -> Result<u64, PlanStoreError> {
     let mut n = 0;
     for b in &plan.batches {
         n += u64::from(draw_store::is_revealed(conn, plan.draw_id(b)?.as_str())?);

@@ -16,6 +16,9 @@ pub enum RegistryStoreError {
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The store failed (either engine).
+    #[error("database: {0}")]
+    Db(#[from] crate::store::db::DbError),
     /// The audit log refused the entry.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -303,21 +306,23 @@ impl<'t, 'c> Writer<'t, 'c> {
 }
 
 /// The item list, by id.
-pub fn items(conn: &Connection) -> Result<Vec<Item>, RegistryStoreError> {
-    let mut stmt = conn.prepare(
+pub fn items(
+    conn: &(impl crate::store::db::Sql + ?Sized),
+) -> Result<Vec<Item>, RegistryStoreError> {
+    let rows = conn.query(
         "SELECT id, name, department, legal_basis, kind, method, rule_pack
          FROM registry_items ORDER BY id",
+        crate::store::db::args![],
+        |r| {
+            let mut v: [String; 6] = Default::default();
+            for (i, slot) in v.iter_mut().enumerate() {
+                *slot = r.get(i)?;
+            }
+            Ok((v, r.get::<Option<String>>(6)?))
+        },
     )?;
-    let rows = stmt.query_map([], |r| {
-        let mut v: [String; 6] = Default::default();
-        for (i, slot) in v.iter_mut().enumerate() {
-            *slot = r.get(i)?;
-        }
-        Ok((v, r.get::<_, Option<String>>(6)?))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let ([id, name, department, legal_basis, kind, method], rule_pack) = row?;
+    for ([id, name, department, legal_basis, kind, method], rule_pack) in rows {
         let t = "registry_items";
         out.push(Item {
             id: from_json(t, &id, &to_json(&id))?,
@@ -333,21 +338,23 @@ pub fn items(conn: &Connection) -> Result<Vec<Item>, RegistryStoreError> {
 }
 
 /// The entity library, by credit code.
-pub fn entities(conn: &Connection) -> Result<Vec<Entity>, RegistryStoreError> {
-    let mut stmt = conn.prepare(
+pub fn entities(
+    conn: &(impl crate::store::db::Sql + ?Sized),
+) -> Result<Vec<Entity>, RegistryStoreError> {
+    let rows = conn.query(
         "SELECT code, name, domain, district, address, contact, risk, agents
          FROM registry_entities ORDER BY code",
+        crate::store::db::args![],
+        |r| {
+            let mut v: [String; 8] = Default::default();
+            for (i, slot) in v.iter_mut().enumerate() {
+                *slot = r.get(i)?;
+            }
+            Ok(v)
+        },
     )?;
-    let rows = stmt.query_map([], |r| {
-        let mut v: [String; 8] = Default::default();
-        for (i, slot) in v.iter_mut().enumerate() {
-            *slot = r.get(i)?;
-        }
-        Ok(v)
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let [code, name, domain, district, address, contact, risk, agents] = row?;
+    for [code, name, domain, district, address, contact, risk, agents] in rows {
         let t = "registry_entities";
         out.push(Entity {
             code: from_json(t, &code, &to_json(&code))?,
@@ -364,21 +371,23 @@ pub fn entities(conn: &Connection) -> Result<Vec<Entity>, RegistryStoreError> {
 }
 
 /// The inspector library, by id.
-pub fn inspectors(conn: &Connection) -> Result<Vec<Inspector>, RegistryStoreError> {
-    let mut stmt = conn.prepare(
+pub fn inspectors(
+    conn: &(impl crate::store::db::Sql + ?Sized),
+) -> Result<Vec<Inspector>, RegistryStoreError> {
+    let rows = conn.query(
         "SELECT id, name, certificate, department, fields, conflicts, active
          FROM registry_inspectors ORDER BY id",
+        crate::store::db::args![],
+        |r| {
+            let mut v: [String; 6] = Default::default();
+            for (i, slot) in v.iter_mut().enumerate() {
+                *slot = r.get(i)?;
+            }
+            Ok((v, r.get::<bool>(6)?))
+        },
     )?;
-    let rows = stmt.query_map([], |r| {
-        let mut v: [String; 6] = Default::default();
-        for (i, slot) in v.iter_mut().enumerate() {
-            *slot = r.get(i)?;
-        }
-        Ok((v, r.get::<_, bool>(6)?))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let ([id, name, certificate, department, fields, conflicts], active) = row?;
+    for ([id, name, certificate, department, fields, conflicts], active) in rows {
         let t = "registry_inspectors";
         out.push(Inspector {
             id: from_json(t, &id, &to_json(&id))?,

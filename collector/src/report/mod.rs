@@ -6,12 +6,12 @@
 
 pub mod query;
 
-use rusqlite::Connection;
 use serde::Serialize;
 use spotcheck_protocol::UnixMillis;
 
 use crate::results::deadline::DAY_MS;
 use crate::rules::ChinaDay;
+use crate::store::db::{DbError, Sql};
 use query::Range;
 
 /// A report period: China days `from` (inclusive) to `to` (exclusive).
@@ -48,7 +48,10 @@ impl Period {
 pub enum ReportError {
     /// The store failed.
     #[error("report: database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
+    /// A task could not be read.
+    #[error("report: {0}")]
+    Task(#[from] crate::tasks::TaskError),
     /// The plans could not be read.
     #[error("report: {0}")]
     Plans(String),
@@ -146,7 +149,7 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
 
 /// The report over `period` for every department (or the ones given).
 pub fn build(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     period: &Period,
     publish_within_days: u32,
     now: UnixMillis,
@@ -156,7 +159,7 @@ pub fn build(
 
 /// The report over `period` for `only` (None: every department).
 pub fn build_for(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     period: &Period,
     publish_within_days: u32,
     now: UnixMillis,

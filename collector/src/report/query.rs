@@ -2,7 +2,7 @@
 //! owns that SQL and is re-exported here): read-only queries, each a count or a list over one department and one
 //! period, so that a test can recompute every figure with its own query.
 
-use rusqlite::{params, Connection};
+use crate::store::db::{args, DbError, Sql};
 
 pub use crate::tasks::figures::*;
 
@@ -17,31 +17,34 @@ pub struct Range {
 
 /// The library's entities in the domains of the department's items (through their rule
 /// packs' domains).
-pub fn supervised_entities(conn: &Connection, d: &str) -> rusqlite::Result<Vec<String>> {
-    conn.prepare_cached(
+pub fn supervised_entities(conn: &(impl Sql + ?Sized), d: &str) -> Result<Vec<String>, DbError> {
+    conn.query(
         "SELECT code FROM registry_entities WHERE domain IN (
              SELECT DISTINCT p.domain FROM registry_items i JOIN rule_packs p ON p.pack = i.rule_pack
-             WHERE i.department = ?1)
+             WHERE i.department = $1)
          ORDER BY code",
-    )?
-    .query_map([d], |row| row.get(0))?
-    .collect()
+        args![d],
+        |row| row.get(0),
+    )
 }
 
 /// Distinct China days in the range on which `entity` sent readings or events.
-pub fn days_with_data(conn: &Connection, entity: &str, r: Range) -> rusqlite::Result<u64> {
+pub fn days_with_data(conn: &(impl Sql + ?Sized), entity: &str, r: Range) -> Result<u64, DbError> {
     const CHINA: i64 = 8 * 3_600_000;
     const DAY: i64 = 86_400_000;
-    conn.prepare_cached(
+    // Integer division on both engines (the times are never negative here); PostgreSQL
+    // wants the derived table named.
+    conn.query_row(
         "SELECT COUNT(*) FROM (
-             SELECT (c.t0 + ?4) / ?5 FROM reading_chunks c JOIN entities e ON e.id = c.entity
-             WHERE e.name = ?1 AND c.t0 >= ?2 AND c.t0 < ?3
+             SELECT (c.t0 + CAST($4 AS BIGINT)) / CAST($5 AS BIGINT) FROM reading_chunks c
+             JOIN entities e ON e.id = c.entity
+             WHERE e.name = $1 AND c.t0 >= $2 AND c.t0 < $3
              UNION
-             SELECT (v.ts_ms + ?4) / ?5 FROM events v JOIN entities e ON e.id = v.entity
-             WHERE e.name = ?1 AND v.ts_ms >= ?2 AND v.ts_ms < ?3)",
-    )?
-    .query_row(params![entity, r.from_ms, r.to_ms, CHINA, DAY], |row| {
-        row.get::<_, i64>(0)
-    })
+             SELECT (v.ts_ms + CAST($4 AS BIGINT)) / CAST($5 AS BIGINT) FROM events v
+             JOIN entities e ON e.id = v.entity
+             WHERE e.name = $1 AND v.ts_ms >= $2 AND v.ts_ms < $3) AS days",
+        args![entity, r.from_ms, r.to_ms, CHINA, DAY],
+        |row| row.get::<i64>(0),
+    )
     .map(|n| u64::try_from(n).unwrap_or(0))
 }

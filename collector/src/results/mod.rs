@@ -7,8 +7,9 @@
 //! - [`render`]: the public feed as JSON or CSV, in the column order of
 //!   `docs/publication.md`.
 //!
-//! Every function takes a plain `&Connection` and returns [`ResultsError`], so an HTTP
-//! handler can call it from `spawn_blocking` and map the error.
+//! Every function takes a connection of either engine (`store::db`: reads any `Sql`,
+//! [`publish`] a `Conn`, as it opens its own write transaction) and returns [`ResultsError`],
+//! so an HTTP handler can call it from `spawn_blocking` and map the error.
 
 pub mod category;
 pub mod deadline;
@@ -28,9 +29,9 @@ use crate::audit::AuditError;
 /// Why a results operation failed. A failed [`publish`] changes nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    /// SQLite failed.
+    /// The store failed.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::store::db::DbError),
     /// The audit entry could not be written (nothing was published).
     #[error(transparent)]
     Audit(#[from] AuditError),

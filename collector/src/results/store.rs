@@ -1,10 +1,9 @@
-//! Results in SQLite: which resolved results await publication, publishing them, and the
+//! Results in the store (SQLite or PostgreSQL): which resolved results await publication, publishing them, and the
 //! public feed.
 
 use std::collections::HashSet;
 use std::fmt;
 
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
@@ -12,6 +11,7 @@ use spotcheck_protocol::UnixMillis;
 use super::deadline::Deadline;
 use super::{Category, ResultsError};
 use crate::audit::{self, EntryKind};
+use crate::store::db::{Conn, Sql};
 use crate::tasks::store as tasks;
 use crate::tasks::{TaskError, TaskId, TaskStatus, Transition};
 
@@ -78,13 +78,13 @@ pub struct Published {
 /// Marks resolved tasks published at `now` and appends one `publication` audit entry per task,
 /// all in one transaction: either every task is published or, if any is refused (unknown,
 /// not resolved, already published, no result), none is and every refusal is reported.
-/// Repeated ids count once. Fails if `conn` is already inside a transaction.
+/// Repeated ids count once. Opens its own write transaction.
 pub fn publish(
-    conn: &Connection,
+    conn: &Conn,
     task_ids: &[i64],
     now: UnixMillis,
 ) -> Result<Vec<Published>, ResultsError> {
-    let tx = crate::store::immediate_shared(conn)?;
+    let tx = conn.transaction()?;
     let mut seen = HashSet::new();
     let mut refusals = Vec::new();
     let mut ready = Vec::new();
@@ -167,7 +167,7 @@ pub struct PendingPublication {
 
 /// Every resolved, unpublished task with its deadline at `now`, most urgent first.
 pub fn pending_publication(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     deadline: Deadline,
     now: UnixMillis,
 ) -> Result<Vec<PendingPublication>, ResultsError> {
@@ -259,7 +259,7 @@ pub struct PublicResult {
 
 /// Published results matching `filter`, newest first.
 pub fn public_results(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     filter: &PublicFilter,
 ) -> Result<Vec<PublicResult>, ResultsError> {
     let mut out = Vec::new();

@@ -2,8 +2,7 @@
 //! without re-reading its lists: a [`Marker`] that moves with every task change, and the ids
 //! of the tasks that changed after one.
 
-use rusqlite::Connection;
-
+use crate::store::db::{args, DbError, Sql};
 use crate::tasks::TaskId;
 
 /// Where the tasks stood: it differs after any task is created, changes status, gets a note
@@ -23,38 +22,37 @@ pub struct Marker {
 }
 
 /// The current marker.
-pub fn marker(conn: &Connection) -> rusqlite::Result<Marker> {
-    conn.prepare_cached(
+pub fn marker(conn: &(impl Sql + ?Sized)) -> Result<Marker, DbError> {
+    conn.query_row(
         "SELECT (SELECT coalesce(max(updated_ms), 0) FROM tasks),
                 (SELECT coalesce(max(id), 0) FROM tasks),
                 (SELECT coalesce(max(rowid), 0) FROM task_notes),
                 (SELECT coalesce(max(id), 0) FROM checks),
                 (SELECT count(*) FROM task_inspectors)",
-    )?
-    .query_row([], |r| {
-        Ok(Marker {
-            updated_ms: r.get(0)?,
-            task: r.get(1)?,
-            note: r.get(2)?,
-            check: r.get(3)?,
-            assignments: r.get(4)?,
-        })
-    })
+        args![],
+        |r| {
+            Ok(Marker {
+                updated_ms: r.get(0)?,
+                task: r.get(1)?,
+                note: r.get(2)?,
+                check: r.get(3)?,
+                assignments: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// At most this many changed tasks are reported at once; beyond, the console re-reads.
 pub const MAX_CHANGED: u32 = 500;
 
 /// Tasks that changed after `since` (by time, id, note or check), at most [`MAX_CHANGED`].
-pub fn changed(conn: &Connection, since: &Marker) -> rusqlite::Result<Vec<TaskId>> {
-    conn.prepare_cached(
-        "SELECT id FROM tasks WHERE updated_ms > ?1 OR id > ?2
-         UNION SELECT task FROM task_notes WHERE rowid > ?3
-         UNION SELECT task FROM checks WHERE id > ?4
-         ORDER BY 1 LIMIT ?5",
-    )?
-    .query_map(
-        rusqlite::params![
+pub fn changed(conn: &(impl Sql + ?Sized), since: &Marker) -> Result<Vec<TaskId>, DbError> {
+    conn.query(
+        "SELECT id FROM tasks WHERE updated_ms > $1 OR id > $2
+         UNION SELECT task FROM task_notes WHERE rowid > $3
+         UNION SELECT task FROM checks WHERE id > $4
+         ORDER BY 1 LIMIT $5",
+        args![
             since.updated_ms,
             since.task,
             since.note,
@@ -62,8 +60,7 @@ pub fn changed(conn: &Connection, since: &Marker) -> rusqlite::Result<Vec<TaskId
             MAX_CHANGED
         ],
         |r| Ok(TaskId(r.get(0)?)),
-    )?
-    .collect()
+    )
 }
 
 #[cfg(test)]

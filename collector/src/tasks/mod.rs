@@ -14,7 +14,8 @@
 //! - random, joint, referral: `drawn` → `checked` (a remote verdict is recorded) → `resolved`
 //!   (an assigned inspector accepted or overrode the verdict) → `published`.
 //!
-//! - [`store`]: reading and changing tasks in SQLite, each change with its audit entry.
+//! - [`store`]: reading and changing tasks in the store (SQLite or PostgreSQL), each change
+//!   with its audit entry.
 //! - [`anomaly`]: the streaming rule engine's transitions turned into tasks, on ingest's commit
 //!   thread and in the same transaction as the readings.
 

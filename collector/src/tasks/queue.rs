@@ -1,8 +1,8 @@
 //! The task queue: filters, a stable sort, counts of open critical and high tasks, and pages.
 
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::store::db::{args, Arg, Backend, DbError, Sql};
 use crate::tasks::{Severity, TaskId, TaskKind, TaskStatus};
 
 /// How the queue is ordered; every order ends with the task id, so rows never swap places
@@ -41,7 +41,7 @@ impl Sort {
         })
     }
 
-    fn order_by(self) -> &'static str {
+    fn order_by(self, backend: Backend) -> &'static str {
         match self {
             Sort::Newest => "t.id DESC",
             Sort::Oldest => "t.id ASC",
@@ -50,7 +50,12 @@ impl Sort {
                  WHEN 'low' THEN 1 ELSE 0 END DESC, t.id DESC"
             }
             Sort::Updated => "coalesce(t.updated_ms, t.opened_ms, 0) DESC, t.id DESC",
-            Sort::Entity => "t.entity ASC, t.id DESC",
+            // By code point on both engines (PostgreSQL's text order follows the database's
+            // collation otherwise).
+            Sort::Entity => match backend {
+                Backend::Sqlite => "t.entity ASC, t.id DESC",
+                Backend::Postgres => "t.entity COLLATE \"C\" ASC, t.id DESC",
+            },
             Sort::Status => {
                 "CASE t.status WHEN 'open' THEN 0 WHEN 'drawn' THEN 1 WHEN 'acknowledged' THEN 2 \
                  WHEN 'checked' THEN 3 WHEN 'resolved' THEN 4 ELSE 5 END, t.id DESC"
@@ -108,75 +113,98 @@ pub struct Page {
     pub total: u64,
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
+/// A statement's parameters as they are added: each addition returns its placeholder.
+#[derive(Default)]
+struct Params(Vec<String>);
+
+impl Params {
+    fn push(&mut self, v: impl Into<String>) -> String {
+        self.0.push(v.into());
+        format!("${}", self.0.len())
+    }
+
+    fn list<'a>(&mut self, vs: impl Iterator<Item = &'a str>) -> String {
+        vs.map(|v| self.push(v)).collect::<Vec<_>>().join(", ")
+    }
+
+    fn args(&self) -> Vec<&dyn Arg> {
+        self.0.iter().map(|a| a as &dyn Arg).collect()
+    }
+}
+
+/// `needle` occurs in `haystack` (case-sensitive on both engines, unlike SQLite's `LIKE`).
+fn contains(backend: Backend, haystack: &str, needle: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+        Backend::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+    }
 }
 
 /// The page of `q` that `scope` may see.
-pub fn page(conn: &Connection, scope: &Scope, q: &QueueQuery) -> rusqlite::Result<Page> {
+pub fn page(conn: &(impl Sql + ?Sized), scope: &Scope, q: &QueueQuery) -> Result<Page, DbError> {
+    let backend = conn.backend();
     let mut cond = vec!["1 = 1".to_owned()];
-    let mut args: Vec<String> = Vec::new();
-    if let Some((c, a)) = scope.condition() {
-        cond.push(c.into());
-        args.push(a);
+    let mut p = Params::default();
+    if let Some(c) = scope.condition(&mut p) {
+        cond.push(c);
     }
     if !q.kinds.is_empty() {
-        cond.push(format!("t.kind IN ({})", placeholders(q.kinds.len())));
-        args.extend(q.kinds.iter().map(|k| k.as_str().to_owned()));
+        cond.push(format!(
+            "t.kind IN ({})",
+            p.list(q.kinds.iter().map(|k| k.as_str()))
+        ));
     }
     if !q.statuses.is_empty() {
-        cond.push(format!("t.status IN ({})", placeholders(q.statuses.len())));
-        args.extend(q.statuses.iter().map(|k| k.as_str().to_owned()));
+        cond.push(format!(
+            "t.status IN ({})",
+            p.list(q.statuses.iter().map(|k| k.as_str()))
+        ));
     }
     if !q.severities.is_empty() {
         cond.push(format!(
             "t.severity IN ({})",
-            placeholders(q.severities.len())
+            p.list(q.severities.iter().map(|k| k.as_str()))
         ));
-        args.extend(q.severities.iter().map(|k| k.as_str().to_owned()));
     }
     if let Some(d) = &q.department {
-        cond.push("t.department = ?".into());
-        args.push(d.clone());
+        cond.push(format!("t.department = {}", p.push(d.as_str())));
     }
     if let Some(i) = &q.item {
-        cond.push("t.item = ?".into());
-        args.push(i.clone());
+        cond.push(format!("t.item = {}", p.push(i.as_str())));
     }
     if let Some(e) = &q.entity {
-        cond.push(
-            "(t.entity = ? OR instr(t.entity, ?) > 0 OR t.entity IN \
-             (SELECT code FROM registry_entities WHERE instr(name, ?) > 0))"
-                .into(),
-        );
-        args.extend([e.clone(), e.clone(), e.clone()]);
+        let e = p.push(e.as_str());
+        cond.push(format!(
+            "(t.entity = {e} OR {} OR t.entity IN \
+             (SELECT code FROM registry_entities WHERE {}))",
+            contains(backend, "t.entity", &e),
+            contains(backend, "name", &e),
+        ));
     }
     if let Some(d) = &q.since_day {
-        cond.push("t.window_start >= ?".into());
-        args.push(d.clone());
+        cond.push(format!("t.window_start >= {}", p.push(d.as_str())));
     }
     if let Some(d) = &q.until_day {
-        cond.push("t.window_start <= ?".into());
-        args.push(d.clone());
+        cond.push(format!("t.window_start <= {}", p.push(d.as_str())));
     }
     let filter = cond.join(" AND ");
+    let args = p.args();
     let total: i64 = conn.query_row(
         &format!("SELECT count(*) FROM tasks t WHERE {filter}"),
-        rusqlite::params_from_iter(args.iter()),
+        &args,
         |r| r.get(0),
     )?;
+    // The page as parameters, not in the text: one prepared statement serves every page.
+    let (limit, offset) = (i64::from(q.limit), i64::from(q.offset));
     let sql = format!(
-        "SELECT t.id FROM tasks t WHERE {filter} ORDER BY {} LIMIT {} OFFSET {}",
-        q.sort.order_by(),
-        q.limit,
-        q.offset
+        "SELECT t.id FROM tasks t WHERE {filter} ORDER BY {} LIMIT ${} OFFSET ${}",
+        q.sort.order_by(backend),
+        args.len() + 1,
+        args.len() + 2
     );
-    let ids = conn
-        .prepare(&sql)?
-        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok(TaskId(r.get(0)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let mut args = args;
+    args.extend([&limit as &dyn Arg, &offset]);
+    let ids = conn.query(&sql, &args, |r| Ok(TaskId(r.get(0)?)))?;
     Ok(Page {
         ids,
         total: total as u64,
@@ -184,26 +212,22 @@ pub fn page(conn: &Connection, scope: &Scope, q: &QueueQuery) -> rusqlite::Resul
 }
 
 /// The open-task counts `scope` may see.
-pub fn counts(conn: &Connection, scope: &Scope) -> rusqlite::Result<Counts> {
-    let (cond, args) = match scope.condition() {
-        Some((c, a)) => (c, vec![a]),
-        None => ("1 = 1", vec![]),
-    };
+pub fn counts(conn: &(impl Sql + ?Sized), scope: &Scope) -> Result<Counts, DbError> {
+    let mut p = Params::default();
+    let cond = scope.condition(&mut p).unwrap_or_else(|| "1 = 1".into());
     let mut out = Counts::default();
     let sql = format!(
         "SELECT t.status, t.severity, count(*) FROM tasks t
          WHERE t.status IN ('open', 'acknowledged') AND {cond} GROUP BY t.status, t.severity"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+    let rows = conn.query(&sql, &p.args(), |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, i64>(2)? as u64,
+            r.get::<String>(0)?,
+            r.get::<Option<String>>(1)?,
+            r.get::<i64>(2)? as u64,
         ))
     })?;
-    for row in rows {
-        let (status, severity, n) = row?;
+    for (status, severity, n) in rows {
         if status == "acknowledged" {
             out.acknowledged += n;
             continue;
@@ -228,16 +252,18 @@ pub struct Names {
 }
 
 /// The names of `entity` and `item`, where the registry has them.
-pub fn names(conn: &Connection, entity: &str, item: &str) -> rusqlite::Result<Names> {
+pub fn names(conn: &(impl Sql + ?Sized), entity: &str, item: &str) -> Result<Names, DbError> {
     Ok(Names {
-        entity_name: conn
-            .prepare_cached("SELECT name FROM registry_entities WHERE code = ?1")?
-            .query_row([entity], |r| r.get(0))
-            .optional()?,
-        item_name: conn
-            .prepare_cached("SELECT name FROM registry_items WHERE id = ?1")?
-            .query_row([item], |r| r.get(0))
-            .optional()?,
+        entity_name: conn.query_opt(
+            "SELECT name FROM registry_entities WHERE code = $1",
+            args![entity],
+            |r| r.get(0),
+        )?,
+        item_name: conn.query_opt(
+            "SELECT name FROM registry_items WHERE id = $1",
+            args![item],
+            |r| r.get(0),
+        )?,
     })
 }
 
@@ -253,14 +279,14 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// The SQL condition on `tasks t` and its argument, if any.
-    fn condition(&self) -> Option<(&'static str, String)> {
+    /// The SQL condition on `tasks t`, its argument added to `p`, if any.
+    fn condition(&self, p: &mut Params) -> Option<String> {
         match self {
             Scope::All => None,
-            Scope::Department(d) => Some(("t.department = ?", d.clone())),
-            Scope::Inspector(i) => Some((
-                "EXISTS (SELECT 1 FROM task_inspectors ti WHERE ti.task = t.id AND ti.inspector = ?)",
-                i.clone(),
+            Scope::Department(d) => Some(format!("t.department = {}", p.push(d.as_str()))),
+            Scope::Inspector(i) => Some(format!(
+                "EXISTS (SELECT 1 FROM task_inspectors ti WHERE ti.task = t.id AND ti.inspector = {})",
+                p.push(i.as_str())
             )),
         }
     }
@@ -269,12 +295,12 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Synchronous;
+    use crate::store::db::{connect, Conn, DbUrl, Mode};
 
-    fn db() -> (tempfile::TempDir, Connection) {
+    fn db() -> (tempfile::TempDir, Conn) {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::store::db_path(dir.path());
-        let conn = crate::store::open_for_writing(&db, Synchronous::Normal).unwrap();
+        let conn = connect(&DbUrl::Sqlite(db), Mode::Write).unwrap();
         for (i, (status, severity, dept)) in [
             ("open", Some("critical"), "health"),
             ("open", Some("high"), "health"),
@@ -287,8 +313,8 @@ mod tests {
         {
             conn.execute(
                 "INSERT INTO tasks (id, kind, entity, department, item, window_start, window_end,
-                 status, severity, opened_ms) VALUES (?1, ?2, ?3, ?4, 'x', ?5, ?5, ?6, ?7, ?8)",
-                rusqlite::params![
+                 status, severity, opened_ms) VALUES ($1, $2, $3, $4, 'x', $5, $5, $6, $7, $8)",
+                args![
                     i as i64 + 1,
                     if severity.is_some() {
                         "anomaly"

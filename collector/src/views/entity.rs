@@ -1,12 +1,12 @@
 //! One entity as the console shows it: its registry entry, its feeds with their last-seen
 //! time, its metrics, and its event records with the rules each broke.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use spotcheck_protocol::{Event, UnixMillis};
 
 use super::evidence::{breaches, record_view, RecordView};
 use crate::rules::{Calendar, RulePack, RuleSet};
+use crate::store::db::{args, DbError, Sql};
 use crate::store::query::{self, Latest};
 
 /// A feed: one agent reporting for the entity.
@@ -60,31 +60,27 @@ pub struct Overview {
 }
 
 /// The overview of `entity`; `None` if neither the registry nor the data know it.
-pub fn overview(conn: &Connection, entity: &str) -> rusqlite::Result<Option<Overview>> {
-    let registry: Option<(Registered, String)> = conn
-        .query_row(
-            "SELECT name, district, address, risk, domain FROM registry_entities WHERE code = ?1",
-            [entity],
-            |r| {
-                Ok((
-                    Registered {
-                        name: r.get(0)?,
-                        district: r.get(1)?,
-                        address: r.get(2)?,
-                        risk: r.get(3)?,
-                    },
-                    r.get(4)?,
-                ))
-            },
-        )
-        .optional()?;
-    let data: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, domain FROM entities WHERE name = ?1",
-            [entity],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+pub fn overview(conn: &(impl Sql + ?Sized), entity: &str) -> Result<Option<Overview>, DbError> {
+    let registry: Option<(Registered, String)> = conn.query_opt(
+        "SELECT name, district, address, risk, domain FROM registry_entities WHERE code = $1",
+        args![entity],
+        |r| {
+            Ok((
+                Registered {
+                    name: r.get(0)?,
+                    district: r.get(1)?,
+                    address: r.get(2)?,
+                    risk: r.get(3)?,
+                },
+                r.get(4)?,
+            ))
+        },
+    )?;
+    let data: Option<(i64, String)> = conn.query_opt(
+        "SELECT id, domain FROM entities WHERE name = $1",
+        args![entity],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if registry.is_none() && data.is_none() {
         return Ok(None);
     }
@@ -93,17 +89,19 @@ pub fn overview(conn: &Connection, entity: &str) -> rusqlite::Result<Option<Over
         .map(|d| d.1.clone())
         .or_else(|| registry.as_ref().map(|r| r.1.clone()));
     let mut feeds = Vec::new();
-    let agents: Vec<(i64, String)> = conn
-        .prepare_cached("SELECT id, name FROM agents WHERE entity = ?1 ORDER BY name")?
-        .query_map([entity], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    // Lists sorted in Rust: by code point on both engines, whatever PostgreSQL's collation.
+    let mut agents: Vec<(i64, String)> = conn.query(
+        "SELECT id, name FROM agents WHERE entity = $1",
+        args![entity],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    agents.sort_by(|a, b| a.1.cmp(&b.1));
     for (id, agent) in agents {
-        let last: Option<(i64, String)> = conn
-            .prepare_cached(
-                "SELECT received_ms, stream FROM batches WHERE agent = ?1 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let last: Option<(i64, String)> = conn.query_opt(
+            "SELECT received_ms, stream FROM batches WHERE agent = $1 ORDER BY seq DESC LIMIT 1",
+            args![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         feeds.push(Feed {
             agent,
             last_seen_ms: last.as_ref().map(|l| l.0),
@@ -117,14 +115,18 @@ pub fn overview(conn: &Connection, entity: &str) -> rusqlite::Result<Option<Over
         .unwrap_or_default();
     let mut events = Vec::new();
     if let Some((eid, _)) = &data {
-        let kinds: Vec<String> = conn
-            .prepare_cached("SELECT DISTINCT kind FROM events WHERE entity = ?1 ORDER BY kind")?
-            .query_map([eid], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let mut kinds: Vec<String> = conn.query(
+            "SELECT DISTINCT kind FROM events WHERE entity = $1",
+            args![eid],
+            |r| r.get(0),
+        )?;
+        kinds.sort();
         for kind in kinds {
-            let last_ms = conn
-                .prepare_cached("SELECT max(ts_ms) FROM events WHERE entity = ?1 AND kind = ?2")?
-                .query_row(params![eid, kind], |r| r.get(0))?;
+            let last_ms = conn.query_row(
+                "SELECT max(ts_ms) FROM events WHERE entity = $1 AND kind = $2",
+                args![eid, kind],
+                |r| r.get(0),
+            )?;
             events.push(EventFeed { kind, last_ms });
         }
     }
@@ -156,48 +158,70 @@ pub struct EventQuery {
 /// Records looked at, at most, to fill a page of breaching records.
 pub const SCAN_LIMIT: usize = 50_000;
 
+/// Records read at once while filling a page.
+const SCAN_PAGE: usize = 1_000;
+
 /// The entity's records in the range, newest first, each with the rules of its domain's pack
 /// it broke.
 pub fn events(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     rules: &RuleSet,
     calendar: &Calendar,
     entity: &str,
     q: &EventQuery,
     now: UnixMillis,
-) -> rusqlite::Result<Vec<RecordView>> {
-    let domain: Option<String> = conn
-        .query_row(
-            "SELECT domain FROM entities WHERE name = ?1",
-            [entity],
-            |r| r.get(0),
-        )
-        .optional()?;
+) -> Result<Vec<RecordView>, DbError> {
+    let domain: Option<String> = conn.query_opt(
+        "SELECT domain FROM entities WHERE name = $1",
+        args![entity],
+        |r| r.get(0),
+    )?;
     let pack: Option<&RulePack> = domain
         .as_deref()
         .and_then(|d| rules.packs().find(|p| p.domain.as_str() == d));
-    let mut stmt = conn.prepare_cached(
-        "SELECT ev.body FROM events ev JOIN entities e ON e.id = ev.entity
-         WHERE e.name = ?1 AND (?2 IS NULL OR ev.kind = ?2) AND ev.ts_ms >= ?3 AND ev.ts_ms < ?4
-         ORDER BY ev.ts_ms DESC LIMIT ?5",
-    )?;
     let scan = if q.breaches_only { SCAN_LIMIT } else { q.limit };
-    let mut rows = stmt.query(params![entity, q.kind, q.since_ms, q.until_ms, scan as i64])?;
+    // Newest first (the newest stored first within a time), a page at a time after a cursor,
+    // so that a page of breaches stops reading once it is full.
+    let page = q.limit.max(SCAN_PAGE);
+    let (mut scanned, mut cursor) = (0usize, None::<(i64, i64)>);
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let body: String = row.get(0)?;
-        let e: Event = serde_json::from_str(&body).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })?;
-        let broke = pack
-            .map(|p| breaches(p, calendar, &e, now))
-            .unwrap_or_default();
-        if q.breaches_only && broke.is_empty() {
-            continue;
-        }
-        out.push(record_view(&e, broke));
-        if out.len() >= q.limit {
-            break;
+    while scanned < scan && out.len() < q.limit {
+        let rows: Vec<(i64, i64, String)> = conn.query(
+            "SELECT ev.ts_ms, ev.rowid, ev.body FROM events ev JOIN entities e ON e.id = ev.entity
+             WHERE e.name = $1 AND (CAST($2 AS TEXT) IS NULL OR ev.kind = $2)
+               AND ev.ts_ms >= $3 AND ev.ts_ms < $4
+               AND (CAST($6 AS BIGINT) IS NULL OR ev.ts_ms < $6
+                    OR (ev.ts_ms = $6 AND ev.rowid < CAST($7 AS BIGINT)))
+             ORDER BY ev.ts_ms DESC, ev.rowid DESC LIMIT $5",
+            args![
+                entity,
+                q.kind,
+                q.since_ms,
+                q.until_ms,
+                page.min(scan - scanned) as i64,
+                cursor.map(|c| c.0),
+                cursor.map(|c| c.1)
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let Some(last) = rows.last() else { break };
+        cursor = Some((last.0, last.1));
+        scanned += rows.len();
+        for (_, _, body) in rows {
+            let e: Event = serde_json::from_str(&body).map_err(|e| DbError::Column {
+                column: 0,
+                reason: format!("an event record is not JSON: {e}"),
+            })?;
+            let broke = pack
+                .map(|p| breaches(p, calendar, &e, now))
+                .unwrap_or_default();
+            if q.breaches_only && broke.is_empty() {
+                continue;
+            }
+            out.push(record_view(&e, broke));
+            if out.len() >= q.limit {
+                break;
+            }
         }
     }
     Ok(out)

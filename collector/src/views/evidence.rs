@@ -2,7 +2,6 @@
 //! metric around the breach, the violation intervals the window evaluation finds, and the
 //! event records that broke the rule.
 
-use rusqlite::Connection;
 use serde::Serialize;
 use spotcheck_protocol::{Event, UnixMillis};
 
@@ -11,6 +10,7 @@ use crate::rules::{
     evaluate, Band, Calendar, Completeness, Rule, RuleKey, RuleKind, RulePack, RuleSet, SeriesData,
     Severity, ViolationInterval, Window,
 };
+use crate::store::db::{DbError, Sql};
 use crate::store::query::{self, Point};
 use crate::tasks::Task;
 
@@ -192,13 +192,13 @@ pub fn thin(points: Vec<Point>, max: usize) -> Vec<Point> {
 
 /// The evidence of `task` over `[start, end)`.
 pub fn of_task(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     rules: &RuleSet,
     calendar: &Calendar,
     task: &Task,
     (start, end): (i64, i64),
     now: UnixMillis,
-) -> rusqlite::Result<TaskEvidence> {
+) -> Result<TaskEvidence, DbError> {
     let entity = task.entity.as_str().to_owned();
     let data = query::window_data(conn, std::slice::from_ref(&entity), start, end)?;
     let found = task.rule().and_then(|k| rule_of(rules, k.as_str()));

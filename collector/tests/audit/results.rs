@@ -3,8 +3,8 @@
 use rusqlite::Connection;
 use spotcheck_collector::audit::{self, EntryKind};
 use spotcheck_collector::results::{
-    self, pending_publication, public_results, publish, to_csv, to_json, Category, Deadline,
-    PublicFilter, PublicResult, Refusal, ResultsError, COLUMNS,
+    self, pending_publication, public_results, to_csv, to_json, Category, Deadline, PublicFilter,
+    PublicResult, Published, Refusal, ResultsError, COLUMNS,
 };
 use spotcheck_protocol::UnixMillis;
 
@@ -38,6 +38,18 @@ fn seeded() -> (tempfile::TempDir, Connection) {
     ))
     .unwrap();
     (dir, conn)
+}
+
+/// [`results::publish`] through the store interface, on the database `conn` has open.
+fn publish(
+    conn: &Connection,
+    tasks: &[i64],
+    now: UnixMillis,
+) -> Result<Vec<Published>, ResultsError> {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    let path = conn.path().expect("a database file");
+    let db = connect(&DbUrl::Sqlite(path.into()), Mode::Write).unwrap();
+    results::publish(&db, tasks, now)
 }
 
 fn status(conn: &Connection, task: i64) -> (String, Option<i64>) {

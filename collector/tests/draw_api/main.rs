@@ -46,10 +46,11 @@ fn libraries(dir: &Path, year: u16) -> rusqlite::Connection {
 
 /// Batch b1 of the health pool plan of `year` committed and revealed.
 fn prepare(dir: &Path, year: u16) {
-    let mut conn = libraries(dir, year);
+    drop(libraries(dir, year));
     let plan = format!("{year}-health-pool");
+    let conn = store_conn(&store::db_path(dir));
     commit_batch(&conn, &plan, "b1", 1).unwrap();
-    reveal_batch(&mut conn, &plan, "b1", 2).unwrap();
+    reveal_batch(&conn, &plan, "b1", 2).unwrap();
 }
 
 /// Serves the API over the data directory on a free port.
@@ -299,7 +300,8 @@ async fn after_the_window_the_public_record_holds_no_undrawn_class_no_conflict_a
 fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = libraries(dir.path(), 2026);
-    commit_batch(&conn, "2026-health-pool", "b1", 1).unwrap();
+    let db = store_conn(&store::db_path(dir.path()));
+    commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
     // Whoever holds the seed could predict the draw and add a conflict to move an inspector.
     let mut inspectors = spotcheck_collector::registry::store::inspectors(&conn).unwrap();
     let entities = spotcheck_collector::registry::store::entities(&conn).unwrap();
@@ -316,7 +318,7 @@ fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
     who.conflicts.insert(pool.code.clone());
     let changed = who.clone();
     write(&mut conn, &Records::Inspectors(vec![changed.clone()])).unwrap();
-    let e = reveal_batch(&mut conn, "2026-health-pool", "b1", 2).unwrap_err();
+    let e = reveal_batch(&db, "2026-health-pool", "b1", 2).unwrap_err();
     assert!(matches!(e, PlanStoreError::DrawStore(_)), "{e}");
     let msg = e.to_string();
     assert!(
@@ -327,14 +329,15 @@ fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
     let mut undone = changed;
     undone.conflicts.remove(&pool.code);
     write(&mut conn, &Records::Inspectors(vec![undone])).unwrap();
-    reveal_batch(&mut conn, "2026-health-pool", "b1", 2).unwrap();
+    reveal_batch(&db, "2026-health-pool", "b1", 2).unwrap();
 }
 
 #[test]
 fn a_risk_class_changed_after_the_commit_makes_the_reveal_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = libraries(dir.path(), 2026);
-    commit_batch(&conn, "2026-health-pool", "b1", 1).unwrap();
+    let db = store_conn(&store::db_path(dir.path()));
+    commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
     let mut entities = spotcheck_collector::registry::store::entities(&conn).unwrap();
     let e = entities
         .iter_mut()
@@ -347,7 +350,7 @@ fn a_risk_class_changed_after_the_commit_makes_the_reveal_refuse() {
     })
     .unwrap();
     write(&mut conn, &Records::Entities(vec![e.clone()])).unwrap();
-    let msg = reveal_batch(&mut conn, "2026-health-pool", "b1", 2)
+    let msg = reveal_batch(&db, "2026-health-pool", "b1", 2)
         .unwrap_err()
         .to_string();
     assert!(
@@ -479,4 +482,10 @@ async fn errors_from_extractors_and_routing_use_the_json_error_shape() {
             "{method} {path}: {text}"
         );
     }
+}
+
+/// A store connection to the SQLite file `db` (for the modules that take one).
+fn store_conn(db: &std::path::Path) -> spotcheck_collector::store::db::Conn {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write).unwrap()
 }

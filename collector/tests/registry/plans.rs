@@ -35,14 +35,15 @@ fn count(conn: &Connection, table: &str) -> i64 {
 #[test]
 fn a_committed_then_revealed_batch_verifies_and_creates_tasks_for_partners_too() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = library(dir.path(), 60, 20);
-    let c = commit_batch(&conn, "2026-health-pool", "b1", 1).unwrap();
+    let conn = library(dir.path(), 60, 20);
+    let db = store_conn(&store::db_path(dir.path()));
+    let c = commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
     assert_eq!(commitments(&conn, 10).unwrap(), vec![c.clone()]);
     assert!(
         records(&conn, 10).unwrap().is_empty(),
         "nothing is published before the reveal"
     );
-    let r = reveal_batch(&mut conn, "2026-health-pool", "b1", 2).unwrap();
+    let r = reveal_batch(&db, "2026-health-pool", "b1", 2).unwrap();
     assert_eq!(r.commitment, c.commitment);
     assert_eq!(r.committed().digests, c.digests);
     assert!(verify(&r).is_empty());
@@ -91,8 +92,8 @@ fn a_committed_then_revealed_batch_verifies_and_creates_tasks_for_partners_too()
     assert_eq!(p.batches_drawn, 1);
 
     // The second batch excludes the entities drawn in the first.
-    commit_batch(&conn, "2026-health-pool", "b2", 3).unwrap();
-    let r2 = reveal_batch(&mut conn, "2026-health-pool", "b2", 4).unwrap();
+    commit_batch(&db, "2026-health-pool", "b2", 3).unwrap();
+    let r2 = reveal_batch(&db, "2026-health-pool", "b2", 4).unwrap();
     assert!(r2
         .candidates
         .iter()
@@ -102,10 +103,11 @@ fn a_committed_then_revealed_batch_verifies_and_creates_tasks_for_partners_too()
 #[test]
 fn a_revealed_draw_cannot_be_revealed_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = library(dir.path(), 30, 10);
-    commit_batch(&conn, "2026-culture-game", "b1", 1).unwrap();
-    reveal_batch(&mut conn, "2026-culture-game", "b1", 2).unwrap();
-    let e = reveal_batch(&mut conn, "2026-culture-game", "b1", 3).unwrap_err();
+    let _conn = library(dir.path(), 30, 10);
+    let db = store_conn(&store::db_path(dir.path()));
+    commit_batch(&db, "2026-culture-game", "b1", 1).unwrap();
+    reveal_batch(&db, "2026-culture-game", "b1", 2).unwrap();
+    let e = reveal_batch(&db, "2026-culture-game", "b1", 3).unwrap_err();
     assert!(
         matches!(e, PlanStoreError::DrawStore(DrawStoreError::Revealed(_))),
         "{e}"
@@ -117,7 +119,8 @@ fn too_few_inspectors_fails_the_commit_with_the_reason_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // One culture inspector: every game entity has fewer than two.
     let conn = library(dir.path(), 30, 1);
-    let e = commit_batch(&conn, "2026-culture-game", "b1", 1).unwrap_err();
+    let db = store_conn(&store::db_path(dir.path()));
+    let e = commit_batch(&db, "2026-culture-game", "b1", 1).unwrap_err();
     assert!(
         matches!(
             e,
@@ -137,6 +140,7 @@ fn too_few_inspectors_fails_the_commit_with_the_reason_and_stores_nothing() {
 fn a_quota_above_the_pool_fails_the_commit_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let conn = library(dir.path(), 30, 10);
+    let db = store_conn(&store::db_path(dir.path()));
     let plan = spotcheck_collector::plan::store::plan(&conn, "2026-culture-game").unwrap();
     let entities = spotcheck_collector::registry::store::entities(&conn).unwrap();
     let inspectors = spotcheck_collector::registry::store::inspectors(&conn).unwrap();
@@ -154,7 +158,7 @@ fn a_quota_above_the_pool_fails_the_commit_and_stores_nothing() {
         .filter(|c| c.class.as_str() == "D")
         .count() as u64;
     input.parameters.strata[3].quota = Quota::Count(d + 1);
-    let e = draw_commit(&conn, Some("2026-culture-game"), &input, None, 1).unwrap_err();
+    let e = draw_commit(&db, Some("2026-culture-game"), &input, None, 1).unwrap_err();
     assert!(
         e.to_string().contains(&format!(
             "stratum D asks for {} entities but only {d}",
@@ -169,14 +173,15 @@ fn a_quota_above_the_pool_fails_the_commit_and_stores_nothing() {
 fn a_library_changed_after_the_commit_blocks_the_reveal() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = library(dir.path(), 30, 10);
-    commit_batch(&conn, "2026-culture-game", "b1", 1).unwrap();
+    let db = store_conn(&store::db_path(dir.path()));
+    commit_batch(&db, "2026-culture-game", "b1", 1).unwrap();
     let extra = generate::entities(31, 0, 99)
         .into_iter()
         .filter(|e| e.domain == spotcheck_protocol::Domain::Game)
         .take(1)
         .collect();
     write(&mut conn, &Records::Entities(extra)).unwrap();
-    let e = reveal_batch(&mut conn, "2026-culture-game", "b1", 2).unwrap_err();
+    let e = reveal_batch(&db, "2026-culture-game", "b1", 2).unwrap_err();
     assert!(e.to_string().contains("candidate list"), "{e}");
     assert!(records(&conn, 10).unwrap().is_empty());
     assert_eq!(count(&conn, "tasks"), 0);
@@ -188,7 +193,8 @@ fn a_library_changed_after_the_commit_blocks_the_reveal() {
 #[test]
 fn a_class_ratio_holds_for_the_year_over_four_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = library(dir.path(), 400, 40);
+    let conn = library(dir.path(), 400, 40);
+    let db = store_conn(&store::db_path(dir.path()));
     let mut plan = spotcheck_collector::plan::store::plan(&conn, "2026-culture-game").unwrap();
     plan.batches = (1..=4)
         .map(|q| spotcheck_collector::plan::Batch {
@@ -224,8 +230,8 @@ fn a_class_ratio_holds_for_the_year_over_four_batches() {
     };
     let mut per_batch = Vec::new();
     for (i, b) in ["q1", "q2", "q3", "q4"].iter().enumerate() {
-        commit_batch(&conn, "2026-culture-game", b, 10 + i as i64).unwrap();
-        reveal_batch(&mut conn, "2026-culture-game", b, 20 + i as i64).unwrap();
+        commit_batch(&db, "2026-culture-game", b, 10 + i as i64).unwrap();
+        reveal_batch(&db, "2026-culture-game", b, 20 + i as i64).unwrap();
         let drawn = drawn_a(&conn);
         assert!(
             drawn * 10_000 <= population * 500,
@@ -348,4 +354,10 @@ fn an_anomaly_task_takes_the_department_of_its_item() {
         .unwrap();
     assert_eq!(department, "sports-bureau");
     assert_eq!(item, "pool-water-quality");
+}
+
+/// A store connection to the SQLite file `db` (for the modules that take one).
+fn store_conn(db: &std::path::Path) -> spotcheck_collector::store::db::Conn {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write).unwrap()
 }

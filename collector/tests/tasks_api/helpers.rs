@@ -148,7 +148,7 @@ impl App {
         // As start-up does.
         let mut conn = store::open_for_writing(&db, Synchronous::Normal).unwrap();
         rulebook
-            .record_active(&mut conn, UnixMillis::now())
+            .record_active(&store_conn(&db), UnixMillis::now())
             .unwrap();
         spotcheck_collector::users::store::bootstrap_with(&mut conn, ADMIN, UnixMillis::now())
             .unwrap();
@@ -429,4 +429,10 @@ pub fn items<'a>(entity: &'a EntityId, batches: &'a [Checked<Batch>]) -> Vec<Ite
             batch: b,
         })
         .collect()
+}
+
+/// A store connection to the SQLite file `db` (for the modules that take one).
+fn store_conn(db: &std::path::Path) -> spotcheck_collector::store::db::Conn {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write).unwrap()
 }

@@ -5,33 +5,37 @@ use super::*;
 /// After a recusal in draw `draw`: the replacement takes the recused inspector's place on the
 /// entity's tasks of that draw.
 pub fn replace_inspector(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     draw: &str,
     entity: &str,
     recused: &str,
     replacement: &str,
 ) -> Result<(), TaskError> {
-    tx.prepare_cached(
-        "UPDATE OR IGNORE task_inspectors SET inspector = ?4
-         WHERE inspector = ?3 AND task IN (SELECT id FROM tasks WHERE draw = ?1 AND entity = ?2)",
-    )?
-    .execute(params![draw, entity, recused, replacement])?;
+    // A task the replacement is already on keeps the recused inspector's row (what SQLite's
+    // `UPDATE OR IGNORE` did; PostgreSQL has no `OR` clauses).
+    tx.execute(
+        "UPDATE task_inspectors SET inspector = $4
+         WHERE inspector = $3 AND task IN (SELECT id FROM tasks WHERE draw = $1 AND entity = $2)
+           AND NOT EXISTS (SELECT 1 FROM task_inspectors x
+                           WHERE x.task = task_inspectors.task AND x.inspector = $4)",
+        args![draw, entity, recused, replacement],
+    )?;
     Ok(())
 }
 
 /// Assigns inspectors to a task (replacing earlier ones), with an audit entry.
 pub fn assign(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     id: TaskId,
     inspectors: &[String],
     now: UnixMillis,
 ) -> Result<(), TaskError> {
-    tx.prepare_cached("DELETE FROM task_inspectors WHERE task = ?1")?
-        .execute([id.0])?;
-    let mut ins =
-        tx.prepare_cached("INSERT INTO task_inspectors (task, inspector) VALUES (?1, ?2)")?;
+    tx.execute("DELETE FROM task_inspectors WHERE task = $1", args![id.0])?;
     for i in inspectors {
-        ins.execute(params![id.0, i])?;
+        tx.execute(
+            "INSERT INTO task_inspectors (task, inspector) VALUES ($1, $2)",
+            args![id.0, i],
+        )?;
     }
     audit::append(
         tx,
@@ -47,7 +51,7 @@ pub fn assign(
 /// of the task's department without a conflict of interest with the entity, and at least two
 /// are needed (行政处罚法 art. 42).
 pub fn assign_checked(
-    conn: &mut Connection,
+    conn: &Conn,
     id: TaskId,
     inspectors: &[String],
     now: UnixMillis,
@@ -61,15 +65,14 @@ pub fn assign_checked(
             unique.len()
         )));
     }
-    let tx = immediate(conn)?;
+    let tx = conn.transaction()?;
     let task = get(&tx, id)?;
     for i in &unique {
-        let row: Option<(String, bool, String)> = tx
-            .prepare_cached(
-                "SELECT department, active, conflicts FROM registry_inspectors WHERE id = ?1",
-            )?
-            .query_row([i], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
+        let row: Option<(String, bool, String)> = tx.query_opt(
+            "SELECT department, active, conflicts FROM registry_inspectors WHERE id = $1",
+            args![i],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         let Some((department, active, conflicts)) = row else {
             return Err(TaskError::Invalid(format!(
                 "inspector {i} is not in the inspector library"

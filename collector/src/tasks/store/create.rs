@@ -5,7 +5,7 @@ use super::*;
 /// Creates a referral task (a complaint, a tip-off) for an entity of the entity library, for
 /// an item of the item list that belongs to the department entering it.
 pub fn create_referral(
-    conn: &mut Connection,
+    conn: &Conn,
     r: &NewReferral<'_>,
     now: UnixMillis,
 ) -> Result<Task, TaskError> {
@@ -23,19 +23,22 @@ pub fn create_referral(
     let department = Department::new(r.department)
         .map_err(|e| TaskError::Invalid(format!("department: {e}")))?;
     let item = ItemId::new(r.item).map_err(|e| TaskError::Invalid(format!("item: {e}")))?;
-    let tx = immediate(conn)?;
-    let known: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM registry_entities WHERE code = ?1)")?
-        .query_row([code.as_str()], |r| r.get(0))?;
+    let tx = conn.transaction()?;
+    let known: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM registry_entities WHERE code = $1)",
+        args![code.as_str()],
+        |r| r.get(0),
+    )?;
     if !known {
         return Err(TaskError::Invalid(format!(
             "entity {code} is not in the entity library: import it first"
         )));
     }
-    let owner: Option<String> = tx
-        .prepare_cached("SELECT department FROM registry_items WHERE id = ?1")?
-        .query_row([item.as_str()], |r| r.get(0))
-        .optional()?;
+    let owner: Option<String> = tx.query_opt(
+        "SELECT department FROM registry_items WHERE id = $1",
+        args![item.as_str()],
+        |r| r.get(0),
+    )?;
     match owner {
         None => {
             return Err(TaskError::Invalid(format!(
@@ -50,23 +53,23 @@ pub fn create_referral(
         Some(_) => {}
     }
     let day = crate::tasks::china_day(now);
-    tx.prepare_cached(
+    let id = TaskId(tx.query_row(
         "INSERT INTO tasks (kind, entity, department, item, window_start, window_end, status,
                             opened_ms, detail, entered_by, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?7)",
-    )?
-    .execute(params![
-        TaskKind::Referral.as_str(),
-        code.as_str(),
-        department.as_str(),
-        item.as_str(),
-        day,
-        TaskStatus::Drawn.as_str(),
-        now.0,
-        r.reason,
-        r.entered_by
-    ])?;
-    let id = TaskId(tx.last_insert_rowid());
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $7) RETURNING id",
+        args![
+            TaskKind::Referral.as_str(),
+            code.as_str(),
+            department.as_str(),
+            item.as_str(),
+            day,
+            TaskStatus::Drawn.as_str(),
+            now.0,
+            r.reason,
+            r.entered_by
+        ],
+        |r| r.get(0),
+    )?);
     audit::append(
         &tx,
         EntryKind::TaskOpened,
@@ -100,7 +103,7 @@ pub struct NewDrawn<'a> {
 /// Creates a drawn task and assigns its inspectors, inside the caller's transaction (the
 /// draw's reveal).
 pub fn create_drawn(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     t: &NewDrawn<'_>,
     now: UnixMillis,
 ) -> Result<TaskId, TaskError> {
@@ -124,26 +127,26 @@ pub fn create_drawn(
             )))
         }
     };
-    tx.prepare_cached(
+    let id = TaskId(tx.query_row(
         "INSERT INTO tasks (draw, batch, joint_plan, departments, kind, entity, department, item,
                             window_start, window_end, status, opened_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
-    )?
-    .execute(params![
-        draw.as_str(),
-        batch,
-        plan,
-        departments,
-        t.kind.tag().as_str(),
-        t.entity.as_str(),
-        t.department.as_str(),
-        t.item.as_str(),
-        t.window.0,
-        t.window.1,
-        TaskStatus::Drawn.as_str(),
-        now.0
-    ])?;
-    let id = TaskId(tx.last_insert_rowid());
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+        args![
+            draw.as_str(),
+            batch,
+            plan,
+            departments,
+            t.kind.tag().as_str(),
+            t.entity.as_str(),
+            t.department.as_str(),
+            t.item.as_str(),
+            t.window.0,
+            t.window.1,
+            TaskStatus::Drawn.as_str(),
+            now.0
+        ],
+        |r| r.get(0),
+    )?);
     let inspectors: Vec<String> = t.inspectors.iter().map(|i| i.to_string()).collect();
     assign(tx, id, &inspectors, now)?;
     Ok(id)

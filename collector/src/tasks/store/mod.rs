@@ -1,8 +1,9 @@
 //! The tasks table, its notes and its inspectors: the only SQL against them in the crate (a
-//! test walks the sources to keep it so). Draws, joint plans, plans, checks, results and the
-//! API call these functions. Every change is one transaction (`BEGIN IMMEDIATE`, see
-//! `store/`) that also appends its audit entry, so the log and the tasks never disagree; the
-//! functions that take a `Transaction` run inside their caller's.
+//! test walks the sources to keep it so), on SQLite or PostgreSQL (`store::db`). Draws,
+//! joint plans, plans, checks, results and the API call these functions. Every change is one
+//! write transaction (`Conn::transaction`: the store's write lock on either engine) that also
+//! appends its audit entry, so the log and the tasks never disagree; the functions that take
+//! `&impl Sql` run inside their caller's transaction.
 
 mod assign;
 mod create;
@@ -16,7 +17,6 @@ pub use plans::*;
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde_json::json;
 
 use super::{Kind, Note, Task, TaskError, TaskFilter, TaskId, TaskKind, TaskStatus, Transition};
@@ -26,8 +26,7 @@ use crate::registry::model::{Department, DrawId, InspectorId, ItemId};
 use crate::registry::CreditCode;
 use crate::results::Category;
 use crate::rules::RuleKey;
-use crate::store::db::{args, DbError, Sql};
-use crate::store::immediate;
+use crate::store::db::{args, Arg, Conn, DbError, Row, Sql};
 use spotcheck_protocol::{EntityId, UnixMillis};
 
 /// The columns [`from_row`] reads, in order; the inspectors come in the same statement,
@@ -36,7 +35,7 @@ use spotcheck_protocol::{EntityId, UnixMillis};
 const COLUMNS: &str = "t.id, t.kind, t.status, t.entity, t.department, t.item, t.draw, t.batch, \
      t.joint_plan, t.departments, t.window_start, t.window_end, t.rule, t.severity, t.opened_ms, \
      t.detail, t.entered_by, t.cleared_ms, t.updated_ms, t.result, t.comment, t.resolved_ms, \
-     t.published_ms, (SELECT group_concat(inspector, ',') FROM task_inspectors ti \
+     t.published_ms, (SELECT string_agg(inspector, ',') FROM task_inspectors ti \
      WHERE ti.task = t.id)";
 
 /// One row as stored, before it is checked into a [`Task`].
@@ -67,7 +66,7 @@ struct Raw {
     inspectors: Option<String>,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
+fn from_row(r: &Row<'_>) -> Result<Raw, DbError> {
     Ok(Raw {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -190,17 +189,21 @@ impl Raw {
 }
 
 /// Whether `inspector` is assigned to task `id`.
-pub fn is_assigned(conn: &Connection, id: TaskId, inspector: &str) -> Result<bool, TaskError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM task_inspectors WHERE task = ?1 AND inspector = ?2)",
-        )?
-        .query_row(params![id.0, inspector], |r| r.get(0))?)
+pub fn is_assigned(
+    conn: &(impl Sql + ?Sized),
+    id: TaskId,
+    inspector: &str,
+) -> Result<bool, TaskError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM task_inspectors WHERE task = $1 AND inspector = $2)",
+        args![id.0, inspector],
+        |r| r.get(0),
+    )?)
 }
 
 /// Tasks matching `filter`, newest first, in one query.
-pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskError> {
-    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+pub fn list(conn: &(impl Sql + ?Sized), filter: &TaskFilter) -> Result<Vec<Task>, TaskError> {
+    let mut args: Vec<Box<dyn Arg>> = Vec::new();
     // An inspector's queue walks the (inspector, task) index newest first and stops at the
     // limit, instead of testing every task for membership.
     let (mut sql, order) = match &filter.inspector {
@@ -209,7 +212,7 @@ pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskErr
             (
                 format!(
                     "SELECT {COLUMNS} FROM task_inspectors q JOIN tasks t ON t.id = q.task
-                     WHERE q.inspector = ?1"
+                     WHERE q.inspector = $1"
                 ),
                 "q.task",
             )
@@ -218,83 +221,86 @@ pub fn list(conn: &Connection, filter: &TaskFilter) -> Result<Vec<Task>, TaskErr
     };
     if let Some(k) = filter.kind {
         args.push(Box::new(k.as_str()));
-        sql += &format!(" AND t.kind = ?{}", args.len());
+        sql += &format!(" AND t.kind = ${}", args.len());
     }
     if let Some(s) = filter.status {
         args.push(Box::new(s.as_str()));
-        sql += &format!(" AND t.status = ?{}", args.len());
+        sql += &format!(" AND t.status = ${}", args.len());
     }
     if let Some(e) = &filter.entity {
         args.push(Box::new(e.clone()));
-        sql += &format!(" AND t.entity = ?{}", args.len());
+        sql += &format!(" AND t.entity = ${}", args.len());
     }
     if let Some(d) = &filter.department {
         args.push(Box::new(d.clone()));
-        sql += &format!(" AND t.department = ?{}", args.len());
+        sql += &format!(" AND t.department = ${}", args.len());
     }
     if let Some(d) = &filter.draw {
         args.push(Box::new(d.clone()));
-        sql += &format!(" AND t.draw = ?{}", args.len());
+        sql += &format!(" AND t.draw = ${}", args.len());
     }
     if let Some(b) = filter.before {
         args.push(Box::new(b.0));
-        sql += &format!(" AND {order} < ?{}", args.len());
+        sql += &format!(" AND {order} < ${}", args.len());
     }
     args.push(Box::new(i64::from(filter.limit)));
-    sql += &format!(" ORDER BY {order} DESC LIMIT ?{}", args.len());
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows: Vec<Raw> = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
-        .collect::<Result<_, _>>()?;
+    sql += &format!(" ORDER BY {order} DESC LIMIT ${}", args.len());
+    let refs: Vec<&dyn Arg> = args.iter().map(|a| a.as_ref()).collect();
+    let rows: Vec<Raw> = conn.query(&sql, &refs, from_row)?;
     rows.into_iter().map(Raw::check).collect()
 }
 
 /// One task.
-pub fn get(conn: &Connection, id: TaskId) -> Result<Task, TaskError> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = ?1"))?
-        .query_row([id.0], from_row)
-        .optional()?
-        .ok_or(TaskError::NotFound(id))?
-        .check()
+pub fn get(conn: &(impl Sql + ?Sized), id: TaskId) -> Result<Task, TaskError> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"),
+        args![id.0],
+        from_row,
+    )?
+    .ok_or(TaskError::NotFound(id))?
+    .check()
 }
 
 /// Resolved tasks not yet published, oldest result first.
-pub fn awaiting_publication(conn: &Connection) -> Result<Vec<Task>, TaskError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM tasks t WHERE t.status = ?1 AND t.published_ms IS NULL
-         ORDER BY t.resolved_ms, t.id"
-    ))?;
-    let rows: Vec<Raw> = stmt
-        .query_map([TaskStatus::Resolved.as_str()], from_row)?
-        .collect::<Result<_, _>>()?;
+pub fn awaiting_publication(conn: &(impl Sql + ?Sized)) -> Result<Vec<Task>, TaskError> {
+    let rows: Vec<Raw> = conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM tasks t WHERE t.status = $1 AND t.published_ms IS NULL
+             ORDER BY t.resolved_ms NULLS FIRST, t.id"
+        ),
+        args![TaskStatus::Resolved.as_str()],
+        from_row,
+    )?;
     rows.into_iter().map(Raw::check).collect()
 }
 
 /// A task's notes, oldest first.
-pub fn notes(conn: &Connection, id: TaskId) -> Result<Vec<Note>, TaskError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ts_ms, kind, text FROM task_notes WHERE task = ?1 ORDER BY ts_ms, rowid",
-    )?;
-    let rows = stmt.query_map([id.0], |r| {
-        Ok(Note {
-            ts_ms: r.get(0)?,
-            kind: r.get(1)?,
-            text: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn notes(conn: &(impl Sql + ?Sized), id: TaskId) -> Result<Vec<Note>, TaskError> {
+    Ok(conn.query(
+        "SELECT ts_ms, kind, text FROM task_notes WHERE task = $1 ORDER BY ts_ms, rowid",
+        args![id.0],
+        |r| {
+            Ok(Note {
+                ts_ms: r.get(0)?,
+                kind: r.get(1)?,
+                text: r.get(2)?,
+            })
+        },
+    )?)
 }
 
 /// Adds a note to a task.
 pub fn add_note(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     id: TaskId,
     now: UnixMillis,
     kind: &str,
     text: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO task_notes (task, ts_ms, kind, text) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![id.0, now.0, kind, text])?;
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO task_notes (task, ts_ms, kind, text) VALUES ($1, $2, $3, $4)",
+        args![id.0, now.0, kind, text],
+    )?;
     Ok(())
 }
 
@@ -302,26 +308,25 @@ pub fn add_note(
 /// ([`Task::next`]) decide whether it may, and the update holds only from the status they
 /// were asked about. Returns the task as it was.
 pub fn apply(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     id: TaskId,
     t: Transition,
     now: UnixMillis,
 ) -> Result<Task, TaskError> {
     let task = get(tx, id)?;
     let next = task.next(t)?;
-    let n = tx
-        .prepare_cached(
-            "UPDATE tasks SET status = ?3, updated_ms = ?4,
-                    published_ms = CASE WHEN ?3 = ?5 THEN ?4 ELSE published_ms END
-             WHERE id = ?1 AND status = ?2",
-        )?
-        .execute(params![
+    let n = tx.execute(
+        "UPDATE tasks SET status = $3, updated_ms = $4,
+                published_ms = CASE WHEN $3 = $5 THEN $4 ELSE published_ms END
+         WHERE id = $1 AND status = $2",
+        args![
             id.0,
             task.status.as_str(),
             next.as_str(),
             now.0,
             TaskStatus::Published.as_str()
-        ])?;
+        ],
+    )?;
     if n != 1 {
         return Err(TaskError::Invalid(format!(
             "task {id} changed while {t:?} was applied; try again"
@@ -331,13 +336,8 @@ pub fn apply(
 }
 
 /// A supervisor has seen an open anomaly task.
-pub fn acknowledge(
-    conn: &mut Connection,
-    id: TaskId,
-    by: &str,
-    now: UnixMillis,
-) -> Result<Task, TaskError> {
-    let tx = immediate(conn)?;
+pub fn acknowledge(conn: &Conn, id: TaskId, by: &str, now: UnixMillis) -> Result<Task, TaskError> {
+    let tx = conn.transaction()?;
     apply(&tx, id, Transition::Acknowledge, now)?;
     add_note(
         &tx,
@@ -360,14 +360,14 @@ pub fn acknowledge(
 /// Records a supervisor's result on an anomaly or referral task (drawn and joint tasks get
 /// theirs through an inspector's decision on a remote check, [`crate::check`]).
 pub fn resolve(
-    conn: &mut Connection,
+    conn: &Conn,
     id: TaskId,
     result: Category,
     comment: &str,
     by: &str,
     now: UnixMillis,
 ) -> Result<Task, TaskError> {
-    let tx = immediate(conn)?;
+    let tx = conn.transaction()?;
     get(&tx, id)?.next(Transition::Resolve)?;
     if comment.trim().is_empty() {
         return Err(TaskError::Invalid(
@@ -389,7 +389,7 @@ pub fn resolve(
 /// Sets a task's result by `t` ([`Transition::Resolve`] or [`Transition::Decide`]) inside the
 /// caller's transaction, which also writes the audit entry.
 pub fn record_result(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     id: TaskId,
     t: Transition,
     result: Category,
@@ -397,10 +397,10 @@ pub fn record_result(
     now: UnixMillis,
 ) -> Result<(), TaskError> {
     apply(tx, id, t, now)?;
-    tx.prepare_cached(
-        "UPDATE tasks SET result = ?2, comment = ?3, resolved_ms = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id.0, result.code(), comment, now.0])?;
+    tx.execute(
+        "UPDATE tasks SET result = $2, comment = $3, resolved_ms = $4 WHERE id = $1",
+        args![id.0, result.code(), comment, now.0],
+    )?;
     Ok(())
 }
 

@@ -3,25 +3,26 @@
 use super::*;
 
 /// A task's place in the year's schedule, as joint inspections and quotas need it.
-pub fn scheduled(conn: &Connection) -> Result<Vec<crate::joint::Task>, TaskError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, entity, department, item, window_start, window_end, draw IS NOT NULL
+pub fn scheduled(conn: &(impl Sql + ?Sized)) -> Result<Vec<crate::joint::Task>, TaskError> {
+    let rows = conn.query(
+        "SELECT id, entity, department, item, window_start, window_end,
+                CASE WHEN draw IS NULL THEN 0 ELSE 1 END
          FROM tasks ORDER BY id",
+        args![],
+        |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+                r.get::<String>(5)?,
+                r.get::<bool>(6)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, bool>(6)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, entity, department, item, start, end, drawn) = row?;
+    for (id, entity, department, item, start, end, drawn) in rows {
         // Tasks of entities outside the library (anomalies on agents' own entity ids) and
         // of no item take part in no joint inspection.
         let (Ok(entity), Ok(department), Ok(item)) = (
@@ -61,22 +62,22 @@ pub struct PlanTask {
 }
 
 /// The tasks drawn in the revealed draws of plan `plan`.
-pub fn of_plan(conn: &Connection, plan: &str) -> Result<Vec<PlanTask>, TaskError> {
-    let mut stmt = conn.prepare_cached(
+pub fn of_plan(conn: &(impl Sql + ?Sized), plan: &str) -> Result<Vec<PlanTask>, TaskError> {
+    let rows = conn.query(
         "SELECT t.id, t.entity, t.department, t.status FROM tasks t
-         JOIN draws d ON d.id = t.draw WHERE d.plan = ?1 ORDER BY t.id",
+         JOIN draws d ON d.id = t.draw WHERE d.plan = $1 ORDER BY t.id",
+        args![plan],
+        |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map([plan], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, entity, department, status) = row?;
+    for (id, entity, department, status) in rows {
         out.push(PlanTask {
             entity,
             department,
@@ -91,7 +92,10 @@ pub fn of_plan(conn: &Connection, plan: &str) -> Result<Vec<PlanTask>, TaskError
 }
 
 /// The entities drawn in the revealed draws of plan `plan`.
-pub fn drawn_for_plan(conn: &Connection, plan: &str) -> Result<HashSet<String>, TaskError> {
+pub fn drawn_for_plan(
+    conn: &(impl Sql + ?Sized),
+    plan: &str,
+) -> Result<HashSet<String>, TaskError> {
     Ok(of_plan(conn, plan)?.into_iter().map(|t| t.entity).collect())
 }
 
@@ -126,10 +130,13 @@ pub struct PublishedRow {
 
 /// Published tasks matching `filter`, newest first.
 pub fn published(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     filter: &crate::results::PublicFilter,
 ) -> Result<Vec<PublishedRow>, TaskError> {
-    let mut stmt = conn.prepare_cached(
+    // Each optional filter's parameter is cast, so PostgreSQL knows its type when it is NULL;
+    // no limit is the largest one (PostgreSQL refuses SQLite's -1).
+    let limit = filter.limit.map_or(i64::MAX, i64::from);
+    let rows = conn.query(
         "SELECT t.id, t.kind, t.entity, COALESCE(re.name, ''),
                 COALESCE(re.domain, e.domain, ''), t.department, t.item, COALESCE(ri.name, ''),
                 t.window_start, t.window_end, t.result, t.published_ms
@@ -137,18 +144,15 @@ pub fn published(
          LEFT JOIN registry_entities re ON re.code = t.entity
          LEFT JOIN entities e ON e.name = t.entity
          LEFT JOIN registry_items ri ON ri.id = t.item
-         WHERE t.status = ?7 AND t.published_ms IS NOT NULL
-           AND (?1 IS NULL OR COALESCE(re.domain, e.domain) = ?1)
-           AND (?2 IS NULL OR t.department = ?2)
-           AND (?3 IS NULL OR t.entity = ?3)
-           AND (?4 IS NULL OR t.published_ms >= ?4)
-           AND (?5 IS NULL OR t.published_ms < ?5)
+         WHERE t.status = $7 AND t.published_ms IS NOT NULL
+           AND (CAST($1 AS TEXT) IS NULL OR COALESCE(re.domain, e.domain) = $1)
+           AND (CAST($2 AS TEXT) IS NULL OR t.department = $2)
+           AND (CAST($3 AS TEXT) IS NULL OR t.entity = $3)
+           AND (CAST($4 AS BIGINT) IS NULL OR t.published_ms >= $4)
+           AND (CAST($5 AS BIGINT) IS NULL OR t.published_ms < $5)
          ORDER BY t.published_ms DESC, t.id DESC
-         LIMIT ?6",
-    )?;
-    let limit = filter.limit.map_or(-1, i64::from);
-    let rows = stmt.query_map(
-        params![
+         LIMIT $6",
+        args![
             filter.domain,
             filter.department,
             filter.entity,
@@ -174,7 +178,7 @@ pub fn published(
             })
         },
     )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows)
 }
 
 /// What a notification says about a task, read in the caller's transaction.

@@ -213,16 +213,18 @@ async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
 async fn a_draws_commit_and_reveal_are_events_of_its_department_in_the_same_transaction() {
     use spotcheck_collector::plan::store::{commit_batch, reveal_batch, save};
     let app = App::start().await;
-    let mut conn = spotcheck_collector::store::open_for_writing(
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    let conn = spotcheck_collector::store::open_for_writing(
         &app.db,
         spotcheck_collector::config::Synchronous::Normal,
     )
     .unwrap();
+    let db = connect(&DbUrl::Sqlite(app.db.clone()), Mode::Write).unwrap();
     for p in spotcheck_demo::generate::plans(2026) {
-        save(&conn, &p).unwrap();
+        save(&db, &p).unwrap();
     }
-    commit_batch(&conn, "2026-health-pool", "b1", 1).unwrap();
-    let record = reveal_batch(&mut conn, "2026-health-pool", "b1", 2).unwrap();
+    commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
+    let record = reveal_batch(&db, "2026-health-pool", "b1", 2).unwrap();
     let rows: Vec<(String, Option<String>, String)> = conn
         .prepare("SELECT kind, department, facts FROM notify_outbox ORDER BY id")
         .unwrap()
@@ -251,7 +253,7 @@ async fn a_draws_commit_and_reveal_are_events_of_its_department_in_the_same_tran
     let partner: Value = serde_json::from_str(&rows[2].2).unwrap();
     assert_eq!(partner["draw"], "2026-health-pool-b1-fire");
     // A reveal that fails (already revealed) leaves no event behind.
-    assert!(reveal_batch(&mut conn, "2026-health-pool", "b1", 3).is_err());
+    assert!(reveal_batch(&db, "2026-health-pool", "b1", 3).is_err());
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM notify_outbox", [], |r| r.get(0))
         .unwrap();
