@@ -27,41 +27,43 @@ pub fn labels(conn: &(impl Sql + ?Sized), id: TaskId) -> Result<Option<TaskLabel
 
 /// Anomaly tasks in one of `statuses` that opened at or before `cutoff_ms`, by id.
 pub fn anomalies_opened_by(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     statuses: &[TaskStatus],
     cutoff_ms: i64,
-) -> rusqlite::Result<Vec<TaskId>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, status FROM tasks WHERE kind = ?1 AND opened_ms <= ?2 ORDER BY id",
+) -> Result<Vec<TaskId>, DbError> {
+    let rows = conn.query(
+        "SELECT id, status FROM tasks WHERE kind = $1 AND opened_ms <= $2 ORDER BY id",
+        args![TaskKind::Anomaly.as_str(), cutoff_ms],
+        |r| Ok((TaskId(r.get(0)?), r.get::<String>(1)?)),
     )?;
-    let rows = stmt.query_map(params![TaskKind::Anomaly.as_str(), cutoff_ms], |r| {
-        Ok((TaskId(r.get(0)?), r.get::<_, String>(1)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, status) = row?;
-        if statuses.iter().any(|s| s.as_str() == status) {
-            out.push(id);
-        }
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .filter(|(_, status)| statuses.iter().any(|s| s.as_str() == status))
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Resolved tasks whose result was recorded at or before `cutoff_ms`: (id, resolved_ms).
-pub fn resolved_by(conn: &Connection, cutoff_ms: i64) -> rusqlite::Result<Vec<(TaskId, i64)>> {
-    conn.prepare_cached(
+pub fn resolved_by(
+    conn: &(impl Sql + ?Sized),
+    cutoff_ms: i64,
+) -> Result<Vec<(TaskId, i64)>, DbError> {
+    conn.query(
         "SELECT id, resolved_ms FROM tasks
-         WHERE status = ?1 AND resolved_ms IS NOT NULL AND resolved_ms <= ?2 ORDER BY id",
-    )?
-    .query_map(params![TaskStatus::Resolved.as_str(), cutoff_ms], |r| {
-        Ok((TaskId(r.get(0)?), r.get(1)?))
-    })?
-    .collect()
+         WHERE status = $1 AND resolved_ms IS NOT NULL AND resolved_ms <= $2 ORDER BY id",
+        args![TaskStatus::Resolved.as_str(), cutoff_ms],
+        |r| Ok((TaskId(r.get(0)?), r.get(1)?)),
+    )
 }
 
 /// The department of the entity's newest task, if it has any.
-pub fn newest_department(conn: &Connection, entity: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT department FROM tasks WHERE entity = ?1 ORDER BY id DESC LIMIT 1")?
-        .query_row([entity], |r| r.get(0))
-        .optional()
+pub fn newest_department(
+    conn: &(impl Sql + ?Sized),
+    entity: &str,
+) -> Result<Option<String>, DbError> {
+    conn.query_opt(
+        "SELECT department FROM tasks WHERE entity = $1 ORDER BY id DESC LIMIT 1",
+        args![entity],
+        |r| r.get(0),
+    )
 }
