@@ -402,6 +402,37 @@ mod tests {
         assert_eq!(cookie(&h, "c"), None);
     }
 
+    /// What the synchronous PostgreSQL client does: a runtime of its own, blocked on.
+    fn own_runtime() -> u32 {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { 7 })
+    }
+
+    #[test]
+    fn a_lookup_that_blocks_on_a_runtime_of_its_own_runs_from_either_kind_of_runtime() {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            current.block_on(async { off_the_runtime(true, own_runtime) }),
+            7
+        );
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let got = multi.block_on(async {
+            tokio::spawn(async { off_the_runtime(true, own_runtime) })
+                .await
+                .unwrap()
+        });
+        assert_eq!(got, 7);
+        // Outside any runtime it simply runs.
+        assert_eq!(off_the_runtime(true, own_runtime), 7);
+    }
+
     #[test]
     fn comparison_needs_equal_length_and_bytes() {
         assert!(same(b"abc", b"abc"));
