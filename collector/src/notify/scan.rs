@@ -160,7 +160,10 @@ fn scheduled_reports(
     // report/ still reads SQLite directly (docs/storage.md, "Where the port stands"): on
     // PostgreSQL the scheduled report waits for it, and the rest of the scan goes on.
     let Some(sqlite) = conn.as_sqlite() else {
-        tracing::warn!(message = "The scheduled report is not made on PostgreSQL yet (report/ has not moved to the store interface).");
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(message = "The scheduled report is not made on PostgreSQL yet (report/ has not moved to the store interface).");
+        });
         return Ok(out);
     };
     let from = crate::rules::ChinaDay(today.0 - i64::from(c.report_every_days));
