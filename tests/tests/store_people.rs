@@ -448,6 +448,15 @@ fn registry_imports(c: &Conn) -> Vec<String> {
             .unwrap();
     assert_eq!(registry::write(c, &records).unwrap(), 2);
     seen.push(format!("items {:?}", registry::items(c).unwrap()));
+    // `write` takes records as they come: a key given twice is written twice, the last wins.
+    let first = registry::entities(c).unwrap().remove(0);
+    let (mut once, mut twice) = (first.clone(), first.clone());
+    once.name = "改名一".into();
+    twice.name = "改名二".into();
+    let records = spotcheck_collector::registry::import::Records::Entities(vec![once, twice]);
+    assert_eq!(registry::write(c, &records).unwrap(), 2);
+    let now = registry::entities(c).unwrap();
+    assert_eq!((now.len(), now[0].name.as_str()), (1234, "改名二"));
     seen.push(format!(
         "known {}",
         registry::known_entities(c).unwrap().len()

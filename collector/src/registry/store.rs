@@ -274,6 +274,9 @@ pub struct Writer<'t, S: Sql + ?Sized> {
     /// PostgreSQL: parameters of rows not sent yet, and the full batch's statement.
     held: Vec<Held>,
     many: Option<String>,
+    /// The keys of the held rows: one statement may not upsert a key twice (an import's
+    /// checker refuses repeated keys, but [`write`] takes records as they come).
+    held_keys: HashSet<String>,
     /// Inspectors deactivated by this import whose tokens or sessions ended.
     deactivated: Vec<serde_json::Value>,
     rows: usize,
@@ -290,6 +293,7 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
             one: table.insert(1),
             many: batched.then(|| table.insert(PG_ROWS)),
             held: Vec::new(),
+            held_keys: HashSet::new(),
             table,
             deactivated: Vec::new(),
             rows: 0,
@@ -312,6 +316,14 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
             self.tx.execute(&self.one, row)?;
             return Ok(());
         }
+        let key = match row.first().map(|a| a.value()) {
+            Some(Value::Text(k)) => k.to_owned(),
+            other => unreachable!("the libraries' keys are text, not {other:?}"),
+        };
+        if self.held_keys.contains(&key) {
+            self.send()?;
+        }
+        self.held_keys.insert(key);
         self.held.extend(row.iter().map(|a| match a.value() {
             Value::Null => Held::Null,
             Value::Int(i) => Held::Int(i),
@@ -342,6 +354,7 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
         }
         drop(params);
         self.held.clear();
+        self.held_keys.clear();
         Ok(())
     }
 
