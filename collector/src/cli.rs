@@ -1,17 +1,88 @@
 //! The one-shot subcommands behind `main.rs`: `draw verify`, `draw export`, `registry import`,
 //! `audit verify`, `audit export` and `agents add|rotate|revoke|list`.
+//!
+//! Every command that opens the store finds it the same way ([`StoreArgs`]): `--store URL`
+//! (`sqlite://PATH` or `postgres://…`, docs/storage.md) if given, else the SQLite file
+//! `spotcheck.db` in `--data DIR` (default `./spotcheck-data`), as `serve` keeps it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::audit;
-use crate::config::Synchronous;
 use crate::draw::{check_against, verify, verify_public, Commitment, DrawRecord, PublicRecord};
 use crate::registry::import;
 use crate::registry::parse::Kind;
 use crate::registry::store as registry_store;
 use crate::store;
+use crate::store::db::{self, Conn, DbUrl, Mode};
+
+/// Where a command finds the store: `--store URL`, else the SQLite file in `--data DIR`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Data directory holding the SQLite database (spotcheck.db); used unless --store is given.
+    #[arg(long, default_value = "./spotcheck-data")]
+    pub data: PathBuf,
+    /// The store's URL instead of --data: sqlite:///PATH, or postgres://USER@HOST:PORT/DATABASE
+    /// for a store shared by several collectors (docs/storage.md).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<DbUrl>,
+}
+
+impl StoreArgs {
+    /// The SQLite file in `data`.
+    pub fn data_dir(data: &Path) -> StoreArgs {
+        StoreArgs {
+            data: data.to_owned(),
+            store: None,
+        }
+    }
+
+    /// The store's URL.
+    pub fn url(&self) -> DbUrl {
+        self.store
+            .clone()
+            .unwrap_or_else(|| DbUrl::Sqlite(store::db_path(&self.data)))
+    }
+
+    /// Whether the store exists: a SQLite file must (so that a mistyped `--data` creates
+    /// nothing); a PostgreSQL database is taken to, the connection says otherwise.
+    pub fn exists(&self) -> bool {
+        match self.url() {
+            DbUrl::Sqlite(path) => path.exists(),
+            DbUrl::Postgres(_) => true,
+        }
+    }
+
+    /// Connects to a store that exists (see [`StoreArgs::exists`]); for writing, the schema
+    /// is brought up to date first.
+    pub fn existing(&self, mode: Mode) -> anyhow::Result<Conn> {
+        let url = self.url();
+        if !self.exists() {
+            match &self.store {
+                Some(_) => anyhow::bail!("no database at {url}"),
+                None => anyhow::bail!(
+                    "no database in {} (spotcheck.db); give the collector's data directory \
+                     with --data, or the store's URL with --store",
+                    self.data.display()
+                ),
+            }
+        }
+        db::connect(&url, mode).with_context(|| format!("cannot open the store {url}"))
+    }
+
+    /// Connects for writing, creating a SQLite store (and its directory) if there is none.
+    pub fn create(&self) -> anyhow::Result<Conn> {
+        let url = self.url();
+        if let DbUrl::Sqlite(path) = &url {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            }
+        }
+        db::connect(&url, Mode::Write).with_context(|| format!("cannot open the store {url}"))
+    }
+}
 
 /// What `registry import --kind` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,14 +147,17 @@ pub fn load_commitments(source: &str) -> anyhow::Result<Vec<Commitment>> {
 /// use. The store is the one source: a file is a rendering of it at the time of the export,
 /// so export again after a recusal. Returns the files written.
 pub fn export_draws(data: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let db = store::db_path(data);
-    anyhow::ensure!(
-        db.exists(),
-        "{} has no Spotcheck database (spotcheck.db): pass the collector's data directory",
-        data.display()
-    );
-    let conn = store::open_for_reading(&db)?;
-    let records = crate::draw::store::records(&conn, u32::MAX)?;
+    export_draws_from(&StoreArgs::data_dir(data), out)
+}
+
+/// [`export_draws`] from the store `at` names.
+pub fn export_draws_from(at: &StoreArgs, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let conn = at.existing(Mode::Read)?;
+    // draw/ still reads SQLite directly (docs/storage.md, "Where the port stands").
+    let sqlite = conn
+        .as_sqlite()
+        .context("draw export reads SQLite only until draw/ has moved to the store interface")?;
+    let records = crate::draw::store::records(sqlite, u32::MAX)?;
     let mut written = Vec::with_capacity(records.len());
     for record in records {
         written.push(crate::draw::files::write(out, &record)?);
@@ -175,22 +249,23 @@ pub fn verify_draws(path: &Path, commitments: Option<&str>) -> anyhow::Result<bo
 
 /// Imports a file into the library; with `dry_run`, only checks it. Prints every bad row.
 /// Returns whether the file was valid.
-pub fn import(kind: ImportKind, file: &Path, dry_run: bool, data: &Path) -> anyhow::Result<bool> {
+pub fn import(
+    kind: ImportKind,
+    file: &Path,
+    dry_run: bool,
+    at: &StoreArgs,
+) -> anyhow::Result<bool> {
     let rows = import::open_file(file)?;
-    let db = store::db_path(data);
-    let mut conn = if dry_run {
-        None
-    } else {
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("cannot create data directory {}", data.display()))?;
-        Some(store::open_for_writing(&db, Synchronous::Full)?)
+    let conn = if dry_run { None } else { Some(at.create()?) };
+    // A dry run creates nothing: it reads what exists, if anything (a SQLite file that is not
+    // there, or cannot be read, holds no entities; a PostgreSQL store must answer).
+    let existing = match (&conn, at.url()) {
+        (Some(_), _) => None,
+        (None, DbUrl::Sqlite(path)) if path.exists() => at.existing(Mode::Read).ok(),
+        (None, DbUrl::Sqlite(_)) => None,
+        (None, DbUrl::Postgres(_)) => Some(at.existing(Mode::Read)?),
     };
-    // A dry run creates nothing: it reads what exists, if anything.
-    let existing = match &conn {
-        None if db.exists() => store::open_for_reading(&db).ok(),
-        _ => None,
-    };
-    match registry_store::import(conn.as_mut(), existing.as_ref(), kind.into(), rows)? {
+    match registry_store::import(conn.as_ref(), existing.as_ref(), kind.into(), rows)? {
         registry_store::Imported::Refused {
             rows,
             accepted,
@@ -224,8 +299,8 @@ pub fn import(kind: ImportKind, file: &Path, dry_run: bool, data: &Path) -> anyh
 /// Where `audit verify` reads the log from.
 #[derive(Debug, Clone)]
 pub enum AuditSource {
-    /// The database in a data directory.
-    Data(PathBuf),
+    /// The store (a data directory's SQLite file, or `--store URL`).
+    Store(StoreArgs),
     /// A JSON Lines export.
     File(PathBuf),
 }
@@ -240,10 +315,8 @@ pub fn audit_verify(source: &AuditSource, head: Option<&str>) -> anyhow::Result<
         );
     }
     let report = match source {
-        AuditSource::Data(data) => {
-            let db = store::db_path(data);
-            anyhow::ensure!(db.exists(), "no database in {}", data.display());
-            let conn = store::open_for_reading(&db)?;
+        AuditSource::Store(at) => {
+            let conn = at.existing(Mode::Read)?;
             audit::verify_store(&conn, head)?
         }
         AuditSource::File(file) => {
@@ -279,10 +352,8 @@ pub fn audit_verify(source: &AuditSource, head: Option<&str>) -> anyhow::Result<
 }
 
 /// Exports the audit log as JSON Lines to `out` (or standard output).
-pub fn audit_export(data: &Path, out: Option<&Path>) -> anyhow::Result<()> {
-    let db = store::db_path(data);
-    anyhow::ensure!(db.exists(), "no database in {}", data.display());
-    let conn = store::open_for_reading(&db)?;
+pub fn audit_export(at: &StoreArgs, out: Option<&Path>) -> anyhow::Result<()> {
+    let conn = at.existing(Mode::Read)?;
     match out {
         Some(path) => {
             let f = std::fs::File::create(path)
@@ -309,27 +380,25 @@ pub enum CredentialAction {
     Revoke,
 }
 
-/// Issues, rotates or revokes an agent's credential in the data directory's database
-/// (audited). A new credential is written to `out` (mode 0600) or printed. A running
-/// collector picks the change up within 2 s.
+/// Issues, rotates or revokes an agent's credential in the store (audited). A new credential
+/// is written to `out` (mode 0600) or printed. A running collector picks the change up
+/// within 2 s.
 pub fn agents_change(
     action: CredentialAction,
     agent: &str,
-    data: &Path,
+    at: &StoreArgs,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     use crate::registry::credentials;
     let agent = spotcheck_protocol::AgentId::new(agent)
         .with_context(|| format!("agent id {agent:?} is not valid"))?;
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("cannot create data directory {}", data.display()))?;
-    let mut conn = store::open_for_writing(&store::db_path(data), Synchronous::Full)?;
+    let conn = at.create()?;
     let now = spotcheck_protocol::UnixMillis::now();
     let issued = match action {
-        CredentialAction::Add => credentials::add(&mut conn, &agent, now)?,
-        CredentialAction::Rotate => credentials::rotate(&mut conn, &agent, now)?,
+        CredentialAction::Add => credentials::add(&conn, &agent, now)?,
+        CredentialAction::Rotate => credentials::rotate(&conn, &agent, now)?,
         CredentialAction::Revoke => {
-            credentials::revoke(&mut conn, &agent, now)?;
+            credentials::revoke(&conn, &agent, now)?;
             eprintln!(
                 "agent {agent}: credential revoked; its next login and its batches are refused"
             );
@@ -353,10 +422,8 @@ pub fn agents_change(
 }
 
 /// Lists every agent credential (never the secrets).
-pub fn agents_list(data: &Path) -> anyhow::Result<()> {
-    let db = store::db_path(data);
-    anyhow::ensure!(db.exists(), "no database in {}", data.display());
-    let conn = store::open_for_reading(&db)?;
+pub fn agents_list(at: &StoreArgs) -> anyhow::Result<()> {
+    let conn = at.existing(Mode::Read)?;
     println!("agent\tgeneration\tissued_ms\tstate");
     for c in crate::registry::credentials::list(&conn)? {
         let state = match c.revoked_ms {

@@ -3,12 +3,12 @@
 //! change is an audit entry (ids and counts only: the log carries no personal data).
 //! Notification routes with `liaisons = true` address whoever is current.
 
-use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
 use crate::audit::{self, EntryKind};
+use crate::store::db::{args, Conn, DbError, Row, Sql};
 
 /// One liaison officer as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,9 +49,9 @@ pub enum ContactError {
     /// Entered values that cannot work.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
-    /// The store failed.
+    /// The store failed (either engine).
     #[error(transparent)]
-    Store(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// The audit log refused the entry.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -89,7 +89,7 @@ pub fn check(list: &[NewContact]) -> Result<(), ContactError> {
     }
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
+fn row(r: &Row<'_>) -> Result<Contact, DbError> {
     Ok(Contact {
         id: r.get(0)?,
         department: r.get(1)?,
@@ -104,28 +104,34 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
 const COLUMNS: &str = "id, department, name, email, phone, since_ms, until_ms";
 
 /// The current liaison officers of `department` (every department's with None).
-pub fn current(conn: &Connection, department: Option<&str>) -> rusqlite::Result<Vec<Contact>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM contacts WHERE until_ms IS NULL AND (?1 IS NULL OR department = ?1)
-         ORDER BY department, id"
-    ))?
-    .query_map([department], row)?
-    .collect()
+pub fn current(
+    conn: &(impl Sql + ?Sized),
+    department: Option<&str>,
+) -> Result<Vec<Contact>, DbError> {
+    conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM contacts
+             WHERE until_ms IS NULL AND (CAST($1 AS TEXT) IS NULL OR department = $1)
+             ORDER BY department, id"
+        ),
+        args![department],
+        row,
+    )
 }
 
 /// Every row of `department`, past and current, oldest first.
-pub fn history(conn: &Connection, department: &str) -> rusqlite::Result<Vec<Contact>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM contacts WHERE department = ?1 ORDER BY since_ms, id"
-    ))?
-    .query_map([department], row)?
-    .collect()
+pub fn history(conn: &(impl Sql + ?Sized), department: &str) -> Result<Vec<Contact>, DbError> {
+    conn.query(
+        &format!("SELECT {COLUMNS} FROM contacts WHERE department = $1 ORDER BY since_ms, id"),
+        args![department],
+        row,
+    )
 }
 
 /// Makes `list` the department's liaison officers: those unchanged (same name, e-mail and
 /// phone) stay as they are, the others end now and the new ones start now; one audit entry.
 pub fn replace(
-    conn: &mut Connection,
+    conn: &Conn,
     department: &str,
     list: &[NewContact],
     now: UnixMillis,
@@ -139,8 +145,8 @@ pub fn replace(
     for c in &before {
         if !list.iter().any(|n| same(c, n)) {
             tx.execute(
-                "UPDATE contacts SET until_ms = ?2 WHERE id = ?1",
-                params![c.id, now.0],
+                "UPDATE contacts SET until_ms = $2 WHERE id = $1",
+                args![c.id, now.0],
             )?;
             ended.push(c.id);
         }
@@ -151,11 +157,13 @@ pub fn replace(
         if repeated || before.iter().any(|c| same(c, n)) {
             continue;
         }
-        tx.execute(
-            "INSERT INTO contacts (department, name, email, phone, since_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![department, n.name, n.email, n.phone, now.0],
+        let id: i64 = tx.query_row(
+            "INSERT INTO contacts (department, name, email, phone, since_ms)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            args![department, n.name, n.email, n.phone, now.0],
+            |r| r.get(0),
         )?;
-        added.push((tx.last_insert_rowid(), n));
+        added.push((id, n));
     }
     if !ended.is_empty() || !added.is_empty() {
         audit::append(
@@ -188,13 +196,10 @@ mod tests {
     #[test]
     fn a_change_of_person_ends_the_old_row_keeps_history_and_is_audited() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = crate::store::open_for_writing(
-            &dir.path().join("db"),
-            crate::config::Synchronous::Full,
-        )
-        .unwrap();
+        let url = crate::store::db::DbUrl::Sqlite(dir.path().join("db"));
+        let conn = crate::store::db::connect(&url, crate::store::db::Mode::Write).unwrap();
         let a = replace(
-            &mut conn,
+            &conn,
             "health",
             &[c("王芳", "wang@example.cn")],
             UnixMillis(1),
@@ -202,7 +207,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.len(), 1);
         let b = replace(
-            &mut conn,
+            &conn,
             "health",
             &[c("王芳", "wang@example.cn"), c("李强", "li@example.cn")],
             UnixMillis(2),
@@ -210,7 +215,7 @@ mod tests {
         .unwrap();
         assert_eq!(b[0].id, a[0].id, "an unchanged officer keeps their row");
         let d = replace(
-            &mut conn,
+            &conn,
             "health",
             &[c("李强", "li@example.cn")],
             UnixMillis(3),
@@ -223,7 +228,7 @@ mod tests {
         let entries: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM audit_log WHERE subject = 'contacts:health'",
-                [],
+                args![],
                 |r| r.get(0),
             )
             .unwrap();
@@ -232,7 +237,7 @@ mod tests {
         let body: String = conn
             .query_row(
                 "SELECT body FROM audit_log ORDER BY seq DESC LIMIT 1",
-                [],
+                args![],
                 |r| r.get(0),
             )
             .unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use spotcheck_collector::cli::{self, ImportKind};
+use spotcheck_collector::cli::{self, ImportKind, StoreArgs};
 use spotcheck_collector::users::cli::{self as users_cli, TokensCommand, UsersCommand};
 use spotcheck_collector::{shutdown, telemetry, Collector, RawConfig};
 use tokio_util::sync::CancellationToken;
@@ -71,9 +71,9 @@ enum AgentsCommand {
         /// Write the credential file here (mode 0600) instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Replace an agent's credential with a new generation; the old one stops working.
     Rotate {
@@ -82,23 +82,23 @@ enum AgentsCommand {
         /// Write the credential file here (mode 0600) instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke an agent's credential: its next login and its batches are refused.
     Revoke {
         /// The agent id.
         agent: String,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List the agents' credentials (generation, issue time, revoked or live; never secrets).
     List {
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -107,9 +107,13 @@ enum AuditCommand {
     /// Check the chain: prints `ok: N entries, head HASH`, or every problem and exits 1.
     Verify {
         /// Data directory holding the database.
-        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        #[arg(long, conflicts_with = "file")]
         data: Option<PathBuf>,
+        /// The store's URL instead of --data (sqlite:///PATH or postgres://…).
+        #[arg(long, value_name = "URL", conflicts_with = "file")]
+        store: Option<spotcheck_collector::store::db::DbUrl>,
         /// A JSON Lines export (`audit export`).
+        #[arg(required_unless_present_any = ["data", "store"])]
         file: Option<PathBuf>,
         /// A head hash published earlier: the log must still contain that entry (this is
         /// what reveals deleted entries at the end).
@@ -118,9 +122,9 @@ enum AuditCommand {
     },
     /// Write every entry as JSON Lines, in seq order.
     Export {
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
         /// Output file; standard output if absent.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -142,9 +146,9 @@ enum DrawCommand {
     /// Write every revealed draw's full record, as stored now (recusals included), to
     /// OUT/{draw id}.json, ready for `draw verify`.
     Export {
-        /// The collector's data directory.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR (the collector's data directory) or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
         /// Where to write the files (default: DATA/draws).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -163,9 +167,9 @@ enum RegistryCommand {
         /// Check every row and report, but change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -181,10 +185,10 @@ fn main() -> anyhow::Result<()> {
                 },
         } => cli::verify_draws(&record, commitments.as_deref())?,
         Command::Draw {
-            command: DrawCommand::Export { data, out },
+            command: DrawCommand::Export { store, out },
         } => {
-            let out = out.unwrap_or_else(|| data.join("draws"));
-            for path in cli::export_draws(&data, &out)? {
+            let out = out.unwrap_or_else(|| store.data.join("draws"));
+            for path in cli::export_draws_from(&store, &out)? {
                 println!("{}", path.display());
             }
             true
@@ -195,23 +199,35 @@ fn main() -> anyhow::Result<()> {
                     kind,
                     file,
                     dry_run,
-                    data,
+                    store,
                 },
-        } => cli::import(kind, &file, dry_run, &data)?,
+        } => cli::import(kind, &file, dry_run, &store)?,
         Command::Audit {
-            command: AuditCommand::Verify { data, file, head },
+            command:
+                AuditCommand::Verify {
+                    data,
+                    store,
+                    file,
+                    head,
+                },
         } => {
-            let source = match (data, file) {
-                (Some(data), _) => cli::AuditSource::Data(data),
-                (None, Some(file)) => cli::AuditSource::File(file),
-                (None, None) => anyhow::bail!("give --data DIR or an exported FILE.jsonl"),
+            let source = match (data, store, file) {
+                (data, Some(url), _) => cli::AuditSource::Store(StoreArgs {
+                    data: data.unwrap_or_default(),
+                    store: Some(url),
+                }),
+                (Some(data), None, _) => cli::AuditSource::Store(StoreArgs::data_dir(&data)),
+                (None, None, Some(file)) => cli::AuditSource::File(file),
+                (None, None, None) => {
+                    anyhow::bail!("give --data DIR, --store URL or an exported FILE.jsonl")
+                }
             };
             cli::audit_verify(&source, head.as_deref())?
         }
         Command::Audit {
-            command: AuditCommand::Export { data, out },
+            command: AuditCommand::Export { store, out },
         } => {
-            cli::audit_export(&data, out.as_deref())?;
+            cli::audit_export(&store, out.as_deref())?;
             true
         }
         Command::Users { command } => {
@@ -225,16 +241,16 @@ fn main() -> anyhow::Result<()> {
         Command::Agents { command } => {
             use cli::CredentialAction as A;
             match command {
-                AgentsCommand::Add { agent, out, data } => {
-                    cli::agents_change(A::Add, &agent, &data, out.as_deref())?
+                AgentsCommand::Add { agent, out, store } => {
+                    cli::agents_change(A::Add, &agent, &store, out.as_deref())?
                 }
-                AgentsCommand::Rotate { agent, out, data } => {
-                    cli::agents_change(A::Rotate, &agent, &data, out.as_deref())?
+                AgentsCommand::Rotate { agent, out, store } => {
+                    cli::agents_change(A::Rotate, &agent, &store, out.as_deref())?
                 }
-                AgentsCommand::Revoke { agent, data } => {
-                    cli::agents_change(A::Revoke, &agent, &data, None)?
+                AgentsCommand::Revoke { agent, store } => {
+                    cli::agents_change(A::Revoke, &agent, &store, None)?
                 }
-                AgentsCommand::List { data } => cli::agents_list(&data)?,
+                AgentsCommand::List { store } => cli::agents_list(&store)?,
             }
             true
         }

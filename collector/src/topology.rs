@@ -21,6 +21,7 @@ use crate::ingest::{BrokerLink, Ingest, IngestError, IngestParts};
 use crate::registry::credentials::{CredentialError, Credentials};
 use crate::registry::{Bindings, Presence};
 use crate::rulebook::Rulebook;
+use crate::store::db::{self, Conn, DbUrl, Mode};
 use crate::store::{self, StoreError, Writer};
 use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
@@ -99,22 +100,34 @@ impl Drop for ReloadTask {
 }
 
 /// Re-reads the credential table every 2 s, so that `agents revoke|rotate` run from the CLI
-/// against a running collector take effect within that time (the API's changes apply at once).
-fn spawn_reload(table: Credentials, db: PathBuf) -> ReloadTask {
+/// (or another collector sharing the store) take effect within that time (the API's changes
+/// apply at once). One read connection is kept between reloads, and opened again after one
+/// fails.
+fn spawn_reload(table: Credentials, url: DbUrl) -> ReloadTask {
     ReloadTask(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kept: Option<Conn> = None;
         loop {
             tick.tick().await;
             let table = table.clone();
-            let db = db.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let conn = store::open_for_reading(&db).map_err(|e| e.to_string())?;
-                table.reload(&conn).map_err(|e| e.to_string())
+            let url = url.clone();
+            let held = kept.take();
+            let done = tokio::task::spawn_blocking(move || -> Result<Conn, String> {
+                let conn = match held {
+                    Some(c) if c.is_idle() => c,
+                    _ => db::connect(&url, Mode::Read).map_err(|e| e.to_string())?,
+                };
+                table.reload(&conn).map_err(|e| e.to_string())?;
+                Ok(conn)
             })
             .await;
-            if let Ok(Err(error)) = done {
-                tracing::error!(message = "Reloading agent credentials failed; keeping the previous table.", %error);
+            match done {
+                Ok(Ok(conn)) => kept = Some(conn),
+                Ok(Err(error)) => {
+                    tracing::error!(message = "Reloading agent credentials failed; keeping the previous table.", %error);
+                }
+                Err(_) => {}
             }
         }
     }))
@@ -129,17 +142,20 @@ impl Collector {
         };
         std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
         let db = store::db_path(&config.data_dir);
+        // The store the parts that have moved to the store interface use (docs/storage.md);
+        // `serve` keeps it in SQLite in the data directory for now.
+        let url = DbUrl::Sqlite(db.clone());
         let mut writer = Writer::open(&db, config.store.synchronous)?;
         let admin_token: Arc<str> = {
-            let mut conn = store::open_for_writing(&db, config.store.synchronous)?;
-            crate::users::bootstrap(&mut conn, &config.data_dir, UnixMillis::now())?.into()
+            let conn = db::connect(&url, Mode::Write).map_err(StoreError::from)?;
+            crate::users::bootstrap(&conn, &config.data_dir, UnixMillis::now())?.into()
         };
         writer.register_agents(&config.agents)?;
         let credentials = Credentials::load(writer.connection())?;
         if credentials.is_empty() && config.ingest.require_agent_auth {
             tracing::warn!(message = "No agent has a credential yet: every batch will be dead-lettered. Issue them with `spotcheck-collector agents add ID --data DIR`.");
         }
-        let reload = spawn_reload(credentials.clone(), db.clone());
+        let reload = spawn_reload(credentials.clone(), url.clone());
         let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
         let today = crate::rules::ChinaDay::of(UnixMillis::now());
         if let Some(warning) = rulebook.calendar().coverage_warning(today) {
@@ -250,7 +266,7 @@ impl Collector {
         };
         // Reads the outbox that ingest and the API write; nothing waits for it.
         let notifier = Some(crate::notify::worker::start(
-            &db,
+            &url,
             config.notify.clone(),
             config.publication.within_days,
             rulebook.clone(),

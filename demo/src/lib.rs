@@ -190,18 +190,15 @@ fn issue_credentials(data: &Path, sites: &[Site]) -> Result<Vec<PathBuf>, DemoEr
     let fail = |e: String| DemoError::Draws(format!("issuing agent credentials: {e}"));
     let dir = data.join("credentials");
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    let mut conn = spotcheck_collector::store::open_for_writing(
-        &spotcheck_collector::store::db_path(data),
-        spotcheck_collector::config::Synchronous::Full,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let conn =
+        store_conn(&spotcheck_collector::store::db_path(data)).map_err(|e| fail(e.to_string()))?;
     let mut paths = Vec::with_capacity(sites.len());
     for site in sites {
         let path = dir.join(format!("{}.credential", site.agent));
         if !path.exists() {
             let now = spotcheck_protocol::UnixMillis::now();
-            let issued = match credentials::add(&mut conn, &site.agent, now) {
-                Err(CredentialError::Exists(_)) => credentials::rotate(&mut conn, &site.agent, now),
+            let issued = match credentials::add(&conn, &site.agent, now) {
+                Err(CredentialError::Exists(_)) => credentials::rotate(&conn, &site.agent, now),
                 other => other,
             }
             .map_err(|e| fail(e.to_string()))?;
@@ -339,18 +336,15 @@ pub fn showcase(db: &Path, since: spotcheck_protocol::UnixMillis) -> Result<Stri
 /// One user per role with a fresh random password each start: (name, role, password).
 /// The inspector is linked to the first active health inspector of the registry.
 pub fn demo_users(db: &Path) -> Result<Vec<(String, String, String)>, DemoError> {
+    use spotcheck_collector::store::db::Sql;
     use spotcheck_collector::users::store::{self as users, NewUser};
     use spotcheck_collector::users::Role;
     let e = |e: &dyn std::fmt::Display| DemoError::Users(e.to_string());
-    let mut conn = spotcheck_collector::store::open_for_writing(
-        db,
-        spotcheck_collector::config::Synchronous::Normal,
-    )
-    .map_err(|x| e(&x))?;
+    let conn = store_conn(db).map_err(|x| e(&x))?;
     let inspector: String = conn
         .query_row(
             "SELECT id FROM registry_inspectors WHERE department = 'health' AND active = 1 ORDER BY id LIMIT 1",
-            [],
+            spotcheck_collector::store::db::args![],
             |r| r.get(0),
         )
         .map_err(|x| e(&x))?;
@@ -366,9 +360,9 @@ pub fn demo_users(db: &Path) -> Result<Vec<(String, String, String)>, DemoError>
         for (name, role, department, inspector) in wanted {
             let password = spotcheck_collector::users::random_secret()[..16].to_owned();
             match users::by_name(&conn, name).map_err(|x| e(&x))? {
-                Some(u) => users::set_password(&mut conn, u.id, &password, now),
+                Some(u) => users::set_password(&conn, u.id, &password, now),
                 None => users::create(
-                    &mut conn,
+                    &conn,
                     &NewUser {
                         name,
                         role: Some(role),
@@ -529,12 +523,12 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
     use spotcheck_collector::registry::{import::Records, store as registry};
 
     let err = |e: &dyn std::fmt::Display| DemoError::Draws(e.to_string());
-    let mut conn = spotcheck_collector::store::open_for_writing(
+    let conn = spotcheck_collector::store::open_for_writing(
         &spotcheck_collector::store::db_path(data),
         Synchronous::Full,
     )
     .map_err(|e| err(&e))?;
-    // Plans and draws through the store interface.
+    // The libraries, plans and draws through the store interface.
     let db = store_conn(&spotcheck_collector::store::db_path(data)).map_err(|e| err(&e))?;
     let entities = generate::entities(LIBRARY_PER_DOMAIN, per_domain, 2026);
     let inspectors = generate::inspectors(24, &entities, 2026);
@@ -543,7 +537,7 @@ pub fn load_registry_and_draw(data: &Path, per_domain: usize) -> Result<Vec<Path
         Records::Inspectors(inspectors),
         Records::Items(generate::items()),
     ] {
-        registry::write(&mut conn, &records).map_err(|e| err(&e))?;
+        registry::write(&db, &records).map_err(|e| err(&e))?;
     }
     let dir = data.join("draws");
     std::fs::create_dir_all(&dir).map_err(|e| err(&e))?;

@@ -56,7 +56,11 @@ fn code(i: u32) -> String {
 fn fill(db: &std::path::Path, n: u32) -> anyhow::Result<String> {
     let mut conn = store::open_for_writing(db, Synchronous::Normal)?;
     let now = UnixMillis::now();
-    spotcheck_collector::users::store::bootstrap_with(&mut conn, ADMIN, now)?;
+    {
+        use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+        let users = connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write)?;
+        spotcheck_collector::users::store::bootstrap_with(&users, ADMIN, now)?;
+    }
     let tx = conn.transaction()?;
     {
         let mut insp = tx.prepare(

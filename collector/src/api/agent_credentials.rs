@@ -8,9 +8,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use spotcheck_protocol::{AgentId, UnixMillis};
 
-use super::draws::write;
-use super::{auth, read, ApiError, AppState};
+use super::draws::write_db;
+use super::{auth, read_db, ApiError, AppState};
 use crate::registry::credentials::{self, CredentialError, CredentialInfo, Issued};
+use crate::store::db::Conn;
 
 /// The credential routes.
 pub fn routes() -> Router<AppState> {
@@ -65,7 +66,7 @@ fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
 /// Reloads the live table after a change, so it takes effect at once.
 async fn refresh(s: &AppState) -> Result<(), ApiError> {
     let table = s.credentials.clone();
-    read(s, move |c| Ok(table.reload(c))).await??;
+    read_db(s, move |c| Ok(table.reload(c)?)).await?;
     Ok(())
 }
 
@@ -74,7 +75,7 @@ async fn list(
     h: HeaderMap,
 ) -> Result<Json<Vec<CredentialInfo>>, ApiError> {
     auth::admin(&s, &h)?;
-    Ok(Json(read(&s, |c| Ok(credentials::list(c))).await??))
+    Ok(Json(read_db(&s, |c| Ok(credentials::list(c)?)).await?))
 }
 
 async fn add(
@@ -99,11 +100,11 @@ async fn issue(
     s: &AppState,
     h: &HeaderMap,
     agent: &str,
-    op: fn(&mut rusqlite::Connection, &AgentId, UnixMillis) -> Result<Issued, CredentialError>,
+    op: fn(&Conn, &AgentId, UnixMillis) -> Result<Issued, CredentialError>,
 ) -> Result<Json<IssuedView>, ApiError> {
     auth::admin(s, h)?;
     let agent = agent_id(agent)?;
-    let issued = write(s, move |c| Ok(op(c, &agent, UnixMillis::now())?)).await?;
+    let issued = write_db(s, move |c| Ok(op(c, &agent, UnixMillis::now())?)).await?;
     refresh(s).await?;
     Ok(Json(issued.into()))
 }
@@ -115,7 +116,7 @@ async fn revoke(
 ) -> Result<axum::http::StatusCode, ApiError> {
     auth::admin(&s, &h)?;
     let agent = agent_id(&agent)?;
-    write(&s, move |c| {
+    write_db(&s, move |c| {
         Ok(credentials::revoke(c, &agent, UnixMillis::now())?)
     })
     .await?;

@@ -12,7 +12,8 @@
 //! the audit log of whatever the handler writes. An auditor is refused every write here, and
 //! an inspector whose inspector is not active in the registry is refused everything.
 //!
-//! The lookups are single indexed SQLite reads made on the request's thread.
+//! The lookups are single indexed reads made on the request's thread (SQLite), or off the
+//! async runtime where the PostgreSQL client needs it.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use spotcheck_protocol::UnixMillis;
 use super::{ApiError, AppState};
 use crate::audit::Actor;
 use crate::store;
+use crate::store::db::Sql;
 use crate::tasks::Task;
 use crate::users::{self, secrets, Role, TokenId, User};
 
@@ -201,67 +203,123 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// the CSRF token, an auditor's write, or an inspector who is no longer active.
 pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let now = UnixMillis::now();
-    store::access::of(&s.db).read(|conn| identify(conn, headers, now))?
+    let access = store::access::of(&s.db);
+    let postgres = matches!(access.url(), store::db::DbUrl::Postgres(_));
+    let (proof, inspector_active) = off_the_runtime(postgres, || {
+        access.read_db(|conn| lookup(conn, headers, now))
+    })??;
+    identify(proof, inspector_active, headers)
 }
 
-/// [`caller`] over a read connection.
-fn identify(
-    conn: &rusqlite::Connection,
+/// Runs `f`, which may call the synchronous PostgreSQL client, where that is allowed: the
+/// client drives a runtime of its own and panics inside a Tokio worker, so from one it runs
+/// under `block_in_place` (or, on a current-thread runtime, on a thread of its own). SQLite
+/// (`needed` false) runs `f` in place, as a lookup always did.
+fn off_the_runtime<T: Send>(needed: bool, f: impl FnOnce() -> T + Send) -> T {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return f();
+    };
+    if !needed {
+        return f();
+    }
+    match handle.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+    }
+}
+
+/// What the store says of the credential a request carries.
+enum Proof {
+    /// A live API token of an active user.
+    Token(User, TokenId),
+    /// A live console session of an active user.
+    Session(User, users::Session),
+}
+
+/// The store's part of [`caller`]: the user behind the token or cookie, and for an inspector
+/// whether their inspector is active in the registry.
+fn lookup(
+    conn: &store::db::Conn,
     headers: &HeaderMap,
     now: UnixMillis,
-) -> Result<Caller, ApiError> {
-    let caller = if let Some(token) = bearer(headers) {
+) -> Result<(Proof, Option<bool>), ApiError> {
+    let proof = if let Some(token) = bearer(headers) {
         let (user, id) = secrets::authenticate(conn, token, now)
             .map_err(user_error)?
             .ok_or(ApiError::Unauthorized)?;
-        Caller {
-            user,
-            via: Via::Token(id),
-        }
+        Proof::Token(user, id)
     } else if let Some(secret) = cookie(headers, SESSION_COOKIE) {
         let (user, session) = secrets::session(conn, secret, now)
             .map_err(user_error)?
             .ok_or(ApiError::Unauthorized)?;
-        if writes() {
-            let given = headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !same(given.as_bytes(), session.csrf_token.as_bytes()) {
-                return Err(ApiError::Forbidden(
-                    "a write with the session cookie needs the session's CSRF token in the X-CSRF-Token header (GET /api/v1/session gives it)".into(),
-                ));
-            }
-        }
-        if user.must_change_password {
-            let own = format!("PUT /api/v1/users/{}/password", user.id.0);
-            let allowed = route_is(|r| {
-                r == own || r == "GET /api/v1/session" || r == "DELETE /api/v1/session"
-            });
-            if !allowed {
-                return Err(ApiError::Forbidden(format!(
-                    "your password was set by the admin: choose your own first ({own} with {{\"password\": TEXT}}), then log in again"
-                )));
-            }
-        }
-        Caller {
-            user,
-            via: Via::Session,
-        }
+        Proof::Session(user, session)
     } else {
         return Err(ApiError::Unauthorized);
     };
-    if let Some(i) = caller.inspector() {
-        let active: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
-            [i],
-            |r| r.get(0),
-        )?;
-        if !active {
-            return Err(ApiError::Forbidden(format!(
-                "inspector {i} is not active in the inspector library; ask the bureau"
-            )));
+    let user = match &proof {
+        Proof::Token(u, _) | Proof::Session(u, _) => u,
+    };
+    let inspector_active = match (user.role, &user.inspector) {
+        (Role::Inspector, Some(i)) => Some(conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = $1 AND active = 1)",
+            store::db::args![i],
+            |r| r.get::<bool>(0),
+        )?),
+        _ => None,
+    };
+    Ok((proof, inspector_active))
+}
+
+/// The request's part of [`caller`]: what this request may do with that proof; records the
+/// caller for the audit log.
+fn identify(
+    proof: Proof,
+    inspector_active: Option<bool>,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let caller = match proof {
+        Proof::Token(user, id) => Caller {
+            user,
+            via: Via::Token(id),
+        },
+        Proof::Session(user, session) => {
+            if writes() {
+                let given = headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !same(given.as_bytes(), session.csrf_token.as_bytes()) {
+                    return Err(ApiError::Forbidden(
+                        "a write with the session cookie needs the session's CSRF token in the X-CSRF-Token header (GET /api/v1/session gives it)".into(),
+                    ));
+                }
+            }
+            if user.must_change_password {
+                let own = format!("PUT /api/v1/users/{}/password", user.id.0);
+                let allowed = route_is(|r| {
+                    r == own || r == "GET /api/v1/session" || r == "DELETE /api/v1/session"
+                });
+                if !allowed {
+                    return Err(ApiError::Forbidden(format!(
+                        "your password was set by the admin: choose your own first ({own} with {{\"password\": TEXT}}), then log in again"
+                    )));
+                }
+            }
+            Caller {
+                user,
+                via: Via::Session,
+            }
         }
+    };
+    if let (Some(i), Some(false)) = (caller.inspector(), inspector_active) {
+        return Err(ApiError::Forbidden(format!(
+            "inspector {i} is not active in the inspector library; ask the bureau"
+        )));
     }
     if writes() && caller.role() == Role::Auditor && !own_account(caller.user.id) {
         return Err(ApiError::Forbidden(
@@ -316,7 +374,7 @@ pub fn user_error(e: users::UserError) -> ApiError {
         users::UserError::Invalid(_) => ApiError::BadRequest(e.to_string()),
         users::UserError::NotFound(_) => ApiError::NotFound(e.to_string()),
         users::UserError::Conflict(_) => ApiError::Conflict(e.to_string()),
-        users::UserError::Hash(_) | users::UserError::Sqlite(_) | users::UserError::Audit(_) => {
+        users::UserError::Hash(_) | users::UserError::Db(_) | users::UserError::Audit(_) => {
             ApiError::Internal(e.to_string())
         }
     }
@@ -342,6 +400,37 @@ mod tests {
         );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "c"), None);
+    }
+
+    /// What the synchronous PostgreSQL client does: a runtime of its own, blocked on.
+    fn own_runtime() -> u32 {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { 7 })
+    }
+
+    #[test]
+    fn a_lookup_that_blocks_on_a_runtime_of_its_own_runs_from_either_kind_of_runtime() {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            current.block_on(async { off_the_runtime(true, own_runtime) }),
+            7
+        );
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let got = multi.block_on(async {
+            tokio::spawn(async { off_the_runtime(true, own_runtime) })
+                .await
+                .unwrap()
+        });
+        assert_eq!(got, 7);
+        // Outside any runtime it simply runs.
+        assert_eq!(off_the_runtime(true, own_runtime), 7);
     }
 
     #[test]

@@ -62,22 +62,6 @@ impl From<PlanStoreError> for ApiError {
     }
 }
 
-/// Runs `f` on a blocking thread with the workflow writer ([`store::access`]: one per
-/// database, so API writes never contend with each other), as the request's authenticated
-/// user (the audit log's `"by"`).
-pub(super) async fn write<T: Send + 'static>(
-    s: &AppState,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let access = store::access::of(&s.db);
-    let actor = super::auth::acting_user()?;
-    tokio::task::spawn_blocking(move || {
-        access.write(|conn| crate::audit::acting(actor, || f(conn)))?
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-}
-
 /// [`write`] for code moved to [`store::db::Sql`]: runs on either engine.
 pub(super) async fn write_db<T: Send + 'static>(
     s: &AppState,

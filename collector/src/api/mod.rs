@@ -176,20 +176,8 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     auth::staff(s, headers).map(drop)
 }
 
-/// Runs a read-only query on a blocking thread with a connection of the read pool
-/// ([`store::access`]).
-async fn read<T: Send + 'static>(
-    s: &AppState,
-    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    let access = store::access::of(&s.db);
-    tokio::task::spawn_blocking(move || -> Result<T, ApiError> { Ok(access.read(f)??) })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-}
-
-/// [`read`] for code moved to [`store::db::Sql`]: runs on either engine.
-#[allow(dead_code)] // the modules move to it one at a time (docs/storage.md)
+/// Runs a query on a blocking thread with a connection of the read pool
+/// ([`store::access`]), on either engine.
 async fn read_db<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&store::db::Conn) -> Result<T, ApiError> + Send + 'static,

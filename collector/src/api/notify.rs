@@ -10,12 +10,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::draws::write;
-use super::{authorize, read, ApiError, AppState};
+use super::draws::write_db;
+use super::{authorize, read_db, ApiError, AppState};
 use crate::audit::{self, EntryKind};
 use crate::contacts::{self, Contact, ContactError, NewContact};
 use crate::notify::outbox::{self, Delivery, StoredMessage};
 use crate::notify::{self, Rules};
+use crate::store::db::{DbError, Sql};
 use spotcheck_protocol::UnixMillis;
 
 /// The notification and contact routes.
@@ -59,7 +60,7 @@ struct ConfigView {
     rules: Rules,
 }
 
-fn current_rules(c: &rusqlite::Connection) -> rusqlite::Result<(Option<i64>, Rules)> {
+fn current_rules(c: &(impl Sql + ?Sized)) -> Result<(Option<i64>, Rules), DbError> {
     Ok(match outbox::saved_rules(c)? {
         Some((id, body)) => (Some(id), serde_json::from_str(&body).unwrap_or_default()),
         None => (None, Rules::default()),
@@ -68,7 +69,7 @@ fn current_rules(c: &rusqlite::Connection) -> rusqlite::Result<(Option<i64>, Rul
 
 async fn get_config(State(s): State<AppState>, h: HeaderMap) -> Result<Json<ConfigView>, ApiError> {
     authorize(&s, &h)?;
-    let (version, rules) = read(&s, current_rules).await?;
+    let (version, rules) = read_db(&s, |c| Ok(current_rules(c)?)).await?;
     Ok(Json(ConfigView {
         version,
         rules: Rules {
@@ -89,7 +90,7 @@ async fn put_config(
     let rules: Rules = serde_json::from_str(&body)
         .map_err(|e| ApiError::BadRequest(format!("notification rules: {e}")))?;
     let by = caller.actor();
-    write(&s, move |c| {
+    write_db(&s, move |c| {
         let known = notify::known_departments(c)?;
         rules.check(Some(&known)).map_err(|problems| {
             ApiError::BadRequest(format!(
@@ -100,15 +101,8 @@ async fn put_config(
         })?;
         let now = UnixMillis::now();
         let tx = c.transaction()?;
-        tx.execute(
-            "INSERT INTO notify_config (body, saved_ms, saved_by) VALUES (?1, ?2, ?3)",
-            rusqlite::params![
-                serde_json::to_string(&rules).expect("rules serialise"),
-                now.0,
-                by
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
+        let body = serde_json::to_string(&rules).expect("rules serialise");
+        let id = outbox::save_rules(&tx, &body, now.0, &by)?;
         audit::append(
             &tx,
             EntryKind::RegistryChanged,
@@ -160,22 +154,28 @@ async fn test_channel(
     } else {
         serde_json::from_str(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
     };
-    let db = s.db.clone();
     let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
-        let conn = crate::store::open_for_reading(&db)?;
-        let (_, rules) = current_rules(&conn)?;
-        notify::worker::test_send(&db, &rules, &name, t.to).map(|r| (name, r))
+    let (_, rules) = read_db(&s, |c| Ok(current_rules(c)?)).await?;
+    // Sent with no connection held (a dead channel takes its whole timeout), then logged.
+    let (channel, to) = (name.clone(), t.to);
+    let result =
+        tokio::task::spawn_blocking(move || notify::worker::test_message(&rules, &channel, to))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (ok, detail) = match result {
+        Ok(d) => (true, d),
+        Err(d) => (false, d),
+    };
+    let (channel, logged) = (name.clone(), detail.clone());
+    write_db(&s, move |c| {
+        let now = UnixMillis::now().0;
+        Ok(outbox::log(c, None, &channel, now, 1, ok, &logged)?)
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (channel, result) = result?;
+    .await?;
     Ok(Json(TestResult {
-        channel,
-        ok: result.is_ok(),
-        detail: match result {
-            Ok(d) | Err(d) => d,
-        },
+        channel: name,
+        ok,
+        detail,
         elapsed_ms: started.elapsed().as_millis(),
     }))
 }
@@ -202,7 +202,10 @@ async fn messages(
     }
     let limit = p.limit.unwrap_or(100).min(1000);
     Ok(Json(
-        read(&s, move |c| outbox::messages(c, p.status.as_deref(), limit)).await?,
+        read_db(&s, move |c| {
+            Ok(outbox::messages(c, p.status.as_deref(), limit)?)
+        })
+        .await?,
     ))
 }
 
@@ -221,7 +224,7 @@ async fn deliveries(
     authorize(&s, &h)?;
     let limit = p.limit.unwrap_or(100).min(1000);
     Ok(Json(
-        read(&s, move |c| outbox::deliveries(c, p.message, limit)).await?,
+        read_db(&s, move |c| Ok(outbox::deliveries(c, p.message, limit)?)).await?,
     ))
 }
 
@@ -238,7 +241,10 @@ async fn list_contacts(
 ) -> Result<Json<Vec<Contact>>, ApiError> {
     authorize(&s, &h)?;
     Ok(Json(
-        read(&s, move |c| contacts::current(c, p.department.as_deref())).await?,
+        read_db(&s, move |c| {
+            Ok(contacts::current(c, p.department.as_deref())?)
+        })
+        .await?,
     ))
 }
 
@@ -249,7 +255,7 @@ async fn contact_history(
 ) -> Result<Json<Vec<Contact>>, ApiError> {
     authorize(&s, &h)?;
     Ok(Json(
-        read(&s, move |c| contacts::history(c, &department)).await?,
+        read_db(&s, move |c| Ok(contacts::history(c, &department)?)).await?,
     ))
 }
 
@@ -263,7 +269,7 @@ async fn put_contacts(
     super::auth::admin(&s, &h)?;
     let list: Vec<NewContact> = serde_json::from_str(&body)
         .map_err(|e| ApiError::BadRequest(format!("liaison officers: {e}")))?;
-    write(&s, move |c| {
+    write_db(&s, move |c| {
         let known = notify::known_departments(c)?;
         if !known.contains(&department) {
             return Err(ApiError::BadRequest(format!(

@@ -15,10 +15,11 @@ use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
 use super::auth::{self, Caller, SessionSettings, Via, SESSION_COOKIE};
-use super::draws::write;
-use super::{read, ApiError, AppState};
+use super::draws::write_db;
+use super::{read_db, ApiError, AppState};
 use crate::audit;
 use crate::registry::model::InspectorId;
+use crate::store::db::{args, Conn, Sql};
 use crate::users::limit::LoginLimiter;
 use crate::users::store::{self as user_store, NewUser, User};
 use crate::users::{secrets, Role, TokenId, TokenInfo, UserId};
@@ -58,15 +59,16 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Runs `f` with a writable connection on a blocking thread, acting as `actor`.
+/// Runs `f` with the workflow writer on a blocking thread, acting as `actor` (a login and a
+/// logout act as the user before the request has an authenticated caller).
 async fn as_actor<T: Send + 'static>(
     s: &AppState,
     actor: String,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&Conn) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let access = crate::store::access::of(&s.db);
     tokio::task::spawn_blocking(move || {
-        access.write(|conn| audit::acting_as(&actor, || f(conn)))?
+        access.write_db(|conn| audit::acting_as(&actor, || f(conn)))?
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -121,10 +123,7 @@ async fn login(
         return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
     }
     let (name, pw) = (l.user.clone(), l.password);
-    let user = read(&s, move |c| {
-        Ok(user_store::check_password(c, &name, &pw).map_err(ApiError::from))
-    })
-    .await??;
+    let user = read_db(&s, move |c| Ok(user_store::check_password(c, &name, &pw)?)).await?;
     let Some(user) = user else {
         s.people.limiter.fail(&l.user, &addr);
         s.stats.login_failures.inc();
@@ -162,10 +161,10 @@ async fn whoami(
             let secret = auth::cookie(&headers, SESSION_COOKIE)
                 .unwrap_or_default()
                 .to_owned();
-            let found = read(&s, move |conn| {
-                Ok(secrets::session(conn, &secret, UnixMillis::now()).map_err(ApiError::from))
+            let found = read_db(&s, move |conn| {
+                Ok(secrets::session(conn, &secret, UnixMillis::now())?)
             })
-            .await??;
+            .await?;
             let session = found.ok_or(ApiError::Unauthorized)?.1;
             (
                 Some(session.csrf_token),
@@ -232,10 +231,7 @@ async fn list_tokens(
     let Query(p) = params.map_err(|e| ApiError::BadRequest(format!("{e}; expected ?user=ID")))?;
     let user = owner(&c, p.user)?;
     Ok(Json(
-        read(&s, move |conn| {
-            Ok(secrets::tokens(conn, Some(user)).map_err(ApiError::from))
-        })
-        .await??,
+        read_db(&s, move |conn| Ok(secrets::tokens(conn, Some(user))?)).await?,
     ))
 }
 
@@ -273,7 +269,7 @@ async fn issue_token(
         }
     };
     let days = t.days.unwrap_or(90);
-    let (info, secret) = write(&s, move |conn| {
+    let (info, secret) = write_db(&s, move |conn| {
         let tx = conn.transaction()?;
         let issued = secrets::issue(&tx, user, &t.name, days, UnixMillis::now())?;
         tx.commit()?;
@@ -290,16 +286,13 @@ async fn revoke_token(
 ) -> Result<Json<TokenInfo>, ApiError> {
     let c = auth::caller(&s, &headers)?;
     let id = TokenId(id);
-    let t = read(&s, move |conn| {
-        Ok(secrets::token(conn, id).map_err(ApiError::from))
-    })
-    .await??;
+    let t = read_db(&s, move |conn| Ok(secrets::token(conn, id)?)).await?;
     if t.user != c.user.id && c.role() != Role::Admin {
         // Someone else's token: as if it did not exist.
         return Err(ApiError::NotFound(format!("no token {id}")));
     }
     Ok(Json(
-        write(&s, move |conn| {
+        write_db(&s, move |conn| {
             Ok(secrets::revoke(conn, id, UnixMillis::now())?)
         })
         .await?,
@@ -311,9 +304,7 @@ async fn list_users(
     headers: HeaderMap,
 ) -> Result<Json<Vec<User>>, ApiError> {
     auth::oversight(&s, &headers)?;
-    Ok(Json(
-        read(&s, |c| Ok(user_store::list(c).map_err(ApiError::from))).await??,
-    ))
+    Ok(Json(read_db(&s, |c| Ok(user_store::list(c)?)).await?))
 }
 
 #[derive(Deserialize)]
@@ -341,9 +332,9 @@ async fn create_user(
         ))
     })?;
     Ok(Json(
-        write(&s, move |c| {
+        write_db(&s, move |c| {
             let now = UnixMillis::now();
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let user = user_store::create_in(
                 &tx,
                 &NewUser {
@@ -375,7 +366,7 @@ async fn set_active(
 ) -> Result<Json<User>, ApiError> {
     auth::admin(&s, &headers)?;
     Ok(Json(
-        write(&s, move |c| {
+        write_db(&s, move |c| {
             Ok(user_store::set_active(
                 c,
                 UserId(id),
@@ -424,7 +415,7 @@ async fn set_password(
     let Json(p) =
         body.map_err(|e| ApiError::BadRequest(format!("{e}; expected {{\"password\": TEXT}}")))?;
     let own = c.user.id.0 == id;
-    write(&s, move |c| {
+    write_db(&s, move |c| {
         // A password the admin sets for someone else is temporary: only its owner's own
         // choice makes a session that can act.
         let set = if own {
@@ -451,12 +442,12 @@ async fn inspector_login(
     let inspector = id.to_string();
     let password = crate::users::random_secret()[..20].to_owned();
     let pw = password.clone();
-    let user = write(&s, move |c| {
+    let user = write_db(&s, move |c| {
         let now = UnixMillis::now();
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = c.transaction()?;
         let active: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1 AND active = 1)",
-            [&inspector],
+            "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = $1 AND active = 1)",
+            args![inspector],
             |r| r.get(0),
         )?;
         if !active {

@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::draws::{write, write_db};
-use super::{authorize, read, read_db, ApiError, AppState};
+use super::draws::write_db;
+use super::{authorize, read_db, ApiError, AppState};
 use crate::joint::{self, JointTask, Quota};
 use crate::plan::store::{self as plan_store, Progress};
 use crate::plan::Plan;
@@ -20,6 +20,7 @@ use crate::registry::import;
 use crate::registry::model::{Entity, Inspector, Item};
 use crate::registry::parse::Kind;
 use crate::registry::store::{self as registry_store, RegistryStoreError};
+use crate::store::db::Conn;
 
 /// The registry, plan and joint routes.
 pub fn routes() -> Router<AppState> {
@@ -47,12 +48,14 @@ impl From<RegistryStoreError> for ApiError {
 
 async fn items(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Vec<Item>>, ApiError> {
     authorize(&s, &h)?;
-    Ok(Json(read(&s, |c| Ok(registry_store::items(c))).await??))
+    Ok(Json(read_db(&s, |c| Ok(registry_store::items(c)?)).await?))
 }
 
 async fn entities(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Vec<Entity>>, ApiError> {
     authorize(&s, &h)?;
-    Ok(Json(read(&s, |c| Ok(registry_store::entities(c))).await??))
+    Ok(Json(
+        read_db(&s, |c| Ok(registry_store::entities(c)?)).await?,
+    ))
 }
 
 async fn inspectors(
@@ -61,7 +64,7 @@ async fn inspectors(
 ) -> Result<Json<Vec<Inspector>>, ApiError> {
     authorize(&s, &h)?;
     Ok(Json(
-        read(&s, |c| Ok(registry_store::inspectors(c))).await??,
+        read_db(&s, |c| Ok(registry_store::inspectors(c)?)).await?,
     ))
 }
 
@@ -117,13 +120,13 @@ fn unreadable(e: import::ReadError) -> ApiError {
 
 /// Checks (and unless `dry_run`, writes) the rows; every bad row is refused with its line.
 fn judge(
-    c: &mut rusqlite::Connection,
+    c: &Conn,
     kind: Kind,
     dry_run: bool,
     rows: impl Iterator<Item = Result<import::RawRow, import::ReadError>>,
 ) -> Result<Imported, ApiError> {
     let imported = if dry_run {
-        registry_store::import(None, Some(&*c), kind, rows)
+        registry_store::import(None, Some(c), kind, rows)
     } else {
         registry_store::import(Some(c), None, kind, rows)
     };
@@ -166,7 +169,7 @@ async fn import_kind(
     super::auth::admin(&s, &h)?;
     let body = ImportBody::of(&h, body);
     let name = "request body".to_owned();
-    write(&s, move |c| match body {
+    write_db(&s, move |c| match body {
         ImportBody::Csv(text) => {
             let rows =
                 import::CsvRows::new(std::io::Cursor::new(text), name).map_err(unreadable)?;

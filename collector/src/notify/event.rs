@@ -298,23 +298,28 @@ pub fn from_audit(
     Ok(())
 }
 
-/// Reads one outbox row.
-pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let kind: String = r.get("kind")?;
-    let facts: String = r.get("facts")?;
+/// The columns [`from_row`] reads, in order, of the outbox aliased `o`.
+pub(crate) const EVENT_COLUMNS: &str =
+    "o.id, o.kind, o.ts_ms, o.department, o.domain, o.severity, \
+     o.entity, o.rule, o.task, o.subject, o.facts";
+
+/// Reads one outbox row ([`EVENT_COLUMNS`]).
+pub(crate) fn from_row(r: &crate::store::db::Row<'_>) -> Result<Event, DbError> {
+    let kind: String = r.get(1)?;
+    let facts: String = r.get(10)?;
     Ok(Event {
-        id: r.get("id")?,
-        kind: kind.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-        })?,
-        ts_ms: r.get("ts_ms")?,
-        department: r.get("department")?,
-        domain: r.get("domain")?,
-        severity: r.get("severity")?,
-        entity: r.get("entity")?,
-        rule: r.get("rule")?,
-        task: r.get("task")?,
-        subject: r.get("subject")?,
+        id: r.get(0)?,
+        kind: kind
+            .parse()
+            .map_err(|reason| DbError::Column { column: 1, reason })?,
+        ts_ms: r.get(2)?,
+        department: r.get(3)?,
+        domain: r.get(4)?,
+        severity: r.get(5)?,
+        entity: r.get(6)?,
+        rule: r.get(7)?,
+        task: r.get(8)?,
+        subject: r.get(9)?,
         facts: serde_json::from_str(&facts).unwrap_or(Value::Null),
     })
 }

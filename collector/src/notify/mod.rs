@@ -9,7 +9,8 @@
 //! - [`config`]: `[notify]`, the channels and routes, validated with reasons.
 //! - [`routing`]: which routes and channels an event takes, its group and identity.
 //! - [`grouping`]: group_wait / group_interval / repeat_interval, and retry backoff.
-//! - [`outbox`]: the outbox, groups, persisted messages and the delivery log in SQLite.
+//! - [`outbox`]: the outbox, groups, persisted messages (claimed with a lease before they are
+//!   sent) and the delivery log, in the store (SQLite or PostgreSQL).
 //! - [`render`]: messages in Chinese with a link to the task in the console.
 //! - [`channels`]: webhook, WeCom, DingTalk, e-mail.
 //! - [`worker`]: the delivery thread and the test send.
@@ -31,9 +32,6 @@ pub use worker::{Notifier, Worker};
 /// What the notification side can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// The store failed.
-    #[error("notifications: database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     /// The store failed (either engine).
     #[error("notifications: database: {0}")]
     Db(#[from] crate::store::db::DbError),
@@ -54,8 +52,8 @@ pub enum NotifyError {
 /// The departments routes may name: the item list's, the inspector library's, the users'
 /// and the liaison officers'.
 pub fn known_departments(
-    conn: &rusqlite::Connection,
-) -> rusqlite::Result<std::collections::BTreeSet<String>> {
+    conn: &(impl crate::store::db::Sql + ?Sized),
+) -> Result<std::collections::BTreeSet<String>, crate::store::db::DbError> {
     let mut out = std::collections::BTreeSet::new();
     out.insert(crate::tasks::anomaly::UNASSIGNED.to_owned());
     for sql in [
@@ -64,10 +62,7 @@ pub fn known_departments(
         "SELECT DISTINCT department FROM users WHERE department IS NOT NULL",
         "SELECT DISTINCT department FROM contacts",
     ] {
-        let mut stmt = conn.prepare(sql)?;
-        for d in stmt.query_map([], |r| r.get::<_, String>(0))? {
-            out.insert(d?);
-        }
+        out.extend(conn.query(sql, crate::store::db::args![], |r| r.get::<String>(0))?);
     }
     Ok(out)
 }

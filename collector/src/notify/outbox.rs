@@ -1,58 +1,71 @@
-//! The outbox and what follows it in the store: events waiting in groups, messages persisted
-//! before they are sent, and the delivery log. Every function here is one short statement or
-//! one transaction; the worker decides what to call when.
+//! The outbox and what follows it in the store (SQLite or PostgreSQL): events waiting in
+//! groups, messages persisted before they are sent, and the delivery log. Every function here
+//! is one short statement or one transaction; the worker decides what to call when.
+//!
+//! Several workers may see the same rows (a leader that lost its lock still finishing a step
+//! while the next leader starts): routing and flushing re-read what they change inside their
+//! write transaction, and a message is **claimed** ([`claim`]: one conditional `UPDATE` that
+//! names the worker and a lease end) before it is sent, so two workers never send one
+//! message at once. A worker that dies while sending leaves its claim to expire; the message
+//! is then due again (at least once).
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 use super::channels::Recipients;
-use super::event::{from_row, Event};
+use super::event::{from_row, Event, EVENT_COLUMNS};
 use super::routing::Target;
+use crate::store::db::{args, Conn, DbError, Row, Sql};
 
 /// Events not yet routed, oldest first.
-pub fn unrouted(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<Event>> {
-    conn.prepare_cached(
-        "SELECT id, kind, ts_ms, department, domain, severity, entity, rule, task, subject, facts
-         FROM notify_outbox WHERE routed = 0 ORDER BY id LIMIT ?1",
-    )?
-    .query_map([limit], from_row)?
-    .collect()
+pub fn unrouted(conn: &(impl Sql + ?Sized), limit: u32) -> Result<Vec<Event>, DbError> {
+    conn.query(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM notify_outbox o WHERE o.routed = 0 ORDER BY o.id LIMIT $1"
+        ),
+        args![limit],
+        from_row,
+    )
 }
 
 /// Whether `target`'s identity was told in a message of its group created at or after
 /// `since_ms`.
-pub fn told_since(tx: &Transaction<'_>, t: &Target, since_ms: i64) -> rusqlite::Result<bool> {
-    tx.prepare_cached(
-        "SELECT 1 FROM notify_pending p JOIN notify_messages m ON m.id = p.message
-         WHERE p.route = ?1 AND p.channel = ?2 AND p.group_key = ?3 AND p.identity = ?4
-           AND m.created_ms >= ?5 LIMIT 1",
-    )?
-    .query_row(
-        params![t.route, t.channel, t.group_key, t.identity, since_ms],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|o| o.is_some())
+pub fn told_since(conn: &(impl Sql + ?Sized), t: &Target, since_ms: i64) -> Result<bool, DbError> {
+    Ok(conn
+        .query_opt(
+            "SELECT 1 FROM notify_pending p JOIN notify_messages m ON m.id = p.message
+             WHERE p.route = $1 AND p.channel = $2 AND p.group_key = $3 AND p.identity = $4
+               AND m.created_ms >= $5 LIMIT 1",
+            args![t.route, t.channel, t.group_key, t.identity, since_ms],
+            |_| Ok(()),
+        )?
+        .is_some())
 }
 
 /// Puts `event` into its targets' groups (`suppressed`: told recently, kept for the record)
 /// and marks it routed.
-pub fn place(tx: &Transaction<'_>, event: i64, targets: &[(Target, bool)]) -> rusqlite::Result<()> {
-    let mut ins = tx.prepare_cached(
-        "INSERT OR IGNORE INTO notify_pending (event, route, channel, group_key, identity, suppressed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+pub fn place(
+    tx: &(impl Sql + ?Sized),
+    event: i64,
+    targets: &[(Target, bool)],
+) -> Result<(), DbError> {
     for (t, suppressed) in targets {
-        ins.execute(params![
-            event,
-            t.route,
-            t.channel,
-            t.group_key,
-            t.identity,
-            suppressed
-        ])?;
+        tx.execute(
+            "INSERT INTO notify_pending (event, route, channel, group_key, identity, suppressed)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event, route, channel) DO NOTHING",
+            args![
+                event,
+                t.route,
+                t.channel,
+                t.group_key,
+                t.identity,
+                suppressed
+            ],
+        )?;
     }
-    tx.execute("UPDATE notify_outbox SET routed = 1 WHERE id = ?1", [event])?;
+    tx.execute(
+        "UPDATE notify_outbox SET routed = 1 WHERE id = $1",
+        args![event],
+    )?;
     Ok(())
 }
 
@@ -72,41 +85,42 @@ pub struct OpenGroup {
 }
 
 /// Every group with events waiting to be told.
-pub fn open_groups(conn: &Connection) -> rusqlite::Result<Vec<OpenGroup>> {
-    conn.prepare_cached(
+pub fn open_groups(conn: &(impl Sql + ?Sized)) -> Result<Vec<OpenGroup>, DbError> {
+    conn.query(
         "SELECT p.route, p.channel, p.group_key, MIN(o.ts_ms), g.last_sent_ms
          FROM notify_pending p
          JOIN notify_outbox o ON o.id = p.event
          LEFT JOIN notify_groups g
            ON g.route = p.route AND g.channel = p.channel AND g.group_key = p.group_key
          WHERE p.message IS NULL AND p.suppressed = 0
-         GROUP BY p.route, p.channel, p.group_key
-         ORDER BY MIN(o.ts_ms)",
-    )?
-    .query_map([], |r| {
-        Ok(OpenGroup {
-            route: r.get(0)?,
-            channel: r.get(1)?,
-            group_key: r.get(2)?,
-            first_ms: r.get(3)?,
-            last_sent_ms: r.get(4)?,
-        })
-    })?
-    .collect()
+         GROUP BY p.route, p.channel, p.group_key, g.last_sent_ms
+         ORDER BY MIN(o.ts_ms), p.route, p.channel, p.group_key",
+        args![],
+        |r| {
+            Ok(OpenGroup {
+                route: r.get(0)?,
+                channel: r.get(1)?,
+                group_key: r.get(2)?,
+                first_ms: r.get(3)?,
+                last_sent_ms: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// The events waiting in `g`, oldest first.
-pub fn waiting(conn: &Connection, g: &OpenGroup) -> rusqlite::Result<Vec<Event>> {
-    conn.prepare_cached(
-        "SELECT o.id, o.kind, o.ts_ms, o.department, o.domain, o.severity, o.entity, o.rule,
-                o.task, o.subject, o.facts
-         FROM notify_pending p JOIN notify_outbox o ON o.id = p.event
-         WHERE p.route = ?1 AND p.channel = ?2 AND p.group_key = ?3
-           AND p.message IS NULL AND p.suppressed = 0
-         ORDER BY o.id",
-    )?
-    .query_map(params![g.route, g.channel, g.group_key], from_row)?
-    .collect()
+pub fn waiting(conn: &(impl Sql + ?Sized), g: &OpenGroup) -> Result<Vec<Event>, DbError> {
+    conn.query(
+        &format!(
+            "SELECT {EVENT_COLUMNS}
+             FROM notify_pending p JOIN notify_outbox o ON o.id = p.event
+             WHERE p.route = $1 AND p.channel = $2 AND p.group_key = $3
+               AND p.message IS NULL AND p.suppressed = 0
+             ORDER BY o.id"
+        ),
+        args![g.route, g.channel, g.group_key],
+        from_row,
+    )
 }
 
 /// A message to persist.
@@ -120,57 +134,60 @@ pub struct NewMessage {
     pub recipients: Recipients,
 }
 
-/// Persists the message for `g` and ties the waiting events to it, in one transaction.
-/// Also counts the events of the group suppressed since its last message, which the text
-/// mentions.
+/// Persists the message for `g` and ties the waiting events to it, inside the caller's
+/// transaction (which read `events` with [`waiting`] in the same transaction, so no other
+/// worker tied them meanwhile).
 pub fn flush(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     g: &OpenGroup,
     events: &[Event],
     m: &NewMessage,
     now: i64,
-) -> rusqlite::Result<i64> {
-    tx.prepare_cached(
+) -> Result<i64, DbError> {
+    let id: i64 = tx.query_row(
         "INSERT INTO notify_messages (route, channel, group_key, created_ms, title, text,
                                       recipients, events, status, next_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?4)",
-    )?
-    .execute(params![
-        g.route,
-        g.channel,
-        g.group_key,
-        now,
-        m.title,
-        m.text,
-        serde_json::to_string(&m.recipients).expect("recipients serialise"),
-        events.len() as i64,
-    ])?;
-    let id = tx.last_insert_rowid();
-    let mut upd = tx.prepare_cached(
-        "UPDATE notify_pending SET message = ?1
-         WHERE event = ?2 AND route = ?3 AND channel = ?4",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $4) RETURNING id",
+        args![
+            g.route,
+            g.channel,
+            g.group_key,
+            now,
+            m.title,
+            m.text,
+            serde_json::to_string(&m.recipients).expect("recipients serialise"),
+            events.len() as i64,
+        ],
+        |r| r.get(0),
     )?;
     for e in events {
-        upd.execute(params![id, e.id, g.route, g.channel])?;
+        tx.execute(
+            "UPDATE notify_pending SET message = $1
+             WHERE event = $2 AND route = $3 AND channel = $4 AND message IS NULL",
+            args![id, e.id, g.route, g.channel],
+        )?;
     }
     tx.execute(
-        "INSERT INTO notify_groups (route, channel, group_key, last_sent_ms) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO notify_groups (route, channel, group_key, last_sent_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (route, channel, group_key) DO UPDATE SET last_sent_ms = excluded.last_sent_ms",
-        params![g.route, g.channel, g.group_key, now],
+        args![g.route, g.channel, g.group_key, now],
     )?;
     Ok(id)
 }
 
 /// Suppressed events of a group that arrived after `since_ms` (shown as a count).
-pub fn suppressed_since(conn: &Connection, g: &OpenGroup, since_ms: i64) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
+pub fn suppressed_since(
+    conn: &(impl Sql + ?Sized),
+    g: &OpenGroup,
+    since_ms: i64,
+) -> Result<i64, DbError> {
+    conn.query_row(
         "SELECT COUNT(*) FROM notify_pending p JOIN notify_outbox o ON o.id = p.event
-         WHERE p.route = ?1 AND p.channel = ?2 AND p.group_key = ?3 AND p.suppressed = 1
-           AND o.ts_ms > ?4",
-    )?
-    .query_row(params![g.route, g.channel, g.group_key, since_ms], |r| {
-        r.get(0)
-    })
+         WHERE p.route = $1 AND p.channel = $2 AND p.group_key = $3 AND p.suppressed = 1
+           AND o.ts_ms > $4",
+        args![g.route, g.channel, g.group_key, since_ms],
+        |r| r.get(0),
+    )
 }
 
 /// A persisted message.
@@ -206,7 +223,7 @@ pub struct StoredMessage {
     pub last_error: Option<String>,
 }
 
-fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+fn message_row(r: &Row<'_>) -> Result<StoredMessage, DbError> {
     let recipients: String = r.get(7)?;
     Ok(StoredMessage {
         id: r.get(0)?,
@@ -229,28 +246,60 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
 const MESSAGE_COLUMNS: &str = "id, route, channel, group_key, created_ms, title, text, recipients,
     events, status, attempts, next_ms, sent_ms, last_error";
 
-/// Pending messages due by `now`, oldest first.
-pub fn due(conn: &Connection, now: i64, limit: u32) -> rusqlite::Result<Vec<StoredMessage>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM notify_messages
-         WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2"
-    ))?
-    .query_map(params![now, limit], message_row)?
-    .collect()
+/// Pending messages due by `now` that no worker holds a live claim on, oldest first.
+pub fn due(
+    conn: &(impl Sql + ?Sized),
+    now: i64,
+    limit: u32,
+) -> Result<Vec<StoredMessage>, DbError> {
+    conn.query(
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM notify_messages
+             WHERE status = 'pending' AND next_ms <= $1
+               AND (claimed_until IS NULL OR claimed_until <= $1)
+             ORDER BY next_ms, id LIMIT $2"
+        ),
+        args![now, limit],
+        message_row,
+    )
+}
+
+/// Claims message `id` for `owner` until `until_ms`, if it is still pending, due by `now`
+/// and not claimed by anyone whose claim lasts past `now`. One statement: on PostgreSQL a
+/// second claimer of the same row waits for the first and then finds the claim (its
+/// condition is checked again on the row the first one wrote), on SQLite writes take turns;
+/// so of two workers that try, exactly one gets it. Returns whether this one did.
+pub fn claim(
+    conn: &(impl Sql + ?Sized),
+    id: i64,
+    owner: &str,
+    now: i64,
+    until_ms: i64,
+) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE notify_messages SET claimed_by = $2, claimed_until = $4
+         WHERE id = $1 AND status = 'pending' AND next_ms <= $3
+           AND (claimed_until IS NULL OR claimed_until <= $3)",
+        args![id, owner, now, until_ms],
+    )?;
+    Ok(n == 1)
 }
 
 /// The newest messages (for the API), optionally of one status.
 pub fn messages(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     status: Option<&str>,
     limit: u32,
-) -> rusqlite::Result<Vec<StoredMessage>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM notify_messages WHERE (?1 IS NULL OR status = ?1)
-         ORDER BY id DESC LIMIT ?2"
-    ))?
-    .query_map(params![status, limit], message_row)?
-    .collect()
+) -> Result<Vec<StoredMessage>, DbError> {
+    conn.query(
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM notify_messages
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
+             ORDER BY id DESC LIMIT $2"
+        ),
+        args![status, limit],
+        message_row,
+    )
 }
 
 /// What became of an attempt.
@@ -264,21 +313,25 @@ pub enum Outcome {
     Failed,
 }
 
-/// Records an attempt on message `id` in the delivery log and its outcome on the message,
-/// in one transaction.
+/// Records `owner`'s attempt on message `id` in the delivery log and its outcome on the
+/// message, releasing the claim, in one transaction. If another worker claimed the message
+/// since (this one's claim ran out mid-send), the attempt is logged and counted but the
+/// message is left to that worker.
 pub fn record(
-    conn: &mut Connection,
+    conn: &Conn,
     id: i64,
+    owner: &str,
     channel: &str,
     now: i64,
     outcome: &Outcome,
     detail: &str,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let attempt: i64 = tx.query_row(
-        "UPDATE notify_messages SET attempts = attempts + 1 WHERE id = ?1 RETURNING attempts",
-        [id],
-        |r| r.get(0),
+) -> Result<(), DbError> {
+    let tx = conn.transaction()?;
+    let (attempt, holder): (i64, Option<String>) = tx.query_row(
+        "UPDATE notify_messages SET attempts = attempts + 1 WHERE id = $1
+         RETURNING attempts, claimed_by",
+        args![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     log(
         &tx,
@@ -289,38 +342,46 @@ pub fn record(
         matches!(outcome, Outcome::Sent),
         detail,
     )?;
-    match outcome {
-        Outcome::Sent => tx.execute(
-            "UPDATE notify_messages SET status = 'sent', sent_ms = ?2 WHERE id = ?1",
-            params![id, now],
-        )?,
-        Outcome::Retry(at) => tx.execute(
-            "UPDATE notify_messages SET next_ms = ?2, last_error = ?3 WHERE id = ?1",
-            params![id, at, detail],
-        )?,
-        Outcome::Failed => tx.execute(
-            "UPDATE notify_messages SET status = 'failed', last_error = ?2 WHERE id = ?1",
-            params![id, detail],
-        )?,
-    };
+    if holder.as_deref().is_none_or(|h| h == owner) {
+        match outcome {
+            Outcome::Sent => tx.execute(
+                "UPDATE notify_messages SET status = 'sent', sent_ms = $2,
+                        claimed_by = NULL, claimed_until = NULL
+                 WHERE id = $1",
+                args![id, now],
+            )?,
+            Outcome::Retry(at) => tx.execute(
+                "UPDATE notify_messages SET next_ms = $2, last_error = $3,
+                        claimed_by = NULL, claimed_until = NULL
+                 WHERE id = $1",
+                args![id, at, detail],
+            )?,
+            Outcome::Failed => tx.execute(
+                "UPDATE notify_messages SET status = 'failed', last_error = $2,
+                        claimed_by = NULL, claimed_until = NULL
+                 WHERE id = $1",
+                args![id, detail],
+            )?,
+        };
+    }
     tx.commit()
 }
 
 /// Appends to the delivery log (`message` None: a test send).
 pub fn log(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     message: Option<i64>,
     channel: &str,
     now: i64,
     attempt: i64,
     ok: bool,
     detail: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> Result<(), DbError> {
+    conn.execute(
         "INSERT INTO notify_deliveries (message, channel, ts_ms, attempt, ok, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![message, channel, now, attempt, ok, detail])?;
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        args![message, channel, now, attempt, ok, detail],
+    )?;
     Ok(())
 }
 
@@ -345,34 +406,48 @@ pub struct Delivery {
 
 /// The newest lines of the delivery log, optionally of one message.
 pub fn deliveries(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     message: Option<i64>,
     limit: u32,
-) -> rusqlite::Result<Vec<Delivery>> {
-    conn.prepare_cached(
+) -> Result<Vec<Delivery>, DbError> {
+    conn.query(
         "SELECT id, message, channel, ts_ms, attempt, ok, detail FROM notify_deliveries
-         WHERE (?1 IS NULL OR message = ?1) ORDER BY id DESC LIMIT ?2",
-    )?
-    .query_map(params![message, limit], |r| {
-        Ok(Delivery {
-            id: r.get(0)?,
-            message: r.get(1)?,
-            channel: r.get(2)?,
-            ts_ms: r.get(3)?,
-            attempt: r.get(4)?,
-            ok: r.get(5)?,
-            detail: r.get(6)?,
-        })
-    })?
-    .collect()
+         WHERE (CAST($1 AS BIGINT) IS NULL OR message = $1) ORDER BY id DESC LIMIT $2",
+        args![message, limit],
+        |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                message: r.get(1)?,
+                channel: r.get(2)?,
+                ts_ms: r.get(3)?,
+                attempt: r.get(4)?,
+                ok: r.get(5)?,
+                detail: r.get(6)?,
+            })
+        },
+    )
 }
 
 /// The rules saved through the API, newest: (id, JSON).
-pub fn saved_rules(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
-    conn.query_row(
+pub fn saved_rules(conn: &(impl Sql + ?Sized)) -> Result<Option<(i64, String)>, DbError> {
+    conn.query_opt(
         "SELECT id, body FROM notify_config ORDER BY id DESC LIMIT 1",
-        [],
+        args![],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
-    .optional()
+}
+
+/// Saves rules as a new version (`saved_by`: `config` for the file's, else who saved them
+/// through the API); returns its id.
+pub fn save_rules(
+    conn: &(impl Sql + ?Sized),
+    body: &str,
+    now: i64,
+    saved_by: &str,
+) -> Result<i64, DbError> {
+    conn.query_row(
+        "INSERT INTO notify_config (body, saved_ms, saved_by) VALUES ($1, $2, $3) RETURNING id",
+        args![body, now, saved_by],
+        |r| r.get(0),
+    )
 }

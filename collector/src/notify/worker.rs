@@ -9,14 +9,19 @@
 //! message at least once after the restart, and nothing is lost; a crash between a channel's
 //! acceptance and the record re-sends that one message (webhooks carry its id for receivers
 //! that drop repeats).
+//!
+//! The worker runs on SQLite or PostgreSQL (a `Conn`). With several collectors on one
+//! PostgreSQL store it is meant to run on the leader only; should two run at once (a leader
+//! losing its lock mid-step), routing and flushing re-read inside their write transactions and
+//! each message is claimed with a lease before it is sent ([`outbox::claim`]), so nothing is
+//! routed, grouped or sent twice.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension};
 use spotcheck_protocol::UnixMillis;
 use tracing::{info, warn};
 
@@ -28,8 +33,13 @@ use super::render;
 use super::routing;
 use super::scan::{self, ScanSettings};
 use super::NotifyError;
-use crate::config::Synchronous;
 use crate::rulebook::Rulebook;
+use crate::store::db::{self, args, Conn, DbError, DbUrl, Mode, Sql};
+
+/// A claim on a message being sent lasts three times its channel's timeout and this much
+/// more, so it outlasts the attempt it covers; a worker killed mid-send leaves the message
+/// to be sent again when the claim ends.
+pub const LEASE_MARGIN_MS: i64 = 10_000;
 
 /// What one step did (for tests and the log).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,7 +58,9 @@ pub struct StepReport {
 
 /// The worker's state.
 pub struct Worker {
-    conn: Connection,
+    conn: Conn,
+    /// Names this worker's claims (process id and a random part).
+    owner: String,
     settings: NotifyConfig,
     file_rules: Rules,
     rules: Rules,
@@ -60,16 +72,30 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker over the store at `db`.
+    /// A worker over the SQLite store at `db`.
     pub fn open(
         db: &Path,
         settings: NotifyConfig,
         scan: ScanSettings,
     ) -> Result<Worker, NotifyError> {
-        let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
+        Worker::connect(&DbUrl::Sqlite(db.to_owned()), settings, scan)
+    }
+
+    /// A worker over the store at `url`, on a connection of its own.
+    pub fn connect(
+        url: &DbUrl,
+        settings: NotifyConfig,
+        scan: ScanSettings,
+    ) -> Result<Worker, NotifyError> {
+        let conn = db::connect(url, Mode::Write)?;
         let file_rules = settings.rules();
         Ok(Worker {
             conn,
+            owner: format!(
+                "{}-{}",
+                std::process::id(),
+                &crate::users::random_secret()[..8]
+            ),
             rules: file_rules.clone(),
             file_rules,
             settings,
@@ -91,6 +117,16 @@ impl Worker {
     /// The rules in force.
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// The worker's connection (tests look at what it wrote).
+    pub fn connection(&self) -> &Conn {
+        &self.conn
+    }
+
+    /// How this worker names itself in its claims.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     fn reload_rules(&mut self) -> Result<(), NotifyError> {
@@ -119,7 +155,7 @@ impl Worker {
         let mut report = StepReport::default();
         let scan_ms = self.settings.scan_s as i64 * 1000;
         if self.last_scan.is_none_or(|t| now.0 - t >= scan_ms) {
-            report.scanned = scan::scan(&mut self.conn, &self.settings, self.scan, now)?;
+            report.scanned = scan::scan(&self.conn, &self.settings, self.scan, now)?;
             self.last_scan = Some(now.0);
         }
         report.routed = self.route(now)?;
@@ -133,13 +169,13 @@ impl Worker {
     /// Routes new outbox events into their groups.
     pub fn route(&mut self, now: UnixMillis) -> Result<usize, NotifyError> {
         self.reload_rules()?;
-        let events = outbox::unrouted(&self.conn, 1000)?;
-        if events.is_empty() {
+        // A look without the write lock first: most steps find nothing.
+        if outbox::unrouted(&self.conn, 1)?.is_empty() {
             return Ok(0);
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction()?;
+        // Read again under the lock: another worker may have routed them meanwhile.
+        let events = outbox::unrouted(&tx, 1000)?;
         for e in &events {
             let mut placed = Vec::new();
             for t in routing::route(&self.rules, e) {
@@ -173,11 +209,14 @@ impl Worker {
             if !timing.due(g.first_ms, g.last_sent_ms, now.0) {
                 continue;
             }
-            let events = outbox::waiting(&self.conn, &g)?;
+            // The group's events are read under the write lock they are tied to their message
+            // in: another worker cannot tell them meanwhile.
+            let tx = self.conn.transaction()?;
+            let events = outbox::waiting(&tx, &g)?;
             if events.is_empty() {
                 continue;
             }
-            let suppressed = outbox::suppressed_since(&self.conn, &g, g.last_sent_ms.unwrap_or(0))?;
+            let suppressed = outbox::suppressed_since(&tx, &g, g.last_sent_ms.unwrap_or(0))?;
             let rules = self.rulebook.as_ref().map(Rulebook::rules);
             let titles = |key: &str| {
                 let rules = rules.as_deref()?;
@@ -193,16 +232,13 @@ impl Worker {
                     .filter_map(|e| e.department.as_deref())
                     .collect();
                 for d in departments {
-                    for c in crate::contacts::current(&self.conn, Some(d))? {
+                    for c in crate::contacts::current(&tx, Some(d))? {
                         recipients.names.push(c.name);
                         recipients.emails.extend(c.email);
                         recipients.mobiles.extend(c.phone);
                     }
                 }
             }
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id = outbox::flush(
                 &tx,
                 &g,
@@ -238,15 +274,24 @@ impl Worker {
                 .find(|c| c.name == m.channel)
                 .cloned()
             else {
-                outbox::record(
-                    &mut self.conn,
+                if outbox::claim(
+                    &self.conn,
                     m.id,
-                    &m.channel,
+                    &self.owner,
                     now.0,
-                    &Outcome::Failed,
-                    "the channel no longer exists in the rules",
-                )?;
-                failed += 1;
+                    now.0 + LEASE_MARGIN_MS,
+                )? {
+                    outbox::record(
+                        &self.conn,
+                        m.id,
+                        &self.owner,
+                        &m.channel,
+                        now.0,
+                        &Outcome::Failed,
+                        "the channel no longer exists in the rules",
+                    )?;
+                    failed += 1;
+                }
                 continue;
             };
             // Rate limit: at most max_per_minute per channel; the rest wait for a later step.
@@ -255,6 +300,20 @@ impl Worker {
                 window.pop_front();
             }
             if window.len() >= channel.max_per_minute as usize {
+                continue;
+            }
+            // Claimed for longer than the attempt can take; another worker that got here
+            // first has it, and this one goes on to the next.
+            let lease = i64::try_from(channel.timeout_s)
+                .map_or(i64::MAX, |t| t.saturating_mul(3_000))
+                .saturating_add(LEASE_MARGIN_MS);
+            if !outbox::claim(
+                &self.conn,
+                m.id,
+                &self.owner,
+                now.0,
+                now.0.saturating_add(lease),
+            )? {
                 continue;
             }
             window.push_back(now.0);
@@ -291,15 +350,24 @@ impl Worker {
                     }
                 }
             };
-            outbox::record(&mut self.conn, m.id, &m.channel, now.0, &outcome, &detail)?;
+            outbox::record(
+                &self.conn,
+                m.id,
+                &self.owner,
+                &m.channel,
+                now.0,
+                &outcome,
+                &detail,
+            )?;
         }
         Ok((ok, failed))
     }
 }
 
-/// Sends one test message through `channel` of `rules` at once, and logs the attempt.
-pub fn test_send(
-    db: &Path,
+/// Sends one test message through `channel` of `rules` at once; the answer or the error. The
+/// caller logs the attempt ([`outbox::log`]) on its own connection: no transaction is open
+/// while the channel is waited for.
+pub fn test_message(
     rules: &Rules,
     channel: &str,
     to: Option<String>,
@@ -319,13 +387,22 @@ pub fn test_send(
         group: "test".into(),
         recipients,
     };
-    let result = channels::send(c, &msg).map_err(|e| e.to_string());
-    let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
+    Ok(channels::send(c, &msg).map_err(|e| e.to_string()))
+}
+
+/// [`test_message`], then logs the attempt in `conn`'s delivery log.
+pub fn test_send(
+    conn: &(impl Sql + ?Sized),
+    rules: &Rules,
+    channel: &str,
+    to: Option<String>,
+) -> Result<Result<String, String>, NotifyError> {
+    let result = test_message(rules, channel, to)?;
     let detail = match &result {
         Ok(d) | Err(d) => d.clone(),
     };
     outbox::log(
-        &conn,
+        conn,
         None,
         channel,
         UnixMillis::now().0,
@@ -343,15 +420,16 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the worker on its own thread; messages name rules by `rulebook`'s titles.
+    /// Starts the worker on its own thread and connection to the store at `url`; messages
+    /// name rules by `rulebook`'s titles.
     pub fn start(
-        db: PathBuf,
+        url: &DbUrl,
         settings: NotifyConfig,
         scan: ScanSettings,
         rulebook: Rulebook,
     ) -> Result<Notifier, NotifyError> {
         let tick = Duration::from_millis(settings.tick_ms);
-        let mut worker = Worker::open(&db, settings, scan)?.with_rulebook(rulebook);
+        let mut worker = Worker::connect(url, settings, scan)?.with_rulebook(rulebook);
         let (stop, stopped) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("notify".into())
@@ -384,23 +462,26 @@ impl Notifier {
 /// last time (so an edited file wins at start, and rules saved through the API win until
 /// the file changes), warns of departments the store does not know, and starts the worker.
 pub fn start(
-    db: &Path,
+    url: &DbUrl,
     settings: NotifyConfig,
     publish_within_days: u32,
     rulebook: Rulebook,
 ) -> Result<Notifier, NotifyError> {
     {
-        let conn = crate::store::open_for_writing(db, Synchronous::Full)?;
+        let conn = db::connect(url, Mode::Write)?;
         let rules = settings.rules();
         if let Err(problems) = rules.check(Some(&super::known_departments(&conn)?)) {
             for p in problems {
                 warn!(message = "Notification rule problem (the store does not know this yet, or it is wrong).", problem = %p);
             }
         }
-        save_file_rules(&conn, &rules, UnixMillis::now())?;
+        // Under the write lock: collectors starting together save the file's rules once.
+        let tx = conn.transaction()?;
+        save_file_rules(&tx, &rules, UnixMillis::now())?;
+        tx.commit()?;
     }
     Notifier::start(
-        db.to_owned(),
+        url,
         settings,
         ScanSettings {
             publish_within_days,
@@ -411,24 +492,19 @@ pub fn start(
 
 /// Records the file's rules as a new version if they differ from the file's last.
 pub fn save_file_rules(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     rules: &Rules,
     now: UnixMillis,
-) -> rusqlite::Result<bool> {
+) -> Result<bool, DbError> {
     let body = serde_json::to_string(rules).expect("rules serialise");
-    let last: Option<String> = conn
-        .query_row(
-            "SELECT body FROM notify_config WHERE saved_by = 'config' ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let last: Option<String> = conn.query_opt(
+        "SELECT body FROM notify_config WHERE saved_by = 'config' ORDER BY id DESC LIMIT 1",
+        args![],
+        |r| r.get(0),
+    )?;
     if last.as_deref() == Some(body.as_str()) || (last.is_none() && rules == &Rules::default()) {
         return Ok(false);
     }
-    conn.execute(
-        "INSERT INTO notify_config (body, saved_ms, saved_by) VALUES (?1, ?2, 'config')",
-        rusqlite::params![body, now.0],
-    )?;
+    outbox::save_rules(conn, &body, now.0, "config")?;
     Ok(true)
 }

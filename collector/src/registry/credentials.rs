@@ -13,19 +13,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use spotcheck_protocol::{AgentId, AgentKey, KeyGeneration, UnixMillis, KEY_LEN};
 
 use crate::audit::{self, AuditError, EntryKind};
+use crate::store::db::{args, Conn, DbError, Sql};
 
 /// Why a credential could not be issued, rotated, revoked or read.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    /// SQLite failed.
+    /// The store failed (either engine).
     #[error("agent credentials: database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// The audit entry could not be written (nothing was changed).
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -150,29 +150,29 @@ impl Credentials {
     }
 
     /// The table as stored in `conn`.
-    pub fn load(conn: &Connection) -> Result<Credentials, CredentialError> {
+    pub fn load(conn: &(impl Sql + ?Sized)) -> Result<Credentials, CredentialError> {
         let c = Credentials::default();
         c.reload(conn)?;
         Ok(c)
     }
 
     /// Replaces the table with what `conn` holds.
-    pub fn reload(&self, conn: &Connection) -> Result<(), CredentialError> {
-        let mut stmt = conn.prepare(
+    pub fn reload(&self, conn: &(impl Sql + ?Sized)) -> Result<(), CredentialError> {
+        let rows = conn.query(
             "SELECT agent, generation, key, password_hash, revoked_ms FROM agent_credentials",
+            args![],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<Vec<u8>>(2)?,
+                    r.get::<Vec<u8>>(3)?,
+                    r.get::<Option<i64>>(4)?,
+                ))
+            },
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-            ))
-        })?;
         let mut map = HashMap::new();
-        for row in rows {
-            let (agent, generation, key, hash, revoked) = row?;
+        for (agent, generation, key, hash, revoked) in rows {
             let corrupt = |reason: &str| CredentialError::Corrupt {
                 agent: agent.clone(),
                 reason: reason.to_owned(),
@@ -265,19 +265,21 @@ fn new_secret() -> ([u8; KEY_LEN], String) {
     (key, hex::encode(password))
 }
 
-fn current(tx: &Transaction, agent: &AgentId) -> Result<Option<(u32, bool)>, CredentialError> {
+fn current(
+    tx: &(impl Sql + ?Sized),
+    agent: &AgentId,
+) -> Result<Option<(u32, bool)>, CredentialError> {
     Ok(tx
-        .query_row(
-            "SELECT generation, revoked_ms FROM agent_credentials WHERE agent = ?1",
-            [agent.as_str()],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
-        )
-        .optional()?
+        .query_opt(
+            "SELECT generation, revoked_ms FROM agent_credentials WHERE agent = $1",
+            args![agent.as_str()],
+            |r| Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?)),
+        )?
         .map(|(g, revoked)| (g as u32, revoked.is_some())))
 }
 
 fn write(
-    tx: &Transaction,
+    tx: &(impl Sql + ?Sized),
     agent: &AgentId,
     generation: u32,
     kind: EntryKind,
@@ -287,10 +289,11 @@ fn write(
     let key = AgentKey::new(KeyGeneration(generation), bytes).expect("generation >= 1");
     tx.execute(
         "INSERT INTO agent_credentials (agent, generation, key, password_hash, issued_ms, revoked_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL)
-         ON CONFLICT (agent) DO UPDATE SET generation = ?2, key = ?3, password_hash = ?4,
-             issued_ms = ?5, revoked_ms = NULL",
-        params![
+         VALUES ($1, $2, $3, $4, $5, NULL)
+         ON CONFLICT (agent) DO UPDATE SET generation = excluded.generation, key = excluded.key,
+             password_hash = excluded.password_hash, issued_ms = excluded.issued_ms,
+             revoked_ms = NULL",
+        args![
             agent.as_str(),
             i64::from(generation),
             &bytes[..],
@@ -313,11 +316,7 @@ fn write(
 }
 
 /// Issues the first credential of `agent` (audited).
-pub fn add(
-    conn: &mut Connection,
-    agent: &AgentId,
-    now: UnixMillis,
-) -> Result<Issued, CredentialError> {
+pub fn add(conn: &Conn, agent: &AgentId, now: UnixMillis) -> Result<Issued, CredentialError> {
     let tx = conn.transaction()?;
     if current(&tx, agent)?.is_some() {
         return Err(CredentialError::Exists(agent.clone()));
@@ -329,11 +328,7 @@ pub fn add(
 
 /// Replaces `agent`'s credential with a new one of the next generation (audited); the old key
 /// and password stop working at once. Also re-issues a revoked credential.
-pub fn rotate(
-    conn: &mut Connection,
-    agent: &AgentId,
-    now: UnixMillis,
-) -> Result<Issued, CredentialError> {
+pub fn rotate(conn: &Conn, agent: &AgentId, now: UnixMillis) -> Result<Issued, CredentialError> {
     let tx = conn.transaction()?;
     let Some((generation, _)) = current(&tx, agent)? else {
         return Err(CredentialError::Missing(agent.clone()));
@@ -351,19 +346,15 @@ pub fn rotate(
 
 /// Revokes `agent`'s credential (audited): its batches are dead-lettered and its next broker
 /// login is refused.
-pub fn revoke(
-    conn: &mut Connection,
-    agent: &AgentId,
-    now: UnixMillis,
-) -> Result<(), CredentialError> {
+pub fn revoke(conn: &Conn, agent: &AgentId, now: UnixMillis) -> Result<(), CredentialError> {
     let tx = conn.transaction()?;
     match current(&tx, agent)? {
         None => return Err(CredentialError::Missing(agent.clone())),
         Some((_, true)) => return Err(CredentialError::AlreadyRevoked(agent.clone())),
         Some((generation, false)) => {
             tx.execute(
-                "UPDATE agent_credentials SET revoked_ms = ?2 WHERE agent = ?1",
-                params![agent.as_str(), now.0],
+                "UPDATE agent_credentials SET revoked_ms = $2 WHERE agent = $1",
+                args![agent.as_str(), now.0],
             )?;
             audit::append(
                 &tx,
@@ -379,40 +370,39 @@ pub fn revoke(
 }
 
 /// Every credential, without its secrets, by agent id.
-pub fn list(conn: &Connection) -> Result<Vec<CredentialInfo>, CredentialError> {
-    let mut stmt = conn.prepare(
+pub fn list(conn: &(impl Sql + ?Sized)) -> Result<Vec<CredentialInfo>, CredentialError> {
+    Ok(conn.query(
         "SELECT agent, generation, issued_ms, revoked_ms FROM agent_credentials ORDER BY agent",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(CredentialInfo {
-            agent: r.get(0)?,
-            generation: r.get::<_, i64>(1)? as u32,
-            issued_ms: r.get(2)?,
-            revoked_ms: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        args![],
+        |r| {
+            Ok(CredentialInfo {
+                agent: r.get(0)?,
+                generation: r.get::<i64>(1)? as u32,
+                issued_ms: r.get(2)?,
+                revoked_ms: r.get(3)?,
+            })
+        },
+    )?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Synchronous;
 
-    fn db() -> (tempfile::TempDir, Connection) {
+    fn db() -> (tempfile::TempDir, Conn) {
         let dir = tempfile::tempdir().unwrap();
-        let conn =
-            crate::store::open_for_writing(&dir.path().join("db"), Synchronous::Normal).unwrap();
+        let url = crate::store::db::DbUrl::Sqlite(dir.path().join("db"));
+        let conn = crate::store::db::connect(&url, crate::store::db::Mode::Write).unwrap();
         (dir, conn)
     }
 
     #[test]
     fn issuing_rotating_and_revoking_change_what_the_table_accepts_and_are_audited() {
-        let (_d, mut conn) = db();
+        let (_d, conn) = db();
         let a = AgentId::new("a1").unwrap();
-        let first = add(&mut conn, &a, UnixMillis(1)).unwrap();
+        let first = add(&conn, &a, UnixMillis(1)).unwrap();
         assert!(matches!(
-            add(&mut conn, &a, UnixMillis(2)),
+            add(&conn, &a, UnixMillis(2)),
             Err(CredentialError::Exists(_))
         ));
         let table = Credentials::load(&conn).unwrap();
@@ -420,13 +410,13 @@ mod tests {
         assert!(table.check_password("a1", &first.password));
         assert!(!table.check_password("a1", "wrong"));
 
-        let second = rotate(&mut conn, &a, UnixMillis(3)).unwrap();
+        let second = rotate(&conn, &a, UnixMillis(3)).unwrap();
         assert_eq!(second.key.generation(), KeyGeneration(2));
         table.reload(&conn).unwrap();
         assert!(!table.check_password("a1", &first.password));
         assert!(table.check_password("a1", &second.password));
 
-        revoke(&mut conn, &a, UnixMillis(4)).unwrap();
+        revoke(&conn, &a, UnixMillis(4)).unwrap();
         table.reload(&conn).unwrap();
         assert_eq!(table.key(&a), KeyLookup::Revoked);
         assert!(!table.check_password("a1", &second.password));
@@ -452,8 +442,8 @@ mod tests {
 
     #[test]
     fn the_credential_file_and_debug_output() {
-        let (_d, mut conn) = db();
-        let issued = add(&mut conn, &AgentId::new("a1").unwrap(), UnixMillis(1)).unwrap();
+        let (_d, conn) = db();
+        let issued = add(&conn, &AgentId::new("a1").unwrap(), UnixMillis(1)).unwrap();
         let text = issued.to_file_text();
         assert!(text.contains(&issued.key.to_hex()) && text.contains(&issued.password));
         let debug = format!("{issued:?}");

@@ -1,24 +1,27 @@
-//! The libraries in SQLite (tables `registry_*`, migration 2). An import writes all its rows
-//! in one transaction: inserted, or replacing the row with the same key.
+//! The libraries in the store (tables `registry_*`, migration 2), on SQLite or PostgreSQL. An
+//! import writes all its rows in one transaction: inserted, or replacing the row with the same
+//! key (and, for an inspector, the row that held their certificate under another id, as
+//! SQLite's `INSERT OR REPLACE` did).
+//!
+//! The import is the one bulk path (a million entities, BENCHMARKS.md): on SQLite each row is
+//! one execution of a cached statement, as before; on PostgreSQL rows are sent in multi-row
+//! `INSERT`s of [`PG_ROWS`] (a round trip per row would cost more than the rows). Either way
+//! the rows stream: memory holds one statement's worth.
 
 use std::collections::HashSet;
-
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::import::{Checker, RawRow, ReadError, Record, Records, RowError};
 use super::model::{Entity, Inspector, Item};
 use super::parse::Kind;
 use super::CreditCode;
+use crate::store::db::{args, Arg, Backend, Conn, DbError, Sql, Value};
 
 /// Why reading or writing the libraries failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryStoreError {
-    /// SQLite failed.
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     /// The store failed (either engine).
     #[error("database: {0}")]
-    Db(#[from] crate::store::db::DbError),
+    Db(#[from] DbError),
     /// The audit log refused the entry.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -54,26 +57,27 @@ fn from_json<T: serde::de::DeserializeOwned>(
 }
 
 /// The credit codes in the entity library.
-pub fn known_entities(conn: &Connection) -> Result<HashSet<CreditCode>, RegistryStoreError> {
-    let mut stmt = conn.prepare("SELECT code FROM registry_entities")?;
-    let codes = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    let mut out = HashSet::new();
+pub fn known_entities(
+    conn: &(impl Sql + ?Sized),
+) -> Result<HashSet<CreditCode>, RegistryStoreError> {
+    let codes: Vec<String> =
+        conn.query("SELECT code FROM registry_entities", args![], |r| r.get(0))?;
+    let mut out = HashSet::with_capacity(codes.len());
     for c in codes {
-        let c = c?;
         out.insert(from_json("registry_entities", &c, &to_json(&c))?);
     }
     Ok(out)
 }
 
 /// Writes every record in one transaction; returns how many rows were written.
-pub fn write(conn: &mut Connection, records: &Records) -> Result<usize, RegistryStoreError> {
+pub fn write(conn: &Conn, records: &Records) -> Result<usize, RegistryStoreError> {
     let tx = conn.transaction()?;
     let kind = match records {
         Records::Items(_) => Kind::Items,
         Records::Entities(_) => Kind::Entities,
         Records::Inspectors(_) => Kind::Inspectors,
     };
-    let mut w = Writer::new(&tx, kind)?;
+    let mut w = Writer::new(&tx, kind);
     match records {
         Records::Items(v) => v.iter().try_for_each(|i| w.item(i))?,
         Records::Entities(v) => v.iter().try_for_each(|e| w.entity(e))?,
@@ -111,8 +115,8 @@ pub enum ImportError {
     Store(#[from] RegistryStoreError),
 }
 
-impl From<rusqlite::Error> for ImportError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<DbError> for ImportError {
+    fn from(e: DbError) -> Self {
         ImportError::Store(e.into())
     }
 }
@@ -120,20 +124,21 @@ impl From<rusqlite::Error> for ImportError {
 /// Checks `rows` as they stream and, unless `conn` is `None` (a dry run), writes each valid
 /// row at once inside one transaction, committed only if every row was valid. Memory holds
 /// the keys seen (for the uniqueness check), never the rows. The entity library is read only
-/// for an inspector file (their conflicts must name known entities).
+/// for an inspector file (their conflicts must name known entities), from `known_from` or
+/// else `conn`.
 pub fn import(
-    conn: Option<&mut Connection>,
-    known_from: Option<&Connection>,
+    conn: Option<&Conn>,
+    known_from: Option<&Conn>,
     kind: Kind,
     rows: impl Iterator<Item = Result<RawRow, ReadError>>,
 ) -> Result<Imported, ImportError> {
-    let known = match (kind, known_from.or(conn.as_deref())) {
+    let known = match (kind, known_from.or(conn)) {
         (Kind::Inspectors, Some(c)) => known_entities(c)?,
         _ => HashSet::new(),
     };
     let mut checker = Checker::new(kind, &known);
-    let tx = conn.map(|c| c.transaction()).transpose()?;
-    let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind)).transpose()?;
+    let tx = conn.map(Conn::transaction).transpose()?;
+    let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind));
     for row in rows {
         let row = row?;
         let record = checker.check(&row);
@@ -170,43 +175,129 @@ pub fn import(
     }
 }
 
+/// Rows per multi-row `INSERT` on PostgreSQL (8 parameters each at most: 4,000 parameters, far
+/// below the protocol's 65,535).
+pub const PG_ROWS: usize = 500;
+
+/// One parameter held until its multi-row statement is sent (PostgreSQL).
+#[derive(Debug, Clone)]
+enum Held {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl Arg for Held {
+    fn value(&self) -> Value<'_> {
+        match self {
+            Held::Null => Value::Null,
+            Held::Int(i) => Value::Int(*i),
+            Held::Text(s) => Value::Text(s),
+        }
+    }
+}
+
+/// What the libraries' tables look like to the writer.
+struct Table {
+    name: &'static str,
+    columns: &'static [&'static str],
+}
+
+impl Table {
+    fn of(kind: Kind) -> Table {
+        match kind {
+            Kind::Items => Table {
+                name: "registry_items",
+                columns: &[
+                    "id",
+                    "name",
+                    "department",
+                    "legal_basis",
+                    "kind",
+                    "method",
+                    "rule_pack",
+                ],
+            },
+            Kind::Entities => Table {
+                name: "registry_entities",
+                columns: &[
+                    "code", "name", "domain", "district", "address", "contact", "risk", "agents",
+                ],
+            },
+            Kind::Inspectors => Table {
+                name: "registry_inspectors",
+                columns: &[
+                    "id",
+                    "name",
+                    "certificate",
+                    "department",
+                    "fields",
+                    "active",
+                    "conflicts",
+                ],
+            },
+        }
+    }
+
+    /// `INSERT … VALUES (…), … ON CONFLICT (key) DO UPDATE` for `rows` rows: a row with the
+    /// same key is replaced (each key appears once per file: the checker refuses repeats).
+    fn insert(&self, rows: usize) -> String {
+        let n = self.columns.len();
+        let values: Vec<String> = (0..rows)
+            .map(|r| {
+                let params: Vec<String> = (1..=n).map(|c| format!("${}", r * n + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let set: Vec<String> = self.columns[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            self.name,
+            self.columns.join(", "),
+            values.join(", "),
+            self.columns[0],
+            set.join(", ")
+        )
+    }
+}
+
 /// Writes the rows of one import inside the caller's transaction, then audits it.
-pub struct Writer<'t, 'c> {
-    tx: &'t Transaction<'c>,
+pub struct Writer<'t, S: Sql + ?Sized> {
+    tx: &'t S,
     kind: Kind,
-    stmt: rusqlite::Statement<'t>,
+    table: Table,
+    /// The one-row statement (SQLite; on PostgreSQL the rows after the last full batch).
+    one: String,
+    /// PostgreSQL: parameters of rows not sent yet, and the full batch's statement.
+    held: Vec<Held>,
+    many: Option<String>,
+    /// The keys of the held rows: one statement may not upsert a key twice (an import's
+    /// checker refuses repeated keys, but [`write`] takes records as they come).
+    held_keys: HashSet<String>,
     /// Inspectors deactivated by this import whose tokens or sessions ended.
     deactivated: Vec<serde_json::Value>,
     rows: usize,
 }
 
-impl<'t, 'c> Writer<'t, 'c> {
-    /// Prepares the insert for `kind`.
-    pub fn new(tx: &'t Transaction<'c>, kind: Kind) -> Result<Writer<'t, 'c>, RegistryStoreError> {
-        let sql = match kind {
-            Kind::Items => {
-                "INSERT OR REPLACE INTO registry_items
-                 (id, name, department, legal_basis, kind, method, rule_pack)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            }
-            Kind::Entities => {
-                "INSERT OR REPLACE INTO registry_entities
-                 (code, name, domain, district, address, contact, risk, agents)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            }
-            Kind::Inspectors => {
-                "INSERT OR REPLACE INTO registry_inspectors
-                 (id, name, certificate, department, fields, active, conflicts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            }
-        };
-        Ok(Writer {
+impl<'t, S: Sql + ?Sized> Writer<'t, S> {
+    /// A writer of `kind` records inside `tx`.
+    pub fn new(tx: &'t S, kind: Kind) -> Writer<'t, S> {
+        let table = Table::of(kind);
+        let batched = tx.backend() == Backend::Postgres;
+        Writer {
             tx,
             kind,
-            stmt: tx.prepare(sql)?,
+            one: table.insert(1),
+            many: batched.then(|| table.insert(PG_ROWS)),
+            held: Vec::new(),
+            held_keys: HashSet::new(),
+            table,
             deactivated: Vec::new(),
             rows: 0,
-        })
+        }
     }
 
     /// Writes one record (of this writer's kind).
@@ -218,22 +309,71 @@ impl<'t, 'c> Writer<'t, 'c> {
         }
     }
 
+    /// One row: executed at once (SQLite), or held for the next multi-row statement.
+    fn put(&mut self, row: &[&dyn Arg]) -> Result<(), RegistryStoreError> {
+        self.rows += 1;
+        if self.many.is_none() {
+            self.tx.execute(&self.one, row)?;
+            return Ok(());
+        }
+        let key = match row.first().map(|a| a.value()) {
+            Some(Value::Text(k)) => k.to_owned(),
+            other => unreachable!("the libraries' keys are text, not {other:?}"),
+        };
+        if self.held_keys.contains(&key) {
+            self.send()?;
+        }
+        self.held_keys.insert(key);
+        self.held.extend(row.iter().map(|a| match a.value() {
+            Value::Null => Held::Null,
+            Value::Int(i) => Held::Int(i),
+            Value::Text(s) => Held::Text(s.to_owned()),
+            Value::Real(_) | Value::Blob(_) => unreachable!("the libraries hold text and integers"),
+        }));
+        if self.held.len() == PG_ROWS * self.table.columns.len() {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the held rows (PostgreSQL): a full batch as one statement, the rest of an
+    /// import (fewer rows) one row per statement, so that the connection's statement cache
+    /// holds two statements per library rather than one per remainder size.
+    fn send(&mut self) -> Result<(), RegistryStoreError> {
+        let width = self.table.columns.len();
+        let params: Vec<&dyn Arg> = self.held.iter().map(|h| h as &dyn Arg).collect();
+        match &self.many {
+            Some(full) if params.len() == PG_ROWS * width => {
+                self.tx.execute(full, &params)?;
+            }
+            _ => {
+                for row in params.chunks(width) {
+                    self.tx.execute(&self.one, row)?;
+                }
+            }
+        }
+        drop(params);
+        self.held.clear();
+        self.held_keys.clear();
+        Ok(())
+    }
+
     fn item(&mut self, i: &Item) -> Result<(), RegistryStoreError> {
-        self.stmt.execute(params![
+        let (kind, method) = (to_json(&i.kind), to_json(&i.method));
+        self.put(args![
             i.id.as_str(),
             i.name,
             i.department.as_str(),
             i.legal_basis,
-            to_json(&i.kind),
-            to_json(&i.method),
+            kind,
+            method,
             i.rule_pack
-        ])?;
-        self.rows += 1;
-        Ok(())
+        ])
     }
 
     fn entity(&mut self, e: &Entity) -> Result<(), RegistryStoreError> {
-        self.stmt.execute(params![
+        let agents = to_json(&e.agents);
+        self.put(args![
             e.code.as_str(),
             e.name,
             e.domain.as_str(),
@@ -241,24 +381,19 @@ impl<'t, 'c> Writer<'t, 'c> {
             e.address,
             e.contact,
             e.risk.as_str(),
-            to_json(&e.agents)
-        ])?;
-        self.rows += 1;
-        Ok(())
+            agents
+        ])
     }
 
     fn inspector(&mut self, i: &Inspector) -> Result<(), RegistryStoreError> {
         if !i.active {
             // Deactivating an inspector revokes their user's tokens and ends their sessions
             // (reactivating later revives none of them).
-            let user: Option<i64> = self
-                .tx
-                .query_row(
-                    "SELECT id FROM users WHERE inspector = ?1",
-                    [i.id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let user: Option<i64> = self.tx.query_opt(
+                "SELECT id FROM users WHERE inspector = $1",
+                args![i.id.as_str()],
+                |r| r.get(0),
+            )?;
             if let Some(user) = user.map(crate::users::UserId) {
                 let now = spotcheck_protocol::UnixMillis::now();
                 let tokens = crate::users::secrets::revoke_all_in(self.tx, user, now)?;
@@ -271,22 +406,29 @@ impl<'t, 'c> Writer<'t, 'c> {
                 }
             }
         }
-        self.stmt.execute(params![
+        // A certificate is one person's: the row that holds it under another id is replaced
+        // (SQLite's INSERT OR REPLACE did this; an upsert by id would fail on the unique
+        // certificate instead).
+        self.tx.execute(
+            "DELETE FROM registry_inspectors WHERE certificate = $1 AND id <> $2",
+            args![i.certificate.as_str(), i.id.as_str()],
+        )?;
+        let (fields, conflicts) = (to_json(&i.fields), to_json(&i.conflicts));
+        self.put(args![
             i.id.as_str(),
             i.name,
             i.certificate.as_str(),
             i.department.as_str(),
-            to_json(&i.fields),
+            fields,
             i.active,
-            to_json(&i.conflicts)
-        ])?;
-        self.rows += 1;
-        Ok(())
+            conflicts
+        ])
     }
 
-    /// Audits the import (`registry_changed`); returns how many rows were written. The caller
-    /// commits.
-    pub fn finish(self) -> Result<usize, RegistryStoreError> {
+    /// Sends what is held, audits the import (`registry_changed`); returns how many rows were
+    /// written. The caller commits.
+    pub fn finish(mut self) -> Result<usize, RegistryStoreError> {
+        self.send()?;
         let library = match self.kind {
             Kind::Items => "items",
             Kind::Entities => "entities",
@@ -306,98 +448,95 @@ impl<'t, 'c> Writer<'t, 'c> {
 }
 
 /// The item list, by id.
-pub fn items(
-    conn: &(impl crate::store::db::Sql + ?Sized),
-) -> Result<Vec<Item>, RegistryStoreError> {
-    let rows = conn.query(
+pub fn items(conn: &(impl Sql + ?Sized)) -> Result<Vec<Item>, RegistryStoreError> {
+    // Each row becomes its record as it is read: a library is never held twice.
+    conn.query(
         "SELECT id, name, department, legal_basis, kind, method, rule_pack
          FROM registry_items ORDER BY id",
-        crate::store::db::args![],
+        args![],
         |r| {
             let mut v: [String; 6] = Default::default();
             for (i, slot) in v.iter_mut().enumerate() {
                 *slot = r.get(i)?;
             }
-            Ok((v, r.get::<Option<String>>(6)?))
+            let [id, name, department, legal_basis, kind, method] = v;
+            let rule_pack = r.get::<Option<String>>(6)?;
+            let t = "registry_items";
+            Ok((|| -> Result<Item, RegistryStoreError> {
+                Ok(Item {
+                    id: from_json(t, &id, &to_json(&id))?,
+                    name,
+                    department: from_json(t, &id, &to_json(&department))?,
+                    legal_basis,
+                    kind: from_json(t, &id, &kind)?,
+                    method: from_json(t, &id, &method)?,
+                    rule_pack,
+                })
+            })())
         },
-    )?;
-    let mut out = Vec::new();
-    for ([id, name, department, legal_basis, kind, method], rule_pack) in rows {
-        let t = "registry_items";
-        out.push(Item {
-            id: from_json(t, &id, &to_json(&id))?,
-            name,
-            department: from_json(t, &id, &to_json(&department))?,
-            legal_basis,
-            kind: from_json(t, &id, &kind)?,
-            method: from_json(t, &id, &method)?,
-            rule_pack,
-        });
-    }
-    Ok(out)
+    )?
+    .into_iter()
+    .collect()
 }
 
 /// The entity library, by credit code.
-pub fn entities(
-    conn: &(impl crate::store::db::Sql + ?Sized),
-) -> Result<Vec<Entity>, RegistryStoreError> {
-    let rows = conn.query(
+pub fn entities(conn: &(impl Sql + ?Sized)) -> Result<Vec<Entity>, RegistryStoreError> {
+    conn.query(
         "SELECT code, name, domain, district, address, contact, risk, agents
          FROM registry_entities ORDER BY code",
-        crate::store::db::args![],
+        args![],
         |r| {
             let mut v: [String; 8] = Default::default();
             for (i, slot) in v.iter_mut().enumerate() {
                 *slot = r.get(i)?;
             }
-            Ok(v)
+            let [code, name, domain, district, address, contact, risk, agents] = v;
+            let t = "registry_entities";
+            Ok((|| -> Result<Entity, RegistryStoreError> {
+                Ok(Entity {
+                    code: from_json(t, &code, &to_json(&code))?,
+                    name,
+                    domain: from_json(t, &code, &to_json(&domain))?,
+                    district,
+                    address,
+                    contact,
+                    risk: from_json(t, &code, &to_json(&risk))?,
+                    agents: from_json(t, &code, &agents)?,
+                })
+            })())
         },
-    )?;
-    let mut out = Vec::new();
-    for [code, name, domain, district, address, contact, risk, agents] in rows {
-        let t = "registry_entities";
-        out.push(Entity {
-            code: from_json(t, &code, &to_json(&code))?,
-            name,
-            domain: from_json(t, &code, &to_json(&domain))?,
-            district,
-            address,
-            contact,
-            risk: from_json(t, &code, &to_json(&risk))?,
-            agents: from_json(t, &code, &agents)?,
-        });
-    }
-    Ok(out)
+    )?
+    .into_iter()
+    .collect()
 }
 
 /// The inspector library, by id.
-pub fn inspectors(
-    conn: &(impl crate::store::db::Sql + ?Sized),
-) -> Result<Vec<Inspector>, RegistryStoreError> {
-    let rows = conn.query(
+pub fn inspectors(conn: &(impl Sql + ?Sized)) -> Result<Vec<Inspector>, RegistryStoreError> {
+    conn.query(
         "SELECT id, name, certificate, department, fields, conflicts, active
          FROM registry_inspectors ORDER BY id",
-        crate::store::db::args![],
+        args![],
         |r| {
             let mut v: [String; 6] = Default::default();
             for (i, slot) in v.iter_mut().enumerate() {
                 *slot = r.get(i)?;
             }
-            Ok((v, r.get::<bool>(6)?))
+            let [id, name, certificate, department, fields, conflicts] = v;
+            let active = r.get::<bool>(6)?;
+            let t = "registry_inspectors";
+            Ok((|| -> Result<Inspector, RegistryStoreError> {
+                Ok(Inspector {
+                    id: from_json(t, &id, &to_json(&id))?,
+                    name,
+                    certificate: from_json(t, &id, &to_json(&certificate))?,
+                    department: from_json(t, &id, &to_json(&department))?,
+                    fields: from_json(t, &id, &fields)?,
+                    active,
+                    conflicts: from_json(t, &id, &conflicts)?,
+                })
+            })())
         },
-    )?;
-    let mut out = Vec::new();
-    for ([id, name, certificate, department, fields, conflicts], active) in rows {
-        let t = "registry_inspectors";
-        out.push(Inspector {
-            id: from_json(t, &id, &to_json(&id))?,
-            name,
-            certificate: from_json(t, &id, &to_json(&certificate))?,
-            department: from_json(t, &id, &to_json(&department))?,
-            fields: from_json(t, &id, &fields)?,
-            active,
-            conflicts: from_json(t, &id, &conflicts)?,
-        });
-    }
-    Ok(out)
+    )?
+    .into_iter()
+    .collect()
 }

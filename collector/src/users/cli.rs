@@ -1,9 +1,9 @@
 //! `spotcheck-collector users add|passwd|disable|enable|list` and `tokens issue|list|revoke`,
-//! run on a data directory (the collector may be running: SQLite serialises the writes).
+//! run on a data directory's SQLite file or on the store at `--store URL` (the collector may be
+//! running: the store's write lock serialises the writes).
 //! Every change is audited with `"by":"cli"`: whoever can run these owns the data directory.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use spotcheck_protocol::UnixMillis;
@@ -11,7 +11,8 @@ use spotcheck_protocol::UnixMillis;
 use super::store::{self, NewUser};
 use super::{random_secret, secrets, Role, TokenId};
 use crate::audit;
-use crate::config::Synchronous;
+use crate::cli::StoreArgs;
+use crate::store::db::{Conn, Mode, Sql};
 
 /// `users …`.
 #[derive(Debug, clap::Subcommand)]
@@ -32,9 +33,9 @@ pub enum UsersCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Set a user's password (ends their console sessions). Prints a generated one unless
     /// `--password-stdin` gives one.
@@ -44,31 +45,31 @@ pub enum UsersCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Disable a user: revokes every token and ends every session.
     Disable {
         /// Login name.
         name: String,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Enable a disabled user (their old tokens stay revoked).
     Enable {
         /// Login name.
         name: String,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List the users.
     List {
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -85,39 +86,33 @@ pub enum TokensCommand {
         /// Days until it expires.
         #[arg(long, default_value_t = 90)]
         days: i64,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List tokens (of one user, or everyone's).
     List {
         /// Login name.
         user: Option<String>,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke a token by id.
     Revoke {
         /// The token's id (`tokens list`).
         id: i64,
-        /// Data directory holding the database.
-        #[arg(long, default_value = "./spotcheck-data")]
-        data: PathBuf,
+        /// Where the store is: --data DIR or --store URL.
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
-fn open(data: &Path) -> anyhow::Result<rusqlite::Connection> {
-    let db = crate::store::db_path(data);
-    anyhow::ensure!(
-        db.exists(),
-        "no database in {}; give the collector's data directory with --data",
-        data.display()
-    );
-    Ok(crate::store::open_for_writing(&db, Synchronous::Full)?)
+fn open(store: &StoreArgs) -> anyhow::Result<Conn> {
+    store.existing(Mode::Write)
 }
 
-fn user_id(conn: &rusqlite::Connection, name: &str) -> anyhow::Result<super::UserId> {
+fn user_id(conn: &(impl Sql + ?Sized), name: &str) -> anyhow::Result<super::UserId> {
     Ok(store::by_name(conn, name)?
         .with_context(|| format!("no user named {name}; see `users list`"))?
         .id)
@@ -146,13 +141,13 @@ pub fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             department,
             inspector,
             password_stdin,
-            data,
+            store: at,
         } => {
-            let mut conn = open(&data)?;
+            let conn = open(&at)?;
             let role: Role = role.parse()?;
             let (pw, generated) = password(password_stdin)?;
             let u = store::create(
-                &mut conn,
+                &conn,
                 &NewUser {
                     name: &name,
                     role: Some(role),
@@ -171,22 +166,22 @@ pub fn users(cmd: UsersCommand) -> anyhow::Result<()> {
         UsersCommand::Passwd {
             name,
             password_stdin,
-            data,
+            store: at,
         } => {
-            let mut conn = open(&data)?;
+            let conn = open(&at)?;
             let id = user_id(&conn, &name)?;
             let (pw, generated) = password(password_stdin)?;
-            store::set_password(&mut conn, id, &pw, now)?;
+            store::set_password(&conn, id, &pw, now)?;
             println!("password of {name} set; their console sessions ended");
             if generated {
                 println!("password: {pw}");
             }
             Ok(())
         }
-        UsersCommand::Disable { name, data } => set_active(&data, &name, false, now),
-        UsersCommand::Enable { name, data } => set_active(&data, &name, true, now),
-        UsersCommand::List { data } => {
-            let conn = open(&data)?;
+        UsersCommand::Disable { name, store: at } => set_active(&at, &name, false, now),
+        UsersCommand::Enable { name, store: at } => set_active(&at, &name, true, now),
+        UsersCommand::List { store: at } => {
+            let conn = open(&at)?;
             for u in store::list(&conn)? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
@@ -202,10 +197,10 @@ pub fn users(cmd: UsersCommand) -> anyhow::Result<()> {
     })
 }
 
-fn set_active(data: &Path, name: &str, active: bool, now: UnixMillis) -> anyhow::Result<()> {
-    let mut conn = open(data)?;
+fn set_active(at: &StoreArgs, name: &str, active: bool, now: UnixMillis) -> anyhow::Result<()> {
+    let conn = open(at)?;
     let id = user_id(&conn, name)?;
-    store::set_active(&mut conn, id, active, now)?;
+    store::set_active(&conn, id, active, now)?;
     if active {
         println!("user {name} enabled; issue new tokens, the old ones stay revoked");
     } else {
@@ -222,9 +217,9 @@ pub fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
             user,
             name,
             days,
-            data,
+            store: at,
         } => {
-            let mut conn = open(&data)?;
+            let conn = open(&at)?;
             let id = user_id(&conn, &user)?;
             let tx = conn.transaction()?;
             let (info, secret) = secrets::issue(&tx, id, &name, days, now)?;
@@ -236,8 +231,8 @@ pub fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
-        TokensCommand::List { user, data } => {
-            let conn = open(&data)?;
+        TokensCommand::List { user, store: at } => {
+            let conn = open(&at)?;
             let owner = user.as_deref().map(|u| user_id(&conn, u)).transpose()?;
             for t in secrets::tokens(&conn, owner)? {
                 let state = match t.revoked_ms {
@@ -252,9 +247,9 @@ pub fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TokensCommand::Revoke { id, data } => {
-            let mut conn = open(&data)?;
-            secrets::revoke(&mut conn, TokenId(id), now)?;
+        TokensCommand::Revoke { id, store: at } => {
+            let conn = open(&at)?;
+            secrets::revoke(&conn, TokenId(id), now)?;
             println!("token {id} revoked");
             Ok(())
         }

@@ -2,12 +2,12 @@
 //!
 //! - [`Role`]: admin; supervisor of one department; inspector linked to an inspector of the
 //!   registry; auditor (read-only). The public needs no user.
-//! - [`store`]: users in SQLite (`users`), passwords hashed with argon2 ([`password`]).
+//! - [`store`]: users in the store (`users`, SQLite or PostgreSQL), passwords hashed with argon2 ([`password`]).
 //! - [`secrets`]: API tokens (`api_tokens`) and console sessions (`sessions`): random
 //!   256-bit secrets, stored only as their SHA-256, each with an expiry; tokens are named and
 //!   revocable, sessions end at logout.
 //! - [`limit`]: the login rate limit, per user name and per client address, in bounded memory.
-//! - [`cli`]: `spotcheck-collector users …` and `tokens …` on a data directory.
+//! - [`cli`]: `spotcheck-collector users …` and `tokens …` on a data directory or a store URL.
 //!
 //! Who may do what is decided at the HTTP boundary (`api::auth`); every write names its user
 //! in the audit log as `user:ID` (ids, never names: the log is handed out).
@@ -113,9 +113,9 @@ pub enum UserError {
     /// Hashing the password failed.
     #[error("password hashing failed: {0}")]
     Hash(String),
-    /// SQLite failed.
+    /// The store failed (either engine).
     #[error("users: database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::store::db::DbError),
     /// The audit log refused the entry.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),

@@ -2,7 +2,6 @@
 //! stored only as their SHA-256; both expire. Tokens are named and revocable; a session ends
 //! at logout, at its expiry, or when its user is disabled or changes password.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
@@ -10,6 +9,7 @@ use spotcheck_protocol::UnixMillis;
 use super::store::{self, User};
 use super::{random_secret, secret_hash, UserError, UserId};
 use crate::audit::{self, EntryKind};
+use crate::store::db::{args, Conn, DbError, Row, Sql};
 
 /// What every API token starts with, so that one found in a log or a paste is recognisable.
 pub const TOKEN_PREFIX: &str = "spt_";
@@ -47,7 +47,7 @@ pub struct TokenInfo {
     pub created_by: String,
 }
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
+fn token_row(r: &Row<'_>) -> Result<TokenInfo, DbError> {
     Ok(TokenInfo {
         id: TokenId(r.get(0)?),
         user: UserId(r.get(1)?),
@@ -59,13 +59,14 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, user, name, created_ms, expires_ms, revoked_ms, created_by";
+/// `user` is quoted: a reserved word in PostgreSQL (SQLite accepts the quotes too).
+const TOKEN_COLUMNS: &str = "id, \"user\", name, created_ms, expires_ms, revoked_ms, created_by";
 
 /// Whether a token with this secret was ever stored.
-pub fn known(conn: &Connection, secret: &str) -> Result<bool, UserError> {
+pub fn known(conn: &(impl Sql + ?Sized), secret: &str) -> Result<bool, UserError> {
     Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE hash = ?1)",
-        [secret_hash(secret)],
+        "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE hash = $1)",
+        args![secret_hash(secret)],
         |r| r.get(0),
     )?)
 }
@@ -83,7 +84,7 @@ fn valid_token_name(name: &str) -> Result<(), UserError> {
 /// Issues a new token for `user` valid for `days`, audited (`token_issued`). The secret is
 /// returned once and never stored.
 pub fn issue(
-    tx: &Transaction,
+    tx: &(impl Sql + ?Sized),
     user: UserId,
     name: &str,
     days: i64,
@@ -108,7 +109,7 @@ pub fn issue(
 
 /// Stores `secret` as a token of `user` (the bootstrap's `admin.token`), audited.
 pub fn import_token(
-    tx: &Transaction,
+    tx: &(impl Sql + ?Sized),
     user: UserId,
     name: &str,
     secret: &str,
@@ -117,12 +118,12 @@ pub fn import_token(
 ) -> Result<TokenInfo, UserError> {
     valid_token_name(name)?;
     let by = audit::current_actor();
-    tx.execute(
-        "INSERT INTO api_tokens (user, name, hash, created_ms, expires_ms, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![user.0, name, secret_hash(secret), now.0, expires_ms, by],
-    )?;
-    let id = TokenId(tx.last_insert_rowid());
+    let id = TokenId(tx.query_row(
+        "INSERT INTO api_tokens (\"user\", name, hash, created_ms, expires_ms, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        args![user.0, name, secret_hash(secret), now.0, expires_ms, by],
+        |r| r.get(0),
+    )?);
     audit::append(
         tx,
         EntryKind::TokenIssued,
@@ -134,28 +135,33 @@ pub fn import_token(
 }
 
 /// One token.
-pub fn token(conn: &Connection, id: TokenId) -> Result<TokenInfo, UserError> {
-    conn.query_row(
-        &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
-        [id.0],
+pub fn token(conn: &(impl Sql + ?Sized), id: TokenId) -> Result<TokenInfo, UserError> {
+    conn.query_opt(
+        &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"),
+        args![id.0],
         token_row,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| UserError::NotFound(format!("no token {id}")))
 }
 
 /// Tokens, newest first: of one user, or of everyone.
-pub fn tokens(conn: &Connection, user: Option<UserId>) -> Result<Vec<TokenInfo>, UserError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ?1 IS NULL OR user = ?1 ORDER BY id DESC"
-    ))?;
-    let rows = stmt.query_map([user.map(|u| u.0)], token_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn tokens(
+    conn: &(impl Sql + ?Sized),
+    user: Option<UserId>,
+) -> Result<Vec<TokenInfo>, UserError> {
+    Ok(conn.query(
+        &format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens
+             WHERE CAST($1 AS BIGINT) IS NULL OR \"user\" = $1 ORDER BY id DESC"
+        ),
+        args![user.map(|u| u.0)],
+        token_row,
+    )?)
 }
 
 /// Revokes a token, audited (`token_revoked`). Revoking a revoked token is a conflict.
-pub fn revoke(conn: &mut Connection, id: TokenId, now: UnixMillis) -> Result<TokenInfo, UserError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+pub fn revoke(conn: &Conn, id: TokenId, now: UnixMillis) -> Result<TokenInfo, UserError> {
+    let tx = conn.transaction()?;
     let t = token(&tx, id)?;
     if t.revoked_ms.is_some() {
         return Err(UserError::Conflict(format!(
@@ -168,10 +174,10 @@ pub fn revoke(conn: &mut Connection, id: TokenId, now: UnixMillis) -> Result<Tok
     Ok(t)
 }
 
-fn revoke_in(tx: &Transaction, id: TokenId, now: UnixMillis) -> Result<(), UserError> {
+fn revoke_in(tx: &(impl Sql + ?Sized), id: TokenId, now: UnixMillis) -> Result<(), UserError> {
     tx.execute(
-        "UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-        params![id.0, now.0],
+        "UPDATE api_tokens SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+        args![id.0, now.0],
     )?;
     audit::append(
         tx,
@@ -185,17 +191,15 @@ fn revoke_in(tx: &Transaction, id: TokenId, now: UnixMillis) -> Result<(), UserE
 
 /// Revokes every live token of `user` (audited one by one); returns their ids.
 pub fn revoke_all_in(
-    tx: &Transaction,
+    tx: &(impl Sql + ?Sized),
     user: UserId,
     now: UnixMillis,
 ) -> Result<Vec<i64>, UserError> {
-    let ids: Vec<i64> = {
-        let mut stmt = tx.prepare(
-            "SELECT id FROM api_tokens WHERE user = ?1 AND revoked_ms IS NULL ORDER BY id",
-        )?;
-        let rows = stmt.query_map([user.0], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let ids: Vec<i64> = tx.query(
+        "SELECT id FROM api_tokens WHERE \"user\" = $1 AND revoked_ms IS NULL ORDER BY id",
+        args![user.0],
+        |r| r.get(0),
+    )?;
     for &id in &ids {
         revoke_in(tx, TokenId(id), now)?;
     }
@@ -204,18 +208,16 @@ pub fn revoke_all_in(
 
 /// The user and token behind a bearer secret: known, not revoked, not expired, user active.
 pub fn authenticate(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     secret: &str,
     now: UnixMillis,
 ) -> Result<Option<(User, TokenId)>, UserError> {
-    let found: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT t.id, t.user FROM api_tokens t JOIN users u ON u.id = t.user
-             WHERE t.hash = ?1 AND t.revoked_ms IS NULL AND t.expires_ms > ?2 AND u.active = 1",
-            params![secret_hash(secret), now.0],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let found: Option<(i64, i64)> = conn.query_opt(
+        "SELECT t.id, t.\"user\" FROM api_tokens t JOIN users u ON u.id = t.\"user\"
+         WHERE t.hash = $1 AND t.revoked_ms IS NULL AND t.expires_ms > $2 AND u.active = 1",
+        args![secret_hash(secret), now.0],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     match found {
         Some((token, user)) => Ok(Some((store::get(conn, UserId(user))?, TokenId(token)))),
         None => Ok(None),
@@ -234,7 +236,7 @@ pub struct Session {
 /// Opens a session for `user` (a successful login), audited (`session_opened`); returns the
 /// cookie secret and the session. Expired sessions are purged on the way.
 pub fn open_session(
-    conn: &mut Connection,
+    conn: &Conn,
     user: UserId,
     ttl_ms: i64,
     now: UnixMillis,
@@ -244,11 +246,18 @@ pub fn open_session(
         csrf_token: random_secret(),
         expires_ms: now.0 + ttl_ms,
     };
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM sessions WHERE expires_ms <= ?1", [now.0])?;
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM sessions WHERE expires_ms <= $1", args![now.0])?;
     tx.execute(
-        "INSERT INTO sessions (hash, user, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![secret_hash(&secret), user.0, session.csrf_token, now.0, session.expires_ms],
+        "INSERT INTO sessions (hash, \"user\", csrf, created_ms, expires_ms)
+         VALUES ($1, $2, $3, $4, $5)",
+        args![
+            secret_hash(&secret),
+            user.0,
+            session.csrf_token,
+            now.0,
+            session.expires_ms
+        ],
     )?;
     audit::append(
         &tx,
@@ -263,18 +272,16 @@ pub fn open_session(
 
 /// The user and session behind a cookie secret: not expired, user active.
 pub fn session(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     secret: &str,
     now: UnixMillis,
 ) -> Result<Option<(User, Session)>, UserError> {
-    let found: Option<(i64, String, i64)> = conn
-        .query_row(
-            "SELECT s.user, s.csrf, s.expires_ms FROM sessions s JOIN users u ON u.id = s.user
-             WHERE s.hash = ?1 AND s.expires_ms > ?2 AND u.active = 1",
-            params![secret_hash(secret), now.0],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    let found: Option<(i64, String, i64)> = conn.query_opt(
+        "SELECT s.\"user\", s.csrf, s.expires_ms FROM sessions s JOIN users u ON u.id = s.\"user\"
+         WHERE s.hash = $1 AND s.expires_ms > $2 AND u.active = 1",
+        args![secret_hash(secret), now.0],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     match found {
         Some((user, csrf_token, expires_ms)) => Ok(Some((
             store::get(conn, UserId(user))?,
@@ -289,25 +296,19 @@ pub fn session(
 
 /// Ends the session with this cookie secret (logout), audited (`session_closed`). Returns
 /// whether there was one.
-pub fn close_session(
-    conn: &mut Connection,
-    secret: &str,
-    now: UnixMillis,
-) -> Result<bool, UserError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let user: Option<i64> = tx
-        .query_row(
-            "SELECT user FROM sessions WHERE hash = ?1",
-            [secret_hash(secret)],
-            |r| r.get(0),
-        )
-        .optional()?;
+pub fn close_session(conn: &Conn, secret: &str, now: UnixMillis) -> Result<bool, UserError> {
+    let tx = conn.transaction()?;
+    let user: Option<i64> = tx.query_opt(
+        "SELECT \"user\" FROM sessions WHERE hash = $1",
+        args![secret_hash(secret)],
+        |r| r.get(0),
+    )?;
     let Some(user) = user else {
         return Ok(false);
     };
     tx.execute(
-        "DELETE FROM sessions WHERE hash = ?1",
-        [secret_hash(secret)],
+        "DELETE FROM sessions WHERE hash = $1",
+        args![secret_hash(secret)],
     )?;
     let user = UserId(user);
     audit::append(
@@ -322,6 +323,7 @@ pub fn close_session(
 }
 
 /// Ends every session of `user`; returns how many.
-pub fn end_sessions(tx: &Transaction, user: UserId) -> Result<usize, UserError> {
-    Ok(tx.execute("DELETE FROM sessions WHERE user = ?1", [user.0])?)
+pub fn end_sessions(tx: &(impl Sql + ?Sized), user: UserId) -> Result<usize, UserError> {
+    let n = tx.execute("DELETE FROM sessions WHERE \"user\" = $1", args![user.0])?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }

@@ -1,14 +1,16 @@
-//! Users in SQLite: create, read, change password, enable and disable; the bootstrap admin.
+//! Users in the store (SQLite or PostgreSQL): create, read, change password, enable and
+//! disable; the bootstrap admin. Functions named `…_in` and those taking `&impl Sql` run inside
+//! the caller's transaction; the others open their own write transaction on a [`Conn`].
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Serialize;
 use serde_json::json;
 use spotcheck_protocol::UnixMillis;
 
 use super::{password, secrets, Role, UserError, UserId};
 use crate::audit::{self, EntryKind};
+use crate::store::db::{args, Conn, DbError, Row, Sql};
 
 /// A user, without secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,13 +54,14 @@ pub struct NewUser<'a> {
 const COLUMNS: &str = "id, name, role, department, inspector, active, password IS NOT NULL, \
      created_ms, password IS NOT NULL AND password_temporary = 1";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+fn row(r: &Row<'_>) -> Result<User, DbError> {
     let role: String = r.get(2)?;
     Ok(User {
         id: UserId(r.get(0)?),
         name: r.get(1)?,
-        role: role.parse().map_err(|e: UserError| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+        role: role.parse().map_err(|e: UserError| DbError::Column {
+            column: 2,
+            reason: e.to_string(),
         })?,
         department: r.get(3)?,
         inspector: r.get(4)?,
@@ -85,19 +88,19 @@ fn valid_name(name: &str) -> Result<(), UserError> {
 }
 
 /// Creates a user, audited (`user_created`).
-pub fn create(
-    conn: &mut Connection,
-    new: &NewUser<'_>,
-    now: UnixMillis,
-) -> Result<User, UserError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+pub fn create(conn: &Conn, new: &NewUser<'_>, now: UnixMillis) -> Result<User, UserError> {
+    let tx = conn.transaction()?;
     let user = create_in(&tx, new, now)?;
     tx.commit()?;
     Ok(user)
 }
 
 /// [`create`] inside the caller's transaction.
-pub fn create_in(tx: &Transaction, new: &NewUser<'_>, now: UnixMillis) -> Result<User, UserError> {
+pub fn create_in(
+    tx: &(impl Sql + ?Sized),
+    new: &NewUser<'_>,
+    now: UnixMillis,
+) -> Result<User, UserError> {
     valid_name(new.name)?;
     let role = new.role.ok_or_else(|| {
         UserError::Invalid("give a role: admin, supervisor, inspector or auditor".into())
@@ -111,8 +114,8 @@ pub fn create_in(tx: &Transaction, new: &NewUser<'_>, now: UnixMillis) -> Result
         }
         (Role::Inspector, None, Some(i)) => {
             let known: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = ?1)",
-                [i],
+                "SELECT EXISTS (SELECT 1 FROM registry_inspectors WHERE id = $1)",
+                args![i],
                 |r| r.get(0),
             )?;
             if !known {
@@ -136,8 +139,8 @@ pub fn create_in(tx: &Transaction, new: &NewUser<'_>, now: UnixMillis) -> Result
     }
     let hash = new.password.map(password::hash).transpose()?;
     let taken: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1)",
-        [new.name],
+        "SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)",
+        args![new.name],
         |r| r.get(0),
     )?;
     if taken {
@@ -147,21 +150,21 @@ pub fn create_in(tx: &Transaction, new: &NewUser<'_>, now: UnixMillis) -> Result
         )));
     }
     if let Some(i) = new.inspector {
-        let linked: Option<String> = tx
-            .query_row("SELECT name FROM users WHERE inspector = ?1", [i], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let linked: Option<String> = tx.query_opt(
+            "SELECT name FROM users WHERE inspector = $1",
+            args![i],
+            |r| r.get(0),
+        )?;
         if let Some(other) = linked {
             return Err(UserError::Conflict(format!(
                 "inspector {i} already has the user {other}"
             )));
         }
     }
-    tx.execute(
+    let id = UserId(tx.query_row(
         "INSERT INTO users (name, role, department, inspector, password, active, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-        params![
+         VALUES ($1, $2, $3, $4, $5, 1, $6) RETURNING id",
+        args![
             new.name,
             role.as_str(),
             new.department,
@@ -169,8 +172,8 @@ pub fn create_in(tx: &Transaction, new: &NewUser<'_>, now: UnixMillis) -> Result
             hash,
             now.0
         ],
-    )?;
-    let id = UserId(tx.last_insert_rowid());
+        |r| r.get(0),
+    )?);
     audit::append(
         tx,
         EntryKind::UserCreated,
@@ -182,43 +185,44 @@ pub fn create_in(tx: &Transaction, new: &NewUser<'_>, now: UnixMillis) -> Result
 }
 
 /// One user.
-pub fn get(conn: &Connection, id: UserId) -> Result<User, UserError> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
-        [id.0],
+pub fn get(conn: &(impl Sql + ?Sized), id: UserId) -> Result<User, UserError> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
+        args![id.0],
         row,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| UserError::NotFound(format!("no user {id}")))
 }
 
 /// The user with this login name.
-pub fn by_name(conn: &Connection, name: &str) -> Result<Option<User>, UserError> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM users WHERE name = ?1"),
-            [name],
-            row,
-        )
-        .optional()?)
+pub fn by_name(conn: &(impl Sql + ?Sized), name: &str) -> Result<Option<User>, UserError> {
+    Ok(conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM users WHERE name = $1"),
+        args![name],
+        row,
+    )?)
 }
 
 /// Every user, by id.
-pub fn list(conn: &Connection) -> Result<Vec<User>, UserError> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY id"))?;
-    let rows = stmt.query_map([], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn list(conn: &(impl Sql + ?Sized)) -> Result<Vec<User>, UserError> {
+    Ok(conn.query(
+        &format!("SELECT {COLUMNS} FROM users ORDER BY id"),
+        args![],
+        row,
+    )?)
 }
 
 /// The user named `name` if `password` is theirs and they are active.
-pub fn check_password(conn: &Connection, name: &str, pw: &str) -> Result<Option<User>, UserError> {
-    let found: Option<(i64, Option<String>)> = conn
-        .query_row(
-            "SELECT id, password FROM users WHERE name = ?1 AND active = 1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+pub fn check_password(
+    conn: &(impl Sql + ?Sized),
+    name: &str,
+    pw: &str,
+) -> Result<Option<User>, UserError> {
+    let found: Option<(i64, Option<String>)> = conn.query_opt(
+        "SELECT id, password FROM users WHERE name = $1 AND active = 1",
+        args![name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     match found {
         Some((id, Some(phc))) if password::verify(pw, &phc) => Ok(Some(get(conn, UserId(id))?)),
         Some(_) => Ok(None),
@@ -232,13 +236,8 @@ pub fn check_password(conn: &Connection, name: &str, pw: &str) -> Result<Option<
 
 /// Sets a user's own password (they chose it, or the operator did on the server), audited
 /// (`user_changed`); ends their sessions.
-pub fn set_password(
-    conn: &mut Connection,
-    id: UserId,
-    pw: &str,
-    now: UnixMillis,
-) -> Result<(), UserError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+pub fn set_password(conn: &Conn, id: UserId, pw: &str, now: UnixMillis) -> Result<(), UserError> {
+    let tx = conn.transaction()?;
     set_password_in(&tx, id, pw, false, now)?;
     tx.commit()?;
     Ok(())
@@ -249,12 +248,12 @@ pub fn set_password(
 /// the user without replacing the password, which is audited and locks the user out, so they
 /// notice. Audited (`user_changed`, `"change":"temporary password"`); ends their sessions.
 pub fn set_temporary_password(
-    conn: &mut Connection,
+    conn: &Conn,
     id: UserId,
     pw: &str,
     now: UnixMillis,
 ) -> Result<(), UserError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     set_password_in(&tx, id, pw, true, now)?;
     tx.commit()?;
     Ok(())
@@ -262,7 +261,7 @@ pub fn set_temporary_password(
 
 /// [`set_password`] or [`set_temporary_password`] inside the caller's transaction.
 pub fn set_password_in(
-    tx: &Transaction,
+    tx: &(impl Sql + ?Sized),
     id: UserId,
     pw: &str,
     temporary: bool,
@@ -271,8 +270,8 @@ pub fn set_password_in(
     let hash = password::hash(pw)?;
     get(tx, id)?;
     tx.execute(
-        "UPDATE users SET password = ?2, password_temporary = ?3 WHERE id = ?1",
-        params![id.0, hash, temporary],
+        "UPDATE users SET password = $2, password_temporary = $3 WHERE id = $1",
+        args![id.0, hash, temporary],
     )?;
     let sessions = secrets::end_sessions(tx, id)?;
     let change = if temporary {
@@ -293,16 +292,16 @@ pub fn set_password_in(
 /// Enables or disables a user, audited (`user_changed`). Disabling revokes every token and
 /// ends every session; enabling revives none of them.
 pub fn set_active(
-    conn: &mut Connection,
+    conn: &Conn,
     id: UserId,
     active: bool,
     now: UnixMillis,
 ) -> Result<User, UserError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     get(&tx, id)?;
     tx.execute(
-        "UPDATE users SET active = ?2 WHERE id = ?1",
-        params![id.0, active],
+        "UPDATE users SET active = $2 WHERE id = $1",
+        args![id.0, active],
     )?;
     let (tokens, sessions) = if active {
         (Vec::new(), 0)
@@ -329,17 +328,15 @@ pub fn set_active(
 
 /// The user of inspector `inspector`, created (role inspector, no password) if there is none.
 pub fn for_inspector(
-    tx: &Transaction,
+    tx: &(impl Sql + ?Sized),
     inspector: &str,
     now: UnixMillis,
 ) -> Result<User, UserError> {
-    let found: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM users WHERE inspector = ?1",
-            [inspector],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let found: Option<i64> = tx.query_opt(
+        "SELECT id FROM users WHERE inspector = $1",
+        args![inspector],
+        |r| r.get(0),
+    )?;
     match found {
         Some(id) => get(tx, UserId(id)),
         None => {
@@ -364,11 +361,7 @@ pub const BOOTSTRAP_TOKEN_DAYS: i64 = 3650;
 /// First start: creates the user `admin` (role admin, no password) if there are no users, and
 /// makes `DIR/admin.token` an API token of that user: an existing file (from before users
 /// existed) is taken over, a missing one is written (mode 0600). Returns the token.
-pub fn bootstrap(
-    conn: &mut Connection,
-    dir: &Path,
-    now: UnixMillis,
-) -> Result<String, BootstrapError> {
+pub fn bootstrap(conn: &Conn, dir: &Path, now: UnixMillis) -> Result<String, BootstrapError> {
     let path = dir.join("admin.token");
     let existing = match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
@@ -390,14 +383,11 @@ pub fn bootstrap(
 
 /// Creates the user `admin` if there are no users and makes `token` one of its API tokens
 /// (named `admin.token`), unless the token is already known.
-pub fn bootstrap_with(
-    conn: &mut Connection,
-    token: &str,
-    now: UnixMillis,
-) -> Result<UserId, BootstrapError> {
+pub fn bootstrap_with(conn: &Conn, token: &str, now: UnixMillis) -> Result<UserId, BootstrapError> {
     audit::acting_as("system", || -> Result<UserId, BootstrapError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let any: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?;
+        let tx = conn.transaction()?;
+        let any: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM users)", args![], |r| r.get(0))?;
         if !any {
             create_in(
                 &tx,
@@ -458,7 +448,7 @@ pub enum BootstrapError {
     /// The store refused.
     #[error(transparent)]
     User(#[from] UserError),
-    /// SQLite failed.
+    /// The store failed (either engine).
     #[error("users: database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
 }

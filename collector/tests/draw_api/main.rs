@@ -11,7 +11,6 @@ use spotcheck_collector::config::Synchronous;
 use spotcheck_collector::draw::{verify, verify_public, Commitment, DrawRecord, PublicRecord};
 use spotcheck_collector::plan::store::{commit_batch, reveal_batch, save, PlanStoreError};
 use spotcheck_collector::registry::import::Records;
-use spotcheck_collector::registry::store::write;
 use spotcheck_collector::store;
 use spotcheck_demo::generate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +19,7 @@ const TOKEN: &str = "test-token";
 
 /// Libraries and the plans of `year`, nothing committed.
 fn libraries(dir: &Path, year: u16) -> rusqlite::Connection {
-    let mut conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
+    let conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
     let entities = generate::entities(40, 0, 7);
     let mut inspectors = generate::inspectors(12, &entities, 8);
     // Two health inspectors with a conflict (回避) with pool entities, so that the record has
@@ -35,9 +34,9 @@ fn libraries(dir: &Path, year: u16) -> rusqlite::Connection {
     for (i, e) in health.zip(&pools).take(2) {
         i.conflicts.insert(e.code.clone());
     }
-    write(&mut conn, &Records::Entities(entities)).unwrap();
-    write(&mut conn, &Records::Inspectors(inspectors)).unwrap();
-    write(&mut conn, &Records::Items(generate::items())).unwrap();
+    write(&conn, &Records::Entities(entities)).unwrap();
+    write(&conn, &Records::Inspectors(inspectors)).unwrap();
+    write(&conn, &Records::Items(generate::items())).unwrap();
     for p in generate::plans(year) {
         save(&conn, &p).unwrap();
     }
@@ -55,9 +54,12 @@ fn prepare(dir: &Path, year: u16) {
 
 /// Serves the API over the data directory on a free port.
 async fn serve(dir: &Path) -> std::net::SocketAddr {
-    let mut conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
-    spotcheck_collector::users::store::bootstrap_with(&mut conn, TOKEN, UnixMillis::now()).unwrap();
-    drop(conn);
+    spotcheck_collector::users::store::bootstrap_with(
+        &store_conn(&store::db_path(dir)),
+        TOKEN,
+        UnixMillis::now(),
+    )
+    .unwrap();
     let state = AppState {
         stats: Default::default(),
         bindings: Default::default(),
@@ -299,7 +301,7 @@ async fn after_the_window_the_public_record_holds_no_undrawn_class_no_conflict_a
 #[test]
 fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = libraries(dir.path(), 2026);
+    let conn = libraries(dir.path(), 2026);
     let db = store_conn(&store::db_path(dir.path()));
     commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
     // Whoever holds the seed could predict the draw and add a conflict to move an inspector.
@@ -317,7 +319,7 @@ fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
         .unwrap();
     who.conflicts.insert(pool.code.clone());
     let changed = who.clone();
-    write(&mut conn, &Records::Inspectors(vec![changed.clone()])).unwrap();
+    write(&conn, &Records::Inspectors(vec![changed.clone()])).unwrap();
     let e = reveal_batch(&db, "2026-health-pool", "b1", 2).unwrap_err();
     assert!(matches!(e, PlanStoreError::DrawStore(_)), "{e}");
     let msg = e.to_string();
@@ -328,14 +330,14 @@ fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
     // Nothing was revealed; undoing the change lets the committed draw be revealed.
     let mut undone = changed;
     undone.conflicts.remove(&pool.code);
-    write(&mut conn, &Records::Inspectors(vec![undone])).unwrap();
+    write(&conn, &Records::Inspectors(vec![undone])).unwrap();
     reveal_batch(&db, "2026-health-pool", "b1", 2).unwrap();
 }
 
 #[test]
 fn a_risk_class_changed_after_the_commit_makes_the_reveal_refuse() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = libraries(dir.path(), 2026);
+    let conn = libraries(dir.path(), 2026);
     let db = store_conn(&store::db_path(dir.path()));
     commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
     let mut entities = spotcheck_collector::registry::store::entities(&conn).unwrap();
@@ -349,7 +351,7 @@ fn a_risk_class_changed_after_the_commit_makes_the_reveal_refuse() {
         "A"
     })
     .unwrap();
-    write(&mut conn, &Records::Entities(vec![e.clone()])).unwrap();
+    write(&conn, &Records::Entities(vec![e.clone()])).unwrap();
     let msg = reveal_batch(&db, "2026-health-pool", "b1", 2)
         .unwrap_err()
         .to_string();
@@ -482,6 +484,17 @@ async fn errors_from_extractors_and_routing_use_the_json_error_shape() {
             "{method} {path}: {text}"
         );
     }
+}
+
+/// `registry::store::write` (which takes a store connection) on the SQLite file `conn` has open.
+fn write(
+    conn: &rusqlite::Connection,
+    records: &Records,
+) -> Result<usize, spotcheck_collector::registry::store::RegistryStoreError> {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    let path = conn.path().expect("a database file");
+    let db = connect(&DbUrl::Sqlite(path.into()), Mode::Write)?;
+    spotcheck_collector::registry::store::write(&db, records)
 }
 
 /// A store connection to the SQLite file `db` (for the modules that take one).

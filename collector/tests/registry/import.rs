@@ -2,11 +2,16 @@
 
 use std::collections::HashSet;
 
-use spotcheck_collector::config::Synchronous;
 use spotcheck_collector::registry::import::{parse_rows, read_csv, read_json, Records};
 use spotcheck_collector::registry::parse::Kind;
 use spotcheck_collector::registry::store::{entities, known_entities, write};
 use spotcheck_collector::store;
+use spotcheck_collector::store::db::{args, connect, Conn, DbUrl, Mode, Sql};
+
+/// A fresh store in `dir`, through the store interface.
+fn open(dir: &std::path::Path) -> Conn {
+    connect(&DbUrl::Sqlite(store::db_path(dir)), Mode::Write).unwrap()
+}
 
 const ENTITIES_CSV: &str = "\
 code,name,domain,district,address,contact,risk,agents
@@ -114,8 +119,7 @@ fn broken_json_syntax_names_the_line() {
 #[test]
 fn a_file_with_one_bad_row_imports_nothing_and_a_good_one_imports_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn =
-        store::open_for_writing(&store::db_path(dir.path()), Synchronous::Normal).unwrap();
+    let conn = open(dir.path());
     let rows = read_csv(ENTITIES_CSV, "entities.csv").unwrap();
     assert!(parse_rows(Kind::Entities, &rows, &HashSet::new()).is_err());
     assert!(entities(&conn).unwrap().is_empty());
@@ -124,7 +128,7 @@ fn a_file_with_one_bad_row_imports_nothing_and_a_good_one_imports_everything() {
     let rows = read_csv(&good, "entities.csv").unwrap();
     let records = parse_rows(Kind::Entities, &rows, &HashSet::new()).unwrap();
     assert!(matches!(&records, Records::Entities(v) if v.len() == 2));
-    assert_eq!(write(&mut conn, &records).unwrap(), 2);
+    assert_eq!(write(&conn, &records).unwrap(), 2);
     let stored = entities(&conn).unwrap();
     assert_eq!(stored.len(), 2);
     assert_eq!(
@@ -191,12 +195,11 @@ fn a_streamed_import_writes_nothing_when_a_late_row_is_bad_and_everything_when_n
     use spotcheck_collector::registry::store::{import, Imported};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut conn =
-        store::open_for_writing(&store::db_path(dir.path()), Synchronous::Normal).unwrap();
+    let conn = open(dir.path());
     let header = "code,name,domain,district,address,contact,risk,agents";
     let good: Vec<String> = (0..2000).map(entity_row).collect();
-    let audit_entries = |c: &rusqlite::Connection| -> i64 {
-        c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+    let audit_entries = |c: &Conn| -> i64 {
+        c.query_row("SELECT count(*) FROM audit_log", args![], |r| r.get(0))
             .unwrap()
     };
     let before = audit_entries(&conn);
@@ -207,7 +210,7 @@ fn a_streamed_import_writes_nothing_when_a_late_row_is_bad_and_everything_when_n
     bad.push(entity_row(5000).replace("agent-5000", "agent-1"));
     let text = format!("{header}\n{}\n", bad.join("\n"));
     let rows = CsvRows::new(text.as_bytes(), "e.csv".into()).unwrap();
-    match import(Some(&mut conn), None, Kind::Entities, rows).unwrap() {
+    match import(Some(&conn), None, Kind::Entities, rows).unwrap() {
         Imported::Refused {
             rows,
             accepted,
@@ -233,7 +236,7 @@ fn a_streamed_import_writes_nothing_when_a_late_row_is_bad_and_everything_when_n
     let text = format!("{header}\n{}\n", good.join("\n"));
     let rows = CsvRows::new(text.as_bytes(), "e.csv".into()).unwrap();
     assert!(matches!(
-        import(Some(&mut conn), None, Kind::Entities, rows).unwrap(),
+        import(Some(&conn), None, Kind::Entities, rows).unwrap(),
         Imported::Rows(2000)
     ));
     assert_eq!(entities(&conn).unwrap().len(), 2000);

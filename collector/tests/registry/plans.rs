@@ -10,17 +10,16 @@ use spotcheck_collector::plan::store::{
     commit_batch, progress, reveal_batch, save, PlanStoreError,
 };
 use spotcheck_collector::registry::import::Records;
-use spotcheck_collector::registry::store::write;
 use spotcheck_collector::store;
 use spotcheck_demo::generate;
 
 fn library(dir: &std::path::Path, per_domain: usize, inspectors: usize) -> Connection {
-    let mut conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
+    let conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
     let entities = generate::entities(per_domain, 3, 1);
     let inspectors = generate::inspectors(inspectors, &entities, 2);
-    write(&mut conn, &Records::Entities(entities)).unwrap();
-    write(&mut conn, &Records::Inspectors(inspectors)).unwrap();
-    write(&mut conn, &Records::Items(generate::items())).unwrap();
+    write(&conn, &Records::Entities(entities)).unwrap();
+    write(&conn, &Records::Inspectors(inspectors)).unwrap();
+    write(&conn, &Records::Items(generate::items())).unwrap();
     for p in generate::plans(2026) {
         save(&conn, &p).unwrap();
     }
@@ -172,7 +171,7 @@ fn a_quota_above_the_pool_fails_the_commit_and_stores_nothing() {
 #[test]
 fn a_library_changed_after_the_commit_blocks_the_reveal() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = library(dir.path(), 30, 10);
+    let conn = library(dir.path(), 30, 10);
     let db = store_conn(&store::db_path(dir.path()));
     commit_batch(&db, "2026-culture-game", "b1", 1).unwrap();
     let extra = generate::entities(31, 0, 99)
@@ -180,7 +179,7 @@ fn a_library_changed_after_the_commit_blocks_the_reveal() {
         .filter(|e| e.domain == spotcheck_protocol::Domain::Game)
         .take(1)
         .collect();
-    write(&mut conn, &Records::Entities(extra)).unwrap();
+    write(&conn, &Records::Entities(extra)).unwrap();
     let e = reveal_batch(&db, "2026-culture-game", "b1", 2).unwrap_err();
     assert!(e.to_string().contains("candidate list"), "{e}");
     assert!(records(&conn, 10).unwrap().is_empty());
@@ -279,14 +278,14 @@ fn an_anomaly_task_takes_the_department_of_its_item() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = store::db_path(dir.path());
-    let mut conn = store::open_for_writing(&db, Synchronous::Normal).unwrap();
+    let conn = store::open_for_writing(&db, Synchronous::Normal).unwrap();
     let mut items = generate::items();
     for i in &mut items {
         if i.rule_pack.as_deref() == Some("pool") {
             i.department = Department::new("sports-bureau").unwrap();
         }
     }
-    write(&mut conn, &Records::Items(items)).unwrap();
+    write(&conn, &Records::Items(items)).unwrap();
     drop(conn);
 
     let agent = AgentId::new("pool-agent-1").unwrap();
@@ -360,4 +359,15 @@ fn an_anomaly_task_takes_the_department_of_its_item() {
 fn store_conn(db: &std::path::Path) -> spotcheck_collector::store::db::Conn {
     use spotcheck_collector::store::db::{connect, DbUrl, Mode};
     connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write).unwrap()
+}
+
+/// `registry::store::write` (which takes a store connection) on the SQLite file `conn` has open.
+fn write(
+    conn: &rusqlite::Connection,
+    records: &Records,
+) -> Result<usize, spotcheck_collector::registry::store::RegistryStoreError> {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    let path = conn.path().expect("a database file");
+    let db = connect(&DbUrl::Sqlite(path.into()), Mode::Write)?;
+    spotcheck_collector::registry::store::write(&db, records)
 }

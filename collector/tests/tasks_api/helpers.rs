@@ -8,7 +8,6 @@ use serde_json::Value;
 use spotcheck_collector::api::{router, AppState};
 use spotcheck_collector::config::{AgentBinding, Synchronous};
 use spotcheck_collector::registry::import::Records;
-use spotcheck_collector::registry::store::write;
 use spotcheck_collector::rulebook::Rulebook;
 use spotcheck_collector::store::writer::Item;
 use spotcheck_collector::store::{self, Writer};
@@ -84,12 +83,12 @@ fn query_strings(conn: &rusqlite::Connection, sql: &str) -> Vec<(String, String)
 }
 
 fn fill_registry(db: &std::path::Path) -> Registry {
-    let mut conn = store::open_for_writing(db, Synchronous::Normal).unwrap();
+    let conn = store::open_for_writing(db, Synchronous::Normal).unwrap();
     let entities = generate::entities(20, 0, 2026);
     let inspectors = generate::inspectors(24, &entities, 2026);
-    write(&mut conn, &Records::Entities(entities.clone())).unwrap();
-    write(&mut conn, &Records::Inspectors(inspectors)).unwrap();
-    write(&mut conn, &Records::Items(generate::items())).unwrap();
+    write(&conn, &Records::Entities(entities.clone())).unwrap();
+    write(&conn, &Records::Inspectors(inspectors)).unwrap();
+    write(&conn, &Records::Items(generate::items())).unwrap();
     let inspectors = query_strings(
         &conn,
         "SELECT id, department || ' ' || active || ' ' || conflicts FROM registry_inspectors ORDER BY id",
@@ -146,12 +145,16 @@ impl App {
         assert!(registry.culture.len() >= 2, "enough culture inspectors");
         let rulebook = Rulebook::load(None).unwrap();
         // As start-up does.
-        let mut conn = store::open_for_writing(&db, Synchronous::Normal).unwrap();
+        let conn = store::open_for_writing(&db, Synchronous::Normal).unwrap();
         rulebook
             .record_active(&store_conn(&db), UnixMillis::now())
             .unwrap();
-        spotcheck_collector::users::store::bootstrap_with(&mut conn, ADMIN, UnixMillis::now())
-            .unwrap();
+        spotcheck_collector::users::store::bootstrap_with(
+            &store_conn(&db),
+            ADMIN,
+            UnixMillis::now(),
+        )
+        .unwrap();
         drop(conn);
         let state = AppState {
             credentials: Default::default(),
@@ -429,6 +432,17 @@ pub fn items<'a>(entity: &'a EntityId, batches: &'a [Checked<Batch>]) -> Vec<Ite
             batch: b,
         })
         .collect()
+}
+
+/// `registry::store::write` (which takes a store connection) on the SQLite file `conn` has open.
+fn write(
+    conn: &rusqlite::Connection,
+    records: &Records,
+) -> Result<usize, spotcheck_collector::registry::store::RegistryStoreError> {
+    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
+    let path = conn.path().expect("a database file");
+    let db = connect(&DbUrl::Sqlite(path.into()), Mode::Write)?;
+    spotcheck_collector::registry::store::write(&db, records)
 }
 
 /// A store connection to the SQLite file `db` (for the modules that take one).

@@ -341,11 +341,16 @@ async fn revoked_and_expired_tokens_are_refused() {
 }
 
 fn set_active(app: &App, inspector: &str, active: bool) {
-    let mut conn = store::open_for_writing(&app.db, Synchronous::Normal).unwrap();
+    let conn = store::open_for_writing(&app.db, Synchronous::Normal).unwrap();
     let mut all = registry_store::inspectors(&conn).unwrap();
     all.retain(|i| i.id.as_str() == inspector);
     all[0].active = active;
-    registry_store::write(&mut conn, &Records::Inspectors(all)).unwrap();
+    let db = spotcheck_collector::store::db::connect(
+        &spotcheck_collector::store::db::DbUrl::Sqlite(app.db.clone()),
+        spotcheck_collector::store::db::Mode::Write,
+    )
+    .unwrap();
+    registry_store::write(&db, &Records::Inspectors(all)).unwrap();
 }
 
 #[tokio::test]

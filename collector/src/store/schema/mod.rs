@@ -394,4 +394,10 @@ pub const MIGRATIONS: &[&str] = &[
         noticed_ms INTEGER NOT NULL
     );
     ",
+    // 12: a notification message is claimed (by a worker, until a time) before it is sent,
+    // so that two workers never send one message at once (docs/notifications.md).
+    "
+    ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notify_messages ADD COLUMN claimed_until INTEGER;
+    ",
 ];

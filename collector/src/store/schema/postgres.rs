@@ -359,4 +359,9 @@ pub const MIGRATIONS: &[&str] = &[
         noticed_ms BIGINT NOT NULL
     );
     ",
+    // 12: notification messages are claimed before they are sent.
+    "
+    ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notify_messages ADD COLUMN claimed_until BIGINT;
+    ",
 ];
