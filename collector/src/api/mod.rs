@@ -238,7 +238,7 @@ async fn entities(
     headers: HeaderMap,
 ) -> Result<Json<Vec<query::EntitySummary>>, ApiError> {
     authorize(&s, &headers)?;
-    Ok(Json(read(&s, query::entities).await?))
+    Ok(Json(read_db(&s, |c| Ok(query::entities(c)?)).await?))
 }
 
 #[derive(Deserialize)]
@@ -266,8 +266,8 @@ async fn readings(
         .unwrap_or(spotcheck_protocol::UnixMillis::now().0 - 3_600_000);
     let limit = p.limit.unwrap_or(10_000).min(100_000);
     Ok(Json(
-        read(&s, move |c| {
-            query::series(c, &entity, &p.metric, since, limit)
+        read_db(&s, move |c| {
+            Ok(query::series(c, &entity, &p.metric, since, limit)?)
         })
         .await?,
     ))
@@ -288,6 +288,6 @@ async fn dead_letters(
     let Query(p) = params.map_err(|e| ApiError::BadRequest(format!("{e}; expected ?limit=N")))?;
     let limit = p.limit.unwrap_or(100).min(10_000);
     Ok(Json(
-        read(&s, move |c| query::dead_letters(c, limit)).await?,
+        read_db(&s, move |c| Ok(query::dead_letters(c, limit)?)).await?,
     ))
 }

@@ -197,7 +197,8 @@ pub fn run(
         }
         Some(pack) => {
             let entities = data_entities(conn, task.entity.as_str())?;
-            let data = query::window_data(conn, &entities, start, end)?;
+            let data =
+                query::window_data(conn, &entities, start, end).map_err(rusqlite::Error::from)?;
             let series: Vec<SeriesData<'_>> = data
                 .series
                 .iter()
@@ -240,7 +241,8 @@ pub fn run(
         now,
         "checked",
         &format!("remote check {}: {outcome}", check.0),
-    )?;
+    )
+    .map_err(rusqlite::Error::from)?;
     audit::append(
         &tx,
         EntryKind::Verdict,

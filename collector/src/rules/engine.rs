@@ -336,6 +336,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Puts `entity`'s state back to fresh (its domain kept), before restoring what another
+    /// writer of a shared store persisted for it (`tasks::anomaly::Tracker::claim`).
+    pub fn forget(&mut self, entity: &EntityId) {
+        let Some(&i) = self.index.get(entity) else {
+            return;
+        };
+        let domain = self.entities[i].domain;
+        self.entities[i].slots = self.compiled[domain_slot(domain)]
+            .as_ref()
+            .map(Compiled::fresh_slots)
+            .unwrap_or_default();
+    }
+
     /// Registers an entity that is expected to report: its inactivity clock starts at `now`
     /// unless it has already reported.
     pub fn watch(&mut self, entity: &EntityId, domain: Domain, now: UnixMillis) {

@@ -1,8 +1,7 @@
 //! Read-only queries behind the HTTP API and the console.
 
-use rusqlite::{params, Connection};
-
 use super::chunk;
+use super::db::{args, DbError, Sql};
 use serde::Serialize;
 
 /// An entity with the newest value of each of its metrics.
@@ -62,28 +61,30 @@ pub struct DeadLetterRow {
 }
 
 /// Every entity that has an agent or data, with its newest readings.
-pub fn entities(conn: &Connection) -> rusqlite::Result<Vec<EntitySummary>> {
+pub fn entities(conn: &(impl Sql + ?Sized)) -> Result<Vec<EntitySummary>, DbError> {
     let mut out = Vec::new();
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name, domain FROM entities ORDER BY domain, name")?;
-    let rows: Vec<(i64, String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(i64, String, String)> = conn.query(
+        "SELECT id, name, domain FROM entities ORDER BY domain, name",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let metrics: Vec<(i64, String, String)> = conn.query(
+        "SELECT id, name, unit FROM metrics ORDER BY name",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     for (eid, name, domain) in rows {
-        let agents = conn
-            .prepare_cached("SELECT name FROM agents WHERE entity = ?1 ORDER BY name")?
-            .query_map([&name], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        let metrics: Vec<(i64, String, String)> = conn
-            .prepare_cached("SELECT id, name, unit FROM metrics ORDER BY name")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
+        let agents: Vec<String> = conn.query(
+            "SELECT name FROM agents WHERE entity = $1 ORDER BY name",
+            args![name],
+            |r| r.get(0),
+        )?;
         let mut latest = Vec::new();
-        for (mid, metric, unit) in metrics {
-            if let Some(p) = newest(conn, eid, mid)? {
+        for (mid, metric, unit) in &metrics {
+            if let Some(p) = newest(conn, eid, *mid)? {
                 latest.push(Latest {
-                    metric,
-                    unit,
+                    metric: metric.clone(),
+                    unit: unit.clone(),
                     ts_ms: p.ts_ms,
                     value: p.value,
                 });
@@ -104,14 +105,15 @@ pub fn entities(conn: &Connection) -> rusqlite::Result<Vec<EntitySummary>> {
 const NEWEST_SCAN: u32 = 8;
 
 /// The newest reading of a series.
-fn newest(conn: &Connection, entity: i64, metric: i64) -> rusqlite::Result<Option<Point>> {
+fn newest(conn: &(impl Sql + ?Sized), entity: i64, metric: i64) -> Result<Option<Point>, DbError> {
     let mut best: Option<Point> = None;
-    let mut stmt = conn.prepare_cached(
-        "SELECT data FROM reading_chunks WHERE entity = ?1 AND metric = ?2 ORDER BY t0 DESC LIMIT ?3",
+    let blobs: Vec<Vec<u8>> = conn.query(
+        "SELECT data FROM reading_chunks WHERE entity = $1 AND metric = $2 ORDER BY t0 DESC LIMIT $3",
+        args![entity, metric, NEWEST_SCAN],
+        |r| r.get(0),
     )?;
-    let mut rows = stmt.query(params![entity, metric, NEWEST_SCAN])?;
-    while let Some(row) = rows.next()? {
-        for s in samples(row.get_ref(0)?.as_blob()?)? {
+    for blob in blobs {
+        for s in samples(&blob)? {
             if best.is_none_or(|b| s.ts.0 > b.ts_ms) {
                 best = Some(Point {
                     ts_ms: s.ts.0,
@@ -123,31 +125,33 @@ fn newest(conn: &Connection, entity: i64, metric: i64) -> rusqlite::Result<Optio
     Ok(best)
 }
 
-fn samples(blob: &[u8]) -> rusqlite::Result<Vec<chunk::Sample>> {
-    chunk::decode(blob).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+fn samples(blob: &[u8]) -> Result<Vec<chunk::Sample>, DbError> {
+    chunk::decode(blob).map_err(|e| DbError::Column {
+        column: 0,
+        reason: format!("a damaged reading chunk: {e}"),
     })
 }
 
 /// Readings of one entity's metric since `since_ms`, oldest first, at most `limit`.
 pub fn series(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     entity: &str,
     metric: &str,
     since_ms: i64,
     limit: u32,
-) -> rusqlite::Result<Vec<Point>> {
-    let mut stmt = conn.prepare_cached(
+) -> Result<Vec<Point>, DbError> {
+    let blobs: Vec<Vec<u8>> = conn.query(
         "SELECT c.data FROM reading_chunks c
          JOIN entities e ON e.id = c.entity JOIN metrics m ON m.id = c.metric
-         WHERE e.name = ?1 AND m.name = ?2 AND c.t1 >= ?3
+         WHERE e.name = $1 AND m.name = $2 AND c.t1 >= $3
          ORDER BY c.t0",
+        args![entity, metric, since_ms],
+        |r| r.get(0),
     )?;
-    let mut rows = stmt.query(params![entity, metric, since_ms])?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
+    for blob in blobs {
         out.extend(
-            samples(row.get_ref(0)?.as_blob()?)?
+            samples(&blob)?
                 .into_iter()
                 .filter(|s| s.ts.0 >= since_ms)
                 .map(|s| Point {
@@ -163,26 +167,28 @@ pub fn series(
 }
 
 /// The newest dead letters, newest first.
-pub fn dead_letters(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeadLetterRow>> {
-    conn.prepare_cached(
+pub fn dead_letters(conn: &(impl Sql + ?Sized), limit: u32) -> Result<Vec<DeadLetterRow>, DbError> {
+    conn.query(
         "SELECT id, received_ms, topic, agent, seq, code, reason, substr(payload, 1, 4096)
-         FROM dead_letters ORDER BY id DESC LIMIT ?1",
-    )?
-    .query_map([limit], |r| {
-        // SQLite's substr of an empty BLOB is NULL: an empty MQTT message is a dead letter too.
-        let payload: Option<Vec<u8>> = r.get(7)?;
-        Ok(DeadLetterRow {
-            id: r.get(0)?,
-            received_ms: r.get(1)?,
-            topic: r.get(2)?,
-            agent: r.get(3)?,
-            seq: r.get(4)?,
-            code: r.get(5)?,
-            reason: r.get(6)?,
-            payload: String::from_utf8_lossy(payload.as_deref().unwrap_or_default()).into_owned(),
-        })
-    })?
-    .collect()
+         FROM dead_letters ORDER BY id DESC LIMIT $1",
+        args![limit],
+        |r| {
+            // SQLite's substr of an empty BLOB is NULL (PostgreSQL's is empty): an empty MQTT
+            // message is a dead letter too.
+            let payload: Option<Vec<u8>> = r.get(7)?;
+            Ok(DeadLetterRow {
+                id: r.get(0)?,
+                received_ms: r.get(1)?,
+                topic: r.get(2)?,
+                agent: r.get(3)?,
+                seq: r.get(4)?,
+                code: r.get(5)?,
+                reason: r.get(6)?,
+                payload: String::from_utf8_lossy(payload.as_deref().unwrap_or_default())
+                    .into_owned(),
+            })
+        },
+    )
 }
 
 /// An entity's data in `[start, end)`: every metric's readings, oldest first, and its event
@@ -198,44 +204,41 @@ pub struct WindowData {
 /// Loads [`WindowData`] for the entities named `entities` (all their data merged: an entity
 /// served by several agents, or known under several names).
 pub fn window_data(
-    conn: &Connection,
+    conn: &(impl Sql + ?Sized),
     entities: &[String],
     start_ms: i64,
     end_ms: i64,
-) -> rusqlite::Result<WindowData> {
+) -> Result<WindowData, DbError> {
     use std::collections::BTreeMap;
     let mut series: BTreeMap<String, Vec<(spotcheck_protocol::UnixMillis, f64)>> = BTreeMap::new();
     let mut events = Vec::new();
-    let mut chunks = conn.prepare_cached(
-        "SELECT m.name, c.data FROM reading_chunks c
-         JOIN entities e ON e.id = c.entity JOIN metrics m ON m.id = c.metric
-         WHERE e.name = ?1 AND c.t1 >= ?2 AND c.t0 < ?3",
-    )?;
-    let mut evs = conn.prepare_cached(
-        "SELECT ev.body FROM events ev JOIN entities e ON e.id = ev.entity
-         WHERE e.name = ?1 AND ev.ts_ms >= ?2 AND ev.ts_ms < ?3 ORDER BY ev.ts_ms",
-    )?;
     for entity in entities {
-        let mut rows = chunks.query(params![entity, start_ms, end_ms])?;
-        while let Some(row) = rows.next()? {
-            let metric: String = row.get(0)?;
+        let chunks: Vec<(String, Vec<u8>)> = conn.query(
+            "SELECT m.name, c.data FROM reading_chunks c
+             JOIN entities e ON e.id = c.entity JOIN metrics m ON m.id = c.metric
+             WHERE e.name = $1 AND c.t1 >= $2 AND c.t0 < $3",
+            args![entity, start_ms, end_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for (metric, blob) in chunks {
             let points = series.entry(metric).or_default();
             points.extend(
-                samples(row.get_ref(1)?.as_blob()?)?
+                samples(&blob)?
                     .into_iter()
                     .filter(|s| s.ts.0 >= start_ms && s.ts.0 < end_ms)
                     .map(|s| (s.ts, s.value)),
             );
         }
-        let mut rows = evs.query(params![entity, start_ms, end_ms])?;
-        while let Some(row) = rows.next()? {
-            let body: String = row.get(0)?;
-            let event = serde_json::from_str(&body).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
+        let bodies: Vec<String> = conn.query(
+            "SELECT ev.body FROM events ev JOIN entities e ON e.id = ev.entity
+             WHERE e.name = $1 AND ev.ts_ms >= $2 AND ev.ts_ms < $3 ORDER BY ev.ts_ms",
+            args![entity, start_ms, end_ms],
+            |r| r.get(0),
+        )?;
+        for body in bodies {
+            let event = serde_json::from_str(&body).map_err(|e| DbError::Column {
+                column: 0,
+                reason: format!("an event record that does not parse: {e}"),
             })?;
             events.push(event);
         }

@@ -287,14 +287,16 @@ pub fn notes(conn: &Connection, id: TaskId) -> Result<Vec<Note>, TaskError> {
 
 /// Adds a note to a task.
 pub fn add_note(
-    tx: &Transaction<'_>,
+    tx: &(impl Sql + ?Sized),
     id: TaskId,
     now: UnixMillis,
     kind: &str,
     text: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO task_notes (task, ts_ms, kind, text) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![id.0, now.0, kind, text])?;
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO task_notes (task, ts_ms, kind, text) VALUES ($1, $2, $3, $4)",
+        args![id.0, now.0, kind, text],
+    )?;
     Ok(())
 }
 
