@@ -549,3 +549,45 @@ fn the_sink_does_not_skip_a_row_committed_out_of_identity_order_on_postgres() {
     let g = source.growth(read.next).unwrap();
     assert_eq!((g.max_chunk, g.readings), (last, 3));
 }
+
+#[test]
+fn a_live_task_another_collector_opened_is_noted_not_duplicated() {
+    let Some(b) = both("ingest_live_task") else {
+        return;
+    };
+    let s = start();
+    for (url, c) in [(&b.sqlite_url, &b.sqlite), (&b.pg_url, &b.postgres)] {
+        // Another collector's commit opened the task (its rule state is not this engine's).
+        c.execute(
+            "INSERT INTO tasks (kind, entity, department, item, window_start, window_end, status,
+                                rule, severity, opened_ms, detail, updated_ms)
+             VALUES ('anomaly', 'E1', 'unassigned', 'unassigned', '2026-01-01', '2026-01-01',
+                     'open', 'pool/free_chlorine', 'high', $1, 'elsewhere', $1)",
+            args![s],
+        )
+        .unwrap();
+        let mut w = Writer::open_url(url, Synchronous::Normal).unwrap();
+        bind(&mut w, &[("a1", "E1")]);
+        let mut t = tracker(&w);
+        let e1 = EntityId::new("E1").unwrap();
+        let breach = chlorine("a1", 1, s, 0.1);
+        let r = w
+            .commit_observed(&[item(&e1, &breach)], UnixMillis(s + 20 * MINUTE), &mut t)
+            .unwrap();
+        assert_eq!(r.outcomes, vec![Outcome::Stored]);
+        let tasks: Vec<(String, i64)> = c
+            .query(
+                "SELECT t.status, (SELECT count(*) FROM task_notes n WHERE n.task = t.id AND n.kind = 'returned')
+                 FROM tasks t WHERE t.kind = 'anomaly' ORDER BY t.id",
+                args![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            tasks,
+            vec![("open".to_owned(), 1)],
+            "{:?}: the breach returned on the live task",
+            c.backend()
+        );
+    }
+}
