@@ -373,17 +373,18 @@ fn two_writers_on_postgres_store_overlapping_redeliveries_once_and_open_one_task
         })
         .collect();
     let url = b.pg_url.clone();
-    let run = |reverse: bool, per_commit: usize| {
+    // Each writer starts with one agent of every entity, then redelivers the other's: both
+    // store readings of every entity, so its rule state moves between them.
+    let run = |agents: [usize; AGENTS], per_commit: usize| {
         let url = url.clone();
         let plan = &plan;
         move || {
             let mut w = Writer::open_url(&url, Synchronous::Normal).unwrap();
             let mut t = tracker(&w);
-            let mut order: Vec<usize> = (0..plan.len()).collect();
-            if reverse {
-                // The other writer meets the same batches agent by agent from the end.
-                order.sort_by_key(|&i| (std::cmp::Reverse(i / SEQS as usize), i));
-            }
+            let order: Vec<usize> = agents
+                .iter()
+                .flat_map(|a| (0..SEQS as usize).map(move |k| a * SEQS as usize + k))
+                .collect();
             let mut stored = Vec::new();
             let mut retries = 0;
             for group in order.chunks(per_commit) {
@@ -404,8 +405,8 @@ fn two_writers_on_postgres_store_overlapping_redeliveries_once_and_open_one_task
         }
     };
     let (a, b_) = std::thread::scope(|scope| {
-        let a = scope.spawn(run(false, 5));
-        let b_ = scope.spawn(run(true, 7));
+        let a = scope.spawn(run([0, 2, 4, 1, 3, 5], 5));
+        let b_ = scope.spawn(run([1, 3, 5, 0, 2, 4], 7));
         (a.join().unwrap(), b_.join().unwrap())
     });
     eprintln!("retries: {} and {}", a.1, b_.1);
@@ -445,6 +446,19 @@ fn two_writers_on_postgres_store_overlapping_redeliveries_once_and_open_one_task
             .map(|e| (format!("E{e}"), "pool/free_chlorine".to_owned(), 1))
             .collect::<Vec<_>>(),
         "one task per (entity, rule)"
+    );
+    // Each writer continued from the state the other stored (Tracker::claim): the breach
+    // never looked new to the second, so it never "returned" on the first one's task.
+    let returned: i64 = c
+        .query_row(
+            "SELECT count(*) FROM task_notes WHERE kind = 'returned'",
+            args![],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        returned, 0,
+        "the rule engine's state moved between the writers"
     );
     let verified = spotcheck_collector::audit::store::verify_store(c, None).unwrap();
     assert!(verified.problems.is_empty(), "{:?}", verified.problems);
