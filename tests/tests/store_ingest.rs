@@ -19,7 +19,7 @@ use spotcheck_collector::store::Writer;
 use spotcheck_collector::tasks::anomaly::Tracker;
 use spotcheck_e2e::postgres::both;
 use spotcheck_protocol::{
-    check, AgentId, Batch, Checked, Domain, EntityId, Limits, Metric, Quality, Reading,
+    check, AgentId, Batch, Checked, Domain, EntityId, EventBatch, Limits, Metric, Quality, Reading,
     ReadingBatch, Seq, Unit, UnixMillis, Version,
 };
 
@@ -43,6 +43,31 @@ fn chlorine(agent: &str, seq: u64, start: i64, value: f64) -> Checked<Batch> {
         seq: Seq(seq),
         after: None,
         readings,
+    });
+    check(b, &Limits::default(), UnixMillis::now()).unwrap()
+}
+
+/// Two game sessions (one a minor's, played as a guest) from `agent`.
+fn sessions(agent: &str, seq: u64, start: i64) -> Checked<Batch> {
+    let events = ["s1", "s2"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            serde_json::from_value(serde_json::json!({
+                "kind": "game_session", "id": id, "player": format!("p{i}"),
+                "age_band": if i == 0 { "8_to_16" } else { "adult" },
+                "real_name_verified": true, "guest": i == 0,
+                "start_ms": start + i as i64 * MINUTE, "end_ms": start + (i as i64 + 30) * MINUTE,
+            }))
+            .unwrap()
+        })
+        .collect();
+    let b = Batch::Events(EventBatch {
+        v: Version,
+        agent: AgentId::new(agent).unwrap(),
+        seq: Seq(seq),
+        after: None,
+        events,
     });
     check(b, &Limits::default(), UnixMillis::now()).unwrap()
 }
@@ -121,6 +146,15 @@ fn stored(c: &Conn) -> BTreeMap<&'static str, Vec<String>> {
         ),
     );
     out.insert(
+        "events",
+        q(
+            "SELECT e.name, v.kind, v.record_id, v.ts_ms, v.end_ms, a.name, v.seq, v.body
+             FROM events v JOIN entities e ON e.id = v.entity JOIN agents a ON a.id = v.agent
+             ORDER BY v.rowid",
+            8,
+        ),
+    );
+    out.insert(
         "dead_letters",
         q(
             "SELECT topic, agent, seq, code, reason, payload FROM dead_letters ORDER BY id",
@@ -168,6 +202,14 @@ fn stored(c: &Conn) -> BTreeMap<&'static str, Vec<String>> {
 fn scenario(url: &DbUrl, s: i64) -> Vec<Vec<Outcome>> {
     let mut w = Writer::open_url(url, Synchronous::Normal).unwrap();
     bind(&mut w, &[("a1", "E1"), ("a2", "E2")]);
+    w.register_agents(&[AgentBinding {
+        id: AgentId::new("g1").unwrap(),
+        entity: EntityId::new("G1").unwrap(),
+        domain: Domain::Game,
+    }])
+    .unwrap();
+    let g1 = EntityId::new("G1").unwrap();
+    let games = sessions("g1", 1, s);
     let mut t = tracker(&w);
     let (e1, e2) = (EntityId::new("E1").unwrap(), EntityId::new("E2").unwrap());
     let breach1 = chlorine("a1", 1, s, 0.1);
@@ -197,6 +239,11 @@ fn scenario(url: &DbUrl, s: i64) -> Vec<Vec<Outcome>> {
                 item(&e1, &breach1),
                 item(&e1, &breach1),
                 item(&e2, &fine),
+                Item::Batch {
+                    entity: &g1,
+                    domain: Domain::Game,
+                    batch: &games,
+                },
                 Item::DeadLetter(&anonymous),
                 Item::DeadLetter(&numbered),
             ],
@@ -242,6 +289,7 @@ fn the_writer_stores_the_same_on_both_engines() {
                     Outcome::Stored,
                     Outcome::Duplicate,
                     Outcome::Stored,
+                    Outcome::Stored,
                     Outcome::DeadLettered,
                     Outcome::DeadLettered
                 ],
@@ -257,7 +305,8 @@ fn the_writer_stores_the_same_on_both_engines() {
             c.backend()
         );
         let rows = stored(c);
-        assert_eq!(rows["batches"].len(), 3, "{:?}", c.backend());
+        assert_eq!(rows["batches"].len(), 4, "{:?}", c.backend());
+        assert_eq!(rows["events"].len(), 2, "{:?}", c.backend());
         assert_eq!(
             rows["dead_letters"].len(),
             3,
@@ -272,10 +321,19 @@ fn the_writer_stores_the_same_on_both_engines() {
         );
         let live: Vec<&String> = rows["tasks"]
             .iter()
-            .filter(|t| t.contains("\"open\""))
+            .filter(|t| t.contains("\"open\"") && t.contains("\"E1\""))
             .collect();
         assert_eq!(live.len(), 1, "one breach, one task: {:?}", rows["tasks"]);
         assert!(live[0].contains("pool/free_chlorine"), "{live:?}");
+        // The game sessions open what the game pack says (a guest session at least; a minor
+        // outside the allowed hours depends on the hour the test runs), the same on both.
+        assert!(
+            rows["tasks"]
+                .iter()
+                .any(|t| t.contains("game/guest_session")),
+            "{:?}",
+            rows["tasks"]
+        );
         // The API's queries over what was stored.
         let entities = query::entities(c).unwrap();
         let series = query::series(c, "E1", Metric::FREE_CHLORINE, 0, 1000).unwrap();
