@@ -663,3 +663,47 @@ fn a_live_task_another_collector_opened_is_noted_not_duplicated() {
         );
     }
 }
+
+#[test]
+fn a_postgres_writer_whose_connection_is_lost_reconnects_on_the_retry() {
+    let Some(b) = both("ingest_reconnect") else {
+        return;
+    };
+    let mut w = Writer::open_url(&b.pg_url, Synchronous::Normal).unwrap();
+    bind(&mut w, &[("a1", "E1")]);
+    let e1 = EntityId::new("E1").unwrap();
+    let s = start();
+    let (one, two) = (chlorine("a1", 1, s, 0.6), chlorine("a1", 2, s, 0.6));
+    w.commit(&[item(&e1, &one)], UnixMillis::now()).unwrap();
+    // The server ends the writer's session (as a restart or an administrator would).
+    let ended: Vec<bool> = b
+        .postgres
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            args![],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        ended.iter().any(|e| *e),
+        "the writer's session was there to end"
+    );
+    let mut failed = 0;
+    let report = loop {
+        match w.commit(&[item(&e1, &two)], UnixMillis::now()) {
+            Ok(r) => break r,
+            Err(e) => {
+                failed += 1;
+                assert!(failed < 3, "the retry did not reconnect: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    };
+    assert_eq!(report.outcomes, vec![Outcome::Stored]);
+    let n: i64 = b
+        .postgres
+        .query_row("SELECT count(*) FROM batches", args![], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+}

@@ -447,6 +447,9 @@ fn commit_with_retry(
                 break r;
             }
             Err(e) => {
+                if let Err(e) = writer.reconnect_if_lost() {
+                    error!(message = "Reconnecting to the store failed; will retry.", error = %e);
+                }
                 if let Some(r) = rules.as_deref_mut() {
                     reload(writer, r);
                 }

@@ -483,6 +483,15 @@ impl Conn {
         }
     }
 
+    /// Whether the connection is gone (PostgreSQL: the server closed it or it broke; a
+    /// SQLite connection never is).
+    pub fn is_closed(&self) -> bool {
+        match &self.inner {
+            Inner::Sqlite(_) => false,
+            Inner::Postgres(c) => c.is_closed(),
+        }
+    }
+
     /// Whether no transaction is open (a connection left inside one is not reused).
     pub fn is_idle(&self) -> bool {
         match &self.inner {

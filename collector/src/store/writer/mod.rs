@@ -159,6 +159,9 @@ struct Caches {
 /// transaction per commit (the workflow tables' other writer is `store::access`).
 pub struct Writer {
     conn: Conn,
+    /// Where a PostgreSQL writer reconnects when its connection is lost (a server restart, a
+    /// terminated backend); `None` on SQLite, whose file connection is not lost that way.
+    reconnect: Option<DbUrl>,
     /// The database, for errors: the SQLite file, or the PostgreSQL URL without password.
     path: PathBuf,
     ids: Caches,
@@ -171,6 +174,7 @@ impl Writer {
     pub fn open(path: &Path, sync: Synchronous) -> Result<Writer, StoreError> {
         Ok(Writer {
             conn: Conn::from_sqlite(open_for_writing(path, sync)?),
+            reconnect: None,
             path: path.to_owned(),
             ids: Caches::default(),
             digests: true,
@@ -184,6 +188,7 @@ impl Writer {
             DbUrl::Sqlite(path) => Writer::open(path, sync),
             DbUrl::Postgres(_) => Ok(Writer {
                 conn: db::connect(url, db::Mode::Write)?,
+                reconnect: Some(url.clone()),
                 path: PathBuf::from(url.to_string()),
                 ids: Caches::default(),
                 digests: true,
@@ -202,6 +207,20 @@ impl Writer {
     /// Which engine it writes to.
     pub fn backend(&self) -> Backend {
         self.conn.backend()
+    }
+
+    /// On PostgreSQL, a new connection if the old one is gone: the commit stage retries a
+    /// failed commit, and the retry must not go to the dead connection again. (Every write
+    /// here calls it first; the commit stage also calls it before reloading the rule engine.)
+    pub fn reconnect_if_lost(&mut self) -> Result<(), StoreError> {
+        if let Some(url) = &self.reconnect {
+            if self.conn.is_closed() {
+                tracing::warn!(message = "Ingest's store connection was lost; reconnecting.", store = %url);
+                self.conn = db::connect(url, db::Mode::Write)?;
+                self.ids = Caches::default();
+            }
+        }
+        Ok(())
     }
 
     fn db_err(&self) -> impl Fn(DbError) -> StoreError + '_ {
@@ -223,6 +242,7 @@ impl Writer {
 
     /// Records the agent → entity bindings from configuration (replacing earlier ones).
     pub fn register_agents(&mut self, bindings: &[AgentBinding]) -> Result<(), StoreError> {
+        self.reconnect_if_lost()?;
         let e = self.db_err();
         let tx = self.conn.transaction().map_err(&e)?;
         for b in bindings {
@@ -258,6 +278,7 @@ impl Writer {
         now: UnixMillis,
         observer: &mut dyn Observer,
     ) -> Result<CommitReport, StoreError> {
+        self.reconnect_if_lost()?;
         let done = match self.conn.backend() {
             Backend::Sqlite => self.commit_sqlite(items, now, observer),
             Backend::Postgres => shared::commit(self, items, now, observer),
@@ -348,6 +369,7 @@ impl Writer {
         &mut self,
         f: &mut dyn FnMut(&Tx<'_>) -> Result<(), String>,
     ) -> Result<(), StoreError> {
+        self.reconnect_if_lost()?;
         let e = self.db_err();
         let tx = self.conn.transaction_concurrent().map_err(&e)?;
         f(&tx).map_err(self.observer_err())?;
@@ -375,6 +397,7 @@ impl Writer {
         before: UnixMillis,
         dead_before: UnixMillis,
     ) -> Result<u64, StoreError> {
+        self.reconnect_if_lost()?;
         let e = self.db_err();
         let tx = self.conn.transaction_concurrent().map_err(&e)?;
         let r = tx
