@@ -707,3 +707,63 @@ fn a_postgres_writer_whose_connection_is_lost_reconnects_on_the_retry() {
         .unwrap();
     assert_eq!(n, 2);
 }
+
+#[test]
+fn time_driven_rules_on_postgres_tick_the_entities_no_commit_holds() {
+    let Some(b) = both("ingest_tick") else { return };
+    let book = Rulebook::load(None).unwrap();
+    let silent_since = UnixMillis(UnixMillis::now().0 - 120 * MINUTE);
+    let e1 = EntityId::new("E1").unwrap();
+    let open = |c: &Conn| -> i64 {
+        c.query_row(
+            "SELECT count(*) FROM tasks WHERE kind = 'anomaly' AND entity = 'E1' AND status = 'open'",
+            args![],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    for (url, c) in [(&b.sqlite_url, &b.sqlite), (&b.pg_url, &b.postgres)] {
+        let mut w = Writer::open_url(url, Synchronous::Normal).unwrap();
+        bind(&mut w, &[("a1", "E1")]);
+        let mut t = Tracker::load(
+            w.conn(),
+            (*book.rules()).clone(),
+            (*book.calendar()).clone(),
+            &[(e1.clone(), Domain::Pool)],
+            silent_since,
+        )
+        .unwrap();
+        let tick = |w: &mut Writer, t: &mut Tracker| {
+            w.transact(&mut |tx| t.tick(tx, UnixMillis::now()).map_err(|e| e.to_string()))
+                .unwrap()
+        };
+        if c.backend() == Backend::Postgres {
+            // A commit of another collector holds E1 right now: the tick passes it over.
+            let other = db::connect(url, Mode::Write).unwrap();
+            let held = other.transaction_concurrent().unwrap();
+            held.query_once(
+                "SELECT name FROM entities WHERE name = $1 FOR NO KEY UPDATE",
+                args!["E1"],
+                |_| Ok(()),
+            )
+            .unwrap();
+            tick(&mut w, &mut t);
+            assert_eq!(
+                open(c),
+                0,
+                "E1 was held: not ticked, and the tick did not wait"
+            );
+            let written: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM rule_state WHERE entity = 'E1'",
+                    args![],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(written, 0, "nor was its state written without its claim");
+            held.commit().unwrap();
+        }
+        tick(&mut w, &mut t);
+        assert_eq!(open(c), 1, "{:?}: two hours without data", c.backend());
+    }
+}

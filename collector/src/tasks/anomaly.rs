@@ -21,7 +21,7 @@
 //! a second live task: the insert says `ON CONFLICT DO NOTHING` and a refused one is treated
 //! as the condition returning on the task that exists.
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use serde_json::json;
 use spotcheck_protocol::{Batch, Domain, EntityId, Quality, UnixMillis};
@@ -50,6 +50,12 @@ pub struct Tracker {
     removed: Vec<RuleKey>,
     /// Tasks opened since start (for the counters).
     opened: u64,
+    /// When each watched entity's inactivity clock started (in case no collector has stored
+    /// one for it yet when this one claims it on PostgreSQL).
+    watched_at: HashMap<EntityId, (Domain, UnixMillis)>,
+    /// On PostgreSQL, the entities the open transaction has claimed: only their state is
+    /// written ([`Tracker::persist`]); the others' stays in memory until claimed.
+    claimed: HashSet<EntityId>,
 }
 
 impl Tracker {
@@ -68,11 +74,14 @@ impl Tracker {
             domains: HashMap::new(),
             removed: Vec::new(),
             opened: 0,
+            watched_at: HashMap::new(),
+            claimed: HashSet::default(),
         };
         t.restore(conn)?;
         for (entity, domain) in watched {
             t.engine.watch(entity, *domain, now);
             t.domains.insert(entity.clone(), *domain);
+            t.watched_at.insert(entity.clone(), (*domain, now));
         }
         Ok(t)
     }
@@ -136,33 +145,56 @@ impl Tracker {
     /// changed since this one last saw it. Held until the transaction ends. Nothing on SQLite,
     /// where this commit thread is the one writer and its memory is the state.
     pub fn claim(&mut self, conn: &Conn, entities: &[&EntityId]) -> Result<(), TaskError> {
+        self.claim_with(conn, entities, "").map(drop)
+    }
+
+    /// [`Tracker::claim`]; with `skip` = `" SKIP LOCKED"` the entities another transaction
+    /// holds are left out rather than waited for. Returns the names claimed.
+    fn claim_with(
+        &mut self,
+        conn: &Conn,
+        entities: &[&EntityId],
+        skip: &str,
+    ) -> Result<Vec<String>, TaskError> {
         if conn.backend() == Backend::Sqlite || entities.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut sorted: Vec<&str> = entities.iter().map(|e| e.as_str()).collect();
         sorted.sort_unstable();
         sorted.dedup();
+        self.claimed.clear();
+        let mut claimed = Vec::new();
         for part in sorted.chunks(CLAIM_PER_STATEMENT) {
-            let list = (1..=part.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
             let a: Vec<&dyn db::Arg> = part.iter().map(|s| s as &dyn db::Arg).collect();
-            conn.query_once(
+            let list = |n: usize| {
+                (1..=n)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let locked: Vec<String> = conn.query_once(
                 &format!(
-                    "SELECT name FROM entities WHERE name IN ({list}) ORDER BY name FOR NO KEY UPDATE"
+                    "SELECT name FROM entities WHERE name IN ({}) ORDER BY name FOR NO KEY UPDATE{skip}",
+                    list(part.len())
                 ),
                 &a,
-                |_| Ok(()),
+                |r| r.get(0),
             )?;
+            if locked.is_empty() {
+                continue;
+            }
+            let part: Vec<&str> = locked.iter().map(String::as_str).collect();
+            let a: Vec<&dyn db::Arg> = part.iter().map(|s| s as &dyn db::Arg).collect();
+            let list = list(part.len());
             let rows: Vec<(String, String, String)> = conn.query_once(
                 &format!("SELECT entity, rule, state FROM rule_state WHERE entity IN ({list})"),
                 &a,
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            for name in part {
+            for name in &part {
                 if let Ok(e) = EntityId::new(*name) {
                     self.engine.forget(&e);
+                    self.claimed.insert(e);
                 }
             }
             for (entity, rule, state) in rows {
@@ -171,15 +203,27 @@ impl Tracker {
                     let _ = self.engine.restore(e, r, &state);
                 }
             }
+            // A watched entity whose clock no collector has stored yet starts it now (as
+            // `load` did in memory), under the claim.
+            for name in &part {
+                let Ok(e) = EntityId::new(*name) else {
+                    continue;
+                };
+                if let Some((domain, at)) = self.watched_at.get(&e) {
+                    self.engine.watch(&e, *domain, *at);
+                }
+            }
+            claimed.extend(locked);
         }
-        Ok(())
+        Ok(claimed)
     }
 
-    /// [`Tracker::claim`] of every entity the store knows: before time-driven rules, which
-    /// look at every entity the engine watches.
-    fn claim_all(&mut self, conn: &Conn) -> Result<(), TaskError> {
+    /// Before time-driven rules on PostgreSQL: [`Tracker::claim`] of every entity the store
+    /// knows that no commit holds at this moment (`SKIP LOCKED`: one being written now has
+    /// data arriving and is ticked next time). Returns those claimed; `None` on SQLite (all).
+    fn claim_idle(&mut self, conn: &Conn) -> Result<Option<HashSet<String>>, TaskError> {
         if conn.backend() == Backend::Sqlite {
-            return Ok(());
+            return Ok(None);
         }
         let names: Vec<String> =
             conn.query("SELECT name FROM entities ORDER BY name", args![], |r| {
@@ -190,7 +234,8 @@ impl Tracker {
             .filter_map(|n| EntityId::new(n).ok())
             .collect();
         let refs: Vec<&EntityId> = ids.iter().collect();
-        self.claim(conn, &refs)
+        let claimed = self.claim_with(conn, &refs, " SKIP LOCKED")?;
+        Ok(Some(claimed.into_iter().collect()))
     }
 
     /// Feeds a batch stored for the first time, inside its transaction.
@@ -237,7 +282,15 @@ impl Tracker {
     /// to be called once before the transaction commits: a slot touched by a thousand batches
     /// is written once.
     pub fn persist(&mut self, tx: &(impl Sql + ?Sized)) -> Result<(), TaskError> {
-        for (entity, rule, state) in self.engine.take_dirty() {
+        let dirty = match tx.backend() {
+            Backend::Sqlite => self.engine.take_dirty(),
+            // Only what this transaction owns (Tracker::claim); the rest waits for its claim.
+            Backend::Postgres => {
+                let claimed = std::mem::take(&mut self.claimed);
+                self.engine.take_dirty_where(|e| claimed.contains(e))
+            }
+        };
+        for (entity, rule, state) in dirty {
             tx.execute(
                 "INSERT INTO rule_state (entity, rule, state) VALUES ($1, $2, $3)
                  ON CONFLICT (entity, rule) DO UPDATE SET state = excluded.state",
@@ -248,11 +301,16 @@ impl Tracker {
     }
 
     /// Time-driven rules (inactivity, sliding windows), inside a transaction of their own. On
-    /// PostgreSQL it claims every entity first ([`Tracker::claim`]): the clocks it reads are
-    /// those the collectors stored.
+    /// PostgreSQL it first claims every entity no commit holds at the moment
+    /// ([`Tracker::claim`] with `SKIP LOCKED`), so the clocks it reads are those the
+    /// collectors stored, and ticks only those: it never waits for ingest.
     pub fn tick(&mut self, tx: &Tx<'_>, now: UnixMillis) -> Result<(), TaskError> {
-        self.claim_all(tx)?;
-        self.engine.tick(now, &mut self.out);
+        match self.claim_idle(tx)? {
+            None => self.engine.tick(now, &mut self.out),
+            Some(claimed) => self
+                .engine
+                .tick_where(now, &mut self.out, |e| claimed.contains(e.as_str())),
+        }
         self.apply(tx, now)?;
         self.persist(tx)
     }
