@@ -15,7 +15,7 @@ use crate::store::chunk::Sample;
 use crate::store::gather::{Chunk, Gatherer, Series};
 
 /// The id of (metric, unit), interned on first sight.
-pub(super) fn metric_id(
+fn metric_id(
     tx: &Connection,
     cache: &mut HashMap<String, Vec<(Unit, i64)>>,
     metric: &Metric,
@@ -209,7 +209,7 @@ pub(super) fn insert_batch(
     Ok(Outcome::Stored)
 }
 
-pub(super) fn insert_chunk(insert: &mut CachedStatement<'_>, c: &Chunk) -> rusqlite::Result<()> {
+fn insert_chunk(insert: &mut CachedStatement<'_>, c: &Chunk) -> rusqlite::Result<()> {
     let (t0, t1) = c.span();
     insert.execute(params![
         c.series.entity,
