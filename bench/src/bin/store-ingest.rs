@@ -14,7 +14,9 @@
 //! - `pg-copy`: the batches' multi-row insert, and the chunks through `COPY … FROM STDIN
 //!   (FORMAT binary)`;
 //! - `sqlite-db`: `pg-rows`'s statements on SQLite through `store::db`, to show what the
-//!   interface itself costs against the hand-tuned writer.
+//!   interface itself costs against the hand-tuned writer;
+//! - `pg-writer`: the real ingest writer on PostgreSQL (`Writer::open_url`), which does what
+//!   `pg-copy` does plus interning names and reading its own ids.
 //!
 //! Prints readings/s for each and the ratio to the writer's. The PostgreSQL database given by
 //! `--postgres` is emptied (its tables truncated) before each run.
@@ -165,7 +167,12 @@ fn main() -> anyhow::Result<()> {
     };
     report("sqlite-db", vec![same_rows]);
 
-    for (name, how) in [("pg-rows", 0), ("pg-multirow", 1), ("pg-copy", 2)] {
+    for (name, how) in [
+        ("pg-rows", 0),
+        ("pg-multirow", 1),
+        ("pg-copy", 2),
+        ("pg-writer", 3),
+    ] {
         let mut rates = Vec::new();
         for _ in 0..args.rounds {
             let c = db::connect(&pg_url, Mode::Write)?;
@@ -173,13 +180,37 @@ fn main() -> anyhow::Result<()> {
             let secs = match how {
                 0 => rows_one_by_one(&c, &stored)?,
                 1 => multirow(&stored, false, pg_config)?,
-                _ => multirow(&stored, true, pg_config)?,
+                2 => multirow(&stored, true, pg_config)?,
+                _ => pg_writer(&pg_url, &input, args.per_commit)?,
             };
             rates.push(readings / secs);
         }
         report(name, rates);
     }
     Ok(())
+}
+
+/// The real ingest writer on PostgreSQL (`Writer::open_url`: one multi-row insert for the
+/// commit's batches, one `COPY` for its chunks); seconds taken.
+fn pg_writer(
+    url: &DbUrl,
+    input: &[(EntityId, spotcheck_protocol::Checked<Batch>)],
+    per_commit: usize,
+) -> anyhow::Result<f64> {
+    let mut w = Writer::open_url(url, Synchronous::Full)?;
+    let start = Instant::now();
+    for group in input.chunks(per_commit) {
+        let items: Vec<Item<'_>> = group
+            .iter()
+            .map(|(entity, batch)| Item::Batch {
+                entity,
+                domain: Domain::Pool,
+                batch,
+            })
+            .collect();
+        w.commit(&items, UnixMillis::now())?;
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// The writer's rows, grouped by the transactions they were committed in.

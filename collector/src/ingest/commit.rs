@@ -21,6 +21,7 @@ use super::source::BrokerAck;
 use super::validate::Verdict;
 use crate::health::{Alive, Health, Part};
 use crate::rulebook::Rulebook;
+use crate::store::db::Backend;
 use crate::store::writer::{DeadLetter, Item, Outcome, SEQ_REUSED};
 use crate::store::Writer;
 use crate::tasks::anomaly::Tracker;
@@ -110,7 +111,10 @@ pub fn spawn(
             let mut pending = Vec::with_capacity(cfg.max_commit);
             // Rejections found here (reused seqs, batches let go) log like the sources' do.
             let mut log = LogLimit::new(Duration::from_secs(60), 10);
-            let mut order = Sequencer::new(cfg.hold_for, cfg.max_held, cfg.max_held_per_agent);
+            // Several collectors share a PostgreSQL store: what is stored is read from it
+            // (ingest/order.rs, "shared mode").
+            let mut order = Sequencer::new(cfg.hold_for, cfg.max_held, cfg.max_held_per_agent)
+                .shared(writer.backend() == Backend::Postgres);
             loop {
                 let tick_in = rules
                     .as_ref()
@@ -119,6 +123,11 @@ pub fn spawn(
                 let expire_in = order
                     .next_expiry()
                     .map(|t| t.saturating_duration_since(Instant::now()));
+                // In shared mode, another collector may fill a kept-back batch's gap.
+                let expire_in = match (expire_in, order.poll_in()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let wait = match (tick_in, expire_in) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -132,7 +141,9 @@ pub fn spawn(
                         {
                             Ok(v) => v,
                             Err(_) => {
-                                if order.next_expiry().is_some_and(|t| t <= Instant::now()) {
+                                if order.next_expiry().is_some_and(|t| t <= Instant::now())
+                                    || order.poll_in().is_some()
+                                {
                                     let committed = commit_with_retry(
                                         &mut writer,
                                         rules.as_mut(),
@@ -234,7 +245,7 @@ fn reload(writer: &mut Writer, r: &mut RuleStage) {
     let calendar = (*r.rulebook.calendar()).clone();
     if let Err(e) = r
         .tracker
-        .reload(writer.connection(), rules, calendar, UnixMillis::now())
+        .reload(writer.conn(), rules, calendar, UnixMillis::now())
     {
         error!(message = "Reloading the rule engine's state failed.", error = %e);
     }
@@ -277,6 +288,22 @@ fn sequence(
         }
         fits
     };
+    if order.is_shared() {
+        // What other collectors stored since: before any decision (ingest/order.rs).
+        let agents = pending.iter().filter_map(|v| match &v.verdict {
+            Verdict::Accept { batch, .. } => Some(batch.get().agent()),
+            _ => None,
+        });
+        if let Err(e) = order.refresh(writer.conn(), agents) {
+            error!(message = "Reading the stored sequence numbers failed.", error = %e);
+        }
+    }
+    // Batches whose gap another collector filled go now, before any is let go for waiting.
+    let mut released = if order.is_shared() {
+        order.release()
+    } else {
+        Vec::new()
+    };
     let expired: Vec<DeadLetter> = order
         .expire()
         .into_iter()
@@ -301,7 +328,7 @@ fn sequence(
         else {
             unreachable!("matched above")
         };
-        match order.admit(writer.connection(), &entity, domain, batch) {
+        match order.admit(writer.conn(), &entity, domain, batch) {
             Ok((Admit::Now, Some(batch))) => {
                 v.verdict = Verdict::Accept {
                     entity,
@@ -329,7 +356,8 @@ fn sequence(
             }
         }
     }
-    (order.release(), expired)
+    released.extend(order.release());
+    (released, expired)
 }
 
 /// A batch the sequencer could not keep, as a dead letter without its seq: counted and kept
@@ -419,6 +447,9 @@ fn commit_with_retry(
                 break r;
             }
             Err(e) => {
+                if let Err(e) = writer.reconnect_if_lost() {
+                    error!(message = "Reconnecting to the store failed; will retry.", error = %e);
+                }
                 if let Some(r) = rules.as_deref_mut() {
                     reload(writer, r);
                 }
@@ -491,7 +522,7 @@ fn commit_with_retry(
         }
     }
     for agent in committed.confirmations.keys() {
-        if let Some(next) = order.next(writer.connection(), agent) {
+        if let Some(next) = order.next(writer.conn(), agent) {
             committed.next.insert(agent.clone(), next);
         }
     }

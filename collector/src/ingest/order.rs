@@ -16,14 +16,38 @@
 //! sends anything else). Both become dead letters (`held_full`, `gap_not_filled`) without a
 //! sequence number, so they are counted and logged but not confirmed: the agent keeps the
 //! batch and sends it again. Batches without `after` (other clients) are stored on arrival.
+//!
+//! Several collectors sharing a PostgreSQL store (docs/storage.md): a shared subscription
+//! splits one agent's batches between them, so the batches a gap waits for are often stored
+//! by another collector. What lives in the database is what is stored: `batches`, whose
+//! highest sequence number per agent is the one fact the decisions above need. What lives in
+//! memory is each collector's own: the kept-back batches (acknowledged to the broker, not
+//! confirmed: a collector that dies loses them and the agent sends them again, as with one
+//! collector) and a cache of those highest numbers. In shared mode ([`Sequencer::shared`])
+//! the cache is re-read from the store for every agent of a commit and every agent with a
+//! batch kept back ([`Sequencer::refresh`], one query per commit) before any decision, and
+//! the commit thread looks again every [`POLL`] while something is kept back: a batch waits
+//! for the other collector's commit, not for `hold_for`. A range of numbers is recorded as
+//! given up only after that re-read, so one collector never records as abandoned what another
+//! stored: the agent names in `after` only numbers it has had confirmed, which a collector
+//! confirms after its commit, so a batch that says its predecessors are confirmed arrives
+//! after the commit that stored them is visible.
 
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension};
 use spotcheck_protocol::{AgentId, Batch, Checked, Domain, EntityId};
+
+use crate::store::db::{self, args, Conn, DbError, Sql};
+
+/// How often, in shared mode, the commit thread looks whether another collector filled the
+/// gap a kept-back batch waits for.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// Agents whose highest stored number is read per statement in [`Sequencer::refresh`].
+const AGENTS_PER_STATEMENT: usize = 500;
 
 /// A batch kept back until the batches before it are stored.
 #[derive(Debug)]
@@ -59,6 +83,8 @@ pub struct Sequencer {
     max_per_agent: usize,
     dropped: u64,
     abandoned: Vec<(AgentId, u64, u64)>,
+    /// Other collectors store this store's batches too (PostgreSQL).
+    shared: bool,
 }
 
 impl Sequencer {
@@ -74,35 +100,97 @@ impl Sequencer {
             max_per_agent,
             dropped: 0,
             abandoned: Vec::new(),
+            shared: false,
         }
     }
 
+    /// In shared mode when `shared`: other collectors store batches of the same agents (see
+    /// the module docs).
+    pub fn shared(mut self, shared: bool) -> Sequencer {
+        self.shared = shared;
+        self
+    }
+
+    /// Whether other collectors store batches of the same agents.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
     /// The highest stored sequence number of `agent` (read from the store on first use).
-    fn high(&mut self, conn: &Connection, agent: &AgentId) -> rusqlite::Result<u64> {
+    fn high(&mut self, conn: &(impl Sql + ?Sized), agent: &AgentId) -> Result<u64, DbError> {
         if let Some(h) = self.high.get(agent) {
             return Ok(*h);
         }
         let h: Option<i64> = conn
-            .prepare_cached(
-                "SELECT max(b.seq) FROM batches b JOIN agents a ON a.id = b.agent WHERE a.name = ?1",
+            .query_opt(
+                "SELECT max(b.seq) FROM batches b JOIN agents a ON a.id = b.agent WHERE a.name = $1",
+                args![agent.as_str()],
+                |r| r.get(0),
             )?
-            .query_row([agent.as_str()], |r| r.get(0))
-            .optional()?
             .flatten();
         let h = h.unwrap_or(0) as u64;
         self.high.insert(agent.clone(), h);
         Ok(h)
     }
 
+    /// In shared mode, re-reads the highest stored number of `agents` and of every agent with
+    /// a batch kept back (another collector may have stored more since); nothing otherwise.
+    /// Call before a round of [`Sequencer::admit`] and before [`Sequencer::release`].
+    pub fn refresh<'a>(
+        &mut self,
+        conn: &Conn,
+        agents: impl IntoIterator<Item = &'a AgentId>,
+    ) -> Result<(), DbError> {
+        if !self.shared {
+            return Ok(());
+        }
+        let mut names: Vec<String> = agents
+            .into_iter()
+            .map(AgentId::to_string)
+            .chain(self.held.keys().map(AgentId::to_string))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut found = Vec::new();
+        for part in names.chunks(AGENTS_PER_STATEMENT) {
+            let list = (1..=part.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let a: Vec<&dyn db::Arg> = part.iter().map(|s| s as &dyn db::Arg).collect();
+            found.extend(conn.query_once(
+                &format!(
+                    "SELECT a.name, max(b.seq) FROM batches b JOIN agents a ON a.id = b.agent
+                     WHERE a.name IN ({list}) GROUP BY a.name"
+                ),
+                &a,
+                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+            )?);
+        }
+        for (name, h) in found {
+            if let Ok(agent) = AgentId::new(name) {
+                let cached = self.high.entry(agent).or_insert(0);
+                *cached = (*cached).max(h as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// In shared mode with a batch kept back: how soon to look again whether another
+    /// collector filled its gap ([`Sequencer::refresh`], then [`Sequencer::release`]).
+    pub fn poll_in(&self) -> Option<Duration> {
+        (self.shared && self.held_count > 0).then_some(POLL)
+    }
+
     /// Decides for a batch taken off the queue, in arrival order. `Now` also counts it as
     /// stored (callers store every `Now` batch in the transaction they are building).
     pub fn admit(
         &mut self,
-        conn: &Connection,
+        conn: &(impl Sql + ?Sized),
         entity: &EntityId,
         domain: Domain,
         batch: Checked<Batch>,
-    ) -> rusqlite::Result<(Admit, Option<Checked<Batch>>)> {
+    ) -> Result<(Admit, Option<Checked<Batch>>), DbError> {
         let b = batch.get();
         let (agent, seq) = (b.agent().clone(), b.seq().0);
         let high = self.high(conn, &agent)?;
@@ -160,7 +248,11 @@ impl Sequencer {
 
     /// One above the highest sequence number stored from `agent` (an ack's `next`); `None`
     /// if the store cannot say, or nothing could follow `u64::MAX`.
-    pub fn next(&mut self, conn: &Connection, agent: &AgentId) -> Option<spotcheck_protocol::Seq> {
+    pub fn next(
+        &mut self,
+        conn: &(impl Sql + ?Sized),
+        agent: &AgentId,
+    ) -> Option<spotcheck_protocol::Seq> {
         let high = self.high(conn, agent).ok()?;
         high.checked_add(1).map(spotcheck_protocol::Seq)
     }
@@ -274,14 +366,14 @@ mod tests {
         check(b, &Limits::default(), UnixMillis::now()).unwrap()
     }
 
-    fn db() -> Connection {
-        let c = Connection::open_in_memory().unwrap();
+    fn db() -> rusqlite::Connection {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
         c.execute_batch(crate::store::schema::MIGRATIONS[0])
             .unwrap();
         c
     }
 
-    fn admit(s: &mut Sequencer, c: &Connection, seq: u64, after: Option<u64>) -> Admit {
+    fn admit(s: &mut Sequencer, c: &(impl Sql + ?Sized), seq: u64, after: Option<u64>) -> Admit {
         let e = EntityId::new("e1").unwrap();
         s.admit(c, &e, Domain::Pool, batch(seq, after)).unwrap().0
     }
@@ -353,6 +445,37 @@ mod tests {
         assert!(expired[0].1.contains("batches 1..4"), "{}", expired[0].1);
         assert_eq!((s.held(), s.dropped()), (0, 3));
         assert!(s.next_expiry().is_none());
+    }
+
+    #[test]
+    fn in_shared_mode_what_another_collector_stored_fills_the_gap() {
+        let c = Conn::from_sqlite(db());
+        let mut s = Sequencer::new(Duration::from_secs(60), 100, 100).shared(true);
+        assert_eq!(admit(&mut s, &c, 1, Some(1)), Admit::Now);
+        assert_eq!(admit(&mut s, &c, 3, Some(2)), Admit::Held, "waits for 2");
+        assert_eq!(s.poll_in(), Some(POLL), "looks again soon");
+        // Another collector stores 1 (this one's commit) and 2.
+        c.execute_batch(
+            "INSERT INTO agents (id, name, entity, domain) VALUES (1, 'a1', 'e1', 'pool');
+             INSERT INTO batches (agent, seq, stream, items, received_ms)
+             VALUES (1, 1, 'readings', 1, 0), (1, 2, 'readings', 1, 0);",
+        )
+        .unwrap();
+        assert!(s.release().is_empty(), "not before it looks");
+        s.refresh(&c, []).unwrap();
+        assert_eq!(seqs(s.release()), vec![3]);
+        assert_eq!(s.poll_in(), None);
+        // 4 and 5 stored elsewhere; 6 says nothing older is pending: no range given up.
+        c.execute_batch(
+            "INSERT INTO batches (agent, seq, stream, items, received_ms)
+             VALUES (1, 4, 'readings', 1, 0), (1, 5, 'readings', 1, 0);",
+        )
+        .unwrap();
+        let a1 = AgentId::new("a1").unwrap();
+        s.refresh(&c, [&a1]).unwrap();
+        assert_eq!(admit(&mut s, &c, 6, Some(6)), Admit::Now);
+        assert!(s.take_abandoned().is_empty());
+        assert_eq!(s.next(&c, &a1), Some(Seq(7)));
     }
 
     #[test]

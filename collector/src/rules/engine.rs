@@ -336,6 +336,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Puts `entity`'s state back to fresh (its domain kept), before restoring what another
+    /// writer of a shared store persisted for it (`tasks::anomaly::Tracker::claim`).
+    pub fn forget(&mut self, entity: &EntityId) {
+        let Some(&i) = self.index.get(entity) else {
+            return;
+        };
+        let domain = self.entities[i].domain;
+        self.entities[i].slots = self.compiled[domain_slot(domain)]
+            .as_ref()
+            .map(Compiled::fresh_slots)
+            .unwrap_or_default();
+    }
+
     /// Registers an entity that is expected to report: its inactivity clock starts at `now`
     /// unless it has already reported.
     pub fn watch(&mut self, entity: &EntityId, domain: Domain, now: UnixMillis) {
@@ -539,10 +552,24 @@ impl Engine {
 
     /// Periodic work at `now` (our clock): opens inactivity anomalies and slides ratio windows.
     pub fn tick(&mut self, now: UnixMillis, out: &mut Vec<Transition>) {
+        self.tick_where(now, out, |_| true);
+    }
+
+    /// [`Engine::tick`] for the entities `keep` accepts only (on a shared store, those whose
+    /// state this transaction could claim; the others are ticked next time).
+    pub fn tick_where(
+        &mut self,
+        now: UnixMillis,
+        out: &mut Vec<Transition>,
+        keep: impl Fn(&EntityId) -> bool,
+    ) {
         for (i, e) in self.entities.iter_mut().enumerate() {
             let Some(c) = &self.compiled[domain_slot(e.domain)] else {
                 continue;
             };
+            if !keep(&e.id) {
+                continue;
+            }
             let EntityState {
                 id, slots, dirty, ..
             } = e;
@@ -590,12 +617,26 @@ impl Engine {
     /// The states changed since the last call, as (entity, rule, JSON), to persist in the same
     /// transaction as the data that changed them.
     pub fn take_dirty(&mut self) -> Vec<(EntityId, RuleKey, String)> {
+        self.take_dirty_where(|_| true)
+    }
+
+    /// [`Engine::take_dirty`] of the entities `keep` accepts; the others stay changed (on a
+    /// shared store, those this transaction has not claimed).
+    pub fn take_dirty_where(
+        &mut self,
+        keep: impl Fn(&EntityId) -> bool,
+    ) -> Vec<(EntityId, RuleKey, String)> {
         let mut out = Vec::new();
-        for i in self.dirty_entities.drain(..) {
+        // Taken out and put back, so the list keeps its capacity from commit to commit.
+        let mut list = std::mem::take(&mut self.dirty_entities);
+        list.retain(|&i| {
             let e = &mut self.entities[i];
+            if !keep(&e.id) {
+                return true;
+            }
             e.dirty = false;
             let Some(c) = &self.compiled[domain_slot(e.domain)] else {
-                continue;
+                return false;
             };
             for (r, slot) in e.slots.iter_mut().enumerate() {
                 if std::mem::take(&mut slot.dirty) {
@@ -605,7 +646,9 @@ impl Engine {
                     out.push((e.id.clone(), c.rules[r].key.clone(), json));
                 }
             }
-        }
+            false
+        });
+        self.dirty_entities = list;
         out
     }
 

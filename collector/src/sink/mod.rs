@@ -114,7 +114,7 @@ impl Sink {
             client: Client::new(&config),
             backoff: Backoff::new(config.max_backoff),
             stats: stats.clone(),
-            db: db.clone(),
+            db: crate::store::db::DbUrl::Sqlite(db.clone()),
             target: config.target.to_string(),
             deadline: deadline.clone(),
         };

@@ -3,18 +3,17 @@
 //! each back so the reader moves the cursor. While one batch is in flight the reader already
 //! reads and encodes the next: the CPU the sink needs per batch overlaps the server's.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rusqlite::params;
 use tracing::{error, warn};
 
 use super::backoff::Backoff;
 use super::client::{Client, Outcome};
 use super::source::Batch;
+use crate::store::db::{self, args, DbError, DbUrl, Sql};
 use crate::telemetry::SinkStats;
 
 /// A batch on its way: the lines (kept for a dead letter) and the request body if it differs
@@ -34,7 +33,8 @@ pub struct Poster {
     pub(super) client: Client,
     pub(super) backoff: Backoff,
     pub(super) stats: SinkStats,
-    pub(super) db: PathBuf,
+    /// The store, for the dead letters of refused batches.
+    pub(super) db: DbUrl,
     pub(super) target: String,
     pub(super) deadline: Deadline,
 }
@@ -122,13 +122,14 @@ impl Poster {
         }
     }
 
-    fn dead_letter(&self, status: u16, reason: &str, lines: &str) -> Result<(), rusqlite::Error> {
-        let conn = rusqlite::Connection::open(&self.db)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+    /// Keeps a refused batch's lines as a dead letter, through a short-lived connection (on
+    /// SQLite the one moment the sink takes the store's write lock).
+    fn dead_letter(&self, status: u16, reason: &str, lines: &str) -> Result<(), DbError> {
+        let conn = db::connect(&self.db, db::Mode::Write)?;
         conn.execute(
             "INSERT INTO dead_letters (received_ms, topic, agent, seq, code, reason, payload)
-             VALUES (?1, ?2, NULL, NULL, ?3, ?4, ?5)",
-            params![
+             VALUES ($1, $2, NULL, NULL, $3, $4, $5)",
+            args![
                 spotcheck_protocol::UnixMillis::now().0,
                 format!("sink {}", self.target),
                 format!("sink_http_{status}"),

@@ -1,23 +1,31 @@
 //! Reads what ingest has committed, after the sink's cursor, through a read-only connection of
 //! its own, and turns it into line protocol (series design: docs/tsdb.md).
+//!
+//! The cursor is a pair of row ids, and "everything after it" must be everything not yet
+//! delivered. On SQLite that holds by itself: one writer, and a row's id is larger than every
+//! id committed before it. On PostgreSQL it does not: identity values are handed out when
+//! rows are inserted, not when they commit, so with several collectors (or one commit slower
+//! than the next) row 10 can commit after row 11 has been read, and a cursor past 11 would
+//! never see it. So on PostgreSQL the sink reads only up to a *watermark* ([`Watermark`]):
+//! an id below which every transaction that could hold one has ended. docs/tsdb.md and
+//! docs/storage.md describe it.
 
 use std::collections::HashMap;
 use std::path::Path;
-
-use rusqlite::{params, Connection};
 
 use super::cursor::Cursor;
 use super::events;
 use super::line::{self, Field, Precision};
 use crate::rules::Calendar;
 use crate::store::chunk;
+use crate::store::db::{self, args, Backend, Conn, DbError, DbUrl, Sql};
 
 /// What could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// SQLite failed.
+    /// The store failed.
     #[error("reading the store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// A stored chunk is damaged or from a newer build.
     #[error(transparent)]
     Chunk(#[from] chunk::ChunkError),
@@ -69,9 +77,76 @@ struct Names {
     series: HashMap<(i64, i64, i64), Option<String>>,
 }
 
+/// On PostgreSQL, the row ids up to which the sink may read: every transaction that could
+/// hold an id up to them has ended (committed or rolled back), so no row at or below them can
+/// appear later.
+///
+/// How it is known without locking ingest: a transaction that writes readings takes its
+/// transaction id when it begins (`Conn::transaction_concurrent`), before any row id. The
+/// sink reads the identity sequences' last values `L` and then a snapshot (`xmin`, `xmax`):
+/// every transaction that took an id up to `L` had its transaction id before the snapshot,
+/// so it is below `xmax`. Once a later snapshot's `xmin` (the oldest transaction still
+/// running) is at least that `xmax`, all of them have ended and `L` is final. When nothing
+/// is running at all (`xmin = xmax`), `L` is final at once. A transaction that stays open
+/// anywhere in the cluster (one holding a transaction id) holds the watermark back until it
+/// ends: the sink then waits, it never skips.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Watermark {
+    /// Row ids up to these are final.
+    pub safe: Cursor,
+    /// Row ids that become final once the oldest running transaction is at least `.1`.
+    pending: Option<(Cursor, i64)>,
+}
+
+impl Watermark {
+    /// Looks again; returns the row ids up to which reading is safe now.
+    pub fn advance(&mut self, conn: &(impl Sql + ?Sized)) -> Result<Cursor, DbError> {
+        // The sequences first, the snapshot after: see the type's docs.
+        let last = conn.query_row(
+            "SELECT coalesce(pg_sequence_last_value(CAST(pg_get_serial_sequence('reading_chunks', 'rowid') AS regclass)), 0),
+                    coalesce(pg_sequence_last_value(CAST(pg_get_serial_sequence('events', 'rowid') AS regclass)), 0)",
+            args![],
+            |r| {
+                Ok(Cursor {
+                    chunk: r.get(0)?,
+                    event: r.get(1)?,
+                })
+            },
+        )?;
+        let (xmin, xmax): (i64, i64) = conn.query_row(
+            "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT),
+                    CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS TEXT) AS BIGINT)",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some((candidate, needs)) = self.pending {
+            if xmin >= needs {
+                self.safe = max(self.safe, candidate);
+                self.pending = None;
+            }
+        }
+        if xmin >= xmax {
+            self.safe = max(self.safe, last);
+            self.pending = None;
+        } else if self.pending.is_none() {
+            self.pending = Some((last, xmax));
+        }
+        Ok(self.safe)
+    }
+}
+
+fn max(a: Cursor, b: Cursor) -> Cursor {
+    Cursor {
+        chunk: a.chunk.max(b.chunk),
+        event: a.event.max(b.event),
+    }
+}
+
 /// The store, read after a cursor.
 pub struct Source {
-    conn: Connection,
+    conn: Conn,
+    /// On PostgreSQL: how far reading is safe.
+    watermark: Option<Watermark>,
     names: Names,
     calendar: Calendar,
     value_key: String,
@@ -79,32 +154,52 @@ pub struct Source {
 }
 
 impl Source {
-    /// A read-only connection to the database at `db`.
+    /// A read-only connection to the SQLite database at `db`.
     pub fn open(db: &Path) -> Result<Source, crate::store::StoreError> {
-        let conn = crate::store::open_for_reading(db)?;
-        Ok(Source {
+        let conn = Conn::from_sqlite(crate::store::open_for_reading(db)?);
+        Ok(Source::with(conn))
+    }
+
+    /// A read-only connection to the database at `url`, either engine.
+    pub fn open_url(url: &DbUrl) -> Result<Source, crate::store::StoreError> {
+        let conn = db::connect(url, db::Mode::Read)?;
+        Ok(Source::with(conn))
+    }
+
+    fn with(conn: Conn) -> Source {
+        let watermark = (conn.backend() == Backend::Postgres).then(Watermark::default);
+        Source {
             conn,
+            watermark,
             names: Names::default(),
             calendar: Calendar::china_default(),
             value_key: line::field_key("value").expect("a plain key"),
             quality_key: line::field_key("quality").expect("a plain key"),
-        })
+        }
     }
 
-    /// What was committed after `after` (rowids): the new maxima and how many readings and
-    /// events they add. Cheap: a range scan from the previous maximum.
-    pub fn growth(&self, after: Cursor) -> Result<Growth, SourceError> {
-        let (max_chunk, readings) = self.conn.prepare_cached(
-            "SELECT coalesce(max(rowid), ?1), coalesce(sum(n), 0) FROM reading_chunks WHERE rowid > ?1",
-        )?.query_row([after.chunk], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-        let (max_event, events) = self
-            .conn
-            .prepare_cached(
-                "SELECT coalesce(max(rowid), ?1), count(*) FROM events WHERE rowid > ?1",
-            )?
-            .query_row([after.event], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-            })?;
+    /// What was committed after `after` (rowids), up to what is safe to read (on PostgreSQL,
+    /// the [`Watermark`]): the new maxima and how many readings and events they add. Cheap: a
+    /// range scan from the previous maximum.
+    pub fn growth(&mut self, after: Cursor) -> Result<Growth, SourceError> {
+        let upto = match &mut self.watermark {
+            None => Cursor {
+                chunk: i64::MAX,
+                event: i64::MAX,
+            },
+            Some(w) => w.advance(&self.conn)?,
+        };
+        let (max_chunk, readings) = self.conn.query_row(
+            "SELECT coalesce(max(rowid), $1), CAST(coalesce(sum(n), 0) AS BIGINT) FROM reading_chunks
+             WHERE rowid > $1 AND rowid <= $2",
+            args![after.chunk, upto.chunk],
+            |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+        )?;
+        let (max_event, events) = self.conn.query_row(
+            "SELECT coalesce(max(rowid), $1), count(*) FROM events WHERE rowid > $1 AND rowid <= $2",
+            args![after.event, upto.event],
+            |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+        )?;
         Ok(Growth {
             max_chunk,
             readings: readings as u64,
@@ -116,14 +211,18 @@ impl Source {
     /// How long ago (ms) the oldest batch not yet delivered was received; `None` when nothing
     /// waits.
     pub fn oldest_waiting_ms(&self, after: Cursor) -> Result<Option<i64>, SourceError> {
-        let chunk: Option<i64> = self.conn.prepare_cached(
+        let chunk: Option<i64> = self.conn.query_opt(
             "SELECT b.received_ms FROM reading_chunks c JOIN batches b ON b.agent = c.agent AND b.seq = c.seq
-             WHERE c.rowid > ?1 ORDER BY c.rowid LIMIT 1",
-        )?.query_row([after.chunk], |r| r.get(0)).ok();
-        let event: Option<i64> = self.conn.prepare_cached(
+             WHERE c.rowid > $1 ORDER BY c.rowid LIMIT 1",
+            args![after.chunk],
+            |r| r.get(0),
+        )?;
+        let event: Option<i64> = self.conn.query_opt(
             "SELECT b.received_ms FROM events e JOIN batches b ON b.agent = e.agent AND b.seq = e.seq
-             WHERE e.rowid > ?1 ORDER BY e.rowid LIMIT 1",
-        )?.query_row([after.event], |r| r.get(0)).ok();
+             WHERE e.rowid > $1 ORDER BY e.rowid LIMIT 1",
+            args![after.event],
+            |r| r.get(0),
+        )?;
         Ok(match (chunk, event) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -143,22 +242,34 @@ impl Source {
         let mut skipped = (0, 0);
         if waiting_readings > keep {
             let excess = waiting_readings - keep;
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid, n FROM reading_chunks WHERE rowid > ?1 ORDER BY rowid",
-            )?;
-            let mut rows = stmt.query([from.chunk])?;
-            while skipped.0 < excess {
-                let Some(r) = rows.next()? else { break };
-                to.chunk = r.get(0)?;
-                skipped.0 += r.get::<_, i64>(1)? as u64;
+            // Read in pages: the waiting rows can be many.
+            let mut after = from.chunk;
+            'pages: while skipped.0 < excess {
+                let page: Vec<(i64, i64)> = self.conn.query(
+                    "SELECT rowid, n FROM reading_chunks WHERE rowid > $1 ORDER BY rowid LIMIT 1000",
+                    args![after],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if page.is_empty() {
+                    break;
+                }
+                for (rowid, n) in page {
+                    if skipped.0 >= excess {
+                        break 'pages;
+                    }
+                    to.chunk = rowid;
+                    after = rowid;
+                    skipped.0 += n as u64;
+                }
             }
         }
         if waiting_events > keep {
             let excess = (waiting_events - keep) as i64;
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT 1 OFFSET ?2",
-            )?;
-            if let Ok(rowid) = stmt.query_row(params![from.event, excess - 1], |r| r.get(0)) {
+            if let Some(rowid) = self.conn.query_opt(
+                "SELECT rowid FROM events WHERE rowid > $1 ORDER BY rowid LIMIT 1 OFFSET $2",
+                args![from.event, excess - 1],
+                |r| r.get::<i64>(0),
+            )? {
                 to.event = rowid;
                 skipped.1 = excess as u64;
             }
@@ -168,28 +279,32 @@ impl Source {
 
     fn refresh_names(&mut self) -> Result<(), SourceError> {
         let n = &mut self.names;
-        let mut stmt = self
+        n.entities = self
             .conn
-            .prepare_cached("SELECT id, name, domain FROM entities")?;
-        n.entities = stmt
-            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-            .collect::<Result<_, _>>()?;
-        let mut stmt = self
+            .query("SELECT id, name, domain FROM entities", args![], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })?
+            .into_iter()
+            .collect();
+        n.metrics = self
             .conn
-            .prepare_cached("SELECT id, name, unit FROM metrics")?;
-        n.metrics = stmt
-            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-            .collect::<Result<_, _>>()?;
-        let mut stmt = self.conn.prepare_cached("SELECT id, name FROM agents")?;
-        n.agents = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut stmt = self.conn.prepare_cached(
+            .query("SELECT id, name, unit FROM metrics", args![], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })?
+            .into_iter()
+            .collect();
+        n.agents = self
+            .conn
+            .query("SELECT id, name FROM agents", args![], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .into_iter()
+            .collect();
+        let listed: Vec<(String, String, String)> = self.conn.query(
             "SELECT rule_pack, department, id FROM registry_items WHERE rule_pack IS NOT NULL ORDER BY id",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let listed: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
         n.domains.clear();
         for domain in spotcheck_protocol::Domain::ALL {
             let dept = crate::tasks::anomaly::UNASSIGNED.to_owned();
@@ -265,20 +380,33 @@ impl Source {
             ..Batch::default()
         };
         let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid, entity, metric, agent, data FROM reading_chunks WHERE rowid > ?1 AND rowid <= ?3 ORDER BY rowid LIMIT ?2",
-            )?;
-            let mut rows = stmt.query(params![from.chunk, max_points as i64, upto.chunk])?;
+            // At most `max_points` chunks (each holds one reading or more), read in pages so
+            // that a page of big chunks stops the read early.
             let mut out = Vec::new();
             let mut readings = 0usize;
-            while readings < max_points {
-                let Some(r) = rows.next()? else { break };
-                let data: Vec<u8> = r.get(4)?;
-                readings += chunk::runs(&data, 0)?
-                    .iter()
-                    .map(|r| r.n as usize)
-                    .sum::<usize>();
-                out.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, data));
+            let mut after = from.chunk;
+            let page = max_points.clamp(1, 1024) as i64;
+            'pages: while readings < max_points {
+                let got: Vec<(i64, i64, i64, i64, Vec<u8>)> = self.conn.query(
+                    "SELECT rowid, entity, metric, agent, data FROM reading_chunks
+                     WHERE rowid > $1 AND rowid <= $3 ORDER BY rowid LIMIT $2",
+                    args![after, page, upto.chunk],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
+                if got.is_empty() {
+                    break;
+                }
+                for row in got {
+                    if readings >= max_points {
+                        break 'pages;
+                    }
+                    readings += chunk::runs(&row.4, 0)?
+                        .iter()
+                        .map(|r| r.n as usize)
+                        .sum::<usize>();
+                    after = row.0;
+                    out.push(row);
+                }
             }
             out
         };
@@ -324,11 +452,10 @@ impl Source {
         precision: Precision,
     ) -> Result<(), SourceError> {
         type Row = (i64, i64, i64, String, i64, String);
-        let rows: Vec<Row> = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid, entity, agent, kind, ts_ms, body FROM events WHERE rowid > ?1 AND rowid <= ?3 ORDER BY rowid LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![from.event, room as i64, upto.event], |r| {
+        let rows: Vec<Row> = self.conn.query(
+            "SELECT rowid, entity, agent, kind, ts_ms, body FROM events WHERE rowid > $1 AND rowid <= $3 ORDER BY rowid LIMIT $2",
+            args![from.event, room as i64, upto.event],
+            |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -337,9 +464,8 @@ impl Source {
                     r.get(4)?,
                     r.get(5)?,
                 ))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+            },
+        )?;
         if rows.iter().any(|(_, e, a, ..)| {
             !self.names.entities.contains_key(e) || !self.names.agents.contains_key(a)
         }) {
@@ -350,12 +476,11 @@ impl Source {
             batch.events += 1;
             // Records of one kind from one agent in the same millisecond: the later ones (by
             // rowid, which never changes) move 1 ms on each, so every record stays a point.
-            let same_ms: i64 = self
-                .conn
-                .prepare_cached(
-                    "SELECT count(*) FROM events WHERE entity = ?1 AND kind = ?2 AND ts_ms = ?3 AND agent = ?4 AND rowid < ?5",
-                )?
-                .query_row(params![entity, kind, ts_ms, agent, rowid], |r| r.get(0))?;
+            let same_ms: i64 = self.conn.query_row(
+                "SELECT count(*) FROM events WHERE entity = $1 AND kind = $2 AND ts_ms = $3 AND agent = $4 AND rowid < $5",
+                args![entity, kind, ts_ms, agent, rowid],
+                |r| r.get(0),
+            )?;
             let names = events::field_names(&kind);
             let mut fields = vec![0i64; names.len()];
             match serde_json::from_str(&body) {
@@ -401,6 +526,7 @@ impl Source {
 mod tests {
     use super::*;
     use crate::config::Synchronous;
+    use rusqlite::params;
     use spotcheck_protocol::UnixMillis;
 
     const MAX: Cursor = Cursor {

@@ -53,6 +53,9 @@ pub enum DbError {
         /// What did not fit.
         reason: String,
     },
+    /// What this engine does not do (PostgreSQL's `COPY` asked of SQLite).
+    #[error("not on this engine: {0}")]
+    Unsupported(&'static str),
     /// A parameter could not be sent as the type the statement needs.
     #[error("parameter ${index}: {reason}")]
     Parameter {
@@ -61,6 +64,25 @@ pub enum DbError {
         /// What did not fit.
         reason: String,
     },
+}
+
+/// Inside a transaction, takes the store's write lock for the rest of it: nothing on SQLite,
+/// whose write transactions all hold it from their start; on PostgreSQL the cluster-wide
+/// advisory lock of [`Conn::transaction`]. For a transaction begun with
+/// [`Conn::transaction_concurrent`] that is about to write what the workflow writers write
+/// (an anomaly task and its audit entry).
+pub fn hold_write_lock(db: &(impl Sql + ?Sized)) -> Result<(), DbError> {
+    match db.backend() {
+        Backend::Sqlite => Ok(()),
+        Backend::Postgres => {
+            db.query(
+                "SELECT pg_advisory_xact_lock($1)",
+                crate::args![postgres::WRITE_LOCK],
+                |_| Ok(()),
+            )?;
+            Ok(())
+        }
+    }
 }
 
 impl DbError {
@@ -100,6 +122,24 @@ pub enum Value<'a> {
 pub trait Arg {
     /// The value to bind.
     fn value(&self) -> Value<'_>;
+
+    /// Why the value cannot be stored, if it cannot (an unsigned integer above `i64::MAX`):
+    /// checked before binding, so the statement fails with [`DbError::Parameter`] naming it
+    /// rather than storing something else.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Every argument's [`Arg::check`], as the error that names the first that fails.
+pub(crate) fn check_args(args: &[&dyn Arg]) -> Result<(), DbError> {
+    for (i, a) in args.iter().enumerate() {
+        a.check().map_err(|reason| DbError::Parameter {
+            index: i + 1,
+            reason,
+        })?;
+    }
+    Ok(())
 }
 
 macro_rules! int_arg {
@@ -113,19 +153,30 @@ macro_rules! int_arg {
 }
 int_arg!(i64, i32, i16, i8, u32, u16, u8, bool);
 
-impl Arg for u64 {
-    /// Values above `i64::MAX` cannot be stored; they are sent as their bit pattern would
-    /// wrap, so refuse them where they can occur before binding.
-    fn value(&self) -> Value<'_> {
-        Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
-    }
-}
+/// Unsigned integers above `i64::MAX` cannot be stored (both engines' integers are signed
+/// 64-bit): [`Arg::check`] refuses them, so the statement fails naming the parameter.
+macro_rules! unsigned_arg {
+    ($($t:ty),*) => {$(
+        impl Arg for $t {
+            fn value(&self) -> Value<'_> {
+                // Never bound when out of range: `check` refuses it first.
+                Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+            }
 
-impl Arg for usize {
-    fn value(&self) -> Value<'_> {
-        Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
-    }
+            fn check(&self) -> Result<(), String> {
+                match i64::try_from(*self) {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(format!(
+                        "{} is above the largest integer the store keeps ({})",
+                        self,
+                        i64::MAX
+                    )),
+                }
+            }
+        }
+    )*};
 }
+unsigned_arg!(u64, usize);
 
 impl Arg for f64 {
     fn value(&self) -> Value<'_> {
@@ -161,6 +212,10 @@ impl<T: Arg + ?Sized> Arg for &T {
     fn value(&self) -> Value<'_> {
         (**self).value()
     }
+
+    fn check(&self) -> Result<(), String> {
+        (**self).check()
+    }
 }
 
 impl<T: Arg> Arg for Option<T> {
@@ -169,6 +224,10 @@ impl<T: Arg> Arg for Option<T> {
             Some(v) => v.value(),
             None => Value::Null,
         }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.as_ref().map_or(Ok(()), Arg::check)
     }
 }
 
@@ -353,6 +412,84 @@ impl Conn {
             conn: self,
             open: true,
         })
+    }
+
+    /// Begins a write transaction that does NOT take the store's write lock: for ingest's
+    /// commits, which several collectors sharing a PostgreSQL store run at once. On SQLite it
+    /// is [`Conn::transaction`] (one file has one writer whatever the transaction says). On
+    /// PostgreSQL it is a plain `READ COMMITTED` transaction: what two of them must not do at
+    /// once is ordered by the rows they write (the `batches` key: a redelivery waits for the
+    /// transaction that stores the batch, then finds it stored) and by row locks they take
+    /// (an entity's rule state); a commit that writes what the workflow tables' writers also
+    /// write (anomaly tasks, the audit log) takes the write lock for the rest of the
+    /// transaction first ([`hold_write_lock`]). Taking the write lock for every commit would
+    /// make N collectors commit readings one at a time (docs/storage.md).
+    pub fn transaction_concurrent(&self) -> Result<Tx<'_>, DbError> {
+        assert!(
+            !self.in_tx.get(),
+            "a transaction is already open on this connection"
+        );
+        match &self.inner {
+            Inner::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
+            Inner::Postgres(c) => c.begin_concurrent()?,
+        }
+        self.in_tx.set(true);
+        Ok(Tx {
+            conn: self,
+            open: true,
+        })
+    }
+
+    /// A SQLite connection opened elsewhere (with settings of its own, e.g. the writer's
+    /// `synchronous`), as a `Conn`.
+    pub fn from_sqlite(conn: rusqlite::Connection) -> Conn {
+        Conn {
+            inner: Inner::Sqlite(conn),
+            in_tx: Cell::new(false),
+        }
+    }
+
+    /// Runs a query whose text is made for this one run (a multi-row `VALUES` list of a length
+    /// that varies): not kept among the prepared statements. Same as [`Sql::query`] otherwise.
+    pub fn query_once<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        match &self.inner {
+            Inner::Sqlite(c) => {
+                check_args(args)?;
+                let mut stmt = c.prepare(sql)?;
+                sqlite::query_prepared(&mut stmt, args, &mut f)
+            }
+            Inner::Postgres(c) => c.query_once(sql, args, &mut f),
+        }
+    }
+
+    /// PostgreSQL's `COPY … FROM STDIN (FORMAT binary)`: `rows` into the columns `sql` names,
+    /// each value sent as the type at its place in `types`; returns the rows copied. The
+    /// fastest way to write many rows (BENCHMARKS.md, "storing readings on PostgreSQL");
+    /// PostgreSQL only: on SQLite it fails with [`DbError::Unsupported`].
+    pub fn copy_in<const N: usize>(
+        &self,
+        sql: &str,
+        types: &[postgres::Type; N],
+        rows: &[[Value<'_>; N]],
+    ) -> Result<u64, DbError> {
+        match &self.inner {
+            Inner::Sqlite(_) => Err(DbError::Unsupported("COPY is PostgreSQL's")),
+            Inner::Postgres(c) => c.copy_in(sql, types, rows),
+        }
+    }
+
+    /// Whether the connection is gone (PostgreSQL: the server closed it or it broke; a
+    /// SQLite connection never is).
+    pub fn is_closed(&self) -> bool {
+        match &self.inner {
+            Inner::Sqlite(_) => false,
+            Inner::Postgres(c) => c.is_closed(),
+        }
     }
 
     /// Whether no transaction is open (a connection left inside one is not reused).

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::error::Error;
 
 use bytes::BytesMut;
-use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+/// PostgreSQL's column types, as [`super::Conn::copy_in`] names them.
+pub use postgres::types::Type;
+use postgres::types::{to_sql_checked, IsNull, ToSql};
 use postgres::{NoTls, Statement};
 
 use super::{Arg, DbError, Mode, Row, Value};
@@ -119,6 +121,7 @@ impl Client {
     }
 
     pub(super) fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<u64, DbError> {
+        super::check_args(args)?;
         let stmt = self.statement(sql)?;
         let params = params(args);
         let refs = refs(&params);
@@ -135,6 +138,7 @@ impl Client {
         args: &[&dyn Arg],
         f: &mut dyn FnMut(&Row<'_>) -> Result<T, DbError>,
     ) -> Result<Vec<T>, DbError> {
+        super::check_args(args)?;
         let stmt = self.statement(sql)?;
         let params = params(args);
         let refs = refs(&params);
@@ -147,6 +151,49 @@ impl Client {
         self.batch(&format!(
             "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
         ))
+    }
+
+    /// A statement whose text changes with its input (a multi-row `VALUES` list): prepared
+    /// unnamed for this one run, not kept in the cache.
+    pub(super) fn query_once<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: &mut dyn FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        super::check_args(args)?;
+        let params = params(args);
+        let refs = refs(&params);
+        let rows = self.client.borrow_mut().query(sql, &refs)?;
+        rows.iter().map(|r| f(&Row::Postgres(r))).collect()
+    }
+
+    /// `BEGIN` without the write lock, for transactions that may run beside each other's
+    /// (ingest's commits from several collectors). The transaction takes its id at once: the
+    /// time-series sink's watermark (`sink::source`) relies on every transaction that writes
+    /// readings having an id before it takes any row id.
+    pub(super) fn begin_concurrent(&self) -> Result<(), DbError> {
+        self.batch("BEGIN; SELECT pg_current_xact_id()")
+    }
+
+    /// `COPY … FROM STDIN (FORMAT binary)` of `rows`, each value sent as the column type at
+    /// its place in `types`; returns the rows copied.
+    pub(super) fn copy_in<const N: usize>(
+        &self,
+        sql: &str,
+        types: &[Type; N],
+        rows: &[[Value<'_>; N]],
+    ) -> Result<u64, DbError> {
+        let mut client = self.client.borrow_mut();
+        let sink = client.copy_in(sql)?;
+        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, types);
+        for row in rows {
+            let params: [Param<'_>; N] = std::array::from_fn(|i| Param(row[i]));
+            let refs: [&(dyn ToSql + Sync); N] =
+                std::array::from_fn(|i| &params[i] as &(dyn ToSql + Sync));
+            w.write(&refs)?;
+        }
+        Ok(w.finish()?)
     }
 
     pub(super) fn is_closed(&self) -> bool {

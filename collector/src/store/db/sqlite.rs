@@ -38,13 +38,15 @@ impl ToSql for Bound<'_> {
     }
 }
 
-/// `$1` … `$16`.
-const NAMES: [&str; 16] = [
+/// `$1` … `$32`, the names most statements bind, without formatting them per row.
+const NAMES: [&str; 32] = [
     "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
-    "$16",
+    "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23", "$24", "$25", "$26", "$27", "$28",
+    "$29", "$30", "$31", "$32",
 ];
 
 fn bind(stmt: &mut Statement<'_>, args: &[&dyn Arg]) -> Result<(), DbError> {
+    super::check_args(args)?;
     let expected = stmt.parameter_count();
     if expected != args.len() {
         return Err(DbError::Parameter {
@@ -56,13 +58,12 @@ fn bind(stmt: &mut Statement<'_>, args: &[&dyn Arg]) -> Result<(), DbError> {
         });
     }
     for (i, a) in args.iter().enumerate() {
-        // The common names without an allocation each (a bulk insert binds millions).
-        let owned;
+        let formatted;
         let name = match NAMES.get(i) {
             Some(n) => *n,
             None => {
-                owned = format!("${}", i + 1);
-                &owned
+                formatted = format!("${}", i + 1);
+                formatted.as_str()
             }
         };
         let at = stmt
@@ -89,7 +90,15 @@ pub(super) fn query<T>(
     f: &mut dyn FnMut(&Row<'_>) -> Result<T, DbError>,
 ) -> Result<Vec<T>, DbError> {
     let mut stmt = c.prepare_cached(sql)?;
-    bind(&mut stmt, args)?;
+    query_prepared(&mut stmt, args, f)
+}
+
+pub(super) fn query_prepared<T>(
+    stmt: &mut Statement<'_>,
+    args: &[&dyn Arg],
+    f: &mut dyn FnMut(&Row<'_>) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    bind(stmt, args)?;
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {

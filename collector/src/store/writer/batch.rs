@@ -1,11 +1,12 @@
 //! A batch's rows, inside the writer's transaction: the agent, entity and metric ids (interned
 //! and cached), the `batches` row with the batch's digest (an existing row with the same
 //! digest is a duplicate, with another a reused number), readings gathered into chunks, and
-//! events.
+//! events. This is SQLite's path, statements prepared once per transaction and bound by
+//! position (the writer's hot loop); PostgreSQL's is `shared.rs`.
 
 use foldhash::HashMap;
 
-use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use spotcheck_protocol::{AgentId, Batch, Domain, EntityId, Metric, Unit, UnixMillis};
 
 use super::dead::reused;
@@ -15,7 +16,7 @@ use crate::store::gather::{Chunk, Gatherer, Series};
 
 /// The id of (metric, unit), interned on first sight.
 fn metric_id(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     cache: &mut HashMap<String, Vec<(Unit, i64)>>,
     metric: &Metric,
     unit: Unit,
@@ -50,7 +51,7 @@ pub(super) struct Ids<'a> {
 /// The id of the row `select` finds by the leading `key_len` values of `row`, inserting `row`
 /// with `insert` when there is none.
 fn intern(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     select: &str,
     insert: &str,
     row: &[&dyn rusqlite::ToSql],
@@ -78,7 +79,7 @@ pub(super) struct Inserts<'tx> {
 }
 
 impl<'tx> Inserts<'tx> {
-    pub(super) fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Inserts<'tx>> {
+    pub(super) fn prepare(tx: &'tx Connection) -> rusqlite::Result<Inserts<'tx>> {
         Ok(Inserts {
             gathered: Gatherer::default(),
             batch: tx.prepare_cached(
@@ -109,7 +110,7 @@ impl Inserts<'_> {
 }
 
 pub(super) fn insert_batch(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     inserts: &mut Inserts<'_>,
     ids: Ids<'_>,
     (entity, domain): (&EntityId, Domain),

@@ -25,7 +25,7 @@ fn batch(agent: &str, seq: u64, n: usize) -> Checked<Batch> {
 }
 
 fn count(w: &Writer, table: &str) -> i64 {
-    w.conn
+    w.connection()
         .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
 }
@@ -47,7 +47,7 @@ fn a_batch_committed_twice_is_stored_once() {
     assert_eq!(again.outcomes, vec![Outcome::Duplicate]);
     assert_eq!(count(&w, "reading_chunks"), 1, "one metric: one chunk");
     let n: i64 = w
-        .conn
+        .connection()
         .query_row("SELECT sum(n) FROM reading_chunks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 5);
@@ -84,7 +84,7 @@ fn a_sequence_number_reused_with_other_content_is_a_dead_letter_not_a_duplicate(
         vec![Outcome::Stored, Outcome::Duplicate, Outcome::SeqReused]
     );
     let (code, seq, reason): (String, i64, String) = w
-        .conn
+        .connection()
         .query_row("SELECT code, seq, reason FROM dead_letters", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
@@ -95,7 +95,7 @@ fn a_sequence_number_reused_with_other_content_is_a_dead_letter_not_a_duplicate(
         "{reason}"
     );
     let n: i64 = w
-        .conn
+        .connection()
         .query_row("SELECT sum(n) FROM reading_chunks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
@@ -132,7 +132,7 @@ fn a_gap_is_recorded_without_the_numbers_that_are_dead_letters() {
         .unwrap();
     assert_eq!(r.outcomes, vec![Outcome::Gap(6)]);
     let mut st = w
-        .conn
+        .connection()
         .prepare("SELECT first, last FROM seq_gaps ORDER BY first")
         .unwrap();
     let ranges: Vec<(i64, i64)> = st
@@ -163,7 +163,7 @@ fn batches_of_one_series_in_one_commit_share_a_chunk_and_read_back_whole() {
     assert_eq!(count(&w, "batches"), 4);
     assert_eq!(count(&w, "reading_chunks"), 2, "one per commit");
     let first: (i64, i64) = w
-        .conn
+        .connection()
         .query_row(
             "SELECT seq, n FROM reading_chunks ORDER BY seq LIMIT 1",
             [],
@@ -262,7 +262,7 @@ fn without_digests_a_reused_number_passes_for_a_duplicate_as_before_hardening() 
         .unwrap();
     assert_eq!(r.outcomes, vec![Outcome::Stored, Outcome::Duplicate]);
     let digest: Option<Vec<u8>> = w
-        .conn
+        .connection()
         .query_row("SELECT digest FROM batches", [], |r| r.get(0))
         .unwrap();
     assert_eq!(digest, None);
