@@ -234,6 +234,10 @@ pub enum Synchronous {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// Where the store is: `sqlite://PATH` or `postgres://USER@HOST:PORT/DATABASE` (a
+    /// password from `PGPASSWORD`, never in this file's URL if it can be avoided). Unset: the
+    /// SQLite file `spotcheck.db` in the data directory.
+    pub url: Option<String>,
     /// Raw readings and events older than this many days are deleted.
     pub retention_days: u32,
     /// SQLite's `synchronous` setting.
@@ -243,6 +247,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            url: None,
             retention_days: 400,
             synchronous: Synchronous::Full,
         }
@@ -301,6 +306,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Store settings.
     pub store: StoreConfig,
+    /// Where the store is (`store.url`, or the SQLite file in the data directory).
+    pub store_url: crate::store::db::DbUrl,
     /// Payload limits.
     pub limits: Limits,
     /// Agent bindings.
@@ -482,6 +489,15 @@ impl RawConfig {
             );
         }
         let sink = self.sink.validate(&mut problems);
+        let store_url = match &self.store.url {
+            None => Some(crate::store::db::DbUrl::Sqlite(crate::store::db_path(
+                &self.data_dir,
+            ))),
+            Some(u) => u
+                .parse::<crate::store::db::DbUrl>()
+                .map_err(|e| problems.push(format!("store.url: {e}")))
+                .ok(),
+        };
         self.notify.validate(&mut problems);
         let mut seen = std::collections::HashSet::new();
         for a in &self.agents {
@@ -515,8 +531,8 @@ impl RawConfig {
         if matches!(&broker, Some(BrokerChoice::External(u)) if u.tls) && self.mqtt.tls.is_none() {
             problems.push("mqtt.broker is mqtts:// but [mqtt.tls] with ca_file is missing".into());
         }
-        match (problems.is_empty(), http_listen, broker) {
-            (true, Some(http_listen), Some(broker)) => Ok(Config {
+        match (problems.is_empty(), http_listen, broker, store_url) {
+            (true, Some(http_listen), Some(broker), Some(store_url)) => Ok(Config {
                 data_dir: self.data_dir,
                 http_listen,
                 sessions: crate::api::auth::SessionSettings {
@@ -534,6 +550,7 @@ impl RawConfig {
                 mqtt_tls: self.mqtt.tls,
                 ingest: self.ingest,
                 store: self.store,
+                store_url,
                 limits: self.limits,
                 agents: self.agents,
                 rules: self.rules,
@@ -562,6 +579,26 @@ mod tests {
             BrokerChoice::Embedded("127.0.0.1:1883".parse().unwrap())
         );
         assert_eq!(c.store.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn the_store_is_the_data_directorys_sqlite_file_unless_a_url_is_given() {
+        let c = parse("data_dir = \"/var/lib/spotcheck\"\n").unwrap();
+        assert!(matches!(
+            &c.store_url,
+            crate::store::db::DbUrl::Sqlite(p) if p.as_path() == std::path::Path::new("/var/lib/spotcheck/spotcheck.db")
+        ));
+        let c =
+            parse("[store]\nurl = \"postgres://spotcheck@db.example:5432/spotcheck\"\n").unwrap();
+        assert!(matches!(c.store_url, crate::store::db::DbUrl::Postgres(_)));
+        let err = parse("[store]\nurl = \"mysql://u:secret@db/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store.url") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "the password was shown: {err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::registry::credentials::{CredentialError, Credentials};
 use crate::registry::{Bindings, Presence};
 use crate::rulebook::Rulebook;
 use crate::store::db::{self, Conn, DbUrl, Mode};
-use crate::store::{self, StoreError, Writer};
+use crate::store::{StoreError, Writer};
 use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
 use spotcheck_protocol::UnixMillis;
@@ -141,56 +141,59 @@ impl Collector {
             source,
         };
         std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
-        let db = store::db_path(&config.data_dir);
-        // The store the parts that have moved to the store interface use (docs/storage.md);
-        // `serve` keeps it in SQLite in the data directory for now.
-        let url = DbUrl::Sqlite(db.clone());
-        let mut writer = Writer::open(&db, config.store.synchronous)?;
-        let admin_token: Arc<str> = {
-            let conn = db::connect(&url, Mode::Write).map_err(StoreError::from)?;
-            crate::users::bootstrap(&conn, &config.data_dir, UnixMillis::now())?.into()
-        };
-        writer.register_agents(&config.agents)?;
-        let credentials = Credentials::load(writer.connection())?;
-        if credentials.is_empty() && config.ingest.require_agent_auth {
-            tracing::warn!(message = "No agent has a credential yet: every batch will be dead-lettered. Issue them with `spotcheck-collector agents add ID --data DIR`.");
-        }
-        let reload = spawn_reload(credentials.clone(), url.clone());
-        let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
-        let today = crate::rules::ChinaDay::of(UnixMillis::now());
-        if let Some(warning) = rulebook.calendar().coverage_warning(today) {
-            tracing::warn!(message = "Holiday calendar coverage.", %warning);
-        }
-        {
-            let conn = store::db::connect(
-                &store::db::DbUrl::Sqlite(db.clone()),
-                store::db::Mode::Write,
-            )
-            .map_err(StoreError::from)?;
-            rulebook.record_active(&conn, UnixMillis::now())?;
-        }
-        let rules = if config.rules.enabled {
-            let watched: Vec<_> = config
-                .agents
-                .iter()
-                .map(|a| (a.entity.clone(), a.domain))
-                .collect();
-            let tracker = Tracker::load(
-                writer.connection(),
-                (*rulebook.rules()).clone(),
-                (*rulebook.calendar()).clone(),
-                &watched,
-                UnixMillis::now(),
-            )?;
-            Some(RuleStage {
-                tracker,
-                rulebook: rulebook.clone(),
-                tick: Duration::from_secs(config.rules.tick_s),
-            })
-        } else {
-            None
-        };
+        // The store: `store.url`, or the SQLite file in the data directory (docs/storage.md).
+        let url = config.store_url.clone();
+        info!(message = "Store.", url = %url);
+        // The synchronous PostgreSQL client may not run on a Tokio worker (store::db).
+        let postgres = matches!(url, DbUrl::Postgres(_));
+        let (writer, admin_token, credentials, rulebook, rules) = db::off_the_runtime(
+            postgres,
+            || -> Result<_, StartError> {
+                let mut writer = Writer::open_url(&url, config.store.synchronous)?;
+                let admin_token: Arc<str> = {
+                    let conn = db::connect(&url, Mode::Write).map_err(StoreError::from)?;
+                    crate::users::bootstrap(&conn, &config.data_dir, UnixMillis::now())?.into()
+                };
+                writer.register_agents(&config.agents)?;
+                let credentials = Credentials::load(writer.conn())?;
+                if credentials.is_empty() && config.ingest.require_agent_auth {
+                    tracing::warn!(message = "No agent has a credential yet: every batch will be dead-lettered. Issue them with `spotcheck-collector agents add ID --data DIR`.");
+                }
+                let rulebook = Rulebook::load(config.rules.dir.as_deref())?;
+                let today = crate::rules::ChinaDay::of(UnixMillis::now());
+                if let Some(warning) = rulebook.calendar().coverage_warning(today) {
+                    tracing::warn!(message = "Holiday calendar coverage.", %warning);
+                }
+                {
+                    let conn = db::connect(&url, Mode::Write).map_err(StoreError::from)?;
+                    rulebook.record_active(&conn, UnixMillis::now())?;
+                }
+                let rules = if config.rules.enabled {
+                    let watched: Vec<_> = config
+                        .agents
+                        .iter()
+                        .map(|a| (a.entity.clone(), a.domain))
+                        .collect();
+                    let tracker = Tracker::load(
+                        writer.conn(),
+                        (*rulebook.rules()).clone(),
+                        (*rulebook.calendar()).clone(),
+                        &watched,
+                        UnixMillis::now(),
+                    )?;
+                    Some(RuleStage {
+                        tracker,
+                        rulebook: rulebook.clone(),
+                        tick: Duration::from_secs(config.rules.tick_s),
+                    })
+                } else {
+                    None
+                };
 
+                Ok((writer, admin_token, credentials, rulebook, rules))
+            },
+        )?;
+        let reload = spawn_reload(credentials.clone(), url.clone());
         // The embedded broker is read in-process; an external one over MQTT.
         let (embedded, broker_url, link) = match &config.broker {
             BrokerChoice::Embedded(addr) => {
@@ -257,20 +260,20 @@ impl Collector {
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
         // Reads what ingest commits, from the store; ingest does not know it exists.
         let sink = match config.sink.clone() {
-            Some(c) => Some(crate::sink::Sink::start(
-                c,
-                &config.data_dir,
-                stats.sink.clone(),
-            )?),
+            Some(c) => Some(db::off_the_runtime(postgres, || {
+                crate::sink::Sink::start_url(c, &config.data_dir, &url, stats.sink.clone())
+            })?),
             None => None,
         };
         // Reads the outbox that ingest and the API write; nothing waits for it.
-        let notifier = Some(crate::notify::worker::start(
-            &url,
-            config.notify.clone(),
-            config.publication.within_days,
-            rulebook.clone(),
-        )?);
+        let notifier = Some(db::off_the_runtime(postgres, || {
+            crate::notify::worker::start(
+                &url,
+                config.notify.clone(),
+                config.publication.within_days,
+                rulebook.clone(),
+            )
+        })?);
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)
             .await
@@ -283,7 +286,8 @@ impl Collector {
             stats: stats.clone(),
             bindings,
             presence,
-            db,
+            store: url.clone(),
+            data_dir: config.data_dir.clone(),
             people: crate::api::people::People::new(config.sessions),
             rulebook,
             publish_within_days: config.publication.within_days,

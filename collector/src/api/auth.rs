@@ -203,34 +203,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// the CSRF token, an auditor's write, or an inspector who is no longer active.
 pub fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let now = UnixMillis::now();
-    let access = store::access::of(&s.db);
+    let access = store::access::of_url(&s.store);
     let postgres = matches!(access.url(), store::db::DbUrl::Postgres(_));
-    let (proof, inspector_active) = off_the_runtime(postgres, || {
+    let (proof, inspector_active) = store::db::off_the_runtime(postgres, || {
         access.read_db(|conn| lookup(conn, headers, now))
     })??;
     identify(proof, inspector_active, headers)
-}
-
-/// Runs `f`, which may call the synchronous PostgreSQL client, where that is allowed: the
-/// client drives a runtime of its own and panics inside a Tokio worker, so from one it runs
-/// under `block_in_place` (or, on a current-thread runtime, on a thread of its own). SQLite
-/// (`needed` false) runs `f` in place, as a lookup always did.
-fn off_the_runtime<T: Send>(needed: bool, f: impl FnOnce() -> T + Send) -> T {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return f();
-    };
-    if !needed {
-        return f();
-    }
-    match handle.runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => std::thread::scope(|scope| {
-            scope
-                .spawn(f)
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        }),
-    }
 }
 
 /// What the store says of the credential a request carries.
@@ -389,6 +367,7 @@ impl From<users::UserError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db::off_the_runtime;
     use axum::http::HeaderValue;
 
     #[test]

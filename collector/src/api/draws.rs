@@ -3,8 +3,6 @@
 //! listed in the JSON forms `draw verify` reads. The disclosure policy is in
 //! `docs/draw-algorithm.md`, "Disclosure".
 
-use std::path::Path;
-
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -67,7 +65,7 @@ pub(super) async fn write_db<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&store::db::Conn) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let access = store::access::of(&s.db);
+    let access = store::access::of_url(&s.store);
     let actor = super::auth::acting_user()?;
     tokio::task::spawn_blocking(move || {
         access.write_db(|conn| crate::audit::acting(actor, || f(conn)))?
@@ -198,10 +196,8 @@ async fn recuse(
 /// source, after their records changed. The change is committed already: a file that cannot
 /// be written is logged, and `draw export` renders it again.
 async fn render_files(s: &AppState, ids: Vec<String>) {
-    let Some(data) = s.db.parent().map(Path::to_owned) else {
-        return;
-    };
-    let access = store::access::of(&s.db);
+    let data = s.data_dir.clone();
+    let access = store::access::of_url(&s.store);
     let done = tokio::task::spawn_blocking(move || {
         access.read_db(|c| crate::draw::files::refresh(c, &crate::draw::files::dir(&data), &ids))
     })

@@ -39,8 +39,10 @@ pub struct AppState {
     pub bindings: Bindings,
     /// Agent presence.
     pub presence: Presence,
-    /// The database file.
-    pub db: PathBuf,
+    /// The store (SQLite file or PostgreSQL).
+    pub store: crate::store::db::DbUrl,
+    /// The data directory (published draw records, the admin token).
+    pub data_dir: PathBuf,
     /// Users' logins: the rate limit and the session settings.
     pub people: Arc<people::People>,
     /// The active rule packs and calendar.
@@ -108,10 +110,12 @@ struct PartView {
 
 async fn healthz(State(s): State<AppState>) -> Response {
     // The store as a reader sees it: a quick query on a fresh read-only connection.
-    let db = s.db.clone();
+    let url = s.store.clone();
     let probe = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let conn = store::open_for_reading(&db).map_err(|e| e.to_string())?;
-        conn.query_row("PRAGMA user_version", [], |_| Ok(()))
+        use store::db::Sql as _;
+        let conn = store::db::connect(&url, store::db::Mode::Read).map_err(|e| e.to_string())?;
+        conn.query_row("SELECT 1", store::db::args![], |r| r.get::<i64>(0))
+            .map(drop)
             .map_err(|e| e.to_string())
     });
     let store_state = match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
@@ -182,7 +186,7 @@ async fn read_db<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&store::db::Conn) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let access = store::access::of(&s.db);
+    let access = store::access::of_url(&s.store);
     tokio::task::spawn_blocking(move || -> Result<T, ApiError> { access.read_db(f)? })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?

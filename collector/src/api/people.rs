@@ -66,7 +66,7 @@ async fn as_actor<T: Send + 'static>(
     actor: String,
     f: impl FnOnce(&Conn) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let access = crate::store::access::of(&s.db);
+    let access = crate::store::access::of_url(&s.store);
     tokio::task::spawn_blocking(move || {
         access.write_db(|conn| audit::acting_as(&actor, || f(conn)))?
     })

@@ -94,16 +94,27 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Opens the cursor and the store and starts the sink's thread.
+    /// Opens the cursor and the store and starts the sink's thread, for the SQLite store in
+    /// `data_dir` ([`Sink::start_url`] for any store).
     pub fn start(config: SinkConfig, data_dir: &Path, stats: SinkStats) -> Result<Sink, SinkError> {
+        let url = crate::store::db::DbUrl::Sqlite(crate::store::db_path(data_dir));
+        Sink::start_url(config, data_dir, &url, stats)
+    }
+
+    /// Opens the cursor (in `data_dir`) and the store at `url` and starts the sink's thread.
+    pub fn start_url(
+        config: SinkConfig,
+        data_dir: &Path,
+        url: &crate::store::db::DbUrl,
+        stats: SinkStats,
+    ) -> Result<Sink, SinkError> {
         let path = data_dir.join("sink.db");
         let (cursors, cursor) =
             CursorStore::open(&path, &config.target).map_err(|source| SinkError::Cursor {
                 path: path.clone(),
                 source,
             })?;
-        let db = crate::store::db_path(data_dir);
-        let source = Source::open(&db)?;
+        let source = Source::open_url(url)?;
         let (stop_tx, stop_rx) = mpsc::channel();
         info!(message = "Time-series sink started.", target = %config.target, chunk = cursor.chunk, event = cursor.event);
         let deadline = Deadline::default();
@@ -114,7 +125,7 @@ impl Sink {
             client: Client::new(&config),
             backoff: Backoff::new(config.max_backoff),
             stats: stats.clone(),
-            db: crate::store::db::DbUrl::Sqlite(db.clone()),
+            db: url.clone(),
             target: config.target.to_string(),
             deadline: deadline.clone(),
         };

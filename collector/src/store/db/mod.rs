@@ -690,6 +690,28 @@ impl Drop for Tx<'_> {
     }
 }
 
+/// Runs `f`, which may call the synchronous PostgreSQL client, where that is allowed: the
+/// client drives a runtime of its own and panics inside a Tokio worker, so from one it runs
+/// under `block_in_place` (or, on a current-thread runtime, on a thread of its own). SQLite
+/// (`needed` false) runs `f` in place, as a lookup always did.
+pub fn off_the_runtime<T: Send>(needed: bool, f: impl FnOnce() -> T + Send) -> T {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return f();
+    };
+    if !needed {
+        return f();
+    }
+    match handle.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+    }
+}
+
 /// How a connection is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -44,7 +44,16 @@ impl FromStr for DbUrl {
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             return ::postgres::Config::from_str(s)
-                .map(|c| DbUrl::Postgres(Box::new(c)))
+                .map(|mut c| {
+                    // As libpq does: a URL without a password takes `PGPASSWORD`, so the
+                    // password need not be written into a configuration file.
+                    if c.get_password().is_none() {
+                        if let Ok(p) = std::env::var("PGPASSWORD") {
+                            c.password(p);
+                        }
+                    }
+                    DbUrl::Postgres(Box::new(c))
+                })
                 .map_err(|e| DbUrlError::Postgres {
                     url: redacted(s),
                     reason: e.to_string(),
