@@ -51,7 +51,7 @@ pub const SINK_NICE: i32 = 10;
 /// readings is then committed at full speed and the sink catches up after it (its lag is in
 /// `/metrics`); on an idle core a nice thread runs as fast as any. Linux sets niceness per
 /// thread; elsewhere this does nothing, as it would renice the whole process.
-fn yield_to_ingest() {
+pub fn yield_to_ingest() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: plain system calls on the calling thread's own id.
