@@ -230,7 +230,7 @@ impl ToSql for Param<'_> {
             (Value::Blob(b), &Type::BYTEA) => b.to_sql(ty, out),
             (v, t) => Err(format!(
                 "{} cannot be sent where the statement expects {t}; add a CAST in the SQL",
-                super::kind(&v)
+                super::value::kind(&v)
             )
             .into()),
         }

@@ -200,17 +200,6 @@ fn people(c: &Conn) -> Vec<String> {
     seen
 }
 
-#[test]
-fn users_passwords_sessions_and_tokens_answer_the_same_on_both() {
-    let Some(b) = both("people") else { return };
-    let [s, p] = b.each().map(people);
-    assert!(s.len() > 10);
-    for (a, b) in s.iter().zip(&p) {
-        assert_eq!(a, b);
-    }
-    assert_eq!(s.len(), p.len());
-}
-
 /// Agent credentials issued, rotated and revoked, and the live table read back.
 fn agent_credentials(c: &Conn) -> Vec<String> {
     let mut seen = Vec::new();
@@ -310,16 +299,6 @@ fn liaison_officers(c: &Conn) -> Vec<String> {
         spotcheck_collector::notify::known_departments(c).unwrap()
     ));
     seen
-}
-
-#[test]
-fn agent_credentials_and_liaison_officers_answer_the_same_on_both() {
-    let Some(b) = both("credentials") else { return };
-    let [s, p] = b.each().map(agent_credentials);
-    assert_eq!(s, p);
-    let [s, p] = b.each().map(liaison_officers);
-    assert_eq!(s, p);
-    assert!(s[0].contains("李强") && !s[0].contains("王芳"), "{}", s[0]);
 }
 
 /// A valid entity row for credit code number `n` (the GB 32100 check character computed).
@@ -465,16 +444,6 @@ fn registry_imports(c: &Conn) -> Vec<String> {
     seen
 }
 
-#[test]
-fn a_registry_import_refuses_the_same_rows_and_writes_the_same_libraries_on_both() {
-    let Some(b) = both("registry") else { return };
-    let [s, p] = b.each().map(registry_imports);
-    for (a, b) in s.iter().zip(&p) {
-        assert_eq!(a, b);
-    }
-    assert_eq!(s.len(), p.len());
-}
-
 /// A webhook receiver on a free port that answers every request 200; returns its URL.
 fn webhook_receiver() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -605,15 +574,6 @@ fn notifications(c: &Conn, url: &db::DbUrl, hook: &str) -> Vec<String> {
     seen
 }
 
-#[test]
-fn the_outbox_routes_persists_claims_sends_and_retries_the_same_on_both() {
-    let Some(b) = both("notify") else { return };
-    let hook = webhook_receiver();
-    let s = notifications(&b.sqlite, &b.sqlite_url, &hook);
-    let p = notifications(&b.postgres, &b.pg_url, &hook);
-    assert_eq!(s, p);
-}
-
 /// `n` persisted messages, due at `T0`.
 fn pending_messages(c: &Conn, n: usize) -> Vec<i64> {
     let tx = c.transaction().unwrap();
@@ -644,82 +604,6 @@ fn pending_messages(c: &Conn, n: usize) -> Vec<i64> {
     ids
 }
 
-#[test]
-fn two_workers_never_claim_the_same_message_and_an_expired_claim_is_due_again() {
-    let Some(b) = both("claims") else { return };
-    for (c, url) in [(&b.sqlite, &b.sqlite_url), (&b.postgres, &b.pg_url)] {
-        let ids = pending_messages(c, 200);
-        // Two workers, each on its own connection, see the same due messages and try to
-        // claim every one of them at the same moment, twice over.
-        let start = Arc::new(Barrier::new(2));
-        let claimers: Vec<_> = ["w1", "w2"]
-            .into_iter()
-            .map(|owner| {
-                let (url, start) = (url.clone(), start.clone());
-                std::thread::spawn(move || {
-                    let conn = db::connect(&url, Mode::Write).unwrap();
-                    let due: Vec<i64> = outbox::due(&conn, T0, 1000)
-                        .unwrap()
-                        .into_iter()
-                        .map(|m| m.id)
-                        .collect();
-                    start.wait();
-                    let mut mine = Vec::new();
-                    for _ in 0..2 {
-                        for &id in &due {
-                            if outbox::claim(&conn, id, owner, T0, T0 + 60_000).unwrap() {
-                                mine.push(id);
-                            }
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
-        let got: Vec<Vec<i64>> = claimers.into_iter().map(|t| t.join().unwrap()).collect();
-        let (a, b2): (BTreeSet<i64>, BTreeSet<i64>) = (
-            got[0].iter().copied().collect(),
-            got[1].iter().copied().collect(),
-        );
-        assert_eq!(a.len(), got[0].len(), "a worker claimed one message twice");
-        assert_eq!(b2.len(), got[1].len(), "a worker claimed one message twice");
-        assert!(
-            a.is_disjoint(&b2),
-            "{:?}: both claimed {:?}",
-            c.backend(),
-            a.intersection(&b2).collect::<Vec<_>>()
-        );
-        let all: BTreeSet<i64> = a.union(&b2).copied().collect();
-        assert_eq!(all, ids.iter().copied().collect(), "every message claimed");
-        // While the claims last nothing is due; after, everything is again (at least once).
-        assert!(outbox::due(c, T0 + 59_999, 1000).unwrap().is_empty());
-        assert_eq!(outbox::due(c, T0 + 60_000, 1000).unwrap().len(), 200);
-        // A worker whose claim ran out and was taken over: its record counts the attempt but
-        // leaves the message to the new holder.
-        let first = ids[0];
-        let old = if a.contains(&first) { "w1" } else { "w2" };
-        assert!(outbox::claim(c, first, "w3", T0 + 60_000, T0 + 120_000).unwrap());
-        outbox::record(c, first, old, "c", T0 + 60_001, &Outcome::Sent, "late").unwrap();
-        let m = |id| {
-            c.query_row(
-                "SELECT status, attempts, claimed_by FROM notify_messages WHERE id = $1",
-                args![id],
-                |r| {
-                    Ok((
-                        r.get::<String>(0)?,
-                        r.get::<i64>(1)?,
-                        r.get::<Option<String>>(2)?,
-                    ))
-                },
-            )
-            .unwrap()
-        };
-        assert_eq!(m(first), ("pending".into(), 1, Some("w3".into())));
-        outbox::record(c, first, "w3", "c", T0 + 60_002, &Outcome::Sent, "ok").unwrap();
-        assert_eq!(m(first), ("sent".into(), 2, None));
-    }
-}
-
 /// Runs the collector binary with `args`; (exit code, standard output, standard error).
 fn cli(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(spotcheck_e2e::bin("spotcheck-collector"))
@@ -734,81 +618,6 @@ fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn the_command_line_opens_a_postgresql_store_given_with_store() {
-    let Some(b) = both("cli") else { return };
-    // No password in the test server's URL, so its display is the URL itself.
-    let url = b.pg_url.to_string();
-    let ok = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--store", url.as_str()]);
-        let (code, out, err) = cli(&all);
-        assert_eq!(code, 0, "{all:?}: {err}");
-        out
-    };
-    assert!(ok(&["users", "add", "carol", "--role", "auditor"]).contains("user carol created"));
-    let token = ok(&["tokens", "issue", "carol", "--name", "export"]);
-    let secret = token.lines().nth(1).unwrap().trim().to_owned();
-    assert!(ok(&["agents", "add", "pool-01"]).contains("key = "));
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("entities.csv");
-    let rows: Vec<String> = (0..700).map(entity_row).collect();
-    std::fs::write(&file, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
-    let file = file.to_str().unwrap();
-    assert!(ok(&["registry", "import", "--kind", "entities", file]).contains("imported 700 row(s)"));
-    let bad = dir.path().join("bad.csv");
-    std::fs::write(
-        &bad,
-        format!("{HEADER}\n{}\n{}\n", entity_row(800), entity_row(800)),
-    )
-    .unwrap();
-    let (code, _, err) = cli(&[
-        "registry",
-        "import",
-        "--kind",
-        "entities",
-        "--dry-run",
-        "--store",
-        &url,
-        bad.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("line 3: code:") && err.contains("nothing was imported"),
-        "{err}"
-    );
-    assert!(ok(&["audit", "verify"]).starts_with("ok: 4 entries"));
-    assert_eq!(ok(&["audit", "export"]).lines().count(), 4);
-    assert!(ok(&["users", "list"]).contains("carol\tauditor"));
-    assert!(ok(&["agents", "list"]).contains("pool-01\t1\t"));
-    // What the commands wrote is in the store, as the store's functions read it.
-    let c = &b.postgres;
-    let carol = users::by_name(c, "carol").unwrap().unwrap();
-    let (who, _) = secrets::authenticate(c, &secret, UnixMillis::now())
-        .unwrap()
-        .unwrap();
-    assert_eq!(who.id, carol.id);
-    assert_eq!(registry::entities(c).unwrap().len(), 700);
-    assert_eq!(credentials::list(c).unwrap()[0].agent, "pool-01");
-    let by: Vec<String> = audit::read_all(c)
-        .unwrap()
-        .0
-        .iter()
-        .map(|e| e.body.clone())
-        .collect();
-    // `users` and `tokens` act as `cli` (the other commands as `system`, as before).
-    assert!(
-        by[..2].iter().all(|b| b.contains("\"by\":\"cli\"")),
-        "{by:?}"
-    );
-    // A store that is not there is named in the refusal.
-    let missing = dir.path().join("none.db");
-    let (code, _, err) = cli(&[
-        "users",
-        "list",
-        "--store",
-        &format!("sqlite://{}", missing.display()),
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("no database at sqlite://"), "{err}");
-}
+mod notify_outbox;
+mod people;
+mod registry_import;
