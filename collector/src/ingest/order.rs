@@ -43,8 +43,24 @@ use spotcheck_protocol::{AgentId, Batch, Checked, Domain, EntityId};
 use crate::store::db::{self, args, Conn, DbError, Sql};
 
 /// How often, in shared mode, the commit thread looks whether another collector filled the
-/// gap a kept-back batch waits for.
-pub const POLL: Duration = Duration::from_millis(250);
+/// gap a kept-back batch waits for. A shared subscription deals an agent's batches to the
+/// collectors in turn, so each batch of a busy agent waits for the previous one's commit on
+/// another collector: this is added to every such hop (250 ms held three collectors to a
+/// few batches a second per agent). A look is one indexed query ([`highest_stored_sql`]),
+/// and a look that releases nothing commits nothing.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// The highest stored sequence number of agent row `a`, as a column: `max` over the
+/// primary key's range for one agent, which PostgreSQL and SQLite both read from the end of
+/// the index. (A `max` over a join grouped by name read every stored batch of the agents,
+/// a cost that grew with the table on every look.)
+const HIGHEST: &str = "(SELECT max(b.seq) FROM batches b WHERE b.agent = a.id)";
+
+/// The query [`Sequencer::refresh`] runs: each named agent's name and highest stored number
+/// (NULL when none is stored), for the parameter list `list` (`$1, $2, …`).
+pub fn highest_stored_sql(list: &str) -> String {
+    format!("SELECT a.name, {HIGHEST} FROM agents a WHERE a.name IN ({list})")
+}
 
 /// Agents whose highest stored number is read per statement in [`Sequencer::refresh`].
 const AGENTS_PER_STATEMENT: usize = 500;
@@ -123,9 +139,9 @@ impl Sequencer {
         }
         let h: Option<i64> = conn
             .query_opt(
-                "SELECT max(b.seq) FROM batches b JOIN agents a ON a.id = b.agent WHERE a.name = $1",
+                &format!("SELECT a.name, {HIGHEST} FROM agents a WHERE a.name = $1"),
                 args![agent.as_str()],
-                |r| r.get(0),
+                |r| r.get(1),
             )?
             .flatten();
         let h = h.unwrap_or(0) as u64;
@@ -158,19 +174,27 @@ impl Sequencer {
                 .collect::<Vec<_>>()
                 .join(", ");
             let a: Vec<&dyn db::Arg> = part.iter().map(|s| s as &dyn db::Arg).collect();
-            found.extend(conn.query_once(
-                &format!(
-                    "SELECT a.name, max(b.seq) FROM batches b JOIN agents a ON a.id = b.agent
-                     WHERE a.name IN ({list}) GROUP BY a.name"
-                ),
-                &a,
-                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
-            )?);
+            found.extend(conn.query_once(&highest_stored_sql(&list), &a, |r| {
+                Ok((r.get::<String>(0)?, r.get::<Option<i64>>(1)?))
+            })?);
         }
+        let now = Instant::now();
         for (name, h) in found {
-            if let Ok(agent) = AgentId::new(name) {
-                let cached = self.high.entry(agent).or_insert(0);
-                *cached = (*cached).max(h as u64);
+            let (Ok(agent), Some(h)) = (AgentId::new(name), h) else {
+                continue;
+            };
+            let cached = self.high.entry(agent.clone()).or_insert(0);
+            if h as u64 > *cached {
+                *cached = h as u64;
+                // The agent's batches are moving through the other collectors: what waits
+                // here waits for that chain, not for a gap nobody fills. `hold_for` counts
+                // from the last progress, so a long chain of kept-back batches is not let go
+                // (and re-sent by its agent) while it drains.
+                if let Some(queue) = self.held.get_mut(&agent) {
+                    for h in queue.values_mut() {
+                        h.since = now;
+                    }
+                }
             }
         }
         Ok(())
@@ -476,6 +500,59 @@ mod tests {
         assert_eq!(admit(&mut s, &c, 6, Some(6)), Admit::Now);
         assert!(s.take_abandoned().is_empty());
         assert_eq!(s.next(&c, &a1), Some(Seq(7)));
+    }
+
+    /// Makes every kept-back batch look as if it had waited `by`.
+    fn backdate(s: &mut Sequencer, by: Duration) {
+        for q in s.held.values_mut() {
+            for h in q.values_mut() {
+                h.since -= by;
+            }
+        }
+    }
+
+    #[test]
+    fn in_shared_mode_a_batch_waits_while_its_agent_moves_on_elsewhere_and_not_longer() {
+        let c = Conn::from_sqlite(db());
+        let hold_for = Duration::from_secs(10);
+        let mut s = Sequencer::new(hold_for, 100, 100).shared(true);
+        c.execute_batch(
+            "INSERT INTO agents (id, name, entity, domain) VALUES (1, 'a1', 'e1', 'pool');",
+        )
+        .unwrap();
+        assert_eq!(admit(&mut s, &c, 5, Some(1)), Admit::Held, "waits for 1..4");
+        backdate(&mut s, hold_for * 2);
+        // Other collectors store 1 and 2 meanwhile: the chain moves, 5 keeps waiting.
+        c.execute_batch(
+            "INSERT INTO batches (agent, seq, stream, items, received_ms)
+             VALUES (1, 1, 'readings', 1, 0), (1, 2, 'readings', 1, 0);",
+        )
+        .unwrap();
+        s.refresh(&c, []).unwrap();
+        assert!(s.release().is_empty());
+        assert!(
+            s.expire().is_empty(),
+            "let go while its predecessors are being stored"
+        );
+        // Nothing more is stored for `hold_for`: now it is let go.
+        backdate(&mut s, hold_for);
+        s.refresh(&c, []).unwrap();
+        let expired = s.expire();
+        assert_eq!(expired.len(), 1);
+        assert!(expired[0].1.contains("batches 3..4"), "{}", expired[0].1);
+    }
+
+    #[test]
+    fn the_refresh_reads_agents_with_nothing_stored_as_nothing() {
+        let c = Conn::from_sqlite(db());
+        let mut s = Sequencer::new(Duration::from_secs(60), 100, 100).shared(true);
+        c.execute_batch(
+            "INSERT INTO agents (id, name, entity, domain) VALUES (1, 'a1', 'e1', 'pool');",
+        )
+        .unwrap();
+        let a1 = AgentId::new("a1").unwrap();
+        s.refresh(&c, [&a1]).unwrap();
+        assert_eq!(s.next(&c, &a1), Some(Seq(1)));
     }
 
     #[test]
