@@ -93,6 +93,19 @@ fn filters(cfg: &SourceConfig, conn: usize) -> Vec<String> {
     out
 }
 
+/// Whether to connect with a clean session. A lone collector keeps a persistent session, so
+/// that an external broker holds its messages while it restarts. A collector that shares the
+/// readings with others (`mqtt.shared_group`) does not: brokers deal a shared subscription's
+/// messages to every session in the group, connected or not (Mosquitto, EMQX by default), so
+/// a killed collector's persistent session would keep taking its share of every agent's
+/// batches, queued for a client that may never return, while the agents wait and re-send.
+/// With a clean session the broker forgets the dead member, the others get everything, and
+/// what it held unconfirmed its agents send again (they release a batch only on a
+/// confirmation, which follows a commit).
+fn clean_session(cfg: &SourceConfig) -> bool {
+    cfg.shared_group.is_some()
+}
+
 /// Connects connection `conn` and waits for its first CONNACK, so that a wrong address fails
 /// start-up clearly.
 pub async fn connect(
@@ -108,8 +121,7 @@ pub async fn connect(
     };
     let mut opts = MqttOptions::new(client_id, &cfg.broker.host, cfg.broker.port);
     opts.set_manual_acks(true)
-        // A persistent session lets an external broker hold our messages while we restart.
-        .set_clean_session(false)
+        .set_clean_session(clean_session(cfg))
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(cfg.max_inflight)
         .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes);
@@ -347,6 +359,19 @@ mod tests {
         assert!(f.contains(&"$share/g-events/spotcheck/v1/+/+/+/events".to_string()));
         assert!(f.contains(&"spotcheck/v1/agents/+/status".to_string()));
         assert_eq!(filters(&cfg(None, 1), 0)[0], "spotcheck/v1/+/+/+/readings");
+    }
+
+    #[test]
+    fn only_a_collector_sharing_a_group_with_others_connects_with_a_clean_session() {
+        assert!(
+            !clean_session(&cfg(None, 1)),
+            "a lone collector keeps its session"
+        );
+        assert!(
+            !clean_session(&cfg(None, 4)),
+            "its own connections share the default group, and die together"
+        );
+        assert!(clean_session(&cfg(Some("g"), 1)));
     }
 
     #[test]
