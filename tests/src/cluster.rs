@@ -257,22 +257,12 @@ impl Cluster {
     /// (`store::leader`), found through the connection's client port, or `None` while no
     /// collector holds it (a build whose `serve` does not campaign).
     pub fn leader(&self) -> Option<usize> {
-        let store = self.store();
-        let ports: Vec<i64> = store
-            .query(
-                "SELECT CAST(a.client_port AS BIGINT) FROM pg_locks l
-                 JOIN pg_stat_activity a ON a.pid = l.pid
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                   AND ((CAST(l.classid AS BIGINT) << 32) | CAST(l.objid AS BIGINT)) = $1",
-                args![Role::Collector.lock_key()],
-                |r| r.get(0),
-            )
-            .unwrap();
-        let port = u16::try_from(*ports.first()?).ok()?;
-        let inode = socket_inode(port)?;
-        self.nodes
+        let pids: Vec<Option<u32>> = self
+            .nodes
             .iter()
-            .position(|n| !n.killed && holds_socket(n.proc.pid(), inode))
+            .map(|n| (!n.killed).then(|| n.proc.pid()))
+            .collect();
+        lock_holder(&self.store(), Role::Collector.lock_key(), &pids)
     }
 
     /// Panics if any collector's log shows a panic.
@@ -297,6 +287,26 @@ impl Cluster {
         );
         out
     }
+}
+
+/// Which of `pids` (`None`: skip) holds the session-level advisory lock `key` on the server
+/// `store` is connected to, through the holding connection's client port and the process
+/// that has that socket open.
+pub fn lock_holder(store: &Conn, key: i64, pids: &[Option<u32>]) -> Option<usize> {
+    let ports: Vec<i64> = store
+        .query(
+            "SELECT CAST(a.client_port AS BIGINT) FROM pg_locks l
+             JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND ((CAST(l.classid AS BIGINT) << 32) | CAST(l.objid AS BIGINT)) = $1",
+            args![key],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let port = u16::try_from(*ports.first()?).ok()?;
+    let inode = socket_inode(port)?;
+    pids.iter()
+        .position(|p| p.is_some_and(|pid| holds_socket(pid, inode)))
 }
 
 /// Where the test keeps `agent`'s credential file.

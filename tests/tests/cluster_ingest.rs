@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use spotcheck_collector::plan::{Batch, ClassRatio, Plan, PlanDate};
 use spotcheck_collector::registry::model::{Department, DrawId, ItemId};
 use spotcheck_collector::store::db::{self, args, DbUrl, Mode, Sql};
-use spotcheck_e2e::cluster::{one, AgentSpec, Cluster};
+use spotcheck_e2e::cluster::{lock_holder, one, AgentSpec, Cluster};
 use spotcheck_e2e::{api, wait_for};
 use spotcheck_protocol::Domain;
 
@@ -399,4 +399,33 @@ fn the_highest_stored_number_of_an_agent_is_read_from_the_end_of_the_index() {
         .unwrap();
     assert_eq!(highs.len(), 2);
     assert!(highs.iter().all(|(_, h)| *h == Some(100_000)), "{highs:?}");
+}
+
+/// The test finds "the leader" as the process whose connection holds the leader's advisory
+/// lock: here the test process itself takes the lock, and is found among other pids.
+#[test]
+fn the_holder_of_the_leaders_lock_is_found_by_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pg) = spotcheck_e2e::postgres::Postgres::start(dir.path()) else {
+        return;
+    };
+    let url: DbUrl = pg.create_database("lock").parse().unwrap();
+    let key = spotcheck_collector::store::leader::Role::Collector.lock_key();
+    let looker = db::connect(&url, Mode::Read).unwrap();
+    let me = Some(std::process::id());
+    assert_eq!(
+        lock_holder(&looker, key, &[Some(1), me]),
+        None,
+        "nobody holds it"
+    );
+    let holder = db::connect(&url, Mode::Read).unwrap();
+    holder
+        .query_row(
+            "SELECT 1 FROM (SELECT pg_advisory_lock($1)) AS l",
+            args![key],
+            |r| r.get::<i64>(0),
+        )
+        .unwrap();
+    assert_eq!(lock_holder(&looker, key, &[None, Some(1), me]), Some(2));
+    assert_eq!(lock_holder(&looker, key + 1, &[me]), None, "another key");
 }
