@@ -82,6 +82,8 @@ fn cluster_run(victim: Victim) {
     };
     libraries(&cluster.url);
     let total = cluster.readings_sent();
+    // Each wait's limit: two minutes, or a second per thousand readings for a larger run.
+    let budget = Duration::from_secs((total / 1_000).max(120));
     let started = Instant::now();
     let mut procs = cluster.start_agents();
 
@@ -99,7 +101,7 @@ fn cluster_run(victim: Victim) {
     // Midway, with the victim busy committing: its uncommitted batches, unconfirmed to their
     // agents, must reach the others.
     let mut shown = Instant::now();
-    wait_for("half the readings", Duration::from_secs(120), || {
+    wait_for("half the readings", budget, || {
         for p in procs.iter_mut() {
             p.assert_running();
         }
@@ -126,7 +128,7 @@ fn cluster_run(victim: Victim) {
     );
 
     for p in procs.iter_mut() {
-        let status = p.wait(Duration::from_secs(180));
+        let status = p.wait(budget);
         assert!(status.success(), "an agent failed:\n{}", p.log());
     }
     eprintln!("agents drained after {:?}", started.elapsed());
