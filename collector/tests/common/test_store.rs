@@ -264,3 +264,13 @@ fn start() -> Shared {
         _watchdog: Mutex::new((child, stdin)),
     }
 }
+
+/// The store of the test whose temp dir is `dir`: [`fresh`] on first use, the same after.
+pub fn for_dir(dir: &Path) -> DbUrl {
+    static STORES: OnceLock<Mutex<std::collections::HashMap<PathBuf, DbUrl>>> = OnceLock::new();
+    let mut stores = STORES.get_or_init(Default::default).lock().unwrap();
+    stores
+        .entry(dir.to_owned())
+        .or_insert_with(|| fresh(dir))
+        .clone()
+}
