@@ -283,7 +283,8 @@ pub fn both(name: &str) -> Option<Both> {
 /// a database of its own on it. A shell watches a pipe from this process and stops the server
 /// (fast shutdown) and removes its files when the pipe closes, that is when this process
 /// exits however it exits: Rust runs no destructors for statics, and a server outliving its
-/// tests would hold its port and directory.
+/// tests would hold its port and directory. Its output goes nowhere, so that it holds no pipe
+/// of the caller's.
 pub(crate) struct Shared {
     /// Its port on 127.0.0.1.
     pub port: u16,
@@ -316,6 +317,8 @@ pub(crate) fn shared() -> &'static Shared {
             .arg(&program)
             .args(&args)
             .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("sh runs");
         let stdin = child.stdin.take().expect("piped");

@@ -114,7 +114,7 @@ impl<T: Send> Drop for Off<T> {
 
 /// The process's server: a shell watches a pipe from this process and stops the server and
 /// removes its files when the pipe closes, that is when this process exits (Rust runs no
-/// destructors for statics).
+/// destructors for statics). Its output goes nowhere, so that it holds no pipe of the caller's.
 struct Shared {
     port: u16,
     bin: PathBuf,
@@ -231,6 +231,8 @@ fn start() -> Shared {
             "max_connections=200",
         ])
         .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("sh runs");
     let stdin = child.stdin.take().expect("piped");
