@@ -153,11 +153,7 @@ pub fn export_draws(data: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// [`export_draws`] from the store `at` names.
 pub fn export_draws_from(at: &StoreArgs, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let conn = at.existing(Mode::Read)?;
-    // draw/ still reads SQLite directly (docs/storage.md, "Where the port stands").
-    let sqlite = conn
-        .as_sqlite()
-        .context("draw export reads SQLite only until draw/ has moved to the store interface")?;
-    let records = crate::draw::store::records(sqlite, u32::MAX)?;
+    let records = crate::draw::store::records(&conn, u32::MAX)?;
     let mut written = Vec::with_capacity(records.len());
     for record in records {
         written.push(crate::draw::files::write(out, &record)?);

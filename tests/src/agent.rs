@@ -7,22 +7,20 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use spotcheck_collector::store::db::{args, Sql};
 
 use crate::{wait_for, Proc};
 
 /// Per sequence number, in seq order, when the collector stored `agent`'s batch
 /// (`batches.received_ms`).
-pub fn stored_batches(db: &rusqlite::Connection, agent: &str) -> Vec<(u64, i64)> {
-    let mut stmt = db
-        .prepare(
-            "SELECT b.seq, b.received_ms FROM batches b JOIN agents a ON a.id = b.agent \
-             WHERE a.name = ?1 ORDER BY b.seq",
-        )
-        .unwrap();
-    stmt.query_map([agent], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+pub fn stored_batches(db: &impl Sql, agent: &str) -> Vec<(u64, i64)> {
+    db.query(
+        "SELECT b.seq, b.received_ms FROM batches b JOIN agents a ON a.id = b.agent \
+         WHERE a.name = $1 ORDER BY b.seq",
+        args![agent],
+        |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
+    )
+    .unwrap()
 }
 
 /// A chunk's (seq, readings) runs and its (ts_ms, value) readings.
@@ -68,37 +66,33 @@ fn parse_chunk(blob: &[u8], row_seq: i64) -> ParsedChunk {
 }
 
 /// Every reading chunk as (agent id, row seq, BLOB).
-fn chunks(db: &rusqlite::Connection) -> Vec<(i64, i64, Vec<u8>)> {
-    let mut stmt = db
-        .prepare("SELECT agent, seq, data FROM reading_chunks ORDER BY rowid")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+fn chunks(db: &impl Sql) -> Vec<(i64, i64, Vec<u8>)> {
+    db.query(
+        "SELECT agent, seq, data FROM reading_chunks ORDER BY rowid",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
 }
 
 /// Stored batches whose readings or events were stored twice or partly (should be 0): every
 /// reading is traced to its (agent, seq) through the chunks' runs.
-pub fn batches_with_wrong_item_counts(db: &rusqlite::Connection) -> i64 {
+pub fn batches_with_wrong_item_counts(db: &impl Sql) -> i64 {
     let mut stored: std::collections::HashMap<(i64, i64), u64> = Default::default();
     for (agent, seq, blob) in chunks(db) {
         for (run_seq, n) in parse_chunk(&blob, seq).0 {
             *stored.entry((agent, run_seq)).or_default() += n;
         }
     }
-    let mut stmt = db
-        .prepare(
+    let batches: Vec<(i64, i64, u64, u64)> = db
+        .query(
             "SELECT b.agent, b.seq, b.items,
                     (SELECT count(*) FROM events e WHERE e.agent = b.agent AND e.seq = b.seq)
              FROM batches b",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    let batches: Vec<(i64, i64, u64, u64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
     let mut wrong = 0;
     for (agent, seq, items, events) in &batches {
         if stored.remove(&(*agent, *seq)).unwrap_or(0) + events != *items {
@@ -110,7 +104,7 @@ pub fn batches_with_wrong_item_counts(db: &rusqlite::Connection) -> i64 {
 }
 
 /// Every stored reading as (ts_ms, value), in storage order.
-pub fn stored_readings(db: &rusqlite::Connection) -> Vec<(i64, f64)> {
+pub fn stored_readings(db: &impl Sql) -> Vec<(i64, f64)> {
     chunks(db)
         .into_iter()
         .flat_map(|(_, seq, blob)| parse_chunk(&blob, seq).1)

@@ -15,9 +15,12 @@ pub mod api;
 pub mod browser;
 pub mod cluster;
 pub mod postgres;
+pub mod store;
 pub mod tls;
 pub mod tsdb;
 pub use agent::*;
+/// What the tests read the store with, on either engine ([`store`]).
+pub use spotcheck_collector::store::db::{args, Sql};
 
 /// Whether tests that need external servers must fail rather than skip when one is missing.
 /// `.ci/run` sets `SPOTCHECK_REQUIRE_SERVERS=1`.
@@ -323,13 +326,8 @@ pub fn credential(dir: &Path, agent: &str) -> spotcheck_agent::credential::Crede
 
 /// `spotcheck-collector agents ACTION AGENT --data DATA [--out FILE]`; panics if it fails.
 pub fn agents_cli(data: &Path, action: &str, agent: &str, out: Option<&Path>) {
-    let mut args = vec![
-        "agents".to_owned(),
-        action.to_owned(),
-        agent.to_owned(),
-        "--data".to_owned(),
-        data.display().to_string(),
-    ];
+    let mut args = vec!["agents".to_owned(), action.to_owned(), agent.to_owned()];
+    args.extend(store::cli_args(data));
     if let Some(out) = out {
         args.extend(["--out".to_owned(), out.display().to_string()]);
     }
@@ -462,6 +460,8 @@ impl Collector {
     ) -> Collector {
         let broker_port = broker.as_ref().map(|(_, p)| *p);
         let data = dir.join("collector");
+        // On the matrix's PostgreSQL leg, the store is a database of this data directory's own.
+        let extra = &store::configure(&data, extra);
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let (mqtt, mqtt_port) = match broker {
             Some((url, p)) => (format!("broker = \"{url}\""), p),
@@ -546,8 +546,8 @@ impl Collector {
         })
     }
 
-    /// A read-only connection to its database.
-    pub fn db(&self) -> rusqlite::Connection {
+    /// A read-only connection to its store (SQLite or PostgreSQL, [`store`]).
+    pub fn db(&self) -> spotcheck_collector::store::db::Conn {
         open_db(&self.data)
     }
 
@@ -597,20 +597,15 @@ impl Collector {
     }
 }
 
-/// A read-only connection to the database in a collector data directory.
-pub fn open_db(data: &Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open_with_flags(
-        data.join("spotcheck.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c
+/// A read-only connection to the store of a collector data directory (SQLite or PostgreSQL,
+/// [`store`]).
+pub fn open_db(data: &Path) -> spotcheck_collector::store::db::Conn {
+    store::open(data)
 }
 
-/// One integer from a query.
-pub fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
-    db.query_row(sql, [], |r| r.get(0)).unwrap()
+/// One integer from a query (`CAST(… AS BIGINT)` a `sum` of integers: PostgreSQL widens it).
+pub fn count(db: &impl spotcheck_collector::store::db::Sql, sql: &str) -> i64 {
+    store::count(db, sql)
 }
 
 /// Splits TOML snippets into top-level keys (which must come before any table) and tables.

@@ -42,14 +42,13 @@ fn metric(c: &Collector, name: &str) -> u64 {
 }
 
 fn codes(c: &Collector) -> Vec<(String, Option<i64>)> {
-    let db = c.db();
-    let mut st = db
-        .prepare("SELECT code, seq FROM dead_letters ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    c.db()
+        .query(
+            "SELECT code, seq FROM dead_letters ORDER BY id",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap()
-        .map(Result::unwrap)
-        .collect()
 }
 
 fn start(dir: &std::path::Path, ingest: &str) -> Collector {
@@ -132,7 +131,7 @@ fn batches_kept_back_behind_a_gap_are_bounded_and_let_go_on_a_timer_as_dead_lett
         .db()
         .query_row(
             "SELECT reason FROM dead_letters WHERE code = 'gap_not_filled' LIMIT 1",
-            [],
+            args![],
             |r| r.get(0),
         )
         .unwrap();
@@ -151,8 +150,8 @@ fn an_unknown_source_gets_its_dead_letter_quota_and_is_then_only_counted() {
     c.wait_stat("messages_rejected", 8, Duration::from_secs(30));
     let rows = c
         .db()
-        .query_row("SELECT count(*) FROM dead_letters", [], |r| {
-            r.get::<_, i64>(0)
+        .query_row("SELECT count(*) FROM dead_letters", args![], |r| {
+            r.get::<i64>(0)
         });
     let rows = rows.unwrap();
     assert!((1..=4).contains(&rows), "{rows} dead letters kept");
@@ -241,7 +240,10 @@ fn an_agent_that_lost_its_spool_has_reused_numbers_dead_lettered_and_continues_a
     );
     assert!(count(&db, "SELECT max(seq) FROM batches") > 10);
     assert_eq!(
-        count(&db, "SELECT coalesce(sum(n), 0) FROM reading_chunks") as u64,
+        count(
+            &db,
+            "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM reading_chunks"
+        ) as u64,
         6 * (20 - reused)
     );
     assert_eq!(

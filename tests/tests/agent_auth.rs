@@ -23,12 +23,10 @@ fn batch(agent: &str, seq: u64, ph: f64) -> String {
 
 fn dead_letter_codes(c: &Collector) -> Vec<String> {
     c.db()
-        .prepare("SELECT code FROM dead_letters ORDER BY id")
+        .query("SELECT code FROM dead_letters ORDER BY id", args![], |r| {
+            r.get(0)
+        })
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
 }
 
 /// The attack: read an agent's seq, publish a batch as that agent with seq N+3; it was stored,

@@ -101,12 +101,10 @@ data_type = "u16"
 
     let db = collector.db();
     let names: Vec<String> = db
-        .prepare("SELECT name FROM metrics ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+        .query("SELECT name FROM metrics ORDER BY name", args![], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(names, ["free_chlorine", "orp", "ph", "water_temperature"]);
 
     let values: Vec<f64> = stored_readings(&db).into_iter().map(|r| r.1).collect();

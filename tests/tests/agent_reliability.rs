@@ -240,8 +240,8 @@ fn a_full_spool_drops_the_oldest_batches_counts_them_and_delivers_the_rest() {
     // The collector noticed the dropped range, recorded it and counts it for this agent.
     let gaps: (i64, i64, i64) = db
         .query_row(
-            "SELECT min(first), max(last), sum(last - first + 1) FROM seq_gaps WHERE agent = ?1",
-            [AGENT],
+            "SELECT min(first), max(last), CAST(sum(last - first + 1) AS BIGINT) FROM seq_gaps WHERE agent = $1",
+            args![AGENT],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();

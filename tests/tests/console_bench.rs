@@ -130,6 +130,11 @@ fn median_ms(c: &Collector, path: &str, token: &str, n: usize) -> f64 {
 #[test]
 #[ignore = "benchmark (minutes): run with --ignored, figures in BENCHMARKS.md"]
 fn console_with_100k_tasks_and_an_idle_hour() {
+    if store::sqlite_only(
+        "it fills the SQLite file directly; its figures in BENCHMARKS.md are SQLite's",
+    ) {
+        return;
+    }
     let Some(browser) = spotcheck_e2e::browser::chromium() else {
         eprintln!("skipping: chromium is not installed");
         return;

@@ -47,14 +47,16 @@ fn spool_heads(data: &Path) -> BTreeMap<String, u64> {
 
 /// Per agent, the stored sequence numbers.
 fn stored(data: &Path) -> BTreeMap<String, Vec<u64>> {
-    let db = open_db(data);
+    let db = store::open_sqlite(data);
     let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut stmt = db.prepare("SELECT a.name, b.seq FROM batches b JOIN agents a ON a.id = b.agent ORDER BY a.name, b.seq").unwrap();
-    for row in stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .unwrap()
-    {
-        let (a, s) = row.unwrap();
+    let rows = db
+        .query(
+            "SELECT a.name, b.seq FROM batches b JOIN agents a ON a.id = b.agent ORDER BY a.name, b.seq",
+            args![],
+            |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+        )
+        .unwrap();
+    for (a, s) in rows {
         out.entry(a).or_default().push(s as u64);
     }
     out
@@ -62,6 +64,9 @@ fn stored(data: &Path) -> BTreeMap<String, Vec<u64>> {
 
 #[test]
 fn a_demo_killed_with_sigkill_loses_and_duplicates_nothing() {
+    if store::sqlite_only("the demo keeps its store in SQLite, the same on both legs") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (http, mqtt) = (free_port(), free_port());
@@ -119,7 +124,7 @@ fn a_demo_killed_with_sigkill_loses_and_duplicates_nothing() {
     );
 
     // Exactly once: each stored batch has exactly the readings or records it carried.
-    let db = open_db(&data);
+    let db = store::open_sqlite(&data);
     let mismatched = batches_with_wrong_item_counts(&db);
     assert_eq!(mismatched, 0, "a batch's rows were stored twice or partly");
     for (agent, seqs) in stored(&data) {

@@ -1,7 +1,7 @@
 //! The fault suite's CI part (issue 16): the collector killed with SIGKILL at twenty moments
 //! of an agent's stream (embedded broker, so the broker dies with it), restarted each time on
 //! the same data. Reports sent vs stored; asserts every batch the agent made is stored exactly
-//! once and whole, nothing is dead-lettered, the database passes `PRAGMA integrity_check`, and
+//! once and whole, nothing is dead-lettered, the database passes `PRAGMA integrity_check` (on SQLite), and
 //! no process panicked.
 
 use std::time::Duration;
@@ -80,9 +80,12 @@ fn the_collector_killed_twenty_times_during_a_stream_loses_and_duplicates_nothin
     assert_eq!(stored_readings, made * 6, "duplicates: 0, losses: 0");
     assert_eq!(batches_with_wrong_item_counts(&db), 0);
     assert_eq!(count(&db, "SELECT count(*) FROM dead_letters"), 0);
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    // SQLite's own check of the file; PostgreSQL has no counterpart to ask.
+    if !store::on_postgres() {
+        let check: String = db
+            .query_row("PRAGMA integrity_check", args![], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
     assert_eq!(panics, 0, "a process panicked");
 }

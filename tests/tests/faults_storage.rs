@@ -184,7 +184,7 @@ fn a_damaged_spool_costs_only_the_records_it_hit_and_the_rest_is_stored_exactly_
     // The collector learns the lost numbers as given up.
     let given_up = count(
         &db,
-        &format!("SELECT coalesce(sum(last - first + 1), 0) FROM seq_gaps WHERE agent = '{AGENT}'"),
+        &format!("SELECT CAST(coalesce(sum(last - first + 1), 0) AS BIGINT) FROM seq_gaps WHERE agent = '{AGENT}'"),
     );
     assert_eq!(given_up as usize, lost.len());
     collector.proc.assert_running();
@@ -206,6 +206,9 @@ fn healthz(c: &Collector) -> (u16, serde_json::Value) {
 #[test]
 fn a_collector_whose_disk_fills_stops_confirming_says_why_and_stores_everything_once_space_returns()
 {
+    if store::sqlite_only("a full tmpfs under the data directory fills the SQLite file; a PostgreSQL store is elsewhere") {
+        return;
+    }
     const BATCHES: u64 = 150;
     let dir = tempfile::tempdir().unwrap();
     let Some(disk) = SmallDisk::mount(&dir.path().join("collector"), "32m") else {
@@ -302,7 +305,7 @@ fn a_collector_whose_disk_fills_stops_confirming_says_why_and_stores_everything_
     assert_eq!(batches_with_wrong_item_counts(&db), 0);
     assert_eq!(count(&db, "SELECT count(*) FROM dead_letters"), 0);
     let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .query_row("PRAGMA integrity_check", args![], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
     let panics =

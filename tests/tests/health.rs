@@ -40,13 +40,17 @@ fn healthz_turns_503_while_commits_fail_and_recovers() {
     }
     assert!(body["warnings"].is_array(), "{body}");
 
-    let fault = rusqlite::Connection::open(c.data.join("spotcheck.db")).unwrap();
-    fault.busy_timeout(Duration::from_secs(5)).unwrap();
+    let fault = store::open_for_writing(&c.data);
     fault
-        .execute_batch(
+        .execute_batch(if store::on_postgres() {
+            "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
+             CREATE TRIGGER injected_fault BEFORE INSERT ON dead_letters
+             FOR EACH ROW EXECUTE FUNCTION injected_fault();"
+        } else {
             "CREATE TRIGGER injected_fault BEFORE INSERT ON dead_letters
-             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
-        )
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+        })
         .unwrap();
     // Anything on a Spotcheck topic reaches a commit: this one as a dead letter.
     c.publish("spotcheck/v1/pool/pool-1/a1/readings", b"{not json");
@@ -64,7 +68,13 @@ fn healthz_turns_503_while_commits_fail_and_recovers() {
         "{body}"
     );
 
-    fault.execute_batch("DROP TRIGGER injected_fault").unwrap();
+    fault
+        .execute_batch(if store::on_postgres() {
+            "DROP TRIGGER injected_fault ON dead_letters"
+        } else {
+            "DROP TRIGGER injected_fault"
+        })
+        .unwrap();
     wait_for("/healthz 200 again", Duration::from_secs(60), || {
         c.proc.assert_running();
         (healthz(&c).0 == 200).then_some(())

@@ -32,7 +32,10 @@ fn agent_stores_exactly_what_it_published(broker: Option<&Mosquitto>) {
 
     let db = collector.db();
     assert_eq!(
-        count(&db, "SELECT coalesce(sum(n), 0) FROM reading_chunks") as u64,
+        count(
+            &db,
+            "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM reading_chunks"
+        ) as u64,
         want
     );
     assert_eq!(count(&db, "SELECT count(*) FROM batches") as u64, BATCHES);
@@ -148,17 +151,18 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     c.wait_stat("duplicates_dropped", 1, Duration::from_secs(30));
     let db = c.db();
     assert_eq!(
-        count(&db, "SELECT coalesce(sum(n), 0) FROM reading_chunks"),
+        count(
+            &db,
+            "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM reading_chunks"
+        ),
         1,
         "only the valid batch is stored, once"
     );
     let mut codes: Vec<String> = db
-        .prepare("SELECT code FROM dead_letters ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+        .query("SELECT code FROM dead_letters ORDER BY id", args![], |r| {
+            r.get(0)
+        })
+        .unwrap();
     let mut want: Vec<String> = bad.iter().map(|(_, _, code)| code.to_string()).collect();
     codes.sort();
     want.sort();
@@ -166,7 +170,7 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     let reason: String = db
         .query_row(
             "SELECT reason FROM dead_letters WHERE code = 'unit_mismatch'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .unwrap();
@@ -174,7 +178,7 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
     let payload: Vec<u8> = db
         .query_row(
             "SELECT payload FROM dead_letters WHERE reason LIKE 'payload is not valid JSON%'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .unwrap();

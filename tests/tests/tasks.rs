@@ -30,7 +30,8 @@ fn anomaly_tasks(c: &Collector, token: &str) -> Vec<Value> {
 
 fn audit_verify(data: &Path) -> (bool, String) {
     let out = std::process::Command::new(bin("spotcheck-collector"))
-        .args(["audit", "verify", "--data", data.to_str().unwrap()])
+        .args(["audit", "verify"])
+        .args(store::cli_args(data))
         .output()
         .unwrap();
     (
@@ -144,10 +145,10 @@ fn a_breach_opens_one_task_across_restarts_and_its_result_is_published() {
     assert!(status.success());
     let (ok, out) = audit_verify(&c.data);
     assert!(ok, "{out}");
-    let db = rusqlite::Connection::open(c.data.join("spotcheck.db")).unwrap();
+    let db = store::open_for_writing(&c.data);
     db.execute(
         "UPDATE audit_log SET body = replace(body, 'corrected', 'no_problem') WHERE kind = 'result_recorded'",
-        [],
+        args![],
     )
     .unwrap();
     let (ok, out) = audit_verify(&c.data);

@@ -2,15 +2,18 @@
 //! a user added on the command line gets a token that works; disabling the user kills it.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use spotcheck_e2e::api::{admin_token, get};
 use spotcheck_e2e::*;
 
-/// Runs the collector binary with `args` (and `stdin`); its standard output.
-fn cli(args: &[&str], stdin: &str) -> String {
+/// Runs the collector binary with `args` (and `stdin`) on the store of the collector whose
+/// data directory is `data`; its standard output.
+fn cli(args: &[&str], data: &Path, stdin: &str) -> String {
     let mut child = Command::new(bin("spotcheck-collector"))
         .args(args)
+        .args(store::cli_args(data))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -35,7 +38,7 @@ fn cli(args: &[&str], stdin: &str) -> String {
 fn a_cli_user_gets_a_working_token_until_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(dir.path(), None, "");
-    let data = c.data.to_str().unwrap();
+    let data = &c.data;
     let added = cli(
         &[
             "users",
@@ -44,9 +47,8 @@ fn a_cli_user_gets_a_working_token_until_disabled() {
             "--role",
             "auditor",
             "--password-stdin",
-            "--data",
-            data,
         ],
+        data,
         "carol's long password\n",
     );
     assert!(added.contains("user carol created"), "{added}");
@@ -56,8 +58,9 @@ fn a_cli_user_gets_a_working_token_until_disabled() {
     );
     let issued = cli(
         &[
-            "tokens", "issue", "carol", "--name", "export", "--days", "7", "--data", data,
+            "tokens", "issue", "carol", "--name", "export", "--days", "7",
         ],
+        data,
         "",
     );
     let token = issued
@@ -68,17 +71,17 @@ fn a_cli_user_gets_a_working_token_until_disabled() {
     let (status, _) = get(&c, "/api/v1/audit", Some(&token));
     assert_eq!(status, 200, "an auditor reads the audit log");
 
-    let listed = cli(&["users", "list", "--data", data], "");
+    let listed = cli(&["users", "list"], data, "");
     assert!(
         listed
             .lines()
             .any(|l| l.contains("carol") && l.contains("auditor") && l.contains("active")),
         "{listed}"
     );
-    cli(&["users", "disable", "carol", "--data", data], "");
+    cli(&["users", "disable", "carol"], data, "");
     let (status, _) = get(&c, "/api/v1/audit", Some(&token));
     assert_eq!(status, 401, "a disabled user's token is dead");
-    cli(&["users", "enable", "carol", "--data", data], "");
+    cli(&["users", "enable", "carol"], data, "");
     let (status, _) = get(&c, "/api/v1/audit", Some(&token));
     assert_eq!(status, 401, "and stays dead when the user is enabled again");
 

@@ -157,18 +157,9 @@ fn scheduled_reports(
     if exists {
         return Ok(out);
     }
-    // report/ still reads SQLite directly (docs/storage.md, "Where the port stands"): on
-    // PostgreSQL the scheduled report waits for it, and the rest of the scan goes on.
-    let Some(sqlite) = conn.as_sqlite() else {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            tracing::warn!(message = "The scheduled report is not made on PostgreSQL yet (report/ has not moved to the store interface).");
-        });
-        return Ok(out);
-    };
     let from = crate::rules::ChinaDay(today.0 - i64::from(c.report_every_days));
     let period = crate::report::Period::days(from, today);
-    let report = crate::report::build(sqlite, &period, s.publish_within_days, now)?;
+    let report = crate::report::build(conn, &period, s.publish_within_days, now)?;
     for r in &report.departments {
         let mut e = Event::new(EventKind::Report, now, format!("report:{}", r.department));
         e.department = Some(r.department.clone());

@@ -7,19 +7,21 @@ use spotcheck_protocol::UnixMillis;
 use std::path::Path;
 
 use spotcheck_collector::api::{router, AppState};
-use spotcheck_collector::config::Synchronous;
 use spotcheck_collector::draw::{verify, verify_public, Commitment, DrawRecord, PublicRecord};
 use spotcheck_collector::plan::store::{commit_batch, reveal_batch, save, PlanStoreError};
 use spotcheck_collector::registry::import::Records;
-use spotcheck_collector::store;
+use spotcheck_collector::store::db::{args, Conn, Sql};
 use spotcheck_demo::generate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "../common/test_store.rs"]
+mod test_store;
 
 const TOKEN: &str = "test-token";
 
 /// Libraries and the plans of `year`, nothing committed.
-fn libraries(dir: &Path, year: u16) -> rusqlite::Connection {
-    let conn = store::open_for_writing(&store::db_path(dir), Synchronous::Normal).unwrap();
+fn libraries(dir: &Path, year: u16) -> Conn {
+    let conn = test_store::connect(&test_store::for_dir(dir));
     let entities = generate::entities(40, 0, 7);
     let mut inspectors = generate::inspectors(12, &entities, 8);
     // Two health inspectors with a conflict (回避) with pool entities, so that the record has
@@ -43,28 +45,35 @@ fn libraries(dir: &Path, year: u16) -> rusqlite::Connection {
     conn
 }
 
-/// Batch b1 of the health pool plan of `year` committed and revealed.
+/// Batch b1 of the health pool plan of `year` committed and revealed (off Tokio's context,
+/// as the async tests call it: `test_store::off`).
 fn prepare(dir: &Path, year: u16) {
+    test_store::off(|| prepare_here(dir, year));
+}
+
+fn prepare_here(dir: &Path, year: u16) {
     drop(libraries(dir, year));
     let plan = format!("{year}-health-pool");
-    let conn = store_conn(&store::db_path(dir));
+    let conn = store_conn(dir);
     commit_batch(&conn, &plan, "b1", 1).unwrap();
     reveal_batch(&conn, &plan, "b1", 2).unwrap();
 }
 
 /// Serves the API over the data directory on a free port.
 async fn serve(dir: &Path) -> std::net::SocketAddr {
-    spotcheck_collector::users::store::bootstrap_with(
-        &store_conn(&store::db_path(dir)),
-        TOKEN,
-        UnixMillis::now(),
-    )
-    .unwrap();
+    test_store::off(|| {
+        spotcheck_collector::users::store::bootstrap_with(
+            &store_conn(dir),
+            TOKEN,
+            UnixMillis::now(),
+        )
+        .unwrap()
+    });
     let state = AppState {
         stats: Default::default(),
         bindings: Default::default(),
         presence: Default::default(),
-        store: spotcheck_collector::store::db::DbUrl::Sqlite(store::db_path(dir)),
+        store: test_store::for_dir(dir),
         data_dir: dir.to_owned(),
         people: Default::default(),
         credentials: Default::default(),
@@ -108,7 +117,7 @@ async fn request(
     (status, body)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_draws_verify_hide_certificates_and_record_recusals() {
     let dir = tempfile::tempdir().unwrap();
     // A batch of 2020: its inspection window has ended, so its public record is out.
@@ -187,7 +196,12 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
     );
     // An export renders the same.
     let files = tempfile::tempdir().unwrap();
-    let written = spotcheck_collector::cli::export_draws(dir.path(), files.path()).unwrap();
+    let at = spotcheck_collector::cli::StoreArgs {
+        data: dir.path().to_owned(),
+        store: Some(test_store::for_dir(dir.path())),
+    };
+    let written =
+        test_store::off(|| spotcheck_collector::cli::export_draws_from(&at, files.path())).unwrap();
     assert_eq!(written.len(), 2);
     let exported: DrawRecord = serde_json::from_str(
         &std::fs::read_to_string(files.path().join("2020-health-pool-b1.json")).unwrap(),
@@ -221,7 +235,7 @@ fn texts(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_window_ends_the_public_sees_the_commitment_and_no_record() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path(), 2099);
@@ -259,7 +273,7 @@ async fn before_the_window_ends_the_public_sees_the_commitment_and_no_record() {
     assert!(!body.contains(&r.salt_key.to_string()) && !body.contains(&r.seed.to_string()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_window_the_public_record_holds_no_undrawn_class_no_conflict_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path(), 2020);
@@ -303,7 +317,7 @@ async fn after_the_window_the_public_record_holds_no_undrawn_class_no_conflict_a
 fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let conn = libraries(dir.path(), 2026);
-    let db = store_conn(&store::db_path(dir.path()));
+    let db = store_conn(dir.path());
     commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
     // Whoever holds the seed could predict the draw and add a conflict to move an inspector.
     let mut inspectors = spotcheck_collector::registry::store::inspectors(&conn).unwrap();
@@ -339,7 +353,7 @@ fn a_conflict_added_after_the_commit_makes_the_reveal_refuse() {
 fn a_risk_class_changed_after_the_commit_makes_the_reveal_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let conn = libraries(dir.path(), 2026);
-    let db = store_conn(&store::db_path(dir.path()));
+    let db = store_conn(dir.path());
     commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
     let mut entities = spotcheck_collector::registry::store::entities(&conn).unwrap();
     let e = entities
@@ -362,7 +376,7 @@ fn a_risk_class_changed_after_the_commit_makes_the_reveal_refuse() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draw_verify_checks_records_against_the_commitments_a_running_collector_serves() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path(), 2020);
@@ -435,8 +449,8 @@ fn a_draw_committed_by_an_earlier_version_is_refused_with_what_to_do() {
     // A row as schema v3 wrote it: no salt key, digests without conflicts or strata.
     conn.execute(
         "INSERT INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed)
-         VALUES ('old-b1', NULL, ?1, '{}', '{}', 1, ?1)",
-        ["00".repeat(32)],
+         VALUES ('old-b1', NULL, $1, '{}', '{}', 1, $1)",
+        args!["00".repeat(32)],
     )
     .unwrap();
     let e = spotcheck_collector::draw::store::commitments(&conn, 10).unwrap_err();
@@ -449,7 +463,7 @@ fn a_draw_committed_by_an_earlier_version_is_refused_with_what_to_do() {
 
 /// Errors axum answers by itself (a body that is not JSON, a malformed path parameter, an
 /// unknown route, a wrong method) come back in the one documented error shape.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_from_extractors_and_routing_use_the_json_error_shape() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path(), 2020);
@@ -487,19 +501,15 @@ async fn errors_from_extractors_and_routing_use_the_json_error_shape() {
     }
 }
 
-/// `registry::store::write` (which takes a store connection) on the SQLite file `conn` has open.
 fn write(
-    conn: &rusqlite::Connection,
+    conn: &Conn,
     records: &Records,
 ) -> Result<usize, spotcheck_collector::registry::store::RegistryStoreError> {
-    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
-    let path = conn.path().expect("a database file");
-    let db = connect(&DbUrl::Sqlite(path.into()), Mode::Write)?;
-    spotcheck_collector::registry::store::write(&db, records)
+    spotcheck_collector::registry::store::write(conn, records)
 }
 
-/// A store connection to the SQLite file `db` (for the modules that take one).
-fn store_conn(db: &std::path::Path) -> spotcheck_collector::store::db::Conn {
-    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
-    connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write).unwrap()
+/// A connection to the store of the test whose temp dir is `dir` (SQLite or PostgreSQL,
+/// `common/test_store.rs`).
+fn store_conn(dir: &Path) -> Conn {
+    test_store::connect(&test_store::for_dir(dir))
 }

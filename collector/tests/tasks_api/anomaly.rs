@@ -9,23 +9,31 @@ use spotcheck_protocol::{AgentId, Batch, Checked, EntityId, Metric, UnixMillis};
 
 use crate::checks::{offline_never_passes, Overridden};
 use crate::helpers::{items, pool_batches, three_hours_ago, writer_for, App, ADMIN, MINUTE};
+use crate::test_store::Off;
 
 /// Commits batches as ingest does: the tracker sees each new batch inside its transaction.
-fn commit(w: &mut Writer, tracker: &mut Tracker, entity: &EntityId, batches: &[Checked<Batch>]) {
+fn commit(
+    w: &mut Off<Writer>,
+    tracker: &mut Tracker,
+    entity: &EntityId,
+    batches: &[Checked<Batch>],
+) {
     let now = UnixMillis::now();
     let items = items(entity, batches);
-    w.commit_observed(&items, now, tracker).unwrap();
+    w.run(|w| w.commit_observed(&items, now, tracker).unwrap());
 }
 
-fn load_tracker(w: &Writer, book: &Rulebook) -> Tracker {
-    Tracker::load(
-        w.connection(),
-        (*book.rules()).clone(),
-        (*book.calendar()).clone(),
-        &[],
-        UnixMillis::now(),
-    )
-    .unwrap()
+fn load_tracker(w: &mut Off<Writer>, book: &Rulebook) -> Tracker {
+    w.run(|w| {
+        Tracker::load(
+            w.conn(),
+            (*book.rules()).clone(),
+            (*book.calendar()).clone(),
+            &[],
+            UnixMillis::now(),
+        )
+        .unwrap()
+    })
 }
 
 /// Free chlorine only, `value(minute)` from `start`.
@@ -56,7 +64,7 @@ pub async fn anomaly_opens_once_and_clears(app: &App) -> i64 {
     let book = Rulebook::load(None).unwrap();
     let start = three_hours_ago();
     let (mut w, entity) = writer_for(app, &agent, code);
-    let mut tracker = load_tracker(&w, &book);
+    let mut tracker = load_tracker(&mut w, &book);
 
     commit(
         &mut w,
@@ -90,7 +98,7 @@ pub async fn anomaly_opens_once_and_clears(app: &App) -> i64 {
     drop(tracker);
     drop(w);
     let (mut w, entity) = writer_for(app, &agent, code);
-    let mut tracker = load_tracker(&w, &book);
+    let mut tracker = load_tracker(&mut w, &book);
     let later = start + 15 * MINUTE;
     commit(
         &mut w,
@@ -240,7 +248,7 @@ pub async fn anomaly_is_resolved_and_published(app: &App, id: i64, other: &Overr
         .error(400, "bad_request");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anomaly_opens_once_clears_and_is_published_without_personal_text() {
     let app = App::start().await;
     let overridden = offline_never_passes(&app).await;
@@ -248,7 +256,7 @@ async fn an_anomaly_opens_once_clears_and_is_published_without_personal_text() {
     anomaly_is_resolved_and_published(&app, id, &overridden).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_task_whose_rule_leaves_the_pack_gets_a_note() {
     let app = App::start().await;
     let code = &app.registry.pools[5];
@@ -256,7 +264,7 @@ async fn a_live_task_whose_rule_leaves_the_pack_gets_a_note() {
     let book = Rulebook::load(None).unwrap();
     let start = three_hours_ago();
     let (mut w, entity) = writer_for(&app, &agent, code);
-    let mut tracker = load_tracker(&w, &book);
+    let mut tracker = load_tracker(&mut w, &book);
     commit(
         &mut w,
         &mut tracker,
@@ -299,14 +307,14 @@ async fn a_live_task_whose_rule_leaves_the_pack_gets_a_note() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tasks_rule_title_comes_in_chinese_and_english() {
     let app = App::start().await;
     let code = &app.registry.pools[5];
     let agent = AgentId::new("pool-agent-titles").unwrap();
     let book = Rulebook::load(None).unwrap();
     let (mut w, entity) = writer_for(&app, &agent, code);
-    let mut tracker = load_tracker(&w, &book);
+    let mut tracker = load_tracker(&mut w, &book);
     commit(
         &mut w,
         &mut tracker,

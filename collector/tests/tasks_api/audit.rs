@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use spotcheck_collector::audit::{verify_store, AuditEntry};
-use spotcheck_collector::store;
+use spotcheck_collector::store::db::{args, Sql};
 
 use crate::anomaly::{anomaly_is_resolved_and_published, anomaly_opens_once_and_clears};
 use crate::checks::{offline_never_passes, remote_checks_with_data};
@@ -41,7 +41,7 @@ async fn after_every_flow() -> (App, Vec<AuditEntry>, Vec<String>, String) {
     (app, entries, secrets, pool_hash)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_verifies_and_records_every_step_of_every_flow() {
     let (app, entries, _, pool_hash) = after_every_flow().await;
     assert!(!entries.is_empty());
@@ -56,8 +56,7 @@ async fn the_audit_log_verifies_and_records_every_step_of_every_flow() {
     assert_eq!(head["hash"], last.hash.as_str());
     assert_eq!(head["seq"], last.seq);
 
-    let conn = store::open_for_reading(&app.db).unwrap();
-    let report = verify_store(&conn, Some(&last.hash)).unwrap();
+    let report = app.sql(|conn| verify_store(conn, Some(&last.hash)).unwrap());
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.entries, entries.len());
     assert_eq!(report.head_hash(), last.hash);
@@ -85,7 +84,7 @@ async fn the_audit_log_verifies_and_records_every_step_of_every_flow() {
 
 /// docs/audit.md: the subject is `type:id`, e.g. `task:42`, so one task's history is one
 /// subject.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_audit_entry_about_a_task_has_the_documented_subject() {
     let (_, entries, _, _) = after_every_flow().await;
     let mut wrong = Vec::new();
@@ -102,7 +101,7 @@ async fn every_audit_entry_about_a_task_has_the_documented_subject() {
 
 /// `GET /api/v1/audit/verify`: what `audit verify` says, for the console; an edited entry
 /// is named as the first that cannot be trusted.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_chain_is_verified_through_the_api() {
     let app = App::start().await;
     app.referral(&app.registry.pools[0]).await;
@@ -134,11 +133,13 @@ async fn the_audit_chain_is_verified_through_the_api() {
     let r = app.get("/api/v1/audit/verify", None).await;
     r.error(401, "unauthorized");
 
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    conn.execute("UPDATE audit_log SET ts_ms = ts_ms + 1 WHERE seq = 2", [])
-        .unwrap();
+    app.sql(|conn| {
+        conn.execute(
+            "UPDATE audit_log SET ts_ms = ts_ms + 1 WHERE seq = 2",
+            args![],
+        )
+        .unwrap()
+    });
     let v = app
         .get("/api/v1/audit/verify", Some(crate::helpers::ADMIN))
         .await

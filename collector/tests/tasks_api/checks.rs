@@ -244,13 +244,13 @@ pub async fn remote_checks_with_data(app: &App) -> (i64, i64) {
     (compliant, task)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_without_data_cannot_pass_and_needs_an_override_with_a_reason() {
     let app = App::start().await;
     offline_never_passes(&app).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_checks_judge_stored_readings_and_inspectors_accept_within_the_verdict() {
     let app = App::start().await;
     remote_checks_with_data(&app).await;

@@ -18,7 +18,7 @@ fn ids(page: &Value) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_page_is_scoped_filtered_counted_and_paged() {
     let app = App::start().await;
     let r = &app.registry;
@@ -100,7 +100,7 @@ async fn read_until(s: &mut tokio::net::TcpStream, got: &mut String, needle: &st
     .unwrap_or_else(|_| panic!("no {needle:?} within 20 s: {got}"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stream_names_a_new_task_and_a_plain_get_answers_the_counts() {
     let app = App::start().await;
     let counts = app.get("/api/v1/live", Some(ADMIN)).await;
@@ -133,7 +133,7 @@ async fn the_live_stream_names_a_new_task_and_a_plain_get_answers_the_counts() {
     assert!(got.contains(&format!("\"id\":{t},")), "the new task: {got}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_search_and_the_console_files() {
     let app = App::start().await;
     let found = app

@@ -2,21 +2,23 @@
 //! and pool readings written the way ingest writes them.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use serde_json::Value;
 use spotcheck_collector::api::{router, AppState};
 use spotcheck_collector::config::{AgentBinding, Synchronous};
 use spotcheck_collector::registry::import::Records;
 use spotcheck_collector::rulebook::Rulebook;
+use spotcheck_collector::store::db::{args, Conn, DbUrl, Sql};
 use spotcheck_collector::store::writer::Item;
-use spotcheck_collector::store::{self, Writer};
+use spotcheck_collector::store::Writer;
 use spotcheck_demo::generate;
 use spotcheck_protocol::{
     AgentId, Batch, Checked, Domain, EntityId, Limits, Metric, Quality, Reading, ReadingBatch, Seq,
     Unit, UnixMillis, Version,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::test_store::{self, Off};
 
 /// The admin token of every test app.
 pub const ADMIN: &str = "tasks-api-admin-token";
@@ -48,7 +50,9 @@ pub struct Registry {
 /// A running app.
 pub struct App {
     pub addr: SocketAddr,
-    pub db: PathBuf,
+    /// Its store: SQLite in the temp dir, or PostgreSQL on the matrix's second leg
+    /// (`SPOTCHECK_TEST_STORE=postgres`, `common/test_store.rs`).
+    pub store: DbUrl,
     pub registry: Registry,
     _dir: tempfile::TempDir,
 }
@@ -76,21 +80,19 @@ impl Response {
     }
 }
 
-fn query_strings(conn: &rusqlite::Connection, sql: &str) -> Vec<(String, String)> {
-    let mut stmt = conn.prepare(sql).unwrap();
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
+fn query_strings(conn: &Conn, sql: &str) -> Vec<(String, String)> {
+    conn.query(sql, args![], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
 }
 
-fn fill_registry(db: &std::path::Path) -> Registry {
-    let conn = store::open_for_writing(db, Synchronous::Normal).unwrap();
+fn fill_registry(conn: &Conn) -> Registry {
     let entities = generate::entities(20, 0, 2026);
     let inspectors = generate::inspectors(24, &entities, 2026);
-    write(&conn, &Records::Entities(entities.clone())).unwrap();
-    write(&conn, &Records::Inspectors(inspectors)).unwrap();
-    write(&conn, &Records::Items(generate::items())).unwrap();
+    write(conn, &Records::Entities(entities.clone())).unwrap();
+    write(conn, &Records::Inspectors(inspectors)).unwrap();
+    write(conn, &Records::Items(generate::items())).unwrap();
     let inspectors = query_strings(
-        &conn,
+        conn,
         "SELECT id, department || ' ' || active || ' ' || conflicts FROM registry_inspectors ORDER BY id",
     );
     let active = |dept: &str| {
@@ -138,31 +140,26 @@ impl App {
     /// The router over a fresh store with the generated registry, on 127.0.0.1:0.
     pub async fn start() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let db = store::db_path(dir.path());
-        let registry = fill_registry(&db);
+        let url = test_store::fresh(dir.path());
+        let rulebook = Rulebook::load(None).unwrap();
+        let registry = test_store::with_conn(&url, |conn| {
+            let registry = fill_registry(conn);
+            // As start-up does.
+            rulebook.record_active(conn, UnixMillis::now()).unwrap();
+            spotcheck_collector::users::store::bootstrap_with(conn, ADMIN, UnixMillis::now())
+                .unwrap();
+            registry
+        });
         assert!(registry.pools.len() >= 6, "enough conflict-free pools");
         assert!(registry.health.len() >= 6, "enough health inspectors");
         assert!(registry.culture.len() >= 2, "enough culture inspectors");
-        let rulebook = Rulebook::load(None).unwrap();
-        // As start-up does.
-        let conn = store::open_for_writing(&db, Synchronous::Normal).unwrap();
-        rulebook
-            .record_active(&store_conn(&db), UnixMillis::now())
-            .unwrap();
-        spotcheck_collector::users::store::bootstrap_with(
-            &store_conn(&db),
-            ADMIN,
-            UnixMillis::now(),
-        )
-        .unwrap();
-        drop(conn);
         let state = AppState {
             credentials: Default::default(),
             stats: Default::default(),
             bindings: Default::default(),
             presence: Default::default(),
-            store: spotcheck_collector::store::db::DbUrl::Sqlite(db.clone()),
-            data_dir: db.parent().unwrap().to_owned(),
+            store: url.clone(),
+            data_dir: dir.path().to_owned(),
             people: Default::default(),
             rulebook,
             publish_within_days: 20,
@@ -174,7 +171,7 @@ impl App {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         App {
             addr,
-            db,
+            store: url,
             registry,
             _dir: dir,
         }
@@ -404,24 +401,36 @@ pub fn normal(metric: &str) -> f64 {
     POOL.iter().find(|m| m.0 == metric).unwrap().2
 }
 
-/// Opens the store's writer with `agent` bound to the pool entity `code` (its credit code).
-pub fn writer_for(app: &App, agent: &AgentId, code: &str) -> (Writer, EntityId) {
+/// Opens the store's writer with `agent` bound to the pool entity `code` (its credit code),
+/// off Tokio's context ([`test_store::Off`]).
+pub fn writer_for(app: &App, agent: &AgentId, code: &str) -> (Off<Writer>, EntityId) {
     let entity = EntityId::new(code).unwrap();
-    let mut w = Writer::open(&app.db, Synchronous::Normal).unwrap();
-    w.register_agents(&[AgentBinding {
-        id: agent.clone(),
-        entity: entity.clone(),
-        domain: Domain::Pool,
-    }])
-    .unwrap();
+    let w = Off::new(|| {
+        let mut w = Writer::open_url(&app.store, Synchronous::Normal).unwrap();
+        w.register_agents(&[AgentBinding {
+            id: agent.clone(),
+            entity: entity.clone(),
+            domain: Domain::Pool,
+        }])
+        .unwrap();
+        w
+    });
     (w, entity)
 }
 
 /// Commits batches for `entity` in one transaction (without the rule engine).
-pub fn store_batches(w: &mut Writer, entity: &EntityId, batches: &[Checked<Batch>]) {
+pub fn store_batches(w: &mut Off<Writer>, entity: &EntityId, batches: &[Checked<Batch>]) {
     let items = items(entity, batches);
-    let report = w.commit(&items, UnixMillis::now()).unwrap();
+    let report = w.run(|w| w.commit(&items, UnixMillis::now()).unwrap());
     assert_eq!(report.outcomes.len(), batches.len());
+}
+
+impl App {
+    /// Runs `f` on a connection to the app's store, off Tokio's context: the tests' own
+    /// reads and edits of the store, on either engine.
+    pub fn sql<T: Send>(&self, f: impl FnOnce(&Conn) -> T + Send) -> T {
+        test_store::with_conn(&self.store, f)
+    }
 }
 
 pub fn items<'a>(entity: &'a EntityId, batches: &'a [Checked<Batch>]) -> Vec<Item<'a>> {
@@ -435,19 +444,9 @@ pub fn items<'a>(entity: &'a EntityId, batches: &'a [Checked<Batch>]) -> Vec<Ite
         .collect()
 }
 
-/// `registry::store::write` (which takes a store connection) on the SQLite file `conn` has open.
 fn write(
-    conn: &rusqlite::Connection,
+    conn: &Conn,
     records: &Records,
 ) -> Result<usize, spotcheck_collector::registry::store::RegistryStoreError> {
-    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
-    let path = conn.path().expect("a database file");
-    let db = connect(&DbUrl::Sqlite(path.into()), Mode::Write)?;
-    spotcheck_collector::registry::store::write(&db, records)
-}
-
-/// A store connection to the SQLite file `db` (for the modules that take one).
-fn store_conn(db: &std::path::Path) -> spotcheck_collector::store::db::Conn {
-    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
-    connect(&DbUrl::Sqlite(db.to_owned()), Mode::Write).unwrap()
+    spotcheck_collector::registry::store::write(conn, records)
 }

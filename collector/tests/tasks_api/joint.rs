@@ -49,7 +49,7 @@ fn department_of(inspector: &str) -> &'static str {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joint_plans_second_department_gets_its_own_inspectors_and_may_reassign_them() {
     let app = App::start().await;
     let tasks = joint_plan_drawn(&app).await;
@@ -102,7 +102,7 @@ async fn a_joint_plans_second_department_gets_its_own_inspectors_and_may_reassig
     assert!(msg.contains("belongs to health, the task to fire"), "{msg}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referral_does_not_change_the_joint_quota() {
     let app = App::start().await;
     joint_plan_drawn(&app).await;
@@ -127,7 +127,7 @@ async fn a_referral_does_not_change_the_joint_quota() {
     assert_eq!(quota(&after, "fire"), quota(&before, "fire"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referral_names_an_entity_and_item_of_the_registry() {
     let app = App::start().await;
     let refused = |entity: &str, department: &str, item: &str| {

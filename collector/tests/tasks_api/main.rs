@@ -15,3 +15,5 @@ mod people;
 mod registry_import;
 mod roles;
 mod rule_packs;
+#[path = "../common/test_store.rs"]
+mod test_store;

@@ -62,7 +62,7 @@ fn every_route_is_documented_and_nothing_else() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_reaches_a_handler() {
     let app = App::start().await;
     assert_eq!(app.get("/api/v1/openapi.json", None).await.status, 200);

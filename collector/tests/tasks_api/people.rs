@@ -3,10 +3,9 @@
 //! login with its rate limit, and CSRF on cookie writes.
 
 use serde_json::{json, Value};
-use spotcheck_collector::config::Synchronous;
 use spotcheck_collector::registry::import::Records;
 use spotcheck_collector::registry::store as registry_store;
-use spotcheck_collector::store;
+use spotcheck_collector::store::db::{args, Sql};
 
 use crate::helpers::{App, ADMIN};
 
@@ -53,7 +52,7 @@ async fn checked_task(app: &App) -> (i64, i64, String, String) {
     (task, c["id"].as_i64().unwrap(), a.clone(), b.clone())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_cannot_accept_for_an_inspector_and_an_override_is_the_admins_own() {
     let app = App::start().await;
     let (task, check, a, _) = checked_task(&app).await;
@@ -84,7 +83,7 @@ async fn the_admin_cannot_accept_for_an_inspector_and_an_override_is_the_admins_
     assert_eq!(o["body"]["inspector"], Value::Null, "{o}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_sees_and_acts_on_their_department_only() {
     let app = App::start().await;
     let task = app.referral(&app.registry.pools[0]).await;
@@ -179,7 +178,7 @@ async fn a_supervisor_sees_and_acts_on_their_department_only() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_issues_a_token_for_someone_else_and_a_temporary_password_only_changes_itself() {
     let app = App::start().await;
     let body = json!({"name": "sup", "role": "supervisor", "department": "health",
@@ -235,7 +234,7 @@ async fn nobody_issues_a_token_for_someone_else_and_a_temporary_password_only_ch
     r.error(403, "forbidden");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auditor_reads_everything_and_every_write_is_refused() {
     let app = App::start().await;
     let task = app.referral(&app.registry.pools[0]).await;
@@ -293,7 +292,7 @@ async fn the_auditor_reads_everything_and_every_write_is_refused() {
     assert_eq!(own.status, 200, "{}", own.body);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_and_expired_tokens_are_refused() {
     let app = App::start().await;
     let t = app
@@ -320,9 +319,13 @@ async fn revoked_and_expired_tokens_are_refused() {
         t["info"]["id"].as_i64().unwrap(),
     );
     assert_eq!(app.get("/api/v1/tasks", Some(token)).await.status, 200);
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    conn.execute("UPDATE api_tokens SET expires_ms = 1 WHERE id = ?1", [id])
-        .unwrap();
+    app.sql(|conn| {
+        conn.execute(
+            "UPDATE api_tokens SET expires_ms = 1 WHERE id = $1",
+            args![id],
+        )
+        .unwrap()
+    });
     app.get("/api/v1/tasks", Some(token))
         .await
         .error(401, "unauthorized");
@@ -341,19 +344,15 @@ async fn revoked_and_expired_tokens_are_refused() {
 }
 
 fn set_active(app: &App, inspector: &str, active: bool) {
-    let conn = store::open_for_writing(&app.db, Synchronous::Normal).unwrap();
-    let mut all = registry_store::inspectors(&conn).unwrap();
-    all.retain(|i| i.id.as_str() == inspector);
-    all[0].active = active;
-    let db = spotcheck_collector::store::db::connect(
-        &spotcheck_collector::store::db::DbUrl::Sqlite(app.db.clone()),
-        spotcheck_collector::store::db::Mode::Write,
-    )
-    .unwrap();
-    registry_store::write(&db, &Records::Inspectors(all)).unwrap();
+    app.sql(|db| {
+        let mut all = registry_store::inspectors(db).unwrap();
+        all.retain(|i| i.id.as_str() == inspector);
+        all[0].active = active;
+        registry_store::write(db, &Records::Inspectors(all)).unwrap();
+    });
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivated_inspectors_token_stays_dead_after_reactivation() {
     let app = App::start().await;
     let inspector = app.registry.health[0].clone();
@@ -375,7 +374,7 @@ async fn a_deactivated_inspectors_token_stays_dead_after_reactivation() {
     assert_eq!(app.get("/api/v1/tasks", Some(&fresh)).await.status, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_changes_and_token_issuance_are_audited_with_the_acting_user() {
     let app = App::start().await;
     let admin = admin_actor(&app).await;
@@ -447,7 +446,7 @@ async fn login(app: &App, user: &str, password: &str) -> (crate::helpers::Respon
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_rate_limited_with_429() {
     let app = App::start().await;
     app.admin(
@@ -468,7 +467,7 @@ async fn logins_are_rate_limited_with_429() {
     assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_write_needs_the_csrf_token_and_logout_ends_the_session() {
     let app = App::start().await;
     app.admin(
@@ -499,10 +498,10 @@ async fn a_cookie_write_needs_the_csrf_token_and_logout_ends_the_session() {
         .next()
         .unwrap()
         .to_owned();
-    let session: i64 = rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-        .unwrap();
+    let session: i64 = app.sql(|c| {
+        c.query_row("SELECT count(*) FROM sessions", args![], |r| r.get(0))
+            .unwrap()
+    });
     assert_eq!(session, 1);
 
     let task = app.referral(&app.registry.pools[0]).await;
@@ -554,14 +553,14 @@ async fn a_cookie_write_needs_the_csrf_token_and_logout_ends_the_session() {
         .send_with("GET", "/api/v1/session", &[("Cookie", &cookie)], "")
         .await;
     gone.error(401, "unauthorized");
-    let left: i64 = rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-        .unwrap();
+    let left: i64 = app.sql(|c| {
+        c.query_row("SELECT count(*) FROM sessions", args![], |r| r.get(0))
+            .unwrap()
+    });
     assert_eq!(left, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_is_refused() {
     let app = App::start().await;
     app.admin(
@@ -582,10 +581,10 @@ async fn an_expired_session_is_refused() {
         .send_with("GET", "/api/v1/session", &[("Cookie", &cookie)], "")
         .await;
     assert_eq!(me.status, 200, "{}", me.body);
-    rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .execute("UPDATE sessions SET expires_ms = 1", [])
-        .unwrap();
+    app.sql(|c| {
+        c.execute("UPDATE sessions SET expires_ms = 1", args![])
+            .unwrap()
+    });
     let (gone, _) = app
         .send_with("GET", "/api/v1/session", &[("Cookie", &cookie)], "")
         .await;
@@ -595,7 +594,7 @@ async fn an_expired_session_is_refused() {
 /// Agent credentials through the admin API: issued once (a second issue is a conflict),
 /// rotated to the next generation with a new key, listed without secrets, refused for an
 /// agent without one, and every change audited under the acting admin.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_credentials_are_issued_once_rotated_listed_without_secrets_and_audited() {
     let app = App::start().await;
     let first = app

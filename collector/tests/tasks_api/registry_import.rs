@@ -9,7 +9,7 @@ const CSV: [(&str, &str); 2] = [
     ("Content-Type", "text/csv"),
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_import_is_checked_row_by_row_and_a_dry_run_writes_nothing() {
     let app = App::start().await;
     assert_eq!(CSV[0].1, format!("Bearer {ADMIN}"));
@@ -90,7 +90,7 @@ csv-d,丁事项,health,某法,key,both
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_of_inspectors_checks_their_conflicts_against_the_stored_library() {
     let app = App::start().await;
     let pool = &app.registry.pools[0];

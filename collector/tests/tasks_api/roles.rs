@@ -2,6 +2,7 @@
 //! do not exist for them).
 
 use serde_json::Value;
+use spotcheck_collector::store::db::{args, Sql};
 
 use crate::helpers::{App, ADMIN};
 
@@ -120,24 +121,25 @@ pub async fn roles(app: &App) {
     .error(404, "not_found");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspectors_see_only_their_tasks_and_cannot_use_admin_endpoints() {
     let app = App::start().await;
     roles(&app).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivated_inspectors_token_stops_working() {
     let app = App::start().await;
     let inspector = app.registry.health[0].clone();
     let token = app.token_of(&inspector).await;
     assert_eq!(app.get("/api/v1/tasks", Some(&token)).await.status, 200);
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    conn.execute(
-        "UPDATE registry_inspectors SET active = 0 WHERE id = ?1",
-        [&inspector],
-    )
-    .unwrap();
+    app.sql(|conn| {
+        conn.execute(
+            "UPDATE registry_inspectors SET active = 0 WHERE id = $1",
+            args![inspector],
+        )
+        .unwrap()
+    });
     let m = app
         .get("/api/v1/tasks", Some(&token))
         .await

@@ -77,13 +77,13 @@ pub async fn rule_packs_are_replaced_only_by_valid_ones(app: &App) -> String {
     new_hash.as_str().to_owned()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_rule_pack_is_refused_with_its_line_and_a_valid_one_activates() {
     let app = App::start().await;
     rule_packs_are_replaced_only_by_valid_ones(&app).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_put_under_another_domains_url_is_refused_and_changes_nothing() {
     let app = App::start().await;
     let before = hashes(&app).await;

@@ -216,11 +216,10 @@ fn the_admin_imports_the_registry_and_sees_the_audit_chain_verified_and_broken()
     );
 
     // An entry edited in the database: the page says the chain is broken and where.
-    let db = rusqlite::Connection::open(c.data.join("spotcheck.db")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let db = store::open_for_writing(&c.data);
     db.execute(
         "UPDATE audit_log SET subject = subject || 'x' WHERE seq = 1",
-        [],
+        args![],
     )
     .unwrap();
     b.navigate(&format!(

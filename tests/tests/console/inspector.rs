@@ -53,13 +53,13 @@ pub fn checks_and_decides(d: &Demo, entity: &str, other_task: i64) -> i64 {
     assert_eq!(s, 200, "{issued}");
     let name = issued["name"].as_str().unwrap().to_owned();
     let temporary = issued["password"].as_str().unwrap().to_owned();
-    let mut expected: Vec<i64> = open_db(&dir.path().join("data"))
-        .prepare("SELECT task FROM task_inspectors WHERE inspector = ?1")
-        .unwrap()
-        .query_map([&me], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let mut expected: Vec<i64> = store::open_sqlite(&dir.path().join("data"))
+        .query(
+            "SELECT task FROM task_inspectors WHERE inspector = $1",
+            args![me.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
     expected.sort();
     assert!(expected.contains(&rid));
     let mut i = Browser::launch(browser, &dir.path().join("profile-inspector"));

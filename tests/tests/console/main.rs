@@ -60,6 +60,9 @@ impl Demo {
 
 #[test]
 fn a_supervisor_an_inspector_and_a_visitor_do_their_work_in_the_console() {
+    if store::sqlite_only("the demo keeps its store in SQLite, the same on both legs") {
+        return;
+    }
     let Some(browser) = chromium_or_skip() else {
         return;
     };

@@ -10,7 +10,7 @@ use crate::helpers::{three_hours_ago, App, MINUTE};
 
 use super::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robots_and_webhooks_get_their_documented_formats_with_valid_signatures() {
     let app = App::start().await;
     let rx = Receiver::start();
@@ -38,14 +38,18 @@ async fn robots_and_webhooks_get_their_documented_formats_with_valid_signatures(
     )
     .await;
     let _open = breach(&app, 0, "pool-agent-notify-1");
-    let task: i64 = rusqlite::Connection::open(&app.db)
+    let task: i64 = app.sql(|c| {
+        c.query_row(
+            "SELECT id FROM tasks WHERE kind = 'anomaly'",
+            args![],
+            |r| r.get(0),
+        )
         .unwrap()
-        .query_row("SELECT id FROM tasks WHERE kind = 'anomaly'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    });
     let before = UnixMillis::now().0;
-    let report = worker(&app, settings()).step(UnixMillis::now()).unwrap();
+    let report = worker(&app, settings())
+        .run(|w| w.step(UnixMillis::now()))
+        .unwrap();
     assert_eq!((report.flushed, report.sent), (3, 3), "{report:?}");
     let got = rx.requests();
     assert_eq!(got.len(), 3);
@@ -128,7 +132,7 @@ async fn robots_and_webhooks_get_their_documented_formats_with_valid_signatures(
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_that_cannot_work_are_refused_when_saved_with_every_reason() {
     let app = App::start().await;
     let r = app
@@ -188,7 +192,7 @@ async fn rules_that_cannot_work_are_refused_when_saved_with_every_reason() {
         .contains("测试消息"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_sensor_sends_one_grouped_message() {
     let app = App::start().await;
     let rx = Receiver::start();
@@ -204,7 +208,7 @@ async fn a_flapping_sensor_sends_one_grouped_message() {
     let (mut w, mut t, entity, agent) = breach(&app, 1, "pool-agent-flap");
     let mut worker = worker(&app, settings());
     let t0 = UnixMillis::now().0;
-    worker.step(UnixMillis(t0)).unwrap();
+    worker.run(|w| w.step(UnixMillis(t0))).unwrap();
     // The chlorine dosing pump hunts around its set-point: out, back in band, out again …
     let mut seq = 2;
     let mut start = three_hours_ago() + 10 * MINUTE;
@@ -237,18 +241,19 @@ async fn a_flapping_sensor_sends_one_grouped_message() {
         start += 10 * MINUTE;
         // Half the flapping comes before the group's first message, half after.
         if cycle == 2 {
-            let r = worker.step(UnixMillis(t0 + 31_000)).unwrap();
+            let r = worker.run(|w| w.step(UnixMillis(t0 + 31_000))).unwrap();
             assert_eq!(r.sent, 1, "{r:?}");
         }
     }
     // Until the next scan (which would escalate the unacknowledged task: another story).
     for later in [10, 20, 59] {
-        worker.step(UnixMillis(t0 + later * MINUTE)).unwrap();
+        worker
+            .run(|w| w.step(UnixMillis(t0 + later * MINUTE)))
+            .unwrap();
     }
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    let events: i64 = conn
-        .query_row("SELECT COUNT(*) FROM notify_outbox", [], |r| r.get(0))
-        .unwrap();
+    let count =
+        |sql: &str| -> i64 { app.sql(|c| c.query_row(sql, args![], |r| r.get(0)).unwrap()) };
+    let events = count("SELECT COUNT(*) FROM notify_outbox");
     assert!(events >= 12, "the stream flapped: {events} events");
     let got = rx.requests();
     assert_eq!(got.len(), 1, "one message for the flapping sensor: {got:?}");
@@ -260,17 +265,11 @@ async fn a_flapping_sensor_sends_one_grouped_message() {
         content.contains("异常任务已创建") && content.contains("异常已恢复"),
         "{content}"
     );
-    let tasks: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM tasks WHERE kind = 'anomaly'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let tasks = count("SELECT COUNT(*) FROM tasks WHERE kind = 'anomaly'");
     assert_eq!(tasks, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_channel_is_retried_with_backoff_and_logged_while_commits_go_on() {
     let app = App::start().await;
     let dead = TcpListener::bind("127.0.0.1:0")
@@ -294,7 +293,7 @@ async fn a_dead_channel_is_retried_with_backoff_and_logged_while_commits_go_on()
     let mut start = three_hours_ago() + 10 * MINUTE;
     let mut times = Vec::new();
     for (i, at) in [0, 1_000, 3_000, 7_000, 60_000].into_iter().enumerate() {
-        let r = worker.step(UnixMillis(t0 + at)).unwrap();
+        let r = worker.run(|w| w.step(UnixMillis(t0 + at))).unwrap();
         if i < 4 {
             assert_eq!(r.failed_attempts, 1, "attempt {} at +{at} ms: {r:?}", i + 1);
             times.push(at);
@@ -310,10 +309,10 @@ async fn a_dead_channel_is_retried_with_backoff_and_logged_while_commits_go_on()
         );
         start += 10 * MINUTE;
     }
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    let batches: i64 = conn
-        .query_row("SELECT COUNT(*) FROM batches", [], |r| r.get(0))
-        .unwrap();
+    let batches: i64 = app.sql(|c| {
+        c.query_row("SELECT COUNT(*) FROM batches", args![], |r| r.get(0))
+            .unwrap()
+    });
     assert_eq!(
         batches, 6,
         "every batch committed while the channel was dead"
@@ -337,7 +336,7 @@ async fn a_dead_channel_is_retried_with_backoff_and_logged_while_commits_go_on()
     assert_eq!(failed[0]["attempts"], 4);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_persisted_before_a_crash_is_sent_once_after_the_restart() {
     let app = App::start().await;
     let rx = Receiver::start();
@@ -354,20 +353,22 @@ async fn a_message_persisted_before_a_crash_is_sent_once_after_the_restart() {
 
     {
         let mut before = worker(&app, settings());
-        assert_eq!(before.route(now).unwrap(), 1);
-        assert_eq!(before.flush(now).unwrap(), 1);
+        assert_eq!(before.run(|w| w.route(now)).unwrap(), 1);
+        assert_eq!(before.run(|w| w.flush(now)).unwrap(), 1);
         // The process dies here: persisted, not sent.
     }
     assert!(rx.requests().is_empty());
     let mut after = worker(&app, settings());
     for i in 0..3 {
-        after.step(UnixMillis(now.0 + i * 1000)).unwrap();
+        after.run(|w| w.step(UnixMillis(now.0 + i * 1000))).unwrap();
     }
     let got = rx.requests();
     assert_eq!(got.len(), 1, "{got:?}");
-    let messages: i64 = rusqlite::Connection::open(&app.db)
+    let messages: i64 = app.sql(|c| {
+        c.query_row("SELECT COUNT(*) FROM notify_messages", args![], |r| {
+            r.get(0)
+        })
         .unwrap()
-        .query_row("SELECT COUNT(*) FROM notify_messages", [], |r| r.get(0))
-        .unwrap();
+    });
     assert_eq!(messages, 1, "the restart neither lost nor repeated it");
 }

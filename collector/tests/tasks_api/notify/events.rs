@@ -8,7 +8,7 @@ use crate::helpers::{three_hours_ago, App, MINUTE};
 
 use super::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_figures_equal_counts_taken_straight_from_the_store() {
     let app = App::start().await;
     let (mut w, mut t, entity, agent) = breach(&app, 5, "pool-agent-report");
@@ -54,8 +54,7 @@ async fn report_figures_equal_counts_taken_straight_from_the_store() {
     let d = &report["departments"][0];
     assert_eq!(d["department"], "health", "{report}");
 
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    let one = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let one = |sql: &str| -> i64 { app.sql(|c| c.query_row(sql, args![], |r| r.get(0)).unwrap()) };
     assert_eq!(
         d["anomalies_opened"],
         one("SELECT COUNT(*) FROM tasks WHERE kind = 'anomaly' AND department = 'health'")
@@ -69,14 +68,15 @@ async fn report_figures_equal_counts_taken_straight_from_the_store() {
         d["published"],
         one("SELECT COUNT(*) FROM tasks WHERE published_ms IS NOT NULL AND department = 'health'")
     );
-    let (opened, acked, resolved): (i64, i64, i64) = conn
-        .query_row(
+    let (opened, acked, resolved): (i64, i64, i64) = app.sql(|conn| {
+        conn.query_row(
             "SELECT t.opened_ms, (SELECT MIN(ts_ms) FROM task_notes n WHERE n.task = t.id AND n.kind = 'acknowledged'), t.resolved_ms
-             FROM tasks t WHERE t.id = ?1",
-            [id],
+             FROM tasks t WHERE t.id = $1",
+            args![id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .unwrap();
+        .unwrap()
+    });
     assert_eq!(d["time_to_acknowledge"]["n"], 1);
     assert_eq!(
         d["time_to_acknowledge"]["median_min"],
@@ -120,7 +120,7 @@ async fn report_figures_equal_counts_taken_straight_from_the_store() {
     assert_eq!(health[col("live_feed")].parse::<i64>().unwrap(), live);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
     let app = App::start().await;
     let rx = Receiver::start();
@@ -143,14 +143,10 @@ async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
     app.admin("POST", &format!("/api/v1/tasks/{resolved}/resolve"), &body)
         .await;
     let kinds = || -> Vec<(String, Option<i64>)> {
-        let conn = rusqlite::Connection::open(&app.db).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT kind, task FROM notify_outbox WHERE kind NOT LIKE 'anomaly_opened' AND subject <> 'report:marker' ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        app.sql(|c| {
+            c.query("SELECT kind, task FROM notify_outbox WHERE kind NOT LIKE 'anomaly_opened' AND subject <> 'report:marker' ORDER BY id", args![], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        })
     };
     let mut s = settings();
     s.scan_s = 1;
@@ -158,7 +154,7 @@ async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
     let mut w = worker(&app, s);
     let now = UnixMillis::now().0;
     let day = 86_400_000;
-    let scanned = |w: &mut Worker, at: i64| w.step(UnixMillis(at)).unwrap().scanned;
+    let scanned = |w: &mut Off<Worker>, at: i64| w.run(|w| w.step(UnixMillis(at))).unwrap().scanned;
     // The scheduled report: one event per department, once a day.
     let first = scanned(&mut w, now);
     assert!(first >= 2, "reports for health and culture: {:?}", kinds());
@@ -209,29 +205,25 @@ async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draws_commit_and_reveal_are_events_of_its_department_in_the_same_transaction() {
     use spotcheck_collector::plan::store::{commit_batch, reveal_batch, save};
     let app = App::start().await;
-    use spotcheck_collector::store::db::{connect, DbUrl, Mode};
-    let conn = spotcheck_collector::store::open_for_writing(
-        &app.db,
-        spotcheck_collector::config::Synchronous::Normal,
-    )
-    .unwrap();
-    let db = connect(&DbUrl::Sqlite(app.db.clone()), Mode::Write).unwrap();
-    for p in spotcheck_demo::generate::plans(2026) {
-        save(&db, &p).unwrap();
-    }
-    commit_batch(&db, "2026-health-pool", "b1", 1).unwrap();
-    let record = reveal_batch(&db, "2026-health-pool", "b1", 2).unwrap();
-    let rows: Vec<(String, Option<String>, String)> = conn
-        .prepare("SELECT kind, department, facts FROM notify_outbox ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let (record, rows) = app.sql(|db| {
+        for p in spotcheck_demo::generate::plans(2026) {
+            save(db, &p).unwrap();
+        }
+        commit_batch(db, "2026-health-pool", "b1", 1).unwrap();
+        let record = reveal_batch(db, "2026-health-pool", "b1", 2).unwrap();
+        let rows: Vec<(String, Option<String>, String)> = db
+            .query(
+                "SELECT kind, department, facts FROM notify_outbox ORDER BY id",
+                args![],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        (record, rows)
+    });
     // The plan is joint with fire: the partner draws its own inspectors at the reveal, and
     // that draw is an event of the fire department.
     let kinds: Vec<(&str, Option<&str>)> = rows
@@ -253,9 +245,13 @@ async fn a_draws_commit_and_reveal_are_events_of_its_department_in_the_same_tran
     let partner: Value = serde_json::from_str(&rows[2].2).unwrap();
     assert_eq!(partner["draw"], "2026-health-pool-b1-fire");
     // A reveal that fails (already revealed) leaves no event behind.
-    assert!(reveal_batch(&db, "2026-health-pool", "b1", 3).is_err());
-    let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM notify_outbox", [], |r| r.get(0))
-        .unwrap();
+    let (again, n): (bool, i64) = app.sql(|db| {
+        (
+            reveal_batch(db, "2026-health-pool", "b1", 3).is_err(),
+            db.query_row("SELECT COUNT(*) FROM notify_outbox", args![], |r| r.get(0))
+                .unwrap(),
+        )
+    });
+    assert!(again);
     assert_eq!(n, 3);
 }

@@ -24,6 +24,8 @@ use spotcheck_collector::tasks::anomaly::Tracker;
 use spotcheck_protocol::{AgentId, Batch, Checked, EntityId, Metric, UnixMillis};
 
 use crate::helpers::{items, pool_batches, three_hours_ago, writer_for, App};
+pub(crate) use crate::test_store::Off;
+pub(crate) use spotcheck_collector::store::db::{args, Sql};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -112,37 +114,45 @@ pub(crate) fn settings() -> NotifyConfig {
     }
 }
 
-pub(crate) fn worker(app: &App, s: NotifyConfig) -> Worker {
-    Worker::open(
-        &app.db,
-        s,
-        ScanSettings {
-            publish_within_days: 20,
-        },
-    )
-    .unwrap()
+/// A notification worker over the app's store, off Tokio's context (`test_store::Off`).
+pub(crate) fn worker(app: &App, s: NotifyConfig) -> Off<Worker> {
+    Off::new(|| {
+        Worker::connect(
+            &app.store,
+            s,
+            ScanSettings {
+                publish_within_days: 20,
+            },
+        )
+        .unwrap()
+    })
 }
 
 pub(crate) fn commit(
-    w: &mut Writer,
+    w: &mut Off<Writer>,
     tracker: &mut Tracker,
     entity: &EntityId,
     batches: &[Checked<Batch>],
 ) {
-    w.commit_observed(&items(entity, batches), UnixMillis::now(), tracker)
-        .unwrap();
+    let items = items(entity, batches);
+    w.run(|w| {
+        w.commit_observed(&items, UnixMillis::now(), tracker)
+            .unwrap()
+    });
 }
 
-pub(crate) fn tracker(w: &Writer) -> Tracker {
+pub(crate) fn tracker(w: &mut Off<Writer>) -> Tracker {
     let book = Rulebook::load(None).unwrap();
-    Tracker::load(
-        w.connection(),
-        (*book.rules()).clone(),
-        (*book.calendar()).clone(),
-        &[],
-        UnixMillis::now(),
-    )
-    .unwrap()
+    w.run(|w| {
+        Tracker::load(
+            w.conn(),
+            (*book.rules()).clone(),
+            (*book.calendar()).clone(),
+            &[],
+            UnixMillis::now(),
+        )
+        .unwrap()
+    })
 }
 
 pub(crate) fn chlorine(
@@ -158,10 +168,14 @@ pub(crate) fn chlorine(
 }
 
 /// Opens an anomaly task on a pool (low free chlorine) through the rule engine.
-pub(crate) fn breach(app: &App, pool: usize, agent: &str) -> (Writer, Tracker, EntityId, AgentId) {
+pub(crate) fn breach(
+    app: &App,
+    pool: usize,
+    agent: &str,
+) -> (Off<Writer>, Tracker, EntityId, AgentId) {
     let agent = AgentId::new(agent).unwrap();
     let (mut w, entity) = writer_for(app, &agent, &app.registry.pools[pool]);
-    let mut t = tracker(&w);
+    let mut t = tracker(&mut w);
     commit(
         &mut w,
         &mut t,

@@ -122,7 +122,7 @@ impl Smtp {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_mail_reaches_a_real_smtp_server_over_starttls_with_auth() {
     let Some(smtp) = Smtp::start() else { return };
     let app = App::start().await;
@@ -154,10 +154,20 @@ async fn e_mail_reaches_a_real_smtp_server_over_starttls_with_auth() {
         .await;
     assert_eq!(t["ok"], true, "{t}");
     let _open = breach(&app, 4, "pool-agent-mail");
-    let r = worker(&app, settings())
-        .with_rulebook(Rulebook::load(None).unwrap())
-        .step(UnixMillis::now())
-        .unwrap();
+    let book = Rulebook::load(None).unwrap();
+    let r = crate::test_store::Off::new(|| {
+        spotcheck_collector::notify::Worker::connect(
+            &app.store,
+            settings(),
+            spotcheck_collector::notify::scan::ScanSettings {
+                publish_within_days: 20,
+            },
+        )
+        .unwrap()
+        .with_rulebook(book)
+    })
+    .run(|w| w.step(UnixMillis::now()))
+    .unwrap();
     assert_eq!(r.sent, 1, "{r:?}");
     let mails = smtp.mails();
     assert_eq!(mails.len(), 2, "{mails:?}");
