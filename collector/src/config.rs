@@ -242,6 +242,10 @@ pub struct StoreConfig {
     pub retention_days: u32,
     /// SQLite's `synchronous` setting.
     pub synchronous: Synchronous,
+    /// PostgreSQL: how often a standby tries to take over the leadership of the work done
+    /// once, and a leader checks that it still holds it (store/leader.rs); a killed leader is
+    /// replaced within this time.
+    pub leader_retry_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -250,7 +254,15 @@ impl Default for StoreConfig {
             url: None,
             retention_days: 400,
             synchronous: Synchronous::Full,
+            leader_retry_ms: 1000,
         }
+    }
+}
+
+impl StoreConfig {
+    /// `leader_retry_ms` as a duration.
+    pub fn leader_retry(&self) -> Duration {
+        Duration::from_millis(self.leader_retry_ms)
     }
 }
 
@@ -479,6 +491,12 @@ impl RawConfig {
         }
         if self.publication.within_days == 0 {
             problems.push("publication.within_days must be at least 1".into());
+        }
+        if !(100..=60_000).contains(&self.store.leader_retry_ms) {
+            problems.push(format!(
+                "store.leader_retry_ms = {}: use 100 to 60000 (a killed leader is replaced within this time; 1000 is the default)",
+                self.store.leader_retry_ms
+            ));
         }
         if self.store.retention_days == 0 {
             problems.push("store.retention_days must be at least 1".into());

@@ -1,5 +1,7 @@
-//! Wires the collector together: broker, store, ingest, HTTP. Small on purpose: each part
-//! lives in its own module, this one only connects them and stops them in order.
+//! Wires the collector together: broker, store, ingest, HTTP, and the leader's work (the
+//! time-series sink and the notification worker, run while this collector leads; retention
+//! and the rule ticker ask the leadership themselves on the commit thread). Small on purpose:
+//! each part lives in its own module, this one only connects them and stops them in order.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use tracing::info;
 use crate::api::{self, AppState};
 use crate::broker::{BrokerUrl, EmbeddedBroker, EmbeddedBrokerError};
 use crate::config::{BrokerChoice, Config};
-use crate::health::Health;
+use crate::health::{Health, Part, PartState};
 use crate::ingest::commit::{CommitConfig, RuleStage};
 use crate::ingest::source::mqtt::SourceConfig;
 use crate::ingest::validate::Auth;
@@ -22,6 +24,7 @@ use crate::registry::credentials::{CredentialError, Credentials};
 use crate::registry::{Bindings, Presence};
 use crate::rulebook::Rulebook;
 use crate::store::db::{self, Conn, DbUrl, Mode};
+use crate::store::leader::{Lead, Leadership, Role, Status};
 use crate::store::{StoreError, Writer};
 use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
@@ -84,8 +87,10 @@ pub struct Collector {
     broker_url: BrokerUrl,
     admin_token: Arc<str>,
     stats: Stats,
-    sink: Option<crate::sink::Sink>,
-    notifier: Option<crate::notify::Notifier>,
+    lead: Lead,
+    leader_work: JoinHandle<()>,
+    leader_stop: CancellationToken,
+    leadership: Leadership,
     _embedded: Option<EmbeddedBroker>,
     _reload: ReloadTask,
 }
@@ -146,6 +151,9 @@ impl Collector {
         info!(message = "Store.", url = %url);
         // The synchronous PostgreSQL client may not run on a Tokio worker (store::db).
         let postgres = matches!(url, DbUrl::Postgres(_));
+        // One collector leads the work done once (on SQLite: this one, always).
+        let leadership = Leadership::campaign(&url, Role::Collector, config.store.leader_retry());
+        let lead = leadership.lead();
         let (writer, admin_token, credentials, rulebook, rules) = db::off_the_runtime(
             postgres,
             || -> Result<_, StartError> {
@@ -248,6 +256,7 @@ impl Collector {
                 dead_letter_retention: Duration::from_secs(
                     u64::from(config.ingest.dead_letter_retention_days) * 86_400,
                 ),
+                leader: lead.clone(),
             },
             rules,
             health: health.clone(),
@@ -258,22 +267,36 @@ impl Collector {
             dead_letter_quota_bytes: config.ingest.dead_letter_quota_bytes,
         };
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
-        // Reads what ingest commits, from the store; ingest does not know it exists.
-        let sink = match config.sink.clone() {
-            Some(c) => Some(db::off_the_runtime(postgres, || {
-                crate::sink::Sink::start_url(c, &config.data_dir, &url, stats.sink.clone())
-            })?),
-            None => None,
-        };
-        // Reads the outbox that ingest and the API write; nothing waits for it.
-        let notifier = Some(db::off_the_runtime(postgres, || {
-            crate::notify::worker::start(
-                &url,
-                config.notify.clone(),
-                config.publication.within_days,
+        // Every collector saves the file's notification rules (once, under the write lock).
+        db::off_the_runtime(postgres, || {
+            crate::notify::worker::prepare(&url, &config.notify)
+        })?;
+        let start_work: StartWork = {
+            let (config, url, stats, rulebook, lead) = (
+                config.clone(),
+                url.clone(),
+                stats.clone(),
                 rulebook.clone(),
-            )
-        })?);
+                lead.clone(),
+            );
+            Arc::new(move || LeaderWork::start(&config, &url, &stats, &rulebook, &lead))
+        };
+        // A sole leader (SQLite) starts its work now, and a problem stops the start.
+        let first = match *lead.watch().borrow() {
+            Status::Leading { term: 0 } => {
+                Some((0, db::off_the_runtime(postgres, || start_work())?))
+            }
+            _ => None,
+        };
+        let leader_stop = CancellationToken::new();
+        let leader_work = spawn_leader_work(
+            lead.clone(),
+            start_work,
+            first,
+            (health.clone(), stats.clone()),
+            config.store.leader_retry(),
+            leader_stop.clone(),
+        );
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)
             .await
@@ -314,8 +337,10 @@ impl Collector {
             broker_url,
             admin_token,
             stats,
-            sink,
-            notifier,
+            lead,
+            leader_work,
+            leader_stop,
+            leadership,
             _embedded: embedded,
             _reload: reload,
         })
@@ -341,20 +366,157 @@ impl Collector {
         &self.stats
     }
 
+    /// Whether this collector leads the work done once.
+    pub fn lead(&self) -> &Lead {
+        &self.lead
+    }
+
     /// Drains ingest (everything taken is committed and acknowledged), lets the sink deliver
-    /// what is committed, then stops HTTP.
+    /// what is committed (if this collector leads), steps down, then stops HTTP.
     pub async fn shutdown(self) {
         self.ingest.shutdown(Duration::from_secs(30)).await;
-        if let Some(sink) = self.sink {
-            let _ = tokio::task::spawn_blocking(move || sink.stop()).await;
-        }
-        if let Some(n) = self.notifier {
-            let _ = tokio::task::spawn_blocking(move || n.stop()).await;
-        }
+        self.leader_stop.cancel();
+        let _ = self.leader_work.await;
+        // Closing the lock's connection lets a standby take over at once.
+        let leadership = self.leadership;
+        let _ = tokio::task::spawn_blocking(move || drop(leadership)).await;
         self.http_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
         info!(message = "Collector stopped.");
     }
+}
+
+/// The work done once, run while this collector leads: the time-series sink (if configured)
+/// and the notification worker. Retention and the rule ticker run on the commit thread,
+/// which asks the leadership itself.
+struct LeaderWork {
+    sink: Option<crate::sink::Sink>,
+    notifier: crate::notify::Notifier,
+}
+
+type StartWork = Arc<dyn Fn() -> Result<LeaderWork, StartError> + Send + Sync>;
+
+impl LeaderWork {
+    /// Starts the work (blocking: connects to the store).
+    fn start(
+        config: &Config,
+        url: &DbUrl,
+        stats: &Stats,
+        rulebook: &Rulebook,
+        lead: &Lead,
+    ) -> Result<LeaderWork, StartError> {
+        // Reads what ingest commits, from the store; ingest does not know it exists.
+        let sink = match config.sink.clone() {
+            Some(c) => Some(crate::sink::Sink::start_led(
+                c,
+                &config.data_dir,
+                url,
+                stats.sink.clone(),
+                lead.clone(),
+            )?),
+            None => None,
+        };
+        // Reads the outbox that ingest and the API write; nothing waits for it.
+        let notifier = crate::notify::Notifier::start_led(
+            url,
+            config.notify.clone(),
+            crate::notify::scan::ScanSettings {
+                publish_within_days: config.publication.within_days,
+            },
+            rulebook.clone(),
+            lead.clone(),
+        )?;
+        Ok(LeaderWork { sink, notifier })
+    }
+
+    /// Stops the work (blocking): `drain` lets the sink deliver what is committed first (a
+    /// collector shutting down); without it the sink stops at once (the leadership is lost).
+    fn stop(self, drain: bool) {
+        if let Some(s) = self.sink {
+            if drain {
+                s.stop();
+            } else {
+                s.abandon();
+            }
+        }
+        self.notifier.stop();
+    }
+}
+
+/// Runs the leader's work while `lead` leads: starts it on gaining the leadership (again a
+/// second later if that fails), stops it on losing it, and restarts it for a new term (the
+/// leadership lost and won back between two looks); reports the leadership in `/healthz` and
+/// `spotcheck_leader`. On `stop`, stops the work, letting the sink drain.
+fn spawn_leader_work(
+    lead: Lead,
+    start: StartWork,
+    first: Option<(i64, LeaderWork)>,
+    (health, stats): (Health, Stats),
+    retry: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let off = |w: LeaderWork, drain: bool| tokio::task::spawn_blocking(move || w.stop(drain));
+    tokio::spawn(async move {
+        let mut status = lead.watch();
+        let mut work = first;
+        loop {
+            let now = status.borrow_and_update().clone();
+            let (state, leading) = match &now {
+                Status::Leading { .. } => (PartState::Up, 1),
+                Status::Standby => (
+                    PartState::Standby {
+                        reason: format!(
+                            "another collector leads; this one tries to take over every {} ms",
+                            retry.as_millis()
+                        ),
+                    },
+                    0,
+                ),
+                Status::Unreachable(reason) => (
+                    PartState::Failing {
+                        reason: format!("cannot campaign for the leadership: {reason}"),
+                    },
+                    0,
+                ),
+            };
+            health.report(Part::Leader, state);
+            stats.leader.set(leading);
+            let term = match now {
+                Status::Leading { term } => Some(term),
+                _ => None,
+            };
+            if let Some((t, w)) = work.take() {
+                if Some(t) == term {
+                    work = Some((t, w));
+                } else {
+                    info!(message = "Stopping the leader's work: this collector no longer leads in its term.", term = t);
+                    let _ = off(w, false).await;
+                }
+            }
+            if let (Some(term), None) = (term, &work) {
+                let start = start.clone();
+                match tokio::task::spawn_blocking(move || start()).await {
+                    Ok(Ok(w)) => {
+                        info!(message = "Leader's work started.", term);
+                        work = Some((term, w));
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(message = "Starting the leader's work failed; trying again.", %error);
+                    }
+                    Err(_) => {}
+                }
+            }
+            let again = term.is_some() && work.is_none();
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = status.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep(Duration::from_secs(1)), if again => {}
+            }
+        }
+        if let Some((_, w)) = work {
+            let _ = off(w, true).await;
+        }
+    })
 }
 
 /// An address clients on this machine can dial for a listener bound to `addr`.
