@@ -13,6 +13,7 @@ use serde_json::Value;
 mod agent;
 pub mod api;
 pub mod browser;
+pub mod cluster_leader;
 pub mod postgres;
 pub mod tls;
 pub mod tsdb;

@@ -301,6 +301,10 @@ impl Runner {
             if !self.collect() || self.deposed {
                 break;
             }
+            // A sink that caught up saves its last cursor too, a second later at most.
+            if self.saved.1.elapsed() >= SAVE_EVERY {
+                self.save();
+            }
             if let Err(e) = self.look(&mut backlog) {
                 error!(message = "Sink cannot read the store; retrying.", error = %e);
                 if self.wait(Duration::from_secs(1)) {
