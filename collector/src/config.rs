@@ -650,6 +650,28 @@ mod tests {
     }
 
     #[test]
+    fn the_leader_retry_defaults_to_a_second_and_is_bounded() {
+        let c = parse("").unwrap();
+        assert_eq!(c.store.leader_retry(), std::time::Duration::from_secs(1));
+        for bad in ["10", "600000"] {
+            let err = parse(&format!("[store]\nleader_retry_ms = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("store.leader_retry_ms = {bad}")),
+                "{err}"
+            );
+        }
+        let err = parse("[sink]\nurl = \"http://h:8428\"\nnice = 25\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sink.nice = 25"),
+            "serve refuses it at start: {err}"
+        );
+    }
+
+    #[test]
     fn an_agent_with_a_wildcard_in_its_id_is_refused() {
         let err = parse("[[agents]]\nid = \"a+\"\nentity = \"e\"\ndomain = \"pool\"\n")
             .unwrap_err()
