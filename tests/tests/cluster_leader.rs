@@ -188,7 +188,7 @@ fn one_member_leads_only_it_writes_points_and_a_killed_leader_is_replaced_losing
 }
 
 #[test]
-fn retention_and_the_rule_ticker_run_on_the_leader_only_and_move_with_it() {
+fn retention_and_the_rule_ticker_run_on_the_leader_only_and_move_with_it_on_a_kill_and_a_cut() {
     let dir = tempfile::tempdir().unwrap();
     let Some(pg) = Postgres::start(dir.path()) else {
         return;
@@ -243,6 +243,44 @@ fn retention_and_the_rule_ticker_run_on_the_leader_only_and_move_with_it() {
     });
     assert_eq!(gauge(standby, "spotcheck_rule_ticks_total"), 0.0);
     assert_eq!(gauge(standby, "spotcheck_retention_runs_total"), 0.0);
+
+    // The new leader's lock connection is cut (a network failure), its process lives on: it
+    // steps down, a leader of a new term takes over, and from then on only that one ticks.
+    let url_parsed: DbUrl = url.parse().unwrap();
+    let admin = db::connect(&url_parsed, Mode::Write).unwrap();
+    let cut: i64 = admin
+        .query_row(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND objsubid = 1
+               AND ((classid::bigint << 32) | objid::bigint) = $1",
+            args![Role::Collector.lock_key()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cut, 1);
+    wait_for("a leader in the third term", WAIT, || {
+        let term: i64 = admin
+            .query_row(
+                "SELECT term FROM leader_terms WHERE role = 'collector'",
+                args![],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let leading = [leads(&b), leads(&c)];
+        (term == 3 && leading.iter().filter(|l| **l).count() == 1).then_some(leading)
+    });
+    let (leader, standby) = if leads(&b) { (&b, &c) } else { (&c, &b) };
+    let standing = gauge(standby, "spotcheck_rule_ticks_total");
+    let ticks = gauge(leader, "spotcheck_rule_ticks_total");
+    wait_for("two more ticks on the third term's leader", WAIT, || {
+        (gauge(leader, "spotcheck_rule_ticks_total") >= ticks + 2.0).then_some(())
+    });
+    assert_eq!(
+        gauge(standby, "spotcheck_rule_ticks_total"),
+        standing,
+        "a collector that lost its lock went on ticking"
+    );
+    assert_eq!(leader_part(standby)["state"], "standby");
     for m in [&mut b, &mut c] {
         m.proc.signal_and_wait("TERM");
     }
