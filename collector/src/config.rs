@@ -242,6 +242,10 @@ pub struct StoreConfig {
     pub retention_days: u32,
     /// SQLite's `synchronous` setting.
     pub synchronous: Synchronous,
+    /// PostgreSQL: how often a standby tries to take over the leadership of the work done
+    /// once, and a leader checks that it still holds it (store/leader.rs); a killed leader is
+    /// replaced within this time.
+    pub leader_retry_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -250,7 +254,15 @@ impl Default for StoreConfig {
             url: None,
             retention_days: 400,
             synchronous: Synchronous::Full,
+            leader_retry_ms: 1000,
         }
+    }
+}
+
+impl StoreConfig {
+    /// `leader_retry_ms` as a duration.
+    pub fn leader_retry(&self) -> Duration {
+        Duration::from_millis(self.leader_retry_ms)
     }
 }
 
@@ -480,6 +492,12 @@ impl RawConfig {
         if self.publication.within_days == 0 {
             problems.push("publication.within_days must be at least 1".into());
         }
+        if !(100..=60_000).contains(&self.store.leader_retry_ms) {
+            problems.push(format!(
+                "store.leader_retry_ms = {}: use 100 to 60000 (a killed leader is replaced within this time; 1000 is the default)",
+                self.store.leader_retry_ms
+            ));
+        }
         if self.store.retention_days == 0 {
             problems.push("store.retention_days must be at least 1".into());
         }
@@ -629,6 +647,28 @@ mod tests {
         for needle in ["http.listen", "mqtt.broker", "retention_days"] {
             assert!(err.contains(needle), "{needle} missing in {err}");
         }
+    }
+
+    #[test]
+    fn the_leader_retry_defaults_to_a_second_and_is_bounded() {
+        let c = parse("").unwrap();
+        assert_eq!(c.store.leader_retry(), std::time::Duration::from_secs(1));
+        for bad in ["10", "600000"] {
+            let err = parse(&format!("[store]\nleader_retry_ms = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("store.leader_retry_ms = {bad}")),
+                "{err}"
+            );
+        }
+        let err = parse("[sink]\nurl = \"http://h:8428\"\nnice = 25\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sink.nice = 25"),
+            "serve refuses it at start: {err}"
+        );
     }
 
     #[test]

@@ -21,14 +21,18 @@ pub enum Part {
     Store,
     /// The rule engine's clock (inactivity and sliding windows), on the commit thread.
     RuleTicker,
+    /// This collector's part in the leadership of the work done once (the sink, retention,
+    /// the rule ticker, notifications): up while it leads, standby while another does.
+    Leader,
 }
 
 impl Part {
-    const ALL: [Part; 4] = [
+    const ALL: [Part; 5] = [
         Part::BrokerLink,
         Part::CommitThread,
         Part::Store,
         Part::RuleTicker,
+        Part::Leader,
     ];
 
     fn index(self) -> usize {
@@ -47,6 +51,11 @@ pub enum PartState {
     },
     /// Running and doing its work.
     Up,
+    /// Ready, while another collector does this work (a leader's work on a standby).
+    Standby {
+        /// Who does it, and when this one takes over.
+        reason: String,
+    },
     /// Running, but its work fails.
     Failing {
         /// The last error.
@@ -70,7 +79,7 @@ impl PartState {
 /// The state of every part. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Health {
-    parts: Arc<[Mutex<PartState>; 4]>,
+    parts: Arc<[Mutex<PartState>; 5]>,
 }
 
 impl Default for Health {
@@ -81,7 +90,7 @@ impl Default for Health {
             })
         };
         Health {
-            parts: Arc::new([off(), off(), off(), off()]),
+            parts: Arc::new([off(), off(), off(), off(), off()]),
         }
     }
 }
@@ -158,6 +167,16 @@ impl Alive {
         );
     }
 
+    /// The part is running, but another collector does its work (it leads).
+    pub fn standby(&self, reason: impl Into<String>) {
+        self.health.set(
+            self.part,
+            PartState::Standby {
+                reason: reason.into(),
+            },
+        );
+    }
+
     /// The part's work succeeds again.
     pub fn ok(&self) {
         self.health.set(self.part, PartState::Up);
@@ -212,5 +231,19 @@ mod tests {
         assert!(!health.is_healthy());
         alive.ok();
         assert!(health.is_healthy());
+    }
+
+    #[test]
+    fn a_standby_is_healthy() {
+        let health = Health::default();
+        health.report(
+            Part::Leader,
+            PartState::Standby {
+                reason: "another collector leads".into(),
+            },
+        );
+        assert!(health.is_healthy());
+        let leader = &health.parts()[Part::Leader.index()];
+        assert_eq!(serde_json::to_value(&leader.1).unwrap()["state"], "standby");
     }
 }

@@ -64,6 +64,12 @@ pub struct Stats {
     pub calendar_days_left: Gauge,
     /// The time-series sink's numbers (all zero when no sink is configured).
     pub sink: SinkStats,
+    /// 1 while this collector leads the work done once (always on SQLite), 0 on a standby.
+    pub leader: Gauge,
+    /// Retention runs this collector made (as the leader).
+    pub retention_runs: Counter,
+    /// Rule ticks (time-driven rules) this collector evaluated (as the leader).
+    pub rule_ticks: Counter,
 }
 
 /// The time-series sink's counters and gauges (`spotcheck_sink_*`).
@@ -214,6 +220,21 @@ impl Stats {
             "ingest_up",
             "1 while the ingest pipeline runs",
             self.ingest_up.clone(),
+        );
+        reg.register(
+            "leader",
+            "1 while this collector leads the work done once (sink, retention, rule ticker, notifications), 0 on a standby",
+            self.leader.clone(),
+        );
+        reg.register(
+            "retention_runs",
+            "Retention runs (old readings, events and dead letters deleted) made by this collector as the leader",
+            self.retention_runs.clone(),
+        );
+        reg.register(
+            "rule_ticks",
+            "Evaluations of the time-driven rules (inactivity, sliding windows) made by this collector as the leader",
+            self.rule_ticks.clone(),
         );
         let sink = &self.sink;
         reg.register(

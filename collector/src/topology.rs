@@ -1,5 +1,7 @@
-//! Wires the collector together: broker, store, ingest, HTTP. Small on purpose: each part
-//! lives in its own module, this one only connects them and stops them in order.
+//! Wires the collector together: broker, store, ingest, HTTP, and the leader's work (the
+//! time-series sink and the notification worker, run while this collector leads; retention
+//! and the rule ticker ask the leadership themselves on the commit thread). Small on purpose:
+//! each part lives in its own module, this one only connects them and stops them in order.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,10 +24,14 @@ use crate::registry::credentials::{CredentialError, Credentials};
 use crate::registry::{Bindings, Presence};
 use crate::rulebook::Rulebook;
 use crate::store::db::{self, Conn, DbUrl, Mode};
+use crate::store::leader::{Lead, Leadership, Role, Status};
 use crate::store::{StoreError, Writer};
 use crate::tasks::anomaly::Tracker;
 use crate::telemetry::Stats;
+use leader_work::{spawn_leader_work, LeaderWork, StartWork};
 use spotcheck_protocol::UnixMillis;
+
+mod leader_work;
 
 /// Why the collector did not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +90,10 @@ pub struct Collector {
     broker_url: BrokerUrl,
     admin_token: Arc<str>,
     stats: Stats,
-    sink: Option<crate::sink::Sink>,
-    notifier: Option<crate::notify::Notifier>,
+    lead: Lead,
+    leader_work: JoinHandle<()>,
+    leader_stop: CancellationToken,
+    leadership: Leadership,
     _embedded: Option<EmbeddedBroker>,
     _reload: ReloadTask,
 }
@@ -146,6 +154,9 @@ impl Collector {
         info!(message = "Store.", url = %url);
         // The synchronous PostgreSQL client may not run on a Tokio worker (store::db).
         let postgres = matches!(url, DbUrl::Postgres(_));
+        // One collector leads the work done once (on SQLite: this one, always).
+        let leadership = Leadership::campaign(&url, Role::Collector, config.store.leader_retry());
+        let lead = leadership.lead();
         let (writer, admin_token, credentials, rulebook, rules) = db::off_the_runtime(
             postgres,
             || -> Result<_, StartError> {
@@ -248,6 +259,7 @@ impl Collector {
                 dead_letter_retention: Duration::from_secs(
                     u64::from(config.ingest.dead_letter_retention_days) * 86_400,
                 ),
+                leader: lead.clone(),
             },
             rules,
             health: health.clone(),
@@ -258,22 +270,36 @@ impl Collector {
             dead_letter_quota_bytes: config.ingest.dead_letter_quota_bytes,
         };
         let ingest = Ingest::start(link, config.connect_timeout, parts).await?;
-        // Reads what ingest commits, from the store; ingest does not know it exists.
-        let sink = match config.sink.clone() {
-            Some(c) => Some(db::off_the_runtime(postgres, || {
-                crate::sink::Sink::start_url(c, &config.data_dir, &url, stats.sink.clone())
-            })?),
-            None => None,
-        };
-        // Reads the outbox that ingest and the API write; nothing waits for it.
-        let notifier = Some(db::off_the_runtime(postgres, || {
-            crate::notify::worker::start(
-                &url,
-                config.notify.clone(),
-                config.publication.within_days,
+        // Every collector saves the file's notification rules (once, under the write lock).
+        db::off_the_runtime(postgres, || {
+            crate::notify::worker::prepare(&url, &config.notify)
+        })?;
+        let start_work: StartWork = {
+            let (config, url, stats, rulebook, lead) = (
+                config.clone(),
+                url.clone(),
+                stats.clone(),
                 rulebook.clone(),
-            )
-        })?);
+                lead.clone(),
+            );
+            Arc::new(move || LeaderWork::start(&config, &url, &stats, &rulebook, &lead))
+        };
+        // A sole leader (SQLite) starts its work now, and a problem stops the start.
+        let first = match *lead.watch().borrow() {
+            Status::Leading { term: 0 } => {
+                Some((0, db::off_the_runtime(postgres, || start_work())?))
+            }
+            _ => None,
+        };
+        let leader_stop = CancellationToken::new();
+        let leader_work = spawn_leader_work(
+            lead.clone(),
+            start_work,
+            first,
+            (health.clone(), stats.clone()),
+            config.store.leader_retry(),
+            leader_stop.clone(),
+        );
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)
             .await
@@ -314,8 +340,10 @@ impl Collector {
             broker_url,
             admin_token,
             stats,
-            sink,
-            notifier,
+            lead,
+            leader_work,
+            leader_stop,
+            leadership,
             _embedded: embedded,
             _reload: reload,
         })
@@ -341,16 +369,20 @@ impl Collector {
         &self.stats
     }
 
+    /// Whether this collector leads the work done once.
+    pub fn lead(&self) -> &Lead {
+        &self.lead
+    }
+
     /// Drains ingest (everything taken is committed and acknowledged), lets the sink deliver
-    /// what is committed, then stops HTTP.
+    /// what is committed (if this collector leads), steps down, then stops HTTP.
     pub async fn shutdown(self) {
         self.ingest.shutdown(Duration::from_secs(30)).await;
-        if let Some(sink) = self.sink {
-            let _ = tokio::task::spawn_blocking(move || sink.stop()).await;
-        }
-        if let Some(n) = self.notifier {
-            let _ = tokio::task::spawn_blocking(move || n.stop()).await;
-        }
+        self.leader_stop.cancel();
+        let _ = self.leader_work.await;
+        // Closing the lock's connection lets a standby take over at once.
+        let leadership = self.leadership;
+        let _ = tokio::task::spawn_blocking(move || drop(leadership)).await;
         self.http_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
         info!(message = "Collector stopped.");

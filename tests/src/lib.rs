@@ -14,6 +14,7 @@ mod agent;
 pub mod api;
 pub mod browser;
 pub mod cluster;
+pub mod cluster_leader;
 pub mod postgres;
 pub mod store;
 pub mod tls;

@@ -151,7 +151,8 @@ fn ceiling(args: &Args, db: &std::path::Path) -> anyhow::Result<f64> {
 }
 
 fn through_sink(args: &Args, dir: &std::path::Path, gzip: bool) -> anyhow::Result<f64> {
-    let _ = std::fs::remove_file(dir.join("sink.db"));
+    // Each run starts from the beginning: the sink's cursor is kept in the store.
+    rusqlite::Connection::open(store::db_path(dir))?.execute("DELETE FROM sink_cursors", [])?;
     let raw = RawSinkConfig {
         url: Some(args.url.clone()),
         batch_points: args.batch,

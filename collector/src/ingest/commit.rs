@@ -22,6 +22,7 @@ use super::validate::Verdict;
 use crate::health::{Alive, Health, Part};
 use crate::rulebook::Rulebook;
 use crate::store::db::Backend;
+use crate::store::leader::Lead;
 use crate::store::writer::{CommitReport, DeadLetter, Item, Outcome, SEQ_REUSED};
 use crate::store::Writer;
 use crate::tasks::anomaly::Tracker;
@@ -65,7 +66,14 @@ pub struct CommitConfig {
     pub max_held_per_agent: usize,
     /// Dead letters older than this are deleted.
     pub dead_letter_retention: Duration,
+    /// Whether this collector leads: only the leader runs retention and the time-driven
+    /// rules, each in a transaction that checks the leadership fence (store/leader.rs).
+    pub leader: Lead,
 }
+
+/// How often a standby's commit thread wakes to see whether it has become the leader (and
+/// so has retention to run), when nothing else wakes it.
+const STANDBY_LOOK: Duration = Duration::from_secs(1);
 
 /// The rule engine's place in the commit stage: every batch stored for the first time runs
 /// through it inside its own transaction; time-driven rules run every `tick`.
@@ -105,7 +113,8 @@ pub fn spawn(
         .name("ingest-commit".into())
         .spawn(move || {
             let (alive, ticker) = (alive, ticker);
-            let mut last_prune: Option<Instant> = None;
+            // Retention runs first thing on the leader, then every prune_every.
+            let mut next_prune = Instant::now();
             let mut last_tick = Instant::now();
             let mut rules_version = rules.as_ref().map(|r| r.rulebook.version());
             let mut pending = Vec::with_capacity(cfg.max_commit);
@@ -132,6 +141,13 @@ pub fn spawn(
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                // Retention is due on the leader even when no message arrives.
+                let prune_in = if cfg.leader.is_leader() {
+                    next_prune.saturating_duration_since(Instant::now())
+                } else {
+                    STANDBY_LOOK
+                };
+                let wait = Some(wait.map_or(prune_in, |w| w.min(prune_in)));
                 let first = match wait {
                     None => rx.blocking_recv(),
                     Some(wait) => {
@@ -164,10 +180,11 @@ pub fn spawn(
                                 // Evaluate the clock-driven rules when their tick is due.
                                 if let Some(r) = rules.as_mut() {
                                     if last_tick.elapsed() >= r.tick {
-                                        tick(&mut writer, r, &stats, ticker.as_ref());
+                                        tick(&mut writer, r, &stats, ticker.as_ref(), &cfg.leader);
                                         last_tick = Instant::now();
                                     }
                                 }
+                                prune_if_due(&mut writer, &cfg, &stats, &mut next_prune);
                                 continue;
                             }
                         }
@@ -204,24 +221,43 @@ pub fn spawn(
                 }
                 if let Some(r) = rules.as_mut() {
                     if last_tick.elapsed() >= r.tick {
-                        tick(&mut writer, r, &stats, ticker.as_ref());
+                        tick(&mut writer, r, &stats, ticker.as_ref(), &cfg.leader);
                         last_tick = Instant::now();
                     }
                 }
-                if last_prune.is_none_or(|t| t.elapsed() >= cfg.prune_every) {
-                    prune(&mut writer, cfg.retention, cfg.dead_letter_retention);
-                    last_prune = Some(Instant::now());
-                }
+                prune_if_due(&mut writer, &cfg, &stats, &mut next_prune);
             }
         })
 }
 
-fn tick(writer: &mut Writer, r: &mut RuleStage, stats: &Stats, alive: Option<&Alive>) {
+/// The time-driven rules, on the leader only: a standby's engine sees its own commits'
+/// batches, the leader's tick claims every idle entity (store: `Tracker::tick`) and so
+/// evaluates all of them once.
+fn tick(writer: &mut Writer, r: &mut RuleStage, stats: &Stats, alive: Option<&Alive>, lead: &Lead) {
+    let standby = |a: Option<&Alive>| {
+        if let Some(a) = a {
+            a.standby("another collector leads and evaluates the time-driven rules");
+        }
+    };
+    if !lead.is_leader() {
+        standby(alive);
+        return;
+    }
     let now = UnixMillis::now();
     let before = r.tracker.opened();
-    let result = writer.transact(&mut |tx| r.tracker.tick(tx, now).map_err(|e| e.to_string()));
+    let mut ran = false;
+    let result = writer.transact(&mut |tx| {
+        // Inside the transaction: a collector that lost the leadership meanwhile does nothing.
+        if !lead.fence(tx).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        ran = true;
+        r.tracker.tick(tx, now).map_err(|e| e.to_string())
+    });
     match result {
+        Ok(()) if !ran => standby(alive),
         Ok(()) => {
+            stats.rule_ticks.inc();
             stats
                 .anomaly_tasks_opened
                 .inc_by(r.tracker.opened() - before);
@@ -251,14 +287,30 @@ fn reload(writer: &mut Writer, r: &mut RuleStage) {
     }
 }
 
-fn prune(writer: &mut Writer, retention: Duration, dead_letters: Duration) {
+/// Retention, on the leader only, when `next` has come, in a transaction that checks the
+/// leadership fence; then due again after `prune_every` (or, refused by the fence, in a
+/// second: this collector is about to learn it no longer leads).
+fn prune_if_due(writer: &mut Writer, cfg: &CommitConfig, stats: &Stats, next: &mut Instant) {
+    if !cfg.leader.is_leader() || Instant::now() < *next {
+        return;
+    }
     let now = UnixMillis::now().0;
-    let before = UnixMillis(now - retention.as_millis() as i64);
-    let dead_before = UnixMillis(now - dead_letters.as_millis() as i64);
-    match writer.prune(before, dead_before) {
-        Ok(0) => {}
-        Ok(n) => info!(message = "Retention removed old raw data.", rows = n),
-        Err(e) => error!(message = "Retention failed; will retry.", error = %e),
+    let before = UnixMillis(now - cfg.retention.as_millis() as i64);
+    let dead_before = UnixMillis(now - cfg.dead_letter_retention.as_millis() as i64);
+    match writer.prune_if(before, dead_before, &mut |tx| cfg.leader.fence(tx)) {
+        Ok(None) => *next = Instant::now() + STANDBY_LOOK,
+        Ok(Some(n)) => {
+            *next = Instant::now() + cfg.prune_every;
+            stats.retention_runs.inc();
+            if n > 0 {
+                info!(message = "Retention removed old raw data.", rows = n);
+            }
+        }
+        Err(e) => {
+            // Tried again after prune_every, as before: retention is not urgent.
+            *next = Instant::now() + cfg.prune_every;
+            error!(message = "Retention failed; will retry.", error = %e);
+        }
     }
 }
 

@@ -11,8 +11,11 @@
 //! that drop repeats).
 //!
 //! The worker runs on SQLite or PostgreSQL (a `Conn`). With several collectors on one
-//! PostgreSQL store it is meant to run on the leader only; should two run at once (a leader
-//! losing its lock mid-step), routing and flushing re-read inside their write transactions and
+//! PostgreSQL store it runs on the leader only (store/leader.rs: started when this collector
+//! gains the leadership, stopped when it loses it). A step does nothing once this collector
+//! knows it no longer leads, and routing and flushing check the leadership fence inside their
+//! write transactions. Should two workers still overlap (a leader losing its lock mid-step,
+//! before it learns of it), routing and flushing re-read inside their write transactions and
 //! each message is claimed with a lease before it is sent ([`outbox::claim`]), so nothing is
 //! routed, grouped or sent twice.
 
@@ -35,6 +38,7 @@ use super::scan::{self, ScanSettings};
 use super::NotifyError;
 use crate::rulebook::Rulebook;
 use crate::store::db::{self, args, Conn, DbError, DbUrl, Mode, Sql};
+use crate::store::leader::Lead;
 
 /// A claim on a message being sent lasts three times its channel's timeout and this much
 /// more, so it outlasts the attempt it covers; a worker killed mid-send leaves the message
@@ -69,6 +73,8 @@ pub struct Worker {
     last_scan: Option<i64>,
     sent: HashMap<String, VecDeque<i64>>,
     rulebook: Option<Rulebook>,
+    /// Whether this collector leads (always, unless started with [`Worker::led_by`]).
+    lead: Lead,
 }
 
 impl Worker {
@@ -104,7 +110,15 @@ impl Worker {
             last_scan: None,
             sent: HashMap::new(),
             rulebook: None,
+            lead: Lead::sole(),
         })
+    }
+
+    /// Works only while `lead` leads, and checks its fence inside routing's and flushing's
+    /// transactions.
+    pub fn led_by(mut self, lead: Lead) -> Worker {
+        self.lead = lead;
+        self
     }
 
     /// Names rules in messages by the Chinese titles of `rulebook`'s active packs (without
@@ -149,8 +163,11 @@ impl Worker {
         Ok(())
     }
 
-    /// One step at `now`.
+    /// One step at `now`; nothing when this collector does not lead.
     pub fn step(&mut self, now: UnixMillis) -> Result<StepReport, NotifyError> {
+        if !self.lead.is_leader() {
+            return Ok(StepReport::default());
+        }
         self.reload_rules()?;
         let mut report = StepReport::default();
         let scan_ms = self.settings.scan_s as i64 * 1000;
@@ -174,6 +191,9 @@ impl Worker {
             return Ok(0);
         }
         let tx = self.conn.transaction()?;
+        if !self.lead.fence(&tx)? {
+            return Ok(0);
+        }
         // Read again under the lock: another worker may have routed them meanwhile.
         let events = outbox::unrouted(&tx, 1000)?;
         for e in &events {
@@ -212,6 +232,9 @@ impl Worker {
             // The group's events are read under the write lock they are tied to their message
             // in: another worker cannot tell them meanwhile.
             let tx = self.conn.transaction()?;
+            if !self.lead.fence(&tx)? {
+                return Ok(n);
+            }
             let events = outbox::waiting(&tx, &g)?;
             if events.is_empty() {
                 continue;
@@ -428,8 +451,22 @@ impl Notifier {
         scan: ScanSettings,
         rulebook: Rulebook,
     ) -> Result<Notifier, NotifyError> {
+        Notifier::start_led(url, settings, scan, rulebook, Lead::sole())
+    }
+
+    /// [`Notifier::start`] for the leader `lead`: its steps do nothing once it no longer
+    /// leads (the collector stops it then).
+    pub fn start_led(
+        url: &DbUrl,
+        settings: NotifyConfig,
+        scan: ScanSettings,
+        rulebook: Rulebook,
+        lead: Lead,
+    ) -> Result<Notifier, NotifyError> {
         let tick = Duration::from_millis(settings.tick_ms);
-        let mut worker = Worker::connect(url, settings, scan)?.with_rulebook(rulebook);
+        let mut worker = Worker::connect(url, settings, scan)?
+            .with_rulebook(rulebook)
+            .led_by(lead);
         let (stop, stopped) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("notify".into())
@@ -458,28 +495,14 @@ impl Notifier {
     }
 }
 
-/// Saves the config file's channels and routes when they differ from what the file gave
-/// last time (so an edited file wins at start, and rules saved through the API win until
-/// the file changes), warns of departments the store does not know, and starts the worker.
+/// [`prepare`], then starts the worker.
 pub fn start(
     url: &DbUrl,
     settings: NotifyConfig,
     publish_within_days: u32,
     rulebook: Rulebook,
 ) -> Result<Notifier, NotifyError> {
-    {
-        let conn = db::connect(url, Mode::Write)?;
-        let rules = settings.rules();
-        if let Err(problems) = rules.check(Some(&super::known_departments(&conn)?)) {
-            for p in problems {
-                warn!(message = "Notification rule problem (the store does not know this yet, or it is wrong).", problem = %p);
-            }
-        }
-        // Under the write lock: collectors starting together save the file's rules once.
-        let tx = conn.transaction()?;
-        save_file_rules(&tx, &rules, UnixMillis::now())?;
-        tx.commit()?;
-    }
+    prepare(url, &settings)?;
     Notifier::start(
         url,
         settings,
@@ -488,6 +511,25 @@ pub fn start(
         },
         rulebook,
     )
+}
+
+/// Saves the config file's channels and routes when they differ from what the file gave
+/// last time (so an edited file wins at start, and rules saved through the API win until
+/// the file changes) and warns of departments the store does not know. Every collector does
+/// this at start, leader or not: it is its configuration file.
+pub fn prepare(url: &DbUrl, settings: &NotifyConfig) -> Result<(), NotifyError> {
+    let conn = db::connect(url, Mode::Write)?;
+    let rules = settings.rules();
+    if let Err(problems) = rules.check(Some(&super::known_departments(&conn)?)) {
+        for p in problems {
+            warn!(message = "Notification rule problem (the store does not know this yet, or it is wrong).", problem = %p);
+        }
+    }
+    // Under the write lock: collectors starting together save the file's rules once.
+    let tx = conn.transaction()?;
+    save_file_rules(&tx, &rules, UnixMillis::now())?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Records the file's rules as a new version if they differ from the file's last.

@@ -53,6 +53,9 @@ pub struct RawSinkConfig {
     pub timeout_s: u64,
     /// Longest wait between retries, in seconds.
     pub max_backoff_s: u64,
+    /// The CPU niceness of the sink's threads (Linux: 0 normal to 19 lowest), so that on a
+    /// shared machine the sink yields the CPU to ingest (docs/tsdb.md).
+    pub nice: i32,
 }
 
 impl Default for RawSinkConfig {
@@ -73,6 +76,7 @@ impl Default for RawSinkConfig {
             gzip: true,
             timeout_s: 10,
             max_backoff_s: 30,
+            nice: super::SINK_NICE,
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct SinkConfig {
     pub timeout: Duration,
     /// Longest retry wait.
     pub max_backoff: Duration,
+    /// The niceness of the sink's threads (0–19).
+    pub nice: i32,
 }
 
 fn query_escape(s: &str) -> String {
@@ -235,6 +241,12 @@ impl RawSinkConfig {
         if self.max_backoff_s == 0 {
             problems.push("sink.max_backoff_s must be at least 1".into());
         }
+        if !(0..=19).contains(&self.nice) {
+            problems.push(format!(
+                "sink.nice = {}: use 0 (normal priority) to 19 (lowest); 10 lets ingest go first on a shared machine",
+                self.nice
+            ));
+        }
         (problems.len() == before).then(|| SinkConfig {
             write_url,
             target: base.to_owned(),
@@ -246,6 +258,7 @@ impl RawSinkConfig {
             gzip: self.gzip,
             timeout: Duration::from_secs(self.timeout_s),
             max_backoff: Duration::from_secs(self.max_backoff_s),
+            nice: self.nice,
         })
     }
 }
@@ -326,6 +339,29 @@ mod tests {
             err.contains("sink.url") && err.contains("retention_days"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nice_defaults_to_ten_and_is_refused_outside_0_to_19() {
+        let mut p = Vec::new();
+        let c = raw("url = \"http://h:8428\"").validate(&mut p).unwrap();
+        assert_eq!(c.nice, 10);
+        let c = raw("url = \"http://h:8428\"\nnice = 0")
+            .validate(&mut p)
+            .unwrap();
+        assert_eq!(c.nice, 0);
+        assert!(p.is_empty(), "{p:?}");
+        for bad in ["-1", "20"] {
+            let mut p = Vec::new();
+            assert!(raw(&format!("url = \"http://h:8428\"\nnice = {bad}"))
+                .validate(&mut p)
+                .is_none());
+            assert!(
+                p.iter()
+                    .any(|m| m.contains(&format!("sink.nice = {bad}")) && m.contains("0")),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `/write?db=`). Design and guarantees: docs/tsdb.md.
 //!
 //! - [`config`]: the `sink` section of the configuration.
-//! - [`cursor`]: where the sink stands, in `DATA/sink.db`.
+//! - [`cursor`]: where the sink stands, in the store (`sink_cursors`).
 //! - [`source`]: reads what ingest committed after the cursor (its own read-only connection)
 //!   and writes line protocol ([`line`]; event records: [`events`]).
 //! - [`send`]: the second thread, which posts the encoded batches in order while the first
@@ -13,7 +13,9 @@
 //! It runs on threads of its own and never touches ingest's queues: ingest does not know it
 //! exists. Delivery is at least once: the cursor moves only after the server accepted (or
 //! definitively refused) a batch, and a point sent twice overwrites itself (same series and
-//! timestamp).
+//! timestamp). With several collectors on one store it runs on the leader only
+//! (store/leader.rs): started when this collector gains the leadership, stopped at once
+//! ([`Sink::abandon`]) when it loses it, and its cursor's saves are fenced.
 
 pub mod backoff;
 pub mod client;
@@ -24,13 +26,14 @@ pub mod line;
 pub mod send;
 pub mod source;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use crate::store::leader::Lead;
 use crate::telemetry::SinkStats;
 use backoff::Backoff;
 use client::Client;
@@ -43,15 +46,28 @@ use source::{Batch, Source};
 /// the server fails, within this time).
 const DRAIN_FOR: Duration = Duration::from_secs(10);
 
-/// The niceness of the sink's threads (Linux: 0 is normal, 19 the lowest priority).
+/// The default niceness of the sink's threads (`sink.nice`; Linux: 0 is normal, 19 the
+/// lowest priority).
 pub const SINK_NICE: i32 = 10;
 
-/// Lowers the calling thread's CPU priority to [`SINK_NICE`], so the sink yields the CPU to
-/// ingest. When ingest, the sink and perhaps the time-series server share the cores, a burst of
-/// readings is then committed at full speed and the sink catches up after it (its lag is in
-/// `/metrics`); on an idle core a nice thread runs as fast as any. Linux sets niceness per
-/// thread; elsewhere this does nothing, as it would renice the whole process.
+/// The cursor is saved at most this often (and when the sink stops): on SQLite each save
+/// takes the store's write lock for a moment, which ingest's commits then wait for. A crash
+/// sends at most this much again (points are idempotent).
+pub const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// [`yield_to_ingest_at`] the default niceness, [`SINK_NICE`].
 pub fn yield_to_ingest() {
+    yield_to_ingest_at(SINK_NICE);
+}
+
+/// Lowers the calling thread's CPU priority to `nice` (`sink.nice`), so the sink yields the
+/// CPU to ingest. When ingest, the sink and perhaps the time-series server share the cores, a
+/// burst of readings is then committed at full speed and the sink catches up after it (its lag
+/// is in `/metrics`); on an idle core a nice thread runs as fast as any. Linux sets niceness
+/// per thread; elsewhere this does nothing, as it would renice the whole process.
+pub fn yield_to_ingest_at(nice: i32) {
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
     #[cfg(target_os = "linux")]
     {
         // SAFETY: plain system calls on the calling thread's own id.
@@ -60,7 +76,7 @@ pub fn yield_to_ingest() {
             // Never raise it: a collector started nicer than this stays so (and raising
             // would need privileges).
             let now = libc::getpriority(libc::PRIO_PROCESS, me);
-            libc::setpriority(libc::PRIO_PROCESS, me, SINK_NICE.max(now))
+            libc::setpriority(libc::PRIO_PROCESS, me, nice.max(now))
         };
         if r != 0 {
             warn!(message = "Could not lower the sink thread's priority; it competes with ingest for the CPU.", error = %std::io::Error::last_os_error());
@@ -71,14 +87,9 @@ pub fn yield_to_ingest() {
 /// Why the sink did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// The cursor file could not be opened.
-    #[error("sink cursor file {path}: {source}")]
-    Cursor {
-        /// The file.
-        path: PathBuf,
-        /// SQLite's error.
-        source: rusqlite::Error,
-    },
+    /// The cursor could not be read from the store (or moved there from its old file).
+    #[error(transparent)]
+    Cursor(#[from] cursor::CursorError),
     /// The store could not be opened for reading.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -87,9 +98,19 @@ pub enum SinkError {
     Thread(std::io::Error),
 }
 
+/// How the sink is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Deliver what is committed (for up to [`DRAIN_FOR`]), save the cursor, stop.
+    Drain,
+    /// Stop now: this collector no longer leads, and the new leader continues from the
+    /// cursor in the store.
+    Now,
+}
+
 /// A running sink. Dropping it without [`Sink::stop`] detaches the thread.
 pub struct Sink {
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::Sender<Stop>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -101,19 +122,28 @@ impl Sink {
         Sink::start_url(config, data_dir, &url, stats)
     }
 
-    /// Opens the cursor (in `data_dir`) and the store at `url` and starts the sink's thread.
+    /// Opens the cursor and the store at `url` and starts the sink's thread, as the only
+    /// collector of its store (SQLite; [`Sink::start_led`] with several).
     pub fn start_url(
         config: SinkConfig,
         data_dir: &Path,
         url: &crate::store::db::DbUrl,
         stats: SinkStats,
     ) -> Result<Sink, SinkError> {
-        let path = data_dir.join("sink.db");
-        let (cursors, cursor) =
-            CursorStore::open(&path, &config.target).map_err(|source| SinkError::Cursor {
-                path: path.clone(),
-                source,
-            })?;
+        Sink::start_led(config, data_dir, url, stats, Lead::sole())
+    }
+
+    /// Opens the cursor in the store at `url` (moving an earlier build's `sink.db` from
+    /// `data_dir` into it) and starts the sink's threads, as the leader `lead`: the cursor is
+    /// saved only while it leads.
+    pub fn start_led(
+        config: SinkConfig,
+        data_dir: &Path,
+        url: &crate::store::db::DbUrl,
+        stats: SinkStats,
+        lead: Lead,
+    ) -> Result<Sink, SinkError> {
+        let (cursors, cursor) = CursorStore::open(url, data_dir, &config.target, lead)?;
         let source = Source::open_url(url)?;
         let (stop_tx, stop_rx) = mpsc::channel();
         info!(message = "Time-series sink started.", target = %config.target, chunk = cursor.chunk, event = cursor.event);
@@ -129,10 +159,11 @@ impl Sink {
             target: config.target.to_string(),
             deadline: deadline.clone(),
         };
+        let nice = config.nice;
         let poster = std::thread::Builder::new()
             .name("sink-post".into())
             .spawn(move || {
-                yield_to_ingest();
+                yield_to_ingest_at(nice);
                 poster.run(out_rx, done_tx)
             })
             .map_err(SinkError::Thread)?;
@@ -143,6 +174,8 @@ impl Sink {
             cursors,
             read_from: cursor,
             cursor,
+            saved: (cursor, Instant::now()),
+            deposed: false,
             stats,
             stop: stop_rx,
             draining: None,
@@ -155,7 +188,7 @@ impl Sink {
         let thread = std::thread::Builder::new()
             .name("sink".into())
             .spawn(move || {
-                yield_to_ingest();
+                yield_to_ingest_at(nice);
                 runner.run()
             })
             .map_err(SinkError::Thread)?;
@@ -165,10 +198,23 @@ impl Sink {
         })
     }
 
-    /// Delivers what is committed (for up to 10 s), then stops. Blocks: call it from a
-    /// blocking context.
-    pub fn stop(mut self) {
-        drop(self.stop.take());
+    /// Delivers what is committed (for up to 10 s), saves the cursor, then stops. Blocks:
+    /// call it from a blocking context.
+    pub fn stop(self) {
+        self.end(Stop::Drain);
+    }
+
+    /// Stops without delivering more: this collector lost the leadership. The batch being
+    /// posted ends with its current attempt; the cursor is left to the new leader (a save
+    /// would be refused by the fence anyway). Blocks: call it from a blocking context.
+    pub fn abandon(self) {
+        self.end(Stop::Now);
+    }
+
+    fn end(mut self, how: Stop) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(how);
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -185,10 +231,14 @@ struct Runner {
     cursors: CursorStore,
     /// Where the next read starts: after everything handed to the poster.
     read_from: Cursor,
-    /// Where the server has everything before (saved).
+    /// Where the server has everything before (saved at most every [`SAVE_EVERY`]).
     cursor: Cursor,
+    /// The cursor last saved, and when.
+    saved: (Cursor, Instant),
+    /// Set when this collector no longer leads: stop at once, save nothing.
+    deposed: bool,
     stats: SinkStats,
-    stop: mpsc::Receiver<()>,
+    stop: mpsc::Receiver<Stop>,
     /// Set once stop was asked: deliver until caught up or this instant.
     draining: Option<Instant>,
     /// The same instant, for the poster's retries.
@@ -215,8 +265,12 @@ impl Backlog {
 }
 
 impl Runner {
-    /// Waits up to `d`; true when the sink should stop now (draining and out of time).
+    /// Waits up to `d`; true when the sink should stop now (draining and out of time, or
+    /// deposed).
     fn wait(&mut self, d: Duration) -> bool {
+        if self.deposed {
+            return true;
+        }
         if let Some(until) = self.draining {
             let now = Instant::now();
             std::thread::sleep(d.min(until.saturating_duration_since(now)));
@@ -224,6 +278,10 @@ impl Runner {
         }
         match self.stop.recv_timeout(d) {
             Err(RecvTimeoutError::Timeout) => false,
+            Ok(Stop::Now) => {
+                self.depose();
+                true
+            }
             _ => {
                 let until = Instant::now() + DRAIN_FOR;
                 self.draining = Some(until);
@@ -240,8 +298,12 @@ impl Runner {
         };
         let mut last_flush = Instant::now();
         loop {
-            if !self.collect() {
+            if !self.collect() || self.deposed {
                 break;
+            }
+            // A sink that caught up saves its last cursor too, a second later at most.
+            if self.saved.1.elapsed() >= SAVE_EVERY {
+                self.save();
             }
             if let Err(e) = self.look(&mut backlog) {
                 error!(message = "Sink cannot read the store; retrying.", error = %e);
@@ -311,6 +373,9 @@ impl Runner {
             let _ = poster.join();
         }
         self.collect();
+        if !self.deposed {
+            self.save();
+        }
         info!(
             message = "Time-series sink stopped.",
             backlog = backlog.total() + self.in_flight.total()
@@ -412,17 +477,35 @@ impl Runner {
         self.cursor = batch.next;
         self.in_flight.readings -= batch.readings.min(self.in_flight.readings);
         self.in_flight.events -= batch.events.min(self.in_flight.events);
-        self.save();
+        if self.saved.1.elapsed() >= SAVE_EVERY {
+            self.save();
+        }
     }
 
+    /// Saves the cursor if it moved since the last save.
     fn save(&mut self) {
-        if let Err(e) = self
+        if self.deposed || self.saved.0 == self.cursor {
+            return;
+        }
+        match self
             .cursors
             .save(self.cursor, spotcheck_protocol::UnixMillis::now().0)
         {
-            // Not fatal: the points after the last saved cursor are sent again after a restart.
-            error!(message = "Cannot save the sink's cursor.", error = %e);
+            Ok(true) => self.saved = (self.cursor, Instant::now()),
+            Ok(false) => {
+                warn!(message = "The sink's cursor was not saved: this collector no longer leads. The sink stops; the new leader continues from the saved cursor.");
+                self.depose();
+            }
+            // Not fatal: the points after the last saved cursor are sent again after a restart
+            // (or by the next leader).
+            Err(e) => error!(message = "Cannot save the sink's cursor.", error = %e),
         }
+    }
+
+    /// Stops at once: no more reads, the poster ends its current attempt, nothing is saved.
+    fn depose(&mut self) {
+        self.deposed = true;
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 }
 
@@ -443,5 +526,20 @@ mod tests {
         .unwrap();
         assert_eq!(sink, super::SINK_NICE.max(before));
         assert_eq!(nice(), before, "only the sink's own thread is reniced");
+        // `sink.nice` sets it; it is never raised above what the thread had.
+        let lower = std::thread::spawn(move || {
+            super::yield_to_ingest_at(15);
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lower, 15.max(before));
+        let normal = std::thread::spawn(move || {
+            super::yield_to_ingest_at(0);
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(normal, before);
     }
 }

@@ -400,4 +400,27 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT;
     ALTER TABLE notify_messages ADD COLUMN claimed_until INTEGER;
     ",
+    // 13: the work done once runs on one leader (store/leader.rs, docs/storage.md); the
+    // time-series sink's cursor lives in the store, so a new leader's sink continues where
+    // the old one stopped (docs/tsdb.md).
+    "
+    -- Where the sink stands, per target: reading chunks and event rows up to these row ids
+    -- are delivered. Moved only after the server accepted (or refused for good) a batch.
+    CREATE TABLE sink_cursors (
+        target     TEXT NOT NULL PRIMARY KEY,
+        chunk      INTEGER NOT NULL,
+        event      INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    -- Each role's leadership term, raised by every collector that becomes its leader. The
+    -- leader's work checks its term inside its transactions (PostgreSQL: holding the row
+    -- FOR SHARE), so a new leader's raise waits for the old leader's work to end and the old
+    -- leader's next transaction is refused. Unused on SQLite (one collector, always leader).
+    CREATE TABLE leader_terms (
+        role     TEXT NOT NULL PRIMARY KEY,
+        term     INTEGER NOT NULL,
+        holder   TEXT NOT NULL,
+        since_ms INTEGER NOT NULL
+    );
+    ",
 ];

@@ -364,4 +364,19 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT;
     ALTER TABLE notify_messages ADD COLUMN claimed_until BIGINT;
     ",
+    // 13: the sink's cursor in the store; leadership terms.
+    "
+    CREATE TABLE sink_cursors (
+        target     TEXT PRIMARY KEY,
+        chunk      BIGINT NOT NULL,
+        event      BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE leader_terms (
+        role     TEXT PRIMARY KEY,
+        term     BIGINT NOT NULL,
+        holder   TEXT NOT NULL,
+        since_ms BIGINT NOT NULL
+    );
+    ",
 ];

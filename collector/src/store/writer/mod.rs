@@ -397,9 +397,24 @@ impl Writer {
         before: UnixMillis,
         dead_before: UnixMillis,
     ) -> Result<u64, StoreError> {
+        self.prune_if(before, dead_before, &mut |_| Ok(true))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// [`Writer::prune`] if `allowed`, asked inside the transaction, says so (the leader's
+    /// fence, store/leader.rs); `None` when it did not.
+    pub fn prune_if(
+        &mut self,
+        before: UnixMillis,
+        dead_before: UnixMillis,
+        allowed: &mut dyn FnMut(&Tx<'_>) -> Result<bool, DbError>,
+    ) -> Result<Option<u64>, StoreError> {
         self.reconnect_if_lost()?;
         let e = self.db_err();
         let tx = self.conn.transaction_concurrent().map_err(&e)?;
+        if !allowed(&tx).map_err(&e)? {
+            return Ok(None);
+        }
         let r = tx
             .execute("DELETE FROM reading_chunks WHERE t1 < $1", args![before.0])
             .map_err(&e)?;
@@ -413,6 +428,6 @@ impl Writer {
             )
             .map_err(&e)?;
         tx.commit().map_err(&e)?;
-        Ok(r + ev + dl)
+        Ok(Some(r + ev + dl))
     }
 }
