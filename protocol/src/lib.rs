@@ -19,6 +19,7 @@ pub mod ack;
 pub mod batch;
 pub mod decode;
 pub mod event;
+mod fast;
 pub mod ids;
 pub mod limits;
 pub mod mac;

@@ -29,6 +29,13 @@ struct Args {
     /// Rounds per cell (median reported).
     #[arg(long, default_value_t = 11)]
     rounds: usize,
+    /// Run only the cells with these names (`hmac`, `b3`, `strip`, `decode`, …), for a
+    /// profiler; the others print as 0.
+    #[arg(long)]
+    only: Vec<String>,
+    /// Batch sizes to run.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 100])]
+    sizes: Vec<usize>,
 }
 
 fn cpu_now() -> f64 {
@@ -45,11 +52,15 @@ fn cpu_now() -> f64 {
 /// One cell of the table: a name and the work done per payload.
 type Cell<'a> = (&'a str, &'a [Vec<u8>], Box<dyn Fn(&[u8]) -> usize + 'a>);
 
-/// Median nanoseconds per payload of each cell, the cells run in turn within each round.
-fn per_batch(rounds: usize, cells: &[Cell<'_>]) -> Vec<f64> {
-    let mut times = vec![Vec::with_capacity(rounds); cells.len()];
+/// Median nanoseconds per payload of each cell, the cells run in turn within each round (cells
+/// not in `only`, when it names any, are skipped and report 0).
+fn per_batch(rounds: usize, cells: &[Cell<'_>], only: &[String]) -> Vec<f64> {
+    let mut times = vec![vec![0.0]; cells.len()];
     for _ in 0..rounds {
-        for (i, (_, payloads, f)) in cells.iter().enumerate() {
+        for (i, (name, payloads, f)) in cells.iter().enumerate() {
+            if !only.is_empty() && !only.iter().any(|o| o == name) {
+                continue;
+            }
             let start = cpu_now();
             let mut sink = 0usize;
             for p in payloads.iter() {
@@ -59,8 +70,10 @@ fn per_batch(rounds: usize, cells: &[Cell<'_>]) -> Vec<f64> {
             times[i].push((cpu_now() - start) * 1e9 / payloads.len() as f64);
         }
     }
+    // Each list holds a 0 first, dropped here (it stays for skipped cells).
     times
         .into_iter()
+        .map(|t| if t.len() > 1 { t[1..].to_vec() } else { t })
         .map(|mut t| {
             t.sort_by(f64::total_cmp);
             t[t.len() / 2]
@@ -78,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         "| batch | bytes | hmac ns | b3 ns | strip ns | decode ns | hmac / decode | b3 / decode | b3 / hmac |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for size in [1usize, 100] {
+    for &size in &args.sizes {
         let n = args.batches * 100 / size;
         let bodies = agent_payloads(&agent, n, size, now.0)?;
         let hmac: Vec<Vec<u8>> = bodies
@@ -109,7 +122,7 @@ fn main() -> anyhow::Result<()> {
                 }),
             ),
         ];
-        let t = per_batch(args.rounds, &cells);
+        let t = per_batch(args.rounds, &cells, &args.only);
         let (h, b, strip, d) = (t[0], t[1], t[2], t[3]);
         println!(
             "| {size} | {bytes} | {h:.0} | {b:.0} | {strip:.0} | {d:.0} | {:.2} | {:.2} | {:.2} |",
