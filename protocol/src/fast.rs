@@ -80,25 +80,32 @@ impl<'a> Cursor<'a> {
         self.lit(s).is_some()
     }
 
-    /// A string without escapes or control characters, ASCII only (every identifier, unit and
-    /// quality is ASCII; anything else is left to serde's error).
-    fn str(&mut self) -> Option<&'a str> {
+    /// The bytes of a string without escapes or control characters, printable ASCII only
+    /// (every identifier, unit and quality is; anything else is left to serde's error).
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         self.lit(b"\"")?;
         let rest = &self.b[self.i..];
-        let len = rest.iter().position(|&c| c == b'"')?;
-        let s = &rest[..len];
-        if !s.iter().all(|&c| (0x20..0x7f).contains(&c) && c != b'\\') {
-            return None;
+        let mut len = 0;
+        loop {
+            match *rest.get(len)? {
+                b'"' => break,
+                b'\\' => return None,
+                c if (0x20..0x7f).contains(&c) => len += 1,
+                _ => return None,
+            }
         }
         self.i += len + 1;
-        // ASCII, so UTF-8.
-        std::str::from_utf8(s).ok()
+        Some(&rest[..len])
     }
 
-    /// The digits of a JSON number at the cursor: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`,
-    /// with whether it has a fraction or exponent. `None` for anything else, and for `-0…`,
-    /// which serde reads as a float even where an integer is expected.
-    fn number(&mut self) -> Option<(&'a str, bool)> {
+    /// [`Cursor::bytes`] as a string.
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// The digits of a JSON number at the cursor: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    /// `None` for anything else, and for `-0…` (serde's reading of `-0` differs from Rust's).
+    fn number(&mut self) -> Option<&'a str> {
         let start = self.i;
         let b = self.b;
         let digits = |i: &mut usize| {
@@ -122,13 +129,11 @@ impl<'a> Cursor<'a> {
             }
             _ => return None,
         }
-        let mut float = false;
         if b.get(i) == Some(&b'.') {
             i += 1;
             if digits(&mut i) == 0 {
                 return None;
             }
-            float = true;
         }
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
@@ -138,30 +143,51 @@ impl<'a> Cursor<'a> {
             if digits(&mut i) == 0 {
                 return None;
             }
-            float = true;
         }
         self.i = i;
-        std::str::from_utf8(&b[start..i]).ok().map(|s| (s, float))
+        std::str::from_utf8(&b[start..i]).ok()
+    }
+
+    /// A JSON integer without sign, fraction or exponent: `0|[1-9][0-9]*`, within `u64`.
+    fn magnitude(&mut self) -> Option<u64> {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        let mut n: u64 = 0;
+        while let Some(&c) = b.get(i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            i += 1;
+        }
+        let len = i - start;
+        // No digits, a leading zero, or a fraction or exponent (serde reads a float there).
+        if len == 0 || (len > 1 && b[start] == b'0') || matches!(b.get(i), Some(b'.' | b'e' | b'E'))
+        {
+            return None;
+        }
+        self.i = i;
+        Some(n)
     }
 
     fn u64(&mut self) -> Option<u64> {
-        match self.number()? {
-            (s, false) if !s.starts_with('-') => s.parse().ok(),
-            _ => None,
-        }
+        self.magnitude()
     }
 
     fn i64(&mut self) -> Option<i64> {
-        match self.number()? {
-            (s, false) => s.parse().ok(),
-            _ => None,
+        if self.lit(b"-").is_some() {
+            // `-0` is a float to serde; `i64::MIN` is left to it too.
+            let n = self.magnitude().filter(|&n| n != 0)?;
+            i64::try_from(n).ok().map(|n| -n)
+        } else {
+            i64::try_from(self.magnitude()?).ok()
         }
     }
 
     /// A finite `f64`, rounded correctly as serde_json (with `float_roundtrip`) rounds it.
     fn f64(&mut self) -> Option<f64> {
-        let (s, _) = self.number()?;
-        s.parse::<f64>().ok().filter(|v| v.is_finite())
+        self.number()?.parse::<f64>().ok().filter(|v| v.is_finite())
     }
 
     fn reading(&mut self) -> Option<Reading> {
@@ -170,14 +196,14 @@ impl<'a> Cursor<'a> {
         self.lit(b",\"value\":")?;
         let value = self.f64()?;
         self.lit(b",\"unit\":")?;
-        let unit = unit(self.str()?)?;
+        let unit = unit(self.bytes()?)?;
         self.lit(b",\"ts_ms\":")?;
         let ts_ms = UnixMillis(self.i64()?);
         let quality = if self.peek_lit(b",\"quality\":") {
-            match self.str()? {
-                "good" => Quality::Good,
-                "uncertain" => Quality::Uncertain,
-                "bad" => Quality::Bad,
+            match self.bytes()? {
+                b"good" => Quality::Good,
+                b"uncertain" => Quality::Uncertain,
+                b"bad" => Quality::Bad,
                 _ => return None,
             }
         } else {
@@ -194,7 +220,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn unit(s: &str) -> Option<Unit> {
+fn unit(s: &[u8]) -> Option<Unit> {
     [
         Unit::MilligramPerLitre,
         Unit::Ph,
@@ -206,7 +232,7 @@ fn unit(s: &str) -> Option<Unit> {
         Unit::Count,
     ]
     .into_iter()
-    .find(|u| u.as_str() == s)
+    .find(|u| u.as_str().as_bytes() == s)
 }
 
 #[cfg(test)]
