@@ -8,6 +8,7 @@
 //! entity = "pool-1"          # EntityId this agent is registered to
 //! domain = "pool"            # pool | game | hospital
 //! credential_file = "/etc/spotcheck/pool-agent-1.credential"  # from `spotcheck-collector agents add`
+//! # mac = "blake3"           # or "hmac-sha256" for a collector that only knows HMAC-SHA256
 //!
 //! [mqtt]
 //! broker = "mqtt://127.0.0.1:1883"  # or mqtts://host:8883 with [mqtt.tls]
@@ -78,6 +79,11 @@ pub struct AgentSection {
     /// `SPOTCHECK_AGENT_CREDENTIAL_FILE` overrides it. See [`crate::credential`].
     #[serde(default)]
     pub credential_file: Option<PathBuf>,
+    /// The MAC batches and statuses are signed with: keyed BLAKE3 (the default, cheaper for
+    /// the collector) or HMAC-SHA256, for a collector that only knows HMAC-SHA256. The
+    /// collector answers in the algorithm the agent used; acks in either are believed.
+    #[serde(default)]
+    pub mac: spotcheck_protocol::mac::Algorithm,
 }
 
 /// The `[mqtt]` table.

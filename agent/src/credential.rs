@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use spotcheck_protocol::mac::{self, AgentKey, KeyGeneration};
+use spotcheck_protocol::mac::{self, AgentKey, Algorithm, KeyGeneration};
 use spotcheck_protocol::{Ack, AgentId, AgentState, SignedError, Status};
 
 use crate::config::{AgentConfig, ConfigError, Secret};
@@ -100,9 +100,15 @@ impl Credential {
 /// What the agent signs and checks with its key. Without a key (no credential configured)
 /// nothing is signed and unsigned acks are believed: only for a collector that runs with
 /// `ingest.require_agent_auth = false`.
+///
+/// It signs with one algorithm (`agent.mac`, keyed BLAKE3 unless configured otherwise) and
+/// believes acks signed with its key by either: the collector answers in the algorithm of the
+/// last message it verified from the agent, which is HMAC-SHA256 until it has seen one (after
+/// its restart, say), and both need the key to forge (see [`spotcheck_protocol::mac`]).
 #[derive(Debug, Clone)]
 pub struct Signer {
     key: Option<AgentKey>,
+    algorithm: Algorithm,
     /// When this process started, Unix ms: the `epoch` of its statuses.
     epoch: u64,
 }
@@ -113,7 +119,16 @@ impl Signer {
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        Signer { key, epoch }
+        Signer {
+            key,
+            algorithm: Algorithm::default(),
+            epoch,
+        }
+    }
+
+    /// The same signer, signing with `algorithm`.
+    pub fn with_algorithm(self, algorithm: Algorithm) -> Signer {
+        Signer { algorithm, ..self }
     }
 
     /// Whether a key is configured.
@@ -124,7 +139,7 @@ impl Signer {
     /// `payload` (a batch, `after` already set) with its MAC.
     pub fn batch(&self, payload: &[u8]) -> Vec<u8> {
         match &self.key {
-            Some(k) => mac::sign(k, payload),
+            Some(k) => mac::sign_with(self.algorithm, k, payload),
             None => payload.to_vec(),
         }
     }
@@ -133,7 +148,7 @@ impl Signer {
     pub fn status(&self, agent: &AgentId, state: AgentState, counter: u64) -> Vec<u8> {
         let s = Status::numbered(agent.clone(), state, self.epoch, counter);
         match &self.key {
-            Some(k) => s.encode_signed(k),
+            Some(k) => s.encode_signed_with(self.algorithm, k),
             None => s.encode(),
         }
     }
@@ -171,6 +186,29 @@ mod tests {
         );
         // Without a key (authentication off at the collector) unsigned acks are believed.
         assert_eq!(Signer::new(None).ack(&ack.encode()).unwrap(), ack);
+    }
+
+    #[test]
+    fn the_signer_signs_with_its_algorithm_and_believes_acks_in_either() {
+        let agent = AgentId::new("a1").unwrap();
+        let ack = Ack::new(agent.clone(), [Seq(3)]);
+        for alg in [Algorithm::Blake3, Algorithm::HmacSha256] {
+            let signer = Signer::new(Some(key(1))).with_algorithm(alg);
+            let batch = signer.batch(br#"{"v":1,"agent":"a1","seq":3,"readings":[]}"#);
+            assert_eq!(mac::algorithm_of(&batch), Some(alg));
+            let status = signer.status(&agent, AgentState::Online, 2);
+            assert_eq!(mac::algorithm_of(&status), Some(alg));
+            for answer in [Algorithm::Blake3, Algorithm::HmacSha256] {
+                let wire = ack.encode_signed_with(answer, &key(1));
+                assert_eq!(signer.ack(&wire).unwrap(), ack, "{alg} agent, {answer} ack");
+                assert!(signer
+                    .ack(&ack.encode_signed_with(answer, &key(2)))
+                    .is_err());
+            }
+        }
+        // Keyed BLAKE3 unless configured otherwise.
+        let default = Signer::new(Some(key(1))).batch(br#"{"a":1}"#);
+        assert_eq!(mac::algorithm_of(&default), Some(Algorithm::Blake3));
     }
 
     #[test]

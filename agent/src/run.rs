@@ -112,7 +112,8 @@ async fn run_validated(
     if credential.is_none() {
         warn!(message = "No credential configured (agent.credential_file): batches go unsigned and unsigned acks are believed. A collector that requires agent authentication (the default) will dead-letter every batch.");
     }
-    let signer = crate::credential::Signer::new(credential.map(|c| c.key));
+    let signer =
+        crate::credential::Signer::new(credential.map(|c| c.key)).with_algorithm(config.agent.mac);
     let (client, eventloop) = publish::mqtt_client(&config, &broker, &signer)?;
     let (net_tx, net_rx) = mpsc::channel(NET_EVENTS);
     let stop_connection = CancellationToken::new();

@@ -266,6 +266,7 @@ impl Collector {
             auth: Auth {
                 table: credentials.clone(),
                 required: config.ingest.require_agent_auth,
+                answers: Default::default(),
             },
             dead_letter_quota_bytes: config.ingest.dead_letter_quota_bytes,
         };

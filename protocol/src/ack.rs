@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::Version;
 use crate::ids::{AgentId, Seq};
-use crate::mac::{self, AgentKey, MacError};
+use crate::mac::{self, AgentKey, Algorithm, MacError};
 
 /// Why a signed ack or status was not believed.
 #[derive(Debug, thiserror::Error)]
@@ -135,12 +135,19 @@ impl Ack {
         serde_json::from_slice(payload)
     }
 
-    /// The JSON payload signed with the agent's key (see [`crate::mac`]).
+    /// The JSON payload signed with the agent's key by the default algorithm (see
+    /// [`crate::mac`]).
     pub fn encode_signed(&self, key: &AgentKey) -> Vec<u8> {
         mac::sign(key, &self.encode())
     }
 
-    /// Parses an ack payload whose MAC must verify with `key`.
+    /// The JSON payload signed with the agent's key by `algorithm`: the collector answers in
+    /// the algorithm the agent signs with.
+    pub fn encode_signed_with(&self, algorithm: Algorithm, key: &AgentKey) -> Vec<u8> {
+        mac::sign_with(algorithm, key, &self.encode())
+    }
+
+    /// Parses an ack payload whose MAC (by either algorithm) must verify with `key`.
     pub fn decode_signed(key: &AgentKey, payload: &[u8]) -> Result<Ack, SignedError> {
         Ok(serde_json::from_slice(&mac::verify(key, payload)?)?)
     }
@@ -200,12 +207,18 @@ impl Status {
         (self.epoch, self.counter)
     }
 
-    /// The JSON payload signed with the agent's key (see [`crate::mac`]).
+    /// The JSON payload signed with the agent's key by the default algorithm (see
+    /// [`crate::mac`]).
     pub fn encode_signed(&self, key: &AgentKey) -> Vec<u8> {
         mac::sign(key, &self.encode())
     }
 
-    /// Parses a status payload whose MAC must verify with `key`.
+    /// The JSON payload signed with the agent's key by `algorithm`.
+    pub fn encode_signed_with(&self, algorithm: Algorithm, key: &AgentKey) -> Vec<u8> {
+        mac::sign_with(algorithm, key, &self.encode())
+    }
+
+    /// Parses a status payload whose MAC (by either algorithm) must verify with `key`.
     pub fn decode_signed(key: &AgentKey, payload: &[u8]) -> Result<Status, SignedError> {
         Ok(serde_json::from_slice(&mac::verify(key, payload)?)?)
     }
@@ -246,6 +259,11 @@ mod tests {
         assert_eq!(Ack::decode_signed(&key, &wire).unwrap(), ack);
         assert!(Ack::decode_signed(&other, &wire).is_err());
         assert!(Ack::decode_signed(&key, &ack.encode()).is_err());
+        let hmac = ack.encode_signed_with(Algorithm::HmacSha256, &key);
+        assert_eq!(mac::algorithm_of(&hmac), Some(Algorithm::HmacSha256));
+        assert_eq!(mac::algorithm_of(&wire), Some(Algorithm::Blake3));
+        assert_eq!(Ack::decode_signed(&key, &hmac).unwrap(), ack);
+        assert!(Ack::decode_signed(&other, &hmac).is_err());
     }
 
     #[test]

@@ -220,7 +220,11 @@ pub fn decode(
         });
     }
     let batch = match stream {
-        Stream::Readings => Batch::Readings(from_json::<ReadingBatch>(payload)?),
+        // Agents' own form first; serde_json decides everything else.
+        Stream::Readings => Batch::Readings(match crate::fast::readings(payload) {
+            Some(b) => b,
+            None => from_json::<ReadingBatch>(payload)?,
+        }),
         Stream::Events => Batch::Events(from_json::<EventBatch>(payload)?),
     };
     if batch.agent() != topic_agent {

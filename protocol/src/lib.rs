@@ -9,7 +9,8 @@
 //! - [`topic`]: where batches, statuses and acks are published; built and parsed only here.
 //! - [`limits`] and [`decode`]: the bounds a payload is held to and the one function that turns
 //!   bytes into a [`Checked`] batch or an error that names the field at fault.
-//! - [`mac`]: the HMAC-SHA256 that proves who wrote a batch, a status or an ack.
+//! - [`mac`]: the MAC (keyed BLAKE3 or HMAC-SHA256, named on the wire) that proves who wrote a
+//!   batch, a status or an ack.
 //! - [`ack`]: the collector's end-to-end confirmation of committed sequence numbers, and the
 //!   agents' retained online/offline status.
 //!
@@ -19,6 +20,7 @@ pub mod ack;
 pub mod batch;
 pub mod decode;
 pub mod event;
+mod fast;
 pub mod ids;
 pub mod limits;
 pub mod mac;

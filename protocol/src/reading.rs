@@ -83,14 +83,34 @@ pub const MAX_METRIC_LEN: usize = 64;
 ///
 /// The metrics the default rule packs know have a fixed unit ([`Metric::expected_unit`]); other
 /// metrics (from a Modbus register map, say) are stored as sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Metric(String);
+///
+/// A well-known metric is held as a reference to its [`MetricSpec`], so decoding one costs no
+/// allocation and [`Metric::spec`] no search: at batches of 100 readings, the per-reading
+/// `String` and the two searches of [`METRICS`] (range check, domain check) were a measurable
+/// part of decoding (BENCHMARKS.md, issue 17). Equality, order and hashing are those of the name.
+#[derive(Clone)]
+pub struct Metric(Name);
+
+#[derive(Clone)]
+enum Name {
+    /// A metric of [`METRICS`]; never held as `Other`.
+    Known(&'static MetricSpec),
+    /// Any other valid name.
+    Other(String),
+}
 
 /// Why a string is not a metric name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("metric name {0:?} is invalid; use 1 to {MAX_METRIC_LEN} characters from a-z 0-9 _")]
 pub struct MetricError(pub String);
+
+/// Whether `s` is a valid metric name.
+fn valid_metric(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_METRIC_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
 
 impl Metric {
     /// Free residual chlorine, mg/L (GB 37488-2019: 0.3–1.0).
@@ -111,20 +131,34 @@ impl Metric {
     /// Checks `s` and wraps it.
     pub fn new(s: impl Into<String>) -> Result<Metric, MetricError> {
         let s = s.into();
-        let ok = !s.is_empty()
-            && s.len() <= MAX_METRIC_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if ok {
-            Ok(Metric(s))
+        if let Some(spec) = MetricSpec::find(&s) {
+            return Ok(Metric(Name::Known(spec)));
+        }
+        if valid_metric(&s) {
+            Ok(Metric(Name::Other(s)))
         } else {
             Err(MetricError(s))
         }
     }
 
+    /// Checks `s` and wraps it, copying it only if it is not a well-known metric.
+    pub fn from_str_ref(s: &str) -> Result<Metric, MetricError> {
+        if let Some(spec) = MetricSpec::find(s) {
+            return Ok(Metric(Name::Known(spec)));
+        }
+        if valid_metric(s) {
+            Ok(Metric(Name::Other(s.to_owned())))
+        } else {
+            Err(MetricError(s.to_owned()))
+        }
+    }
+
     /// The metric name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Name::Known(spec) => spec.name,
+            Name::Other(s) => s,
+        }
     }
 
     /// The unit a well-known metric must carry, or `None` for a metric Spotcheck does not know.
@@ -135,7 +169,78 @@ impl Metric {
     /// What Spotcheck knows of this metric (unit, domain, physically possible range), or
     /// `None` for a metric it does not know (stored as sent).
     pub fn spec(&self) -> Option<&'static MetricSpec> {
-        MetricSpec::find(&self.0)
+        match self.0 {
+            Name::Known(spec) => Some(spec),
+            Name::Other(_) => None,
+        }
+    }
+}
+
+impl PartialEq for Metric {
+    fn eq(&self, other: &Metric) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Metric {}
+
+impl std::hash::Hash for Metric {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialOrd for Metric {
+    fn partial_cmp(&self, other: &Metric) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Metric {
+    fn cmp(&self, other: &Metric) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Debug for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Metric").field(&self.as_str()).finish()
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
+        // Reads the string, then checks it, as `#[serde(try_from = "String")]` did: the check's
+        // error is raised after the string is read, so serde_json reports it at the same
+        // position as before (dead-letter reasons quote it). Only a name that is not a
+        // well-known metric is copied.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Result<Metric, MetricError>;
+            // The same words as `String`'s visitor, which this replaces.
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Metric::from_str_ref(s))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Metric::new(s))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Self::Value, E> {
+                match std::str::from_utf8(b) {
+                    Ok(s) => self.visit_str(s),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(b), &self)),
+                }
+            }
+        }
+        d.deserialize_string(V)?.map_err(serde::de::Error::custom)
     }
 }
 
@@ -240,13 +345,16 @@ impl TryFrom<String> for Metric {
 
 impl From<Metric> for String {
     fn from(m: Metric) -> String {
-        m.0
+        match m.0 {
+            Name::Known(spec) => spec.name.to_owned(),
+            Name::Other(s) => s,
+        }
     }
 }
 
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 

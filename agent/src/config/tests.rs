@@ -39,6 +39,23 @@ fn a_minimal_config_parses_with_defaults_and_validates() {
     assert_eq!(c.mqtt.max_in_flight, 256);
     assert_eq!(c.spool.max_bytes, 256 * 1024 * 1024);
     assert!(c.spool.fsync);
+    assert_eq!(c.agent.mac, spotcheck_protocol::mac::Algorithm::Blake3);
+}
+
+#[test]
+fn the_mac_algorithm_can_be_set_back_to_hmac_sha256() {
+    let text = GOOD.replace(
+        "domain = \"pool\"",
+        "domain = \"pool\"\nmac = \"hmac-sha256\"",
+    );
+    let c = AgentConfig::from_toml_str(&text).unwrap();
+    assert_eq!(c.agent.mac, spotcheck_protocol::mac::Algorithm::HmacSha256);
+    let bad = GOOD.replace("domain = \"pool\"", "domain = \"pool\"\nmac = \"md5\"");
+    let err = parse_err(&bad);
+    assert!(
+        err.contains("hmac-sha256") && err.contains("blake3"),
+        "{err}"
+    );
 }
 
 #[test]

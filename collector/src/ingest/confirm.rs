@@ -128,7 +128,9 @@ fn confirmation(
     let mut ack = Ack::new(agent, seqs);
     ack.next = next;
     let payload = auth.table.with_key(&ack.agent, |k| match k {
-        KeyLookupRef::Current(key) => Some(ack.encode_signed(key)),
+        KeyLookupRef::Current(key) => {
+            Some(ack.encode_signed_with(auth.answers.algorithm(&ack.agent), key))
+        }
         KeyLookupRef::Revoked | KeyLookupRef::None if auth.required => None,
         KeyLookupRef::Revoked | KeyLookupRef::None => Some(ack.encode()),
     })?;

@@ -3,6 +3,8 @@
 //! in the source tasks, with its side effects (agent presence, a log line per rejection).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 use spotcheck_protocol::{
@@ -44,6 +46,8 @@ pub struct Auth {
     /// agent's current key. False: MACs are stripped unchecked; only for measuring what
     /// checking costs.
     pub required: bool,
+    /// The MAC algorithm each agent signs with, to sign its acks the same way.
+    pub answers: Answers,
 }
 
 impl Auth {
@@ -52,7 +56,45 @@ impl Auth {
         Auth {
             table: Credentials::default(),
             required: false,
+            answers: Answers::default(),
         }
+    }
+}
+
+/// The MAC algorithm of the last message whose MAC verified, per agent: the confirm stage signs
+/// the agent's acks with it, so an agent that only knows HMAC-SHA256 (older than keyed BLAKE3,
+/// or configured `agent.mac = "hmac-sha256"`) can check them. Only a verified MAC is noted, so
+/// a stranger cannot switch an agent's acks to an algorithm it does not know. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Answers(Arc<RwLock<HashMap<AgentId, mac::Algorithm>>>);
+
+impl Answers {
+    /// Notes that `agent` signed a verified message with `algorithm`.
+    pub fn note(&self, agent: &AgentId, algorithm: mac::Algorithm) {
+        // A read first: an agent keeps its algorithm, so the write lock is rarely taken.
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent)
+            .copied();
+        if known != Some(algorithm) {
+            self.0
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(agent.clone(), algorithm);
+        }
+    }
+
+    /// The algorithm to sign `agent`'s acks with: the one it last signed with, else HMAC-SHA256,
+    /// which every agent knows (agents that sign with keyed BLAKE3 believe acks in either).
+    pub fn algorithm(&self, agent: &AgentId) -> mac::Algorithm {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent)
+            .copied()
+            .unwrap_or(mac::Algorithm::HmacSha256)
     }
 }
 
@@ -389,9 +431,13 @@ fn authenticate<'p>(
         };
     }
     auth.table.with_key(agent, |lookup| match lookup {
-        KeyLookupRef::Current(key) => mac::verify(key, payload)
-            .map(Cow::Owned)
-            .map_err(|e| ("bad_mac", format!("agent {agent}: {e}"))),
+        KeyLookupRef::Current(key) => match mac::verify_any(key, payload) {
+            Ok(v) => {
+                auth.answers.note(agent, v.algorithm);
+                Ok(Cow::Owned(v.body))
+            }
+            Err(e) => Err(("bad_mac", format!("agent {agent}: {e}"))),
+        },
         KeyLookupRef::Revoked => Err((
             "revoked_credential",
             format!("agent {agent}'s credential is revoked; issue a new one with `spotcheck-collector agents rotate {agent}`"),
@@ -558,15 +604,50 @@ mod tests {
         let auth = Auth {
             table: Credentials::from_keys([(AgentId::new("a1").unwrap(), key(1))]),
             required: true,
+            answers: Answers::default(),
         };
+        run_with(&auth, topic, payload)
+    }
+
+    fn run_with(auth: &Auth, topic: &str, payload: &[u8]) -> Verdict {
         validate(
             topic,
             payload,
             &bindings(),
-            &auth,
+            auth,
             &Limits::default(),
             UnixMillis(1_700_000_000_000),
         )
+    }
+
+    #[test]
+    fn acks_are_answered_in_the_algorithm_of_the_last_verified_message() {
+        use spotcheck_protocol::mac::{sign_with, Algorithm};
+        let a1 = AgentId::new("a1").unwrap();
+        let auth = Auth {
+            table: Credentials::from_keys([(a1.clone(), key(1))]),
+            required: true,
+            answers: Answers::default(),
+        };
+        // Until the agent is heard from: HMAC-SHA256, which every agent knows.
+        assert_eq!(auth.answers.algorithm(&a1), Algorithm::HmacSha256);
+        let body = reading(4, "pH");
+        for alg in [Algorithm::Blake3, Algorithm::HmacSha256, Algorithm::Blake3] {
+            let v = run_with(&auth, TOPIC, &sign_with(alg, &key(1), body.as_bytes()));
+            assert!(matches!(v, Verdict::Accept { .. }), "{alg}: {v:?}");
+            assert_eq!(auth.answers.algorithm(&a1), alg);
+        }
+        // A forgery in the other algorithm changes nothing: an agent that only knows one
+        // algorithm cannot be made to receive acks in the other.
+        let forged = sign_with(Algorithm::HmacSha256, &key(2), body.as_bytes());
+        assert_eq!(rejected(run_with(&auth, TOPIC, &forged)).code, "bad_mac");
+        assert_eq!(auth.answers.algorithm(&a1), Algorithm::Blake3);
+        // Statuses count too.
+        let s = r#"{"v":1,"agent":"a1","state":"online","epoch":1,"counter":2}"#;
+        let status = sign_with(Algorithm::HmacSha256, &key(1), s.as_bytes());
+        let v = run_with(&auth, "spotcheck/v1/agents/a1/status", &status);
+        assert!(matches!(v, Verdict::Status { .. }), "{v:?}");
+        assert_eq!(auth.answers.algorithm(&a1), Algorithm::HmacSha256);
     }
 
     #[test]
