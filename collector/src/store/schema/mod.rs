@@ -400,4 +400,9 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT;
     ALTER TABLE notify_messages ADD COLUMN claimed_until INTEGER;
     ",
+    // 13: an entity's event records newest first across kinds (the events endpoint) without
+    // sorting all of them: the older index leads with the kind.
+    "
+    CREATE INDEX events_by_entity_time ON events (entity, ts_ms);
+    ",
 ];
