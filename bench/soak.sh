@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # Soak (issue 16): the collector with its embedded broker, one simulated agent per feed (pool,
 # game, hospital) and a steady trickle of hostile input (`soak hostile`, bench/src/bin/soak/)
-# for a while; every SAMPLE_S seconds one CSV row: the collector's RSS, open files, data-dir
-# size, the agents' spool queues, the batches kept back and the /metrics counters, /healthz
-# and two API answers (a malformed path parameter must get 400, the dead-letter list 200).
+# for a while, with API traffic beside it (`soak api`) and a supervisor's console open in
+# headless Chromium (`soak console`); every SAMPLE_S seconds one CSV row: the collector's RSS,
+# open files, data-dir size, the agents' spool queues, the batches kept back, the /metrics
+# counters and the ingest-to-commit latency histogram, /healthz and two API answers (a
+# malformed path parameter must get 400, the dead-letter list 200).
 # At the end `soak check` asserts the accounting (every batch the agents made stored exactly
 # once and whole, every hostile message counted under its reason, the dead-letter quota held,
 # PRAGMA integrity_check) and the bounds over the CSV (memory plateau, open files, kept-back
-# batches), and prints the figures as a Markdown table. Not run in CI.
+# batches), the API traffic's errors, the console's liveness, and prints the figures (with the
+# p99 ingest-to-commit latency of every minute) as Markdown tables. Not run in CI.
+# The defaults are the issue's soak: 30 minutes at about 5,000 readings a second (the pool
+# agent: 84 records of six readings every 100 ms) plus 840 event records a second from each of
+# the game and hospital agents, 20 API requests a second and one console.
 #
 # Usage: bench/soak.sh                       (from anywhere)
 # Knobs (environment):
 #   DURATION_S=1800        how long the agents and the hostile trickle run
 #   SAMPLE_S=10            seconds between CSV rows
-#   INTERVAL_MS=200        each agent makes one batch per interval
-#   RECORDS=5              records per batch (a pool record is six readings)
+#   INTERVAL_MS=100        each agent makes one batch per interval
+#   RECORDS=84             records per batch (a pool record is six readings)
+#   API_RATE=20            API requests a second (`soak api`; 0: none)
+#   CONSOLE=1              a supervisor's console open in Chromium (0: none)
 #   HOSTILE_PERIOD_MS=2000 one round of hostile messages (11, plus a too_large every 10th
 #                          round and an oversized packet every 60th) per period
 #   TOO_LARGE_EVERY=10 OVERSIZED_EVERY=60  those two rates, in rounds (0: never)
@@ -32,8 +40,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION_S=${DURATION_S:-1800}
 SAMPLE_S=${SAMPLE_S:-10}
-INTERVAL_MS=${INTERVAL_MS:-200}
-RECORDS=${RECORDS:-5}
+INTERVAL_MS=${INTERVAL_MS:-100}
+RECORDS=${RECORDS:-84}
+API_RATE=${API_RATE:-20}
+CONSOLE=${CONSOLE:-1}
 HOSTILE_PERIOD_MS=${HOSTILE_PERIOD_MS:-2000}
 TOO_LARGE_EVERY=${TOO_LARGE_EVERY:-10}
 OVERSIZED_EVERY=${OVERSIZED_EVERY:-60}
@@ -146,10 +156,32 @@ log "agents: ${#AGENTS[@]} × $BATCHES batches of $RECORDS records, one per ${IN
 HOSTILE=$!
 PIDS+=("$HOSTILE")
 
+CHECK_EXTRA=()
+if [[ $API_RATE != 0 ]]; then
+    entities=()
+    for a in "${AGENTS[@]}"; do read -r _ entity _ <<<"$a"; entities+=(--entity "$entity"); done
+    "$BIN/soak" api --http "$HTTP" --token "$TOKEN" "${entities[@]}" --duration-s "$DURATION_S" \
+        --rate "$API_RATE" --report "$OUT/api.json" >"$OUT/api.log" 2>&1 &
+    API=$!
+    PIDS+=("$API")
+    CHECK_EXTRA+=(--api-report "$OUT/api.json")
+fi
+if [[ $CONSOLE != 0 ]]; then
+    "$BIN/soak" console --http "$HTTP" --token "$TOKEN" --profile "$OUT/chromium" \
+        --duration-s "$DURATION_S" --report "$OUT/console.json" >"$OUT/console.log" 2>&1 &
+    CONSOLE_PID=$!
+    PIDS+=("$CONSOLE_PID")
+    CHECK_EXTRA+=(--console-report "$OUT/console.json")
+fi
+
 CSV=$OUT/soak.csv
-echo "utc,elapsed_s,rss_kb,anon_kb,fds,data_bytes,db_bytes,wal_bytes,readings,events,batches,rejected,over_quota,refused,kept_back,out_of_range,duplicates,commits,spool_pending,in_flight,healthz,api_bad" >"$CSV"
+echo "utc,elapsed_s,rss_kb,anon_kb,fds,data_bytes,db_bytes,wal_bytes,readings,events,batches,rejected,over_quota,refused,kept_back,out_of_range,duplicates,commits,spool_pending,in_flight,healthz,api_bad,latency_buckets" >"$CSV"
 metric() { awk -v n="$1" '$1 == n { s += $2 } END { printf "%d", s }' "$OUT/metrics.txt"; }
 rejected() { awk '/^spotcheck_messages_rejected_total\{/ { s += $2 } END { printf "%d", s }' "$OUT/metrics.txt"; }
+# The ingest-to-commit histogram as le:count pairs joined by ';' (cumulative, as exposed).
+latency_buckets() {
+    awk -F'[{}" ]+' '/^spotcheck_ingest_commit_latency_seconds_bucket\{/ { printf "%s%s:%s", sep, $3, $4; sep = ";" }' "$OUT/metrics.txt"
+}
 agent_sum() {
     local s=0 v
     for p in "${AGENT_PORTS[@]}"; do
@@ -172,7 +204,7 @@ sample() {
     [[ $code == 200 ]] || bad=$((bad + 1))
     code=$(curl -s -o "$OUT/bad-path.json" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://$HTTP/api/v1/tasks/not-a-number")
     [[ $code == 400 ]] && grep -q '"error"' "$OUT/bad-path.json" || bad=$((bad + 1))
-    echo "$(date -u +%FT%TZ),$((SECONDS - T0)),$rss,$anon,$fds,$du,$db,$wal,$(metric spotcheck_readings_ingested_total),$(metric spotcheck_events_ingested_total),$(metric spotcheck_batches_committed_total),$(rejected),$(metric spotcheck_dead_letters_over_quota_total),$(metric spotcheck_broker_refused_oversized_total),$(metric spotcheck_batches_kept_back),$(metric spotcheck_readings_out_of_range_total),$(metric spotcheck_duplicates_dropped_total),$(metric spotcheck_store_commits_total),$(agent_sum spotcheck_agent_spool_pending),$(agent_sum spotcheck_agent_in_flight),$hz,$bad" >>"$CSV"
+    echo "$(date -u +%FT%TZ),$((SECONDS - T0)),$rss,$anon,$fds,$du,$db,$wal,$(metric spotcheck_readings_ingested_total),$(metric spotcheck_events_ingested_total),$(metric spotcheck_batches_committed_total),$(rejected),$(metric spotcheck_dead_letters_over_quota_total),$(metric spotcheck_broker_refused_oversized_total),$(metric spotcheck_batches_kept_back),$(metric spotcheck_readings_out_of_range_total),$(metric spotcheck_duplicates_dropped_total),$(metric spotcheck_store_commits_total),$(agent_sum spotcheck_agent_spool_pending),$(agent_sum spotcheck_agent_in_flight),$hz,$bad,$(latency_buckets)" >>"$CSV"
 }
 
 T0=$SECONDS
@@ -184,6 +216,14 @@ while kill -0 "$HOSTILE" 2>/dev/null; do
 done
 wait "$HOSTILE" || { log "soak hostile failed"; cat "$OUT/hostile.log"; exit 1; }
 log "hostile trickle done: $(tail -1 "$OUT/hostile.log")"
+if [[ -n ${API:-} ]]; then
+    wait "$API" || { log "soak api failed"; cat "$OUT/api.log"; exit 1; }
+    log "API traffic done: $(tail -1 "$OUT/api.log")"
+fi
+if [[ -n ${CONSOLE_PID:-} ]]; then
+    wait "$CONSOLE_PID" || { log "soak console failed"; cat "$OUT/console.log"; exit 1; }
+    log "console done: $(tail -1 "$OUT/console.log")"
+fi
 # The agents exit by themselves once their last batch is confirmed.
 for pid in "${AGENT_PIDS[@]}"; do
     wait "$pid" || { log "an agent failed (pid $pid)"; exit 1; }
@@ -193,7 +233,7 @@ log "agents done; checking"
 panics=$(cat "$OUT"/*.log | grep -c panicked || true)
 status=0
 "$BIN/soak" check --data "$DATA" --http "$HTTP" --report "$OUT/hostile.json" --csv "$CSV" \
-    --quota "$QUOTA" --max-held "$MAX_HELD" "${CHECK_AGENTS[@]}" >"$OUT/check.md" || status=$?
+    --quota "$QUOTA" --max-held "$MAX_HELD" "${CHECK_AGENTS[@]}" "${CHECK_EXTRA[@]}" >"$OUT/check.md" || status=$?
 cat "$OUT/check.md"
 echo "- panics in the logs: $panics" | tee -a "$OUT/check.md"
 echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/check.md"

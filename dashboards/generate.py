@@ -143,5 +143,10 @@ panels = [
                                                       p("sum(increase(spotcheck_sink_write_errors_total[$__rate_interval]))", "write errors", "B"),
                                                       p("sum(increase(spotcheck_sink_points_dead_lettered_total[$__rate_interval]))", "dead-lettered", "C")], PROM, 0, 24, w=24),
     panel("Ingest up", [p("spotcheck_ingest_up", "up")], PROM, 12, 8, w=6, kind="stat", steps=[("red", None), ("green", 1)]),
+    panel("Ingest-to-commit latency (p50, p99)", [
+        p("histogram_quantile(0.5, sum(rate(spotcheck_ingest_commit_latency_seconds_bucket[$__rate_interval])) by (le))", "p50"),
+        p("histogram_quantile(0.99, sum(rate(spotcheck_ingest_commit_latency_seconds_bucket[$__rate_interval])) by (le))", "p99", "B")],
+        PROM, 0, 32, w=24, unit="s", steps=[("green", None), ("orange", 1)],
+        desc="From ingest taking a message from the broker to the commit that stored it; seconds mean a backlog."),
 ]
 save("collector-health.json", dashboard("spotcheck-health", "Spotcheck · Collector and agent health", panels, time_from="now-1h"))

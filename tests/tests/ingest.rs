@@ -196,6 +196,21 @@ fn malformed_payloads_are_dead_lettered_with_reasons_and_the_valid_one_is_stored
         metrics.contains("spotcheck_messages_rejected_total{reason=\"entity_mismatch\"} 1"),
         "{metrics}"
     );
+    // The valid batch and its duplicate are committed (the duplicate was counted at commit),
+    // so the ingest-to-commit histogram holds at least those two.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let observed = value("spotcheck_ingest_commit_latency_seconds_count");
+    assert!(observed >= 2.0, "{metrics}");
+    assert!(value("spotcheck_ingest_commit_latency_seconds_sum") > 0.0);
+    assert_eq!(
+        value("spotcheck_ingest_commit_latency_seconds_bucket{le=\"+Inf\"}"),
+        observed
+    );
 
     // Still running and still ingesting.
     c.publish(topic, batch("a1", 10, 7.4).as_bytes());

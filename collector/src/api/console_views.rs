@@ -331,14 +331,17 @@ async fn entity_series(
     let metric = p.metric;
     Ok(Json(
         read_db(&s, move |c| {
-            let points: Vec<_> = crate::store::query::series(c, &id, &metric, since_ms, u32::MAX)?
-                .into_iter()
-                .filter(|pt| pt.ts_ms < until_ms)
-                .collect();
+            let (count, points) = crate::store::query::series_thinned(
+                c,
+                &id,
+                &metric,
+                (since_ms, until_ms),
+                evidence::MAX_POINTS,
+            )?;
             Ok(evidence::SeriesView {
                 metric,
-                count: points.len(),
-                points: evidence::thin(points, evidence::MAX_POINTS),
+                count,
+                points,
             })
         })
         .await?,

@@ -35,6 +35,8 @@ pub struct Validated {
     pub ack: BrokerAck,
     /// The verdict.
     pub verdict: Verdict,
+    /// When ingest took it from the broker.
+    pub received: Instant,
 }
 
 /// Messages whose content is committed: they may now be acknowledged, in this order.
@@ -118,6 +120,8 @@ pub fn spawn(
             let mut last_tick = Instant::now();
             let mut rules_version = rules.as_ref().map(|r| r.rulebook.version());
             let mut pending = Vec::with_capacity(cfg.max_commit);
+            // When each message in `pending` was taken from the broker.
+            let mut arrivals: Vec<Instant> = Vec::with_capacity(cfg.max_commit);
             // Rejections found here (reused seqs, batches let go) log like the sources' do.
             let mut log = LogLimit::new(Duration::from_secs(60), 10);
             // Several collectors share a PostgreSQL store: what is stored is read from it
@@ -206,6 +210,8 @@ pub fn spawn(
                         info!(message = "Rule engine now runs the updated rule packs.");
                     }
                 }
+                arrivals.clear();
+                arrivals.extend(pending.iter().map(|v| v.received));
                 let committed = commit_with_retry(
                     &mut writer,
                     rules.as_mut(),
@@ -215,6 +221,13 @@ pub fn spawn(
                     &alive,
                     &mut log,
                 );
+                let now = Instant::now();
+                for a in &arrivals {
+                    stats
+                        .commit_latency
+                        .0
+                        .observe(now.duration_since(*a).as_secs_f64());
+                }
                 if tx.blocking_send(committed).is_err() {
                     error!(message = "Confirm stage is gone; stopping commit stage.");
                     return;

@@ -205,6 +205,7 @@ impl Validator {
         Validated {
             ack: r.ack,
             verdict,
+            received: r.at,
         }
     }
 }
@@ -713,6 +714,7 @@ mod tests {
                 topic: format!("spotcheck/v1/pool/pool-1/{agent}/readings").into(),
                 payload: vec![b'x'; 600].into(),
                 ack: super::super::source::BrokerAck::Nothing,
+                at: std::time::Instant::now(),
             })
             .verdict
         };

@@ -140,30 +140,124 @@ pub fn series(
     since_ms: i64,
     limit: u32,
 ) -> Result<Vec<Point>, DbError> {
-    let blobs: Vec<Vec<u8>> = conn.query(
-        "SELECT c.data FROM reading_chunks c
+    let limit = limit as usize;
+    let mut out: Vec<Point> = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    // Once `limit` readings are held, the latest of them: a chunk starting after it cannot
+    // hold any of the first `limit`, so its blob is not even read. Memory stays near `limit`
+    // points whatever `since_ms` reaches back to.
+    let mut cutoff: Option<i64> = None;
+    let keep_first = |out: &mut Vec<Point>, cutoff: &mut Option<i64>| {
+        // Chunks are ordered by their first reading; readings inside may interleave across
+        // chunks.
+        out.sort_by_key(|p| p.ts_ms);
+        out.truncate(limit);
+        if out.len() == limit {
+            *cutoff = out.last().map(|p| p.ts_ms);
+        }
+    };
+    conn.query(
+        "SELECT c.t0, c.data FROM reading_chunks c
          JOIN entities e ON e.id = c.entity JOIN metrics m ON m.id = c.metric
          WHERE e.name = $1 AND m.name = $2 AND c.t1 >= $3
          ORDER BY c.t0",
         args![entity, metric, since_ms],
-        |r| r.get(0),
+        |r| {
+            let t0: i64 = r.get(0)?;
+            if cutoff.is_some_and(|c| t0 > c) {
+                return Ok(());
+            }
+            let blob: Vec<u8> = r.get(1)?;
+            out.extend(
+                samples(&blob)?
+                    .into_iter()
+                    .filter(|s| s.ts.0 >= since_ms && cutoff.is_none_or(|c| s.ts.0 <= c))
+                    .map(|s| Point {
+                        ts_ms: s.ts.0,
+                        value: s.value,
+                    }),
+            );
+            if out.len() >= limit.saturating_mul(2) {
+                keep_first(&mut out, &mut cutoff);
+            }
+            Ok(())
+        },
     )?;
-    let mut out = Vec::new();
-    for blob in blobs {
-        out.extend(
-            samples(&blob)?
-                .into_iter()
-                .filter(|s| s.ts.0 >= since_ms)
-                .map(|s| Point {
-                    ts_ms: s.ts.0,
-                    value: s.value,
-                }),
-        );
-    }
-    // Chunks are ordered by their first reading; readings inside may interleave across chunks.
-    out.sort_by_key(|p| p.ts_ms);
-    out.truncate(limit as usize);
+    keep_first(&mut out, &mut cutoff);
     Ok(out)
+}
+
+/// A series in `[since_ms, until_ms)` thinned to at most `max` points while it is read, for a
+/// chart: the range is cut into `max / 2` equal spans and each keeps its lowest and highest
+/// reading, in time order (all readings when there are no more than `max`). Memory holds one
+/// chunk and the kept points however many readings the range has (an hour of a busy pool is
+/// millions). Returns the number of readings in the range and the kept points, oldest first.
+pub fn series_thinned(
+    conn: &(impl Sql + ?Sized),
+    entity: &str,
+    metric: &str,
+    (since_ms, until_ms): (i64, i64),
+    max: usize,
+) -> Result<(usize, Vec<Point>), DbError> {
+    let spans = (max / 2).max(1);
+    let width = (until_ms.saturating_sub(since_ms).max(1) as u64).div_ceil(spans as u64) as i64;
+    let mut kept: Vec<Option<(Point, Point)>> = vec![None; spans];
+    // Every reading too, while there are no more than `max`.
+    let mut all: Vec<Point> = Vec::new();
+    let mut count = 0usize;
+    conn.query(
+        "SELECT c.data FROM reading_chunks c
+         JOIN entities e ON e.id = c.entity JOIN metrics m ON m.id = c.metric
+         WHERE e.name = $1 AND m.name = $2 AND c.t1 >= $3 AND c.t0 < $4",
+        args![entity, metric, since_ms, until_ms],
+        |r| {
+            let blob: Vec<u8> = r.get(0)?;
+            for s in samples(&blob)? {
+                let t = s.ts.0;
+                if t < since_ms || t >= until_ms {
+                    continue;
+                }
+                let p = Point {
+                    ts_ms: t,
+                    value: s.value,
+                };
+                count += 1;
+                if count <= max {
+                    all.push(p);
+                } else if !all.is_empty() {
+                    all = Vec::new();
+                }
+                let span = (((t - since_ms) / width) as usize).min(spans - 1);
+                match &mut kept[span] {
+                    None => kept[span] = Some((p, p)),
+                    Some((lo, hi)) => {
+                        if p.value < lo.value {
+                            *lo = p;
+                        }
+                        if p.value > hi.value {
+                            *hi = p;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if count <= max {
+        all.sort_by_key(|p| p.ts_ms);
+        return Ok((count, all));
+    }
+    let mut out = Vec::with_capacity(max);
+    for (lo, hi) in kept.into_iter().flatten() {
+        let (a, b) = if lo.ts_ms <= hi.ts_ms { (lo, hi) } else { (hi, lo) };
+        out.push(a);
+        if a != b {
+            out.push(b);
+        }
+    }
+    Ok((count, out))
 }
 
 /// The newest dead letters, newest first.

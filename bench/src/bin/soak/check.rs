@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use serde_json::Value;
 
+use crate::latency::{self, Buckets};
+
 /// The Prometheus samples of `/metrics`: name with labels → value.
 fn metrics(http: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     let text = ureq::get(&format!("http://{http}/metrics"))
@@ -37,6 +39,38 @@ fn rejected_by_reason(m: &BTreeMap<String, f64>) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The reports of what ran beside ingest, where it did.
+pub(crate) struct Beside {
+    /// `soak api`'s report.
+    pub api: Option<std::path::PathBuf>,
+    /// `soak console`'s report.
+    pub console: Option<std::path::PathBuf>,
+}
+
+/// Per minute of the run: (minute, messages committed, p99 ingest-to-commit latency in ms).
+fn latency_by_minute(samples: &[Sample]) -> Vec<(usize, f64, Option<f64>)> {
+    let with: Vec<(&Sample, &Buckets)> = samples
+        .iter()
+        .filter_map(|s| s.latency.as_ref().map(|l| (s, l)))
+        .collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < with.len() {
+        let t0 = with[start].0.elapsed_s;
+        let Some(end) = (start + 1..with.len()).find(|&j| with[j].0.elapsed_s >= t0 + 60.0) else {
+            break;
+        };
+        let (a, b) = (with[start].1, with[end].1);
+        out.push((
+            out.len() + 1,
+            latency::observed(a, b),
+            latency::quantile(a, b, 0.99).map(|s| s * 1000.0),
+        ));
+        start = end;
+    }
+    out
+}
+
 /// One sampled row of the CSV.
 struct Sample {
     elapsed_s: f64,
@@ -46,6 +80,8 @@ struct Sample {
     kept_back: f64,
     healthz: String,
     api_bad: f64,
+    /// The ingest-to-commit histogram at this sample (CSVs of older runs have none).
+    latency: Option<Buckets>,
 }
 
 fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
@@ -66,6 +102,7 @@ fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
         col("healthz")?,
         col("api_bad")?,
     );
+    let lat = head.iter().position(|h| *h == "latency_buckets");
     lines
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -83,6 +120,7 @@ fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
                 kept_back: num(k)?,
                 healthz: v.get(h).unwrap_or(&"").to_string(),
                 api_bad: num(a)?,
+                latency: lat.and_then(|i| v.get(i)).and_then(|c| latency::parse(c)),
             })
         })
         .collect()
@@ -98,6 +136,7 @@ pub(crate) fn check(
     quota: u64,
     max_held: u64,
     settle_s: u64,
+    beside: &Beside,
 ) -> anyhow::Result<()> {
     let report: Value = serde_json::from_slice(&std::fs::read(report)?)?;
     let expect = |k: &str| report["expect"][k].as_u64().unwrap_or(0);
@@ -305,6 +344,44 @@ pub(crate) fn check(
         format!("API answers other than expected: {api_bad}"),
     );
 
+    // Beside ingest: the API traffic answered, the console stayed live.
+    let read_json = |p: &Path| -> anyhow::Result<Value> {
+        Ok(serde_json::from_slice(&std::fs::read(p).with_context(
+            || format!("cannot read {}", p.display()),
+        )?)?)
+    };
+    let api = beside.api.as_deref().map(read_json).transpose()?;
+    if let Some(a) = &api {
+        fail(
+            a["errors"] == 0 && a["requests"].as_u64().unwrap_or(0) > 0,
+            format!(
+                "API traffic: {} requests, {} not 200 {}",
+                a["requests"], a["errors"], a["failures"]
+            ),
+        );
+    }
+    let console = beside.console.as_deref().map(read_json).transpose()?;
+    if let Some(c) = &console {
+        fail(
+            c["probes_offline"] == 0 && c["script_errors"] == 0,
+            format!(
+                "console: {} probes, live stream down in {}, {} script errors",
+                c["probes"], c["probes_offline"], c["script_errors"]
+            ),
+        );
+    }
+    let minutes = latency_by_minute(&samples);
+    let p99s: Vec<f64> = minutes.iter().filter_map(|m| m.2).collect();
+    if samples.iter().any(|s| s.latency.is_some()) {
+        fail(
+            !p99s.is_empty(),
+            format!(
+                "ingest-to-commit latency measured in {} minutes",
+                p99s.len()
+            ),
+        );
+    }
+
     let (s0, s1) = (&samples[0], &samples[samples.len() - 1]);
     let hours = (s1.elapsed_s - s0.elapsed_s) / 3600.0;
     let mib = |kb: f64| kb / 1024.0;
@@ -356,6 +433,45 @@ pub(crate) fn check(
         "| store commits | {} |",
         metric(&m, "spotcheck_store_commits_total")
     );
+    if let Some(a) = &api {
+        println!(
+            "| API requests (rate) / p50 / p99 / max | {} ({}/s) / {:.1} / {:.1} / {:.1} ms |",
+            a["requests"],
+            a["rate_per_s"],
+            a["p50_ms"].as_f64().unwrap_or(0.0),
+            a["p99_ms"].as_f64().unwrap_or(0.0),
+            a["max_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(c) = &console {
+        let last = &c["samples"][c["samples"]
+            .as_array()
+            .map_or(0, |v| v.len().saturating_sub(1))]["page"];
+        println!(
+            "| console probes (live) / `counts` events / API reads / bytes fetched | {} ({}) / {} / {} / {:.1} MiB |",
+            c["probes"],
+            c["probes"].as_u64().unwrap_or(0) - c["probes_offline"].as_u64().unwrap_or(0),
+            last["counts"],
+            last["reads"],
+            last["bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+        );
+    }
+    if !p99s.is_empty() {
+        let mut sorted = p99s.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "| p99 ingest-to-commit per minute: median / max | {:.1} / {:.1} ms |",
+            sorted[(sorted.len() - 1) / 2],
+            sorted[sorted.len() - 1]
+        );
+        println!();
+        println!("| minute | messages committed | p99 ingest-to-commit |");
+        println!("|---:|---:|---:|");
+        for (m, n, p) in &minutes {
+            let p = p.map_or("–".to_owned(), |p| format!("{p:.1} ms"));
+            println!("| {m} | {n} | {p} |");
+        }
+    }
     println!();
     if failures.is_empty() {
         println!("soak check: all passed");

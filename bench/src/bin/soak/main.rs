@@ -8,13 +8,19 @@
 //!   `limits.max_payload_bytes` (dead letter `too_large`) and one over the broker's packet
 //!   limit (refused by the broker on its own connection). Writes what it sent, and what the
 //!   collector must therefore have counted, to a JSON report.
+//! - `soak api`: API traffic beside ingest at a steady rate, with per-minute latency figures.
+//! - `soak console`: a supervisor's console open in headless Chromium for the whole run,
+//!   probed every minute (live stream connected, counts arriving, no script error).
 //! - `soak check`: after the run, asserts the accounting (every batch the real agents made is
 //!   stored exactly once and whole; every hostile message is counted under its reason; the
 //!   dead-letter quota held) and the bounds over the sampled CSV (memory plateau, open files,
 //!   kept-back batches, `/healthz`), and prints the figures as a Markdown table.
 
+mod api;
 mod check;
+mod console;
 mod hostile;
+mod latency;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,6 +72,48 @@ enum Cmd {
         #[arg(long)]
         report: PathBuf,
     },
+    /// API traffic at a steady rate for a while; write the latency figures to --report.
+    Api {
+        /// The collector's HTTP address, host:port.
+        #[arg(long)]
+        http: String,
+        /// An API token (the bootstrap admin's).
+        #[arg(long)]
+        token: String,
+        /// Entities whose overview, series and events to read (repeat).
+        #[arg(long = "entity")]
+        entities: Vec<String>,
+        /// Seconds to run.
+        #[arg(long)]
+        duration_s: u64,
+        /// Requests a second.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Where to write the JSON report.
+        #[arg(long)]
+        report: PathBuf,
+    },
+    /// A supervisor's console open in headless Chromium for a while; write the probes to --report.
+    Console {
+        /// The collector's HTTP address, host:port.
+        #[arg(long)]
+        http: String,
+        /// The bootstrap admin's API token (to create the supervisor).
+        #[arg(long)]
+        token: String,
+        /// Chromium's profile directory.
+        #[arg(long)]
+        profile: PathBuf,
+        /// Seconds to keep it open.
+        #[arg(long)]
+        duration_s: u64,
+        /// Seconds between probes.
+        #[arg(long, default_value_t = 60)]
+        every_s: u64,
+        /// Where to write the JSON report.
+        #[arg(long)]
+        report: PathBuf,
+    },
     /// Check the accounting and the bounds after a run.
     Check {
         /// The collector's data directory.
@@ -92,6 +140,12 @@ enum Cmd {
         /// How long to wait for the last counts to arrive.
         #[arg(long, default_value_t = 120)]
         settle_s: u64,
+        /// `soak api`'s report, if it ran.
+        #[arg(long)]
+        api_report: Option<PathBuf>,
+        /// `soak console`'s report, if it ran.
+        #[arg(long)]
+        console_report: Option<PathBuf>,
     },
 }
 
@@ -129,6 +183,56 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("soak hostile: {r}");
             Ok(())
         }
+        Cmd::Api {
+            http,
+            token,
+            entities,
+            duration_s,
+            rate,
+            report,
+        } => {
+            let r = tokio::task::spawn_blocking(move || {
+                api::run(
+                    &http,
+                    &token,
+                    &entities,
+                    Duration::from_secs(duration_s),
+                    rate,
+                    &report,
+                )
+            })
+            .await??;
+            eprintln!(
+                "soak api: {} requests, {} errors, p99 {} ms",
+                r["requests"], r["errors"], r["p99_ms"]
+            );
+            Ok(())
+        }
+        Cmd::Console {
+            http,
+            token,
+            profile,
+            duration_s,
+            every_s,
+            report,
+        } => {
+            let r = tokio::task::spawn_blocking(move || {
+                console::run(
+                    &http,
+                    &token,
+                    &profile,
+                    Duration::from_secs(duration_s),
+                    Duration::from_secs(every_s),
+                    &report,
+                )
+            })
+            .await??;
+            eprintln!(
+                "soak console: {} probes, {} offline, {} script errors",
+                r["probes"], r["probes_offline"], r["script_errors"]
+            );
+            Ok(())
+        }
         Cmd::Check {
             data,
             http,
@@ -138,8 +242,21 @@ async fn main() -> anyhow::Result<()> {
             quota,
             max_held,
             settle_s,
+            api_report,
+            console_report,
         } => check(
-            &data, &http, &report, &csv, &agents, quota, max_held, settle_s,
+            &data,
+            &http,
+            &report,
+            &csv,
+            &agents,
+            quota,
+            max_held,
+            settle_s,
+            &check::Beside {
+                api: api_report,
+                console: console_report,
+            },
         ),
     }
 }

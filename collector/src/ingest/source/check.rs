@@ -121,6 +121,7 @@ mod tests {
             .into_bytes()
             .into(),
             ack: BrokerAck::Nothing,
+            at: std::time::Instant::now(),
         }
     }
 
@@ -144,6 +145,7 @@ mod tests {
             .into_bytes()
             .into(),
             ack: BrokerAck::Nothing,
+            at: std::time::Instant::now(),
         }
     }
 

@@ -68,6 +68,7 @@ pub async fn run(
                     topic: f.publish.topic,
                     payload: f.publish.payload,
                     ack: BrokerAck::Nothing,
+                    at: std::time::Instant::now(),
                 }),
                 // The router paused us after filling the buffer; everything before this
                 // notification has been taken, so ask for more.

@@ -11,6 +11,8 @@ pub mod check;
 pub mod local;
 pub mod mqtt;
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 /// A message taken from the broker.
@@ -22,6 +24,8 @@ pub struct Received {
     pub payload: Bytes,
     /// What to send the broker once the message is committed.
     pub ack: BrokerAck,
+    /// When ingest took it from the broker: the start of its ingest-to-commit latency.
+    pub at: Instant,
 }
 
 /// What the broker is owed for a message once it is committed.
@@ -57,6 +61,7 @@ impl Received {
             topic: Bytes::from(p.topic),
             payload: p.payload,
             ack,
+            at: Instant::now(),
         }
     }
 }

@@ -423,4 +423,9 @@ pub const MIGRATIONS: &[&str] = &[
         since_ms INTEGER NOT NULL
     );
     ",
+    // 14: an entity's event records newest first across kinds (the events endpoint) without
+    // sorting all of them: the older index leads with the kind.
+    "
+    CREATE INDEX events_by_entity_time ON events (entity, ts_ms);
+    ",
 ];

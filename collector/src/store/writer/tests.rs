@@ -267,3 +267,114 @@ fn without_digests_a_reused_number_passes_for_a_duplicate_as_before_hardening() 
         .unwrap();
     assert_eq!(digest, None);
 }
+
+/// A batch of pH readings at these times (Unix ms) with these values.
+fn batch_at(agent: &str, seq: u64, points: &[(i64, f64)]) -> Checked<Batch> {
+    let readings = points
+        .iter()
+        .map(|&(ts, value)| Reading {
+            metric: Metric::new(Metric::PH).unwrap(),
+            value,
+            unit: Unit::Ph,
+            ts_ms: UnixMillis(ts),
+            quality: Quality::Good,
+        })
+        .collect();
+    let b = Batch::Readings(ReadingBatch {
+        v: Version,
+        agent: AgentId::new(agent).unwrap(),
+        seq: Seq(seq),
+        after: None,
+        readings,
+    });
+    let newest = points.iter().map(|p| p.0).max().unwrap_or(0);
+    check(b, &Limits::default(), UnixMillis(newest + 1000)).unwrap()
+}
+
+/// Commits each batch in its own transaction (one chunk each) for pool-1.
+fn commit_each(w: &mut Writer, batches: &[Checked<Batch>]) {
+    let entity = EntityId::new("pool-1").unwrap();
+    for b in batches {
+        let item = Item::Batch {
+            entity: &entity,
+            domain: Domain::Pool,
+            batch: b,
+        };
+        w.commit(&[item], UnixMillis::now()).unwrap();
+    }
+}
+
+#[test]
+fn a_series_is_read_in_time_order_across_interleaved_chunks_up_to_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut w = Writer::open(&path, Synchronous::Normal).unwrap();
+    let t = 1_700_000_000_000;
+    commit_each(
+        &mut w,
+        &[
+            batch_at("a1", 1, &[(t + 100, 7.0), (t + 300, 7.1), (t + 500, 7.2)]),
+            batch_at("a1", 2, &[(t + 200, 7.3), (t + 400, 7.4), (t + 600, 7.5)]),
+            batch_at("a1", 3, &[(t + 10_000, 7.6)]),
+        ],
+    );
+    let read = crate::store::open_for_reading(&path).unwrap();
+    let times = |since: i64, limit: u32| -> Vec<i64> {
+        crate::store::query::series(&read, "pool-1", Metric::PH, since, limit)
+            .unwrap()
+            .iter()
+            .map(|p| p.ts_ms - t)
+            .collect()
+    };
+    assert_eq!(times(0, 4), vec![100, 200, 300, 400], "the first four across chunks");
+    assert_eq!(times(0, 100), vec![100, 200, 300, 400, 500, 600, 10_000]);
+    assert_eq!(times(t + 350, 3), vec![400, 500, 600]);
+    assert_eq!(times(0, 0), Vec::<i64>::new());
+}
+
+#[test]
+fn a_thinned_series_counts_every_reading_and_keeps_each_spans_extremes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut w = Writer::open(&path, Synchronous::Normal).unwrap();
+    let t = 1_700_000_000_000;
+    // 5,000 readings a second apart in five chunks, one spike and one dip among them.
+    let batches: Vec<_> = (0..5)
+        .map(|b| {
+            let points: Vec<(i64, f64)> = (0..1000)
+                .map(|i| {
+                    let n = b * 1000 + i;
+                    let v = match n {
+                        1234 => 9.9,
+                        4321 => 5.1,
+                        _ => 7.0 + (n % 7) as f64 / 100.0,
+                    };
+                    (t + n * 1000, v)
+                })
+                .collect();
+            batch_at("a1", b as u64 + 1, &points)
+        })
+        .collect();
+    commit_each(&mut w, &batches);
+    let read = crate::store::open_for_reading(&path).unwrap();
+    let range = (t, t + 5_000_000);
+    let (count, points) =
+        crate::store::query::series_thinned(&read, "pool-1", Metric::PH, range, 200).unwrap();
+    assert_eq!(count, 5000);
+    assert!(points.len() <= 200, "{}", points.len());
+    assert!(points.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms), "oldest first");
+    assert!(points.iter().any(|p| p.value == 9.9 && p.ts_ms == t + 1_234_000));
+    assert!(points.iter().any(|p| p.value == 5.1 && p.ts_ms == t + 4_321_000));
+    // A range with no more readings than asked for comes back whole.
+    let (count, points) = crate::store::query::series_thinned(
+        &read,
+        "pool-1",
+        Metric::PH,
+        (t + 10_000, t + 20_000),
+        200,
+    )
+    .unwrap();
+    assert_eq!(count, 10);
+    let times: Vec<i64> = points.iter().map(|p| (p.ts_ms - t) / 1000).collect();
+    assert_eq!(times, (10..20).collect::<Vec<_>>());
+}
