@@ -251,7 +251,11 @@ pub fn series_thinned(
     }
     let mut out = Vec::with_capacity(max);
     for (lo, hi) in kept.into_iter().flatten() {
-        let (a, b) = if lo.ts_ms <= hi.ts_ms { (lo, hi) } else { (hi, lo) };
+        let (a, b) = if lo.ts_ms <= hi.ts_ms {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        };
         out.push(a);
         if a != b {
             out.push(b);

@@ -326,7 +326,11 @@ fn a_series_is_read_in_time_order_across_interleaved_chunks_up_to_its_limit() {
             .map(|p| p.ts_ms - t)
             .collect()
     };
-    assert_eq!(times(0, 4), vec![100, 200, 300, 400], "the first four across chunks");
+    assert_eq!(
+        times(0, 4),
+        vec![100, 200, 300, 400],
+        "the first four across chunks"
+    );
     assert_eq!(times(0, 100), vec![100, 200, 300, 400, 500, 600, 10_000]);
     assert_eq!(times(t + 350, 3), vec![400, 500, 600]);
     assert_eq!(times(0, 0), Vec::<i64>::new());
@@ -362,9 +366,16 @@ fn a_thinned_series_counts_every_reading_and_keeps_each_spans_extremes() {
         crate::store::query::series_thinned(&read, "pool-1", Metric::PH, range, 200).unwrap();
     assert_eq!(count, 5000);
     assert!(points.len() <= 200, "{}", points.len());
-    assert!(points.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms), "oldest first");
-    assert!(points.iter().any(|p| p.value == 9.9 && p.ts_ms == t + 1_234_000));
-    assert!(points.iter().any(|p| p.value == 5.1 && p.ts_ms == t + 4_321_000));
+    assert!(
+        points.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms),
+        "oldest first"
+    );
+    assert!(points
+        .iter()
+        .any(|p| p.value == 9.9 && p.ts_ms == t + 1_234_000));
+    assert!(points
+        .iter()
+        .any(|p| p.value == 5.1 && p.ts_ms == t + 4_321_000));
     // A range with no more readings than asked for comes back whole.
     let (count, points) = crate::store::query::series_thinned(
         &read,
