@@ -365,14 +365,18 @@ fn influxdb_1x_gets_the_same_readings_and_every_dashboard_panel_returns_series()
     });
     // The latency panel's quantile is empty (NaN) over a window in which nothing was
     // committed: wait until two scrapes saw the histogram's count move.
-    wait_for("commits between two scrapes of the latency histogram", WAIT, || {
-        let counts: std::collections::BTreeSet<u64> = vm
-            .export("spotcheck_ingest_commit_latency_seconds_count")
-            .values()
-            .map(|v| *v as u64)
-            .collect();
-        (counts.len() >= 2).then_some(())
-    });
+    wait_for(
+        "commits between two scrapes of the latency histogram",
+        WAIT,
+        || {
+            let counts: std::collections::BTreeSet<u64> = vm
+                .export("spotcheck_ingest_commit_latency_seconds_count")
+                .values()
+                .map(|v| *v as u64)
+                .collect();
+            (counts.len() >= 2).then_some(())
+        },
+    );
 
     // Every panel of every dashboard, against the data above, while the demo runs.
     if python_has("grafana_foundation_sdk") {

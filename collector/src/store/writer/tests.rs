@@ -4,24 +4,9 @@ use super::*;
 use spotcheck_protocol::{check, Limits, Metric, Quality, Reading, ReadingBatch, Version};
 
 fn batch(agent: &str, seq: u64, n: usize) -> Checked<Batch> {
-    let now = UnixMillis::now();
-    let readings = (0..n)
-        .map(|i| Reading {
-            metric: Metric::new(Metric::PH).unwrap(),
-            value: 7.0 + i as f64 / 100.0,
-            unit: Unit::Ph,
-            ts_ms: now,
-            quality: Quality::Good,
-        })
-        .collect();
-    let b = Batch::Readings(ReadingBatch {
-        v: Version,
-        agent: AgentId::new(agent).unwrap(),
-        seq: Seq(seq),
-        after: None,
-        readings,
-    });
-    check(b, &Limits::default(), now).unwrap()
+    let now = UnixMillis::now().0;
+    let points: Vec<(i64, f64)> = (0..n).map(|i| (now, 7.0 + i as f64 / 100.0)).collect();
+    batch_at(agent, seq, &points)
 }
 
 fn count(w: &Writer, table: &str) -> i64 {
