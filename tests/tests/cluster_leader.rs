@@ -157,18 +157,11 @@ fn one_member_leads_only_it_writes_points_and_a_killed_leader_is_replaced_losing
     assert_eq!(readings, BATCHES as i64 * READINGS_PER_BATCH);
     // Every committed reading arrives (the export keys by series and timestamp: a point sent
     // again by the new leader is one key; a reading lost changes the count).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = vm.export("pool_value").len() as i64;
-        if got == readings {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "VictoriaMetrics has {got} distinct reading points, the store {readings}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(
+        "VictoriaMetrics to hold as many distinct reading points as the store has readings",
+        WAIT,
+        || (vm.export("pool_value").len() as i64 == readings).then_some(()),
+    );
     assert!(gauge(leader, "spotcheck_sink_points_written_total") > 0.0);
     assert_eq!(
         gauge(standby, "spotcheck_sink_points_written_total"),
