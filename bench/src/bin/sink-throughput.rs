@@ -1,7 +1,8 @@
 //! `sink-throughput`: points/s from Spotcheck's store into a time-series server through the
 //! sink, next to the ceiling: the same points, encoded beforehand, POSTed back to back as plain
 //! line protocol (no store reads, no cursor, no gzip) by one client over one connection, from a
-//! thread at the sink's CPU priority (niceness 10, as the sink's own threads run).
+//! thread at the sink's CPU priority (`--nice`, the sink's `nice` setting; 10 by default, as
+//! the sink's own threads run).
 //!
 //! Fills a fresh store with `--readings` readings (chunks of 100, 100 entities × 6 metrics),
 //! then per round: ceiling, sink without gzip, sink with gzip (each from a fresh cursor into the
@@ -40,6 +41,9 @@ struct Args {
     /// Rounds (medians reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// The sink's niceness (`[sink] nice`, 0–19); the ceiling's writer runs at the same.
+    #[arg(long, default_value_t = spotcheck_collector::sink::SINK_NICE)]
+    nice: i32,
 }
 
 const PER_CHUNK: usize = 100;
@@ -135,7 +139,7 @@ fn ceiling(args: &Args, db: &std::path::Path) -> anyhow::Result<f64> {
     // own cost, not the scheduler's preference for a normal thread over a nice one.
     std::thread::scope(|s| {
         s.spawn(|| {
-            spotcheck_collector::sink::yield_to_ingest();
+            spotcheck_collector::sink::yield_to_ingest_at(args.nice);
             let start = Instant::now();
             for body in &bodies {
                 let resp = agent.post(&url).send(body.as_bytes())?;
@@ -157,6 +161,7 @@ fn through_sink(args: &Args, dir: &std::path::Path, gzip: bool) -> anyhow::Resul
         url: Some(args.url.clone()),
         batch_points: args.batch,
         gzip,
+        nice: args.nice,
         ..RawSinkConfig::default()
     };
     let mut problems = Vec::new();
@@ -210,8 +215,8 @@ fn main() -> anyhow::Result<()> {
     println!("| sink, gzip off | {s:.0} | {:.2} |", s / c);
     println!("| sink, gzip on (default) | {g:.0} | {:.2} |", g / c);
     println!(
-        "({} readings, batches of {}, median of {} rounds)",
-        args.readings, args.batch, args.rounds
+        "({} readings, batches of {}, niceness {}, median of {} rounds)",
+        args.readings, args.batch, args.nice, args.rounds
     );
     Ok(())
 }
