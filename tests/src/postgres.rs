@@ -293,6 +293,20 @@ pub(crate) struct Shared {
 
 /// The process's [`Shared`] server, started on first use. Panics, saying what to install,
 /// when PostgreSQL is missing: the matrix asked for it.
+/// Settings of the shared server of the matrix's PostgreSQL leg: its databases are scratch
+/// stores for functional tests, and no test crashes that server (collectors are killed, the
+/// server is not), so flushing the WAL to disk at every commit buys nothing there and costs
+/// the leg much of its time on a VM's disk. Tests about durability start servers of their own
+/// ([`Postgres::start`]) with the defaults.
+pub const SHARED_SETTINGS: [&str; 6] = [
+    "-c",
+    "fsync=off",
+    "-c",
+    "synchronous_commit=off",
+    "-c",
+    "full_page_writes=off",
+];
+
 pub(crate) fn shared() -> &'static Shared {
     static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
     SHARED.get_or_init(|| {
@@ -303,7 +317,8 @@ pub(crate) fn shared() -> &'static Shared {
         );
         let (bin, data) = init("-shared").expect("PostgreSQL is installed");
         let port = free_port();
-        let (program, args) = server_command(&bin, &data, port);
+        let (program, mut args) = server_command(&bin, &data, port);
+        args.extend(SHARED_SETTINGS.iter().map(|s| s.to_string()));
         let log = data.with_extension("log");
         let mut child = Command::new("sh")
             .arg("-c")

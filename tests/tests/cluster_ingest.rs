@@ -3,8 +3,8 @@
 //! collector is killed with SIGKILL (first run: one that is not the leader; second run: the
 //! leader). Every reading is stored exactly once, every agent's spool drains (an agent exits
 //! only when every batch it sent is confirmed, and confirmations follow commits), no anomaly
-//! task is opened twice, a draw made through one collector's API happens once, the audit
-//! chain verifies, and no collector panics. Needs PostgreSQL and Mosquitto (skipped without
+//! task is opened twice, a draw made through one collector's API happens once, a result
+//! published through two collectors at once is published once, the audit chain verifies, and no collector panics. Needs PostgreSQL and Mosquitto (skipped without
 //! them unless `SPOTCHECK_REQUIRE_SERVERS=1`). The size of a run: [`BATCHES`].
 
 use std::time::{Duration, Instant};
@@ -220,6 +220,9 @@ fn cluster_run(victim: Victim) {
         1
     );
 
+    // A result published through two collectors at once is published once.
+    publish_once(&cluster, others[0], others[1]);
+
     // One chain: the CLI and each live collector's API verify it.
     let verified = cluster.audit_verify();
     eprintln!("audit: {verified}");
@@ -329,6 +332,59 @@ fn draw_once(cluster: &Cluster, a: usize, b: usize) -> i64 {
         b.name
     );
     record["draws"].as_array().unwrap().len() as i64
+}
+
+/// Resolves one anomaly task through collector `a`, then publishes it through `a` and `b` at the
+/// same moment: one request publishes it, the other is refused (409), and the store holds one
+/// publication of it, in the task and in the audit chain.
+fn publish_once(cluster: &Cluster, a: usize, b: usize) {
+    let (a, b) = (&cluster.nodes[a], &cluster.nodes[b]);
+    let store = cluster.store();
+    let task = one(&store, "SELECT min(id) FROM tasks WHERE kind = 'anomaly'");
+    let (status, body) = a.call("POST", &format!("/api/v1/tasks/{task}/acknowledge"), "");
+    assert_eq!(status, 200, "acknowledge through {}: {body}", a.name);
+    let (status, body) = a.call(
+        "POST",
+        &format!("/api/v1/tasks/{task}/resolve"),
+        r#"{"result": "no_problem", "comment": "checked remotely"}"#,
+    );
+    assert_eq!(status, 200, "resolve through {}: {body}", a.name);
+    let publication = format!(r#"{{"tasks": [{task}]}}"#);
+    let start = std::sync::Barrier::new(2);
+    let statuses: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let both = [a, b].map(|node| {
+            let (start, publication) = (&start, &publication);
+            s.spawn(move || {
+                start.wait();
+                node.call("POST", "/api/v1/publications", publication)
+            })
+        });
+        both.map(|h| h.join().unwrap()).into()
+    });
+    let mut codes: Vec<u16> = statuses.iter().map(|(s, _)| *s).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![200, 409],
+        "one publication, one refusal: {statuses:?}"
+    );
+    assert_eq!(
+        one(
+            &store,
+            &format!("SELECT count(*) FROM tasks WHERE id = {task} AND status = 'published'")
+        ),
+        1
+    );
+    assert_eq!(
+        one(
+            &store,
+            &format!(
+                "SELECT count(*) FROM audit_log WHERE kind = 'publication' AND subject = 'task:{task}'"
+            )
+        ),
+        1,
+        "task {task} published once in the audit chain"
+    );
 }
 
 /// A collector killed in a shared group leaves it: the broker gives every new batch to the

@@ -229,6 +229,15 @@ fn start() -> Shared {
             "listen_addresses=127.0.0.1",
             "-c",
             "max_connections=200",
+            // Scratch databases for functional tests on a server no test crashes: flushing
+            // the WAL at every commit buys nothing here (as tests/src/postgres.rs's
+            // SHARED_SETTINGS, which this crate cannot use).
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 use spotcheck_collector::notify::Worker;
+use spotcheck_collector::rules::ChinaDay;
 use spotcheck_protocol::UnixMillis;
 
 use crate::helpers::{three_hours_ago, App, MINUTE};
@@ -155,32 +156,44 @@ async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
     let now = UnixMillis::now().0;
     let day = 86_400_000;
     let scanned = |w: &mut Off<Worker>, at: i64| w.run(|w| w.step(UnixMillis(at))).unwrap().scanned;
-    // The scheduled report: one event per department, once a day.
+    // The scheduled report: one event per department, once a China day. A run in the last
+    // half hour before midnight, China time, sees a day begin between two of the scans
+    // below, and that day's reports with it: each scan expects the reports of a day it is
+    // the first to see.
     let first = scanned(&mut w, now);
     assert!(first >= 2, "reports for health and culture: {:?}", kinds());
+    let mut report_days = std::collections::BTreeSet::from([ChinaDay::of(UnixMillis(now)).0]);
+    let mut reports_due = |at: i64| {
+        if report_days.insert(ChinaDay::of(UnixMillis(at)).0) {
+            first
+        } else {
+            0
+        }
+    };
     assert_eq!(
         scanned(&mut w, now + 1000),
-        0,
+        reports_due(now + 1000),
         "a second scan the same day adds nothing"
     );
     // 31 minutes on: the unacknowledged task is escalated, both agents are silent.
     scanned(&mut w, now + 31 * MINUTE);
+    reports_due(now + 31 * MINUTE);
     let k = kinds();
     let count = |kind: &str| k.iter().filter(|(x, _)| x == kind).count();
     assert_eq!(count("anomaly_escalated"), 1, "{k:?}");
     assert_eq!(count("agent_silent"), 2, "{k:?}");
     assert_eq!(
         scanned(&mut w, now + 32 * MINUTE),
-        0,
+        reports_due(now + 32 * MINUTE),
         "nothing twice: {:?}",
         kinds()
     );
     // 18 days on: the resolved result is due within 3 days; 21 days on, overdue; the other
     // task, unresolved for more than 72 h, is overdue too (one each, however often scanned).
-    scanned(&mut w, now + 18 * day);
-    scanned(&mut w, now + 18 * day + 1000);
-    scanned(&mut w, now + 21 * day);
-    scanned(&mut w, now + 21 * day + 1000);
+    for at in [18 * day, 18 * day + 1000, 21 * day, 21 * day + 1000] {
+        scanned(&mut w, now + at);
+        reports_due(now + at);
+    }
     let k = kinds();
     let count = |kind: &str| k.iter().filter(|(x, _)| x == kind).count();
     assert_eq!(count("publication_due_soon"), 1, "{k:?}");
@@ -192,7 +205,12 @@ async fn time_driven_events_are_found_once_and_the_scheduled_report_is_sent() {
     // The reports went out, in Chinese, one per department and day scanned, each over the
     // day before: on day 21 the health department has one result overdue.
     let got = rx.requests();
-    assert_eq!(got.len(), 3 * first, "{first} reports a day, on three days");
+    let days = report_days.len();
+    assert_eq!(
+        got.len(),
+        days * first,
+        "{first} reports a day, on {days} days"
+    );
     let texts: Vec<String> = got
         .iter()
         .map(|r| r.json()["text"].as_str().unwrap().to_owned())
