@@ -20,14 +20,14 @@ use spotcheck_protocol::Domain;
 const COLLECTORS: usize = 3;
 /// Agents feeding it.
 const AGENTS: u64 = 6;
-/// Samples per batch: 17 × 6 = 102 readings, batches of about 100.
-const SAMPLES: u64 = 17;
-/// Batches per agent: 6 × 300 × 102 = 183,600 readings in all, which a debug build on two
-/// cores stores in well under a minute a run (45 s on a machine loaded five times over).
-/// The 1,000,000 readings are `SPOTCHECK_CLUSTER_BATCHES=1634` (6 × 1,634 × 102 =
-/// 1,000,008): about four minutes a run on that machine, over CI's budget. What bounds it is
-/// each agent's order: a batch waits for its predecessor's commit on another collector.
-const BATCHES: u64 = 300;
+/// Samples per batch: 166 × 6 = 996 readings, batches near the protocol's default bound of
+/// 1,000 readings, as an agent sends a backlog.
+const SAMPLES: u64 = 166;
+/// Batches per agent: 6 × 168 × 996 = 1,003,968 readings in all, the million. What
+/// bounds a run is each agent's order (a batch waits for its predecessor's commit on another
+/// collector), so large batches carry the million in few round trips.
+/// `SPOTCHECK_CLUSTER_BATCHES` sets another count.
+const BATCHES: u64 = 168;
 
 fn batches() -> u64 {
     std::env::var("SPOTCHECK_CLUSTER_BATCHES")
