@@ -1,6 +1,7 @@
 //! The administration pages: the registry import (a dry run with every rejected row, then the
-//! import after a confirmation), the audit chain's verification (intact, then broken by an
-//! edit in the database, and against a published head), and joint inspections on the demo.
+//! import after a confirmation, of items and of entities), the audit chain's verification
+//! (intact, then broken by an edit in the database, and against a published head), and joint
+//! inspections on the demo.
 
 use serde_json::{json, Value};
 use spotcheck_e2e::api::*;
@@ -56,6 +57,17 @@ pool-fire,游泳场所消防安全,fire,中华人民共和国消防法,sometimes
 const GOOD_ITEMS: &str = "id,name,department,legal_basis,kind,method
 pool-water,游泳场所水质,health,GB 37488-2019,key,remote
 pool-fire,游泳场所消防安全,fire,中华人民共和国消防法,general,on-site
+";
+
+// Line 3: the last character of the credit code is not its check character.
+const BAD_ENTITIES: &str = "code,name,domain,district,address,contact,risk,agents
+9144030071526726XG,深圳市腾讯计算机系统有限公司,game,南山区,,,B,
+9144030071526726XH,校验码错误的单位,hospital,龙岗区,,,A,
+";
+
+const GOOD_ENTITIES: &str = "code,name,domain,district,address,contact,risk,agents
+9144030071526726XG,深圳市腾讯计算机系统有限公司,game,南山区,,,B,
+914403001922038216,华为技术有限公司,hospital,龙岗区,,,A,
 ";
 
 #[test]
@@ -180,6 +192,84 @@ fn the_admin_imports_the_registry_and_sees_the_audit_chain_verified_and_broken()
     assert_eq!(
         b.eval("document.querySelectorAll('#reg-items tbody tr').length"),
         2
+    );
+    assert_eq!(
+        b.eval("document.getElementById('reg-items-n').textContent"),
+        "2"
+    );
+
+    // Entities: a file whose second row has a wrong check character (line 3) shows that
+    // row's line and the server's reason, one of two rows accepted; the good file imported
+    // after the confirmation, the page counts the library as the API does.
+    let entities = |c: &Collector| {
+        let (_, list) = get(c, "/api/v1/registry/entities", Some(&token));
+        list.as_array().unwrap().len()
+    };
+    let before = entities(&c);
+    clear_report(&mut b);
+    choose_file(&mut b, "entities", "entities.csv", BAD_ENTITIES);
+    settle(
+        &mut b,
+        "the entities' dry run refused",
+        "document.querySelector('#import-refused #import-problems tr.problem')",
+    );
+    let (s, api) = dry_run_csv(&http, "entities", BAD_ENTITIES, &token);
+    assert_eq!(s, 400, "{api}");
+    let problem = &api["error"]["problems"];
+    assert_eq!(problem.as_array().unwrap().len(), 1, "{api}");
+    assert_eq!(
+        (problem[0]["line"].as_u64(), problem[0]["field"].as_str()),
+        (Some(3), Some("code")),
+        "{api}"
+    );
+    let shown = b.eval(
+        "[...document.querySelectorAll('#import-problems tr.problem')].map(r => [Number(r.dataset.line), r.dataset.field, r.querySelector('.server-msg').textContent])",
+    );
+    assert_eq!(
+        shown,
+        json!([[3, "code", problem[0]["reason"]]]),
+        "the bad row's line and the server's reason"
+    );
+    assert_eq!(
+        b.eval("[document.getElementById('import-counts').dataset.rows, document.getElementById('import-counts').dataset.accepted]"),
+        json!(["2", "1"])
+    );
+    assert_eq!(entities(&c), before, "a dry run writes nothing");
+    clear_report(&mut b);
+    choose_file(&mut b, "entities", "entities.csv", GOOD_ENTITIES);
+    settle(
+        &mut b,
+        "the entities' dry run passed",
+        "document.getElementById('import-ok')",
+    );
+    assert_eq!(
+        b.eval("document.getElementById('import-ok').dataset.rows"),
+        "2"
+    );
+    // The items' import message is still shown; the entities' is awaited.
+    b.eval("document.getElementById('admin-flash').replaceChildren(); document.getElementById('import-confirm').click(); true");
+    settle(
+        &mut b,
+        "the confirmation",
+        "document.getElementById('confirm').open",
+    );
+    b.eval("document.getElementById('confirm-ok').click(); true");
+    settle(
+        &mut b,
+        "the entities imported",
+        "document.getElementById('import-done')",
+    );
+    b.screenshot("registry-entities-imported");
+    let after = entities(&c);
+    assert_eq!(after, before + 2);
+    assert_eq!(
+        b.eval("document.getElementById('import-done').dataset.rows"),
+        "2"
+    );
+    assert_eq!(
+        b.eval("document.getElementById('reg-entities-n').textContent"),
+        after.to_string().as_str(),
+        "the entity count on the page is the API's"
     );
 
     // The audit log: the chain verifies; its length and last hash are the API's.
