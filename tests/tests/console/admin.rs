@@ -375,7 +375,8 @@ fn the_admin_imports_the_registry_and_sees_the_audit_chain_verified_and_broken()
 
 /// The joint inspections page on the demo (a joint plan of the health bureau with the fire
 /// department): each department's quota, the plan and the joint tasks, as `/api/v1/joint`
-/// has them; a year that is not one is refused on the page.
+/// has them, and the plan's batches with their tasks as the task list has them; a year that
+/// is not one is refused on the page.
 pub fn joint_inspections_per_department(a: &mut Browser, d: &Demo) {
     let (http, admin) = (d.http.as_str(), d.admin.as_str());
     a.navigate(&format!(
@@ -423,6 +424,52 @@ pub fn joint_inspections_per_department(a: &mut Browser, d: &Demo) {
         "[...document.querySelectorAll('#joint-plans tr.joint-plan .partner')].map(p => p.dataset.department)",
     );
     assert_eq!(partners, json!(["fire"]));
+
+    // Each batch of the joint plan with the tasks its draws made, per department, as the
+    // task list has them: batch b1 (revealed by the demo) with tasks of both departments,
+    // b2 not drawn.
+    let (_, tasks) = call(
+        http,
+        "GET",
+        "/api/v1/tasks?kind=joint&limit=10000",
+        None,
+        admin,
+    );
+    let of_batch = |batch: &str| -> Vec<&Value> {
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["joint"] == "2026-health-pool" && t["batch"] == batch)
+            .collect()
+    };
+    let b1 = of_batch("b1");
+    let count = |dept: &str| b1.iter().filter(|t| t["department"] == dept).count();
+    assert!(count("health") > 0 && count("fire") > 0, "{tasks}");
+    let mut ids: Vec<i64> = b1.iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    let row = "document.querySelector('#joint-plan-tasks tr.plan-batch[data-plan=\"2026-health-pool\"][data-batch=\"b1\"]')";
+    assert_eq!(
+        a.eval(&format!("{row}.dataset.tasks")),
+        b1.len().to_string().as_str()
+    );
+    assert_eq!(
+        a.eval(&format!(
+            "[...{row}.querySelectorAll('.dept-count')].map(d => [d.dataset.department, Number(d.dataset.n)])"
+        )),
+        json!([["health", count("health")], ["fire", count("fire")]])
+    );
+    assert_eq!(
+        a.eval(&format!(
+            "[...{row}.querySelectorAll('.plan-task')].map(t => Number(t.dataset.task))"
+        )),
+        json!(ids)
+    );
+    assert!(of_batch("b2").is_empty(), "{tasks}");
+    assert_eq!(
+        a.eval("document.querySelector('#joint-plan-tasks tr.plan-batch[data-plan=\"2026-health-pool\"][data-batch=\"b2\"]').dataset.tasks"),
+        "0"
+    );
     // Names, not codes: the fire department in Chinese.
     let text = a.eval("document.getElementById('joint-quotas').textContent");
     assert!(text.as_str().unwrap().contains("消防救援机构"), "{text}");
