@@ -161,7 +161,7 @@ const D = {
   joint_planned: ['按年度计划', 'Against the annual plans'], joint_plans: ['联合抽查计划', 'Joint plans'], joint_tasks: ['联合检查任务', 'Joint tasks'],
   met: ['已达标', 'met'], not_met: ['未达标', 'not met'], batches_drawn: ['已抽批次', 'batches drawn'],
   joint_plan_tasks: ['联合抽查计划各批次的任务', 'Tasks of the joint plans per batch'], not_drawn: ['尚未抽取', 'not drawn yet'],
-  show_tasks: ['查看任务', 'Show the tasks'], joint_tasks_cut: ['任务过多，仅统计最新的', 'Too many tasks: counted over the newest'],
+  show_tasks: ['查看任务', 'Show the tasks'], not_yours: ['（其他部门，无权查看）', '(another department’s: not shown)'], joint_tasks_cut: ['任务过多，仅统计最新的', 'Too many tasks: counted over the newest'],
   joint_rule_none: ['本年度无随机抽查任务', 'no random tasks this year'],
   joint_rule_small: ['随机抽查{n}项（不超过100项）：按10%计，至少1项', '≤ 100 random tasks ({n}): 10 %, at least 1'],
   joint_rule_large: ['随机抽查{n}项（超过100项）：取各小部门平均数或3%–5%', '> 100 random tasks ({n}): the small departments’ average or 3–5 %'],

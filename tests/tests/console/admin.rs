@@ -489,3 +489,39 @@ pub fn joint_inspections_per_department(a: &mut Browser, d: &Demo) {
         .unwrap()
         .ends_with("year=20x6"));
 }
+
+/// The joint page for the health bureau's supervisor (`b`, logged in): their department's
+/// tasks of the joint plan's first batch counted as the task list gives them to the admin,
+/// the fire department's shown as not theirs to see rather than as none.
+pub fn joint_plan_tasks_for_a_supervisor(b: &mut Browser, d: &Demo) {
+    let (http, admin) = (d.http.as_str(), d.admin.as_str());
+    b.navigate(&format!("http://{http}/?joint-sup#/admin/joint"));
+    settle(
+        b,
+        "the supervisor's joint page",
+        "document.querySelector('#joint-plan-tasks tr.plan-batch')",
+    );
+    let (_, tasks) = call(
+        http,
+        "GET",
+        "/api/v1/tasks?kind=joint&limit=10000",
+        None,
+        admin,
+    );
+    let health = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["joint"] == "2026-health-pool" && t["batch"] == "b1" && t["department"] == "health"
+        })
+        .count();
+    assert!(health > 0, "{tasks}");
+    let row = "document.querySelector('#joint-plan-tasks tr.plan-batch[data-plan=\"2026-health-pool\"][data-batch=\"b1\"]')";
+    assert_eq!(
+        b.eval(&format!(
+            "[...{row}.querySelectorAll('.dept-count')].map(d => [d.dataset.department, d.dataset.n ?? null, d.dataset.hidden ?? null])"
+        )),
+        json!([["health", health.to_string(), null], ["fire", null, "1"]])
+    );
+}

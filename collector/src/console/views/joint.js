@@ -50,6 +50,11 @@ function planTasks(plans, tasks) {
       const ts = tasks.filter(x => x.joint === p.id && x.batch === b.label).sort((x, y) => x.id - y.id);
       const entities = new Set(ts.map(x => x.entity)).size;
       const per = departments.map(d => {
+        // A supervisor's task list holds their own department's tasks only: another's count
+        // would read 0, so it shows as not theirs to see.
+        if (api.role() === 'supervisor' && !api.manages({ department: d })) {
+          return `<div class="dept-count" data-department="${esc(d)}" data-hidden="1">${codeLabel('dept', d)} <span class="muted" data-t="not_yours">${esc(t('not_yours'))}</span></div>`;
+        }
         const n = ts.filter(x => x.department === d).length;
         return `<div class="dept-count" data-department="${esc(d)}" data-n="${n}">${codeLabel('dept', d)} <b>${n}</b></div>`;
       }).join('');
