@@ -153,3 +153,75 @@ async fn the_audit_chain_is_verified_through_the_api() {
         .unwrap()
         .starts_with("seq 2: hash"));
 }
+
+/// Who may verify: the admin and the auditor get the same report, which is the one
+/// `audit verify` makes from the store (a deleted entry named where the chain breaks);
+/// a supervisor and an inspector are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auditor_verifies_the_chain_and_other_roles_are_refused() {
+    let app = App::start().await;
+    app.referral(&app.registry.pools[0]).await;
+    app.referral(&app.registry.pools[1]).await;
+    let mut tokens = Vec::new();
+    for (name, body) in [
+        ("aud", serde_json::json!({"role": "auditor"})),
+        (
+            "sup",
+            serde_json::json!({"role": "supervisor", "department": "health"}),
+        ),
+    ] {
+        let mut body = body;
+        body["name"] = name.into();
+        body["password"] = "temporary password".into();
+        app.admin("POST", "/api/v1/users", &body.to_string()).await;
+        tokens.push(app.own_token(name, "temporary password").await);
+    }
+    let (auditor, supervisor) = (&tokens[0], &tokens[1]);
+    let inspector = app.token_of(&app.registry.health[0]).await;
+
+    for token in [supervisor, &inspector] {
+        app.get("/api/v1/audit/verify", Some(token))
+            .await
+            .error(403, "forbidden");
+    }
+
+    app.sql(|conn| {
+        conn.execute("DELETE FROM audit_log WHERE seq = 3", args![])
+            .unwrap()
+    });
+    let by_admin = app
+        .get("/api/v1/audit/verify", Some(crate::helpers::ADMIN))
+        .await
+        .json();
+    let by_auditor = app.get("/api/v1/audit/verify", Some(auditor)).await;
+    assert_eq!(by_auditor.status, 200, "{}", by_auditor.body);
+    let by_auditor = by_auditor.json();
+    let report = app.sql(|conn| verify_store(conn, None).unwrap());
+    for v in [&by_admin, &by_auditor] {
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["entries"], report.entries, "{v}");
+        assert_eq!(v["head_hash"], report.head_hash(), "{v}");
+        assert_eq!(
+            v["first_broken_seq"],
+            report.first_broken_seq().unwrap(),
+            "{v}"
+        );
+        let messages: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            v["problems"].as_array().unwrap().len(),
+            messages.len(),
+            "{v}"
+        );
+        for (p, m) in v["problems"].as_array().unwrap().iter().zip(&messages) {
+            assert_eq!(p["message"], m.as_str(), "{v}");
+        }
+    }
+    assert!(
+        by_admin["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["problem"] == "missing" && p["at_seq"] == 3),
+        "{by_admin}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The administration pages: the registry import (a dry run with every rejected row, then the
-//! import after a confirmation), the audit chain's verification (intact, then broken by an
-//! edit in the database, and against a published head), and joint inspections on the demo.
+//! import after a confirmation, of items and of entities), the audit chain's verification
+//! (intact, then broken by an edit in the database, and against a published head), and joint
+//! inspections on the demo.
 
 use serde_json::{json, Value};
 use spotcheck_e2e::api::*;
@@ -56,6 +57,17 @@ pool-fire,游泳场所消防安全,fire,中华人民共和国消防法,sometimes
 const GOOD_ITEMS: &str = "id,name,department,legal_basis,kind,method
 pool-water,游泳场所水质,health,GB 37488-2019,key,remote
 pool-fire,游泳场所消防安全,fire,中华人民共和国消防法,general,on-site
+";
+
+// Line 3: the last character of the credit code is not its check character.
+const BAD_ENTITIES: &str = "code,name,domain,district,address,contact,risk,agents
+9144030071526726XG,深圳市腾讯计算机系统有限公司,game,南山区,,,B,
+9144030071526726XH,校验码错误的单位,hospital,龙岗区,,,A,
+";
+
+const GOOD_ENTITIES: &str = "code,name,domain,district,address,contact,risk,agents
+9144030071526726XG,深圳市腾讯计算机系统有限公司,game,南山区,,,B,
+914403001922038216,华为技术有限公司,hospital,龙岗区,,,A,
 ";
 
 #[test]
@@ -181,6 +193,84 @@ fn the_admin_imports_the_registry_and_sees_the_audit_chain_verified_and_broken()
         b.eval("document.querySelectorAll('#reg-items tbody tr').length"),
         2
     );
+    assert_eq!(
+        b.eval("document.getElementById('reg-items-n').textContent"),
+        "2"
+    );
+
+    // Entities: a file whose second row has a wrong check character (line 3) shows that
+    // row's line and the server's reason, one of two rows accepted; the good file imported
+    // after the confirmation, the page counts the library as the API does.
+    let entities = |c: &Collector| {
+        let (_, list) = get(c, "/api/v1/registry/entities", Some(&token));
+        list.as_array().unwrap().len()
+    };
+    let before = entities(&c);
+    clear_report(&mut b);
+    choose_file(&mut b, "entities", "entities.csv", BAD_ENTITIES);
+    settle(
+        &mut b,
+        "the entities' dry run refused",
+        "document.querySelector('#import-refused #import-problems tr.problem')",
+    );
+    let (s, api) = dry_run_csv(&http, "entities", BAD_ENTITIES, &token);
+    assert_eq!(s, 400, "{api}");
+    let problem = &api["error"]["problems"];
+    assert_eq!(problem.as_array().unwrap().len(), 1, "{api}");
+    assert_eq!(
+        (problem[0]["line"].as_u64(), problem[0]["field"].as_str()),
+        (Some(3), Some("code")),
+        "{api}"
+    );
+    let shown = b.eval(
+        "[...document.querySelectorAll('#import-problems tr.problem')].map(r => [Number(r.dataset.line), r.dataset.field, r.querySelector('.server-msg').textContent])",
+    );
+    assert_eq!(
+        shown,
+        json!([[3, "code", problem[0]["reason"]]]),
+        "the bad row's line and the server's reason"
+    );
+    assert_eq!(
+        b.eval("[document.getElementById('import-counts').dataset.rows, document.getElementById('import-counts').dataset.accepted]"),
+        json!(["2", "1"])
+    );
+    assert_eq!(entities(&c), before, "a dry run writes nothing");
+    clear_report(&mut b);
+    choose_file(&mut b, "entities", "entities.csv", GOOD_ENTITIES);
+    settle(
+        &mut b,
+        "the entities' dry run passed",
+        "document.getElementById('import-ok')",
+    );
+    assert_eq!(
+        b.eval("document.getElementById('import-ok').dataset.rows"),
+        "2"
+    );
+    // The items' import message is still shown; the entities' is awaited.
+    b.eval("document.getElementById('admin-flash').replaceChildren(); document.getElementById('import-confirm').click(); true");
+    settle(
+        &mut b,
+        "the confirmation",
+        "document.getElementById('confirm').open",
+    );
+    b.eval("document.getElementById('confirm-ok').click(); true");
+    settle(
+        &mut b,
+        "the entities imported",
+        "document.getElementById('import-done')",
+    );
+    b.screenshot("registry-entities-imported");
+    let after = entities(&c);
+    assert_eq!(after, before + 2);
+    assert_eq!(
+        b.eval("document.getElementById('import-done').dataset.rows"),
+        "2"
+    );
+    assert_eq!(
+        b.eval("document.getElementById('reg-entities-n').textContent"),
+        after.to_string().as_str(),
+        "the entity count on the page is the API's"
+    );
 
     // The audit log: the chain verifies; its length and last hash are the API's.
     b.navigate(&format!(
@@ -285,7 +375,8 @@ fn the_admin_imports_the_registry_and_sees_the_audit_chain_verified_and_broken()
 
 /// The joint inspections page on the demo (a joint plan of the health bureau with the fire
 /// department): each department's quota, the plan and the joint tasks, as `/api/v1/joint`
-/// has them; a year that is not one is refused on the page.
+/// has them, and the plan's batches with their tasks as the task list has them; a year that
+/// is not one is refused on the page.
 pub fn joint_inspections_per_department(a: &mut Browser, d: &Demo) {
     let (http, admin) = (d.http.as_str(), d.admin.as_str());
     a.navigate(&format!(
@@ -333,6 +424,52 @@ pub fn joint_inspections_per_department(a: &mut Browser, d: &Demo) {
         "[...document.querySelectorAll('#joint-plans tr.joint-plan .partner')].map(p => p.dataset.department)",
     );
     assert_eq!(partners, json!(["fire"]));
+
+    // Each batch of the joint plan with the tasks its draws made, per department, as the
+    // task list has them: batch b1 (revealed by the demo) with tasks of both departments,
+    // b2 not drawn.
+    let (_, tasks) = call(
+        http,
+        "GET",
+        "/api/v1/tasks?kind=joint&limit=10000",
+        None,
+        admin,
+    );
+    let of_batch = |batch: &str| -> Vec<&Value> {
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["joint"] == "2026-health-pool" && t["batch"] == batch)
+            .collect()
+    };
+    let b1 = of_batch("b1");
+    let count = |dept: &str| b1.iter().filter(|t| t["department"] == dept).count();
+    assert!(count("health") > 0 && count("fire") > 0, "{tasks}");
+    let mut ids: Vec<i64> = b1.iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    let row = "document.querySelector('#joint-plan-tasks tr.plan-batch[data-plan=\"2026-health-pool\"][data-batch=\"b1\"]')";
+    assert_eq!(
+        a.eval(&format!("{row}.dataset.tasks")),
+        b1.len().to_string().as_str()
+    );
+    assert_eq!(
+        a.eval(&format!(
+            "[...{row}.querySelectorAll('.dept-count')].map(d => [d.dataset.department, Number(d.dataset.n)])"
+        )),
+        json!([["health", count("health")], ["fire", count("fire")]])
+    );
+    assert_eq!(
+        a.eval(&format!(
+            "[...{row}.querySelectorAll('.plan-task')].map(t => Number(t.dataset.task))"
+        )),
+        json!(ids)
+    );
+    assert!(of_batch("b2").is_empty(), "{tasks}");
+    assert_eq!(
+        a.eval("document.querySelector('#joint-plan-tasks tr.plan-batch[data-plan=\"2026-health-pool\"][data-batch=\"b2\"]').dataset.tasks"),
+        "0"
+    );
     // Names, not codes: the fire department in Chinese.
     let text = a.eval("document.getElementById('joint-quotas').textContent");
     assert!(text.as_str().unwrap().contains("消防救援机构"), "{text}");
@@ -351,4 +488,40 @@ pub fn joint_inspections_per_department(a: &mut Browser, d: &Demo) {
         .as_str()
         .unwrap()
         .ends_with("year=20x6"));
+}
+
+/// The joint page for the health bureau's supervisor (`b`, logged in): their department's
+/// tasks of the joint plan's first batch counted as the task list gives them to the admin,
+/// the fire department's shown as not theirs to see rather than as none.
+pub fn joint_plan_tasks_for_a_supervisor(b: &mut Browser, d: &Demo) {
+    let (http, admin) = (d.http.as_str(), d.admin.as_str());
+    b.navigate(&format!("http://{http}/?joint-sup#/admin/joint"));
+    settle(
+        b,
+        "the supervisor's joint page",
+        "document.querySelector('#joint-plan-tasks tr.plan-batch')",
+    );
+    let (_, tasks) = call(
+        http,
+        "GET",
+        "/api/v1/tasks?kind=joint&limit=10000",
+        None,
+        admin,
+    );
+    let health = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["joint"] == "2026-health-pool" && t["batch"] == "b1" && t["department"] == "health"
+        })
+        .count();
+    assert!(health > 0, "{tasks}");
+    let row = "document.querySelector('#joint-plan-tasks tr.plan-batch[data-plan=\"2026-health-pool\"][data-batch=\"b1\"]')";
+    assert_eq!(
+        b.eval(&format!(
+            "[...{row}.querySelectorAll('.dept-count')].map(d => [d.dataset.department, d.dataset.n ?? null, d.dataset.hidden ?? null])"
+        )),
+        json!([["health", health.to_string(), null], ["fire", null, "1"]])
+    );
 }

@@ -137,6 +137,7 @@ fn a_supervisor_an_inspector_and_a_visitor_do_their_work_in_the_console() {
     entity::show_event_feeds_and_tasks(&mut a, &d);
     let rid = inspector::checks_and_decides(&d, &entity, id);
     admin::joint_inspections_per_department(&mut a, &d);
+    admin::joint_plan_tasks_for_a_supervisor(&mut b, &d);
     layout::nothing_overflows_at_400_px(&mut a, &d, id, rid, &entity);
     visitor::verifies_a_draw(&mut v, &d);
 }

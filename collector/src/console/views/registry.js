@@ -28,9 +28,11 @@ export async function render() {
     [`<a href="#/entity/${encodeURIComponent(e.code)}" class="code">${esc(e.code)}</a>`, esc(e.name), codeLabel('domain', e.domain), esc(e.district), esc(e.risk), list(e.agents)]]));
   const inspectors_ = htmlTable('reg-inspectors', ['id', 'name', 'department', 'fields', 'active'], inspectors.map(i => ['',
     [esc(i.id), esc(i.name), codeLabel('dept', i.department), (i.fields || []).map(f => codeLabel('domain', f)).join('、'), i.active ? '✓' : '✗']]));
-  return `${form}<h3>${label('items')} (${items.length})</h3>${items_}
-    <h3>${label('entities_lib')} (${entities.length})</h3>${entities_}
-    <h3>${label('inspectors_lib')} (${inspectors.length})</h3>${inspectors_}`;
+  // The counts carry ids: after an import they are what says how many rows the library holds
+  // (the entity table shows only its first 200).
+  return `${form}<h3>${label('items')} (<span id="reg-items-n" class="n">${items.length}</span>)</h3>${items_}
+    <h3>${label('entities_lib')} (<span id="reg-entities-n" class="n">${entities.length}</span>)</h3>${entities_}
+    <h3>${label('inspectors_lib')} (<span id="reg-inspectors-n" class="n">${inspectors.length}</span>)</h3>${inspectors_}`;
 }
 
 /** The content type of a file by its name's ending, or null. */
