@@ -171,14 +171,19 @@ impl AgentKey {
     /// A key from 64 hex digits (either case, surrounding whitespace ignored).
     pub fn from_hex(generation: KeyGeneration, hex_key: &str) -> Result<AgentKey, KeyError> {
         let s = hex_key.trim();
+        // Exactly 64 digits: const-hex would also take a `0x` prefix, which no key file has.
+        if s.len() != 2 * KEY_LEN {
+            return Err(KeyError::Shape { found: s.len() });
+        }
         let mut bytes = [0u8; KEY_LEN];
-        hex::decode_to_slice(s, &mut bytes).map_err(|_| KeyError::Shape { found: s.len() })?;
+        const_hex::decode_to_slice(s, &mut bytes)
+            .map_err(|_| KeyError::Shape { found: s.len() })?;
         AgentKey::new(generation, bytes)
     }
 
     /// The key as 64 lowercase hex digits. Handle with care: this is the secret.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.bytes)
+        const_hex::encode(self.bytes)
     }
 
     /// Its generation.
@@ -299,7 +304,7 @@ fn parts(signed: &[u8]) -> Result<Parts, MacError> {
         return Err(MacError::Malformed);
     }
     let mut mac = [0u8; 32];
-    hex::decode_to_slice(hex_mac, &mut mac).map_err(|_| MacError::Malformed)?;
+    const_hex::decode_to_slice(hex_mac, &mut mac).map_err(|_| MacError::Malformed)?;
     Ok(Parts {
         at,
         algorithm,
@@ -338,7 +343,7 @@ pub fn sign_with(algorithm: Algorithm, key: &AgentKey, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(key.generation.0.to_string().as_bytes());
     out.push(b':');
     let mut hex_tag = [0u8; MAC_HEX];
-    hex::encode_to_slice(tag, &mut hex_tag).expect("64 digits for 32 bytes");
+    const_hex::encode_to_slice(tag, &mut hex_tag).expect("64 digits for 32 bytes");
     out.extend_from_slice(&hex_tag);
     out.push(b'"');
     out.push(*close);
@@ -434,7 +439,7 @@ mod tests {
         let signed = sign_with(Algorithm::HmacSha256, &key(1, 0x0b), body);
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&[0x0b; 32]).unwrap();
         m.update(body);
-        let expected = hex::encode(m.finalize().into_bytes());
+        let expected = const_hex::encode(m.finalize().into_bytes());
         assert!(String::from_utf8(signed)
             .unwrap()
             .ends_with(&format!(",\"mac\":\"1:{expected}\"}}")));
@@ -455,6 +460,29 @@ mod tests {
             verify(&key(1, 1), spaced.as_bytes()),
             Err(MacError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_key_is_exactly_64_hex_digits() {
+        let digits = "ab".repeat(32);
+        assert!(AgentKey::from_hex(KeyGeneration(1), &digits).is_ok());
+        assert!(
+            AgentKey::from_hex(KeyGeneration(1), &format!(" {} ", digits.to_uppercase())).is_ok()
+        );
+        for bad in [
+            format!("0x{digits}"),
+            digits[..62].to_owned(),
+            format!("{digits}00"),
+            "zz".repeat(32),
+        ] {
+            assert!(
+                matches!(
+                    AgentKey::from_hex(KeyGeneration(1), &bad),
+                    Err(KeyError::Shape { .. })
+                ),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]
