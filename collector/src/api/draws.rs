@@ -160,8 +160,37 @@ async fn reveal(
         Ok((record, ids))
     })
     .await?;
-    render_files(&s, r.1).await;
-    Ok(Json(r.0))
+    let (record, ids) = r;
+    // The batch's own record is in hand, as stored: written from it, not read back and
+    // parsed again (at a million candidates that is a 68 MB record); the partners' from the
+    // store.
+    let record = write_file(&s, record).await?;
+    let own = record.parameters.draw_id.as_str();
+    render_files(&s, ids.into_iter().filter(|id| id != own).collect()).await;
+    Ok(Json(record))
+}
+
+/// Writes the file of `record`, just stored (`DATA/draws/{id}.json`), as [`render_files`]
+/// renders it from the store. The record is stored already: a file that cannot be written is
+/// logged, and `draw export` renders it again.
+async fn write_file(s: &AppState, record: DrawRecord) -> Result<DrawRecord, ApiError> {
+    let out = crate::draw::files::dir(&s.data_dir);
+    let done = tokio::task::spawn_blocking(move || {
+        let written = crate::draw::files::write(&out, &record);
+        (record, written)
+    })
+    .await;
+    match done {
+        Ok((record, Ok(_))) => Ok(record),
+        Ok((record, Err(error))) => {
+            tracing::warn!(message = "Draw record file not rewritten; run `spotcheck-collector draw export`.", %error);
+            Ok(record)
+        }
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        },
+    }
 }
 
 #[derive(Deserialize)]
