@@ -662,3 +662,20 @@ fn drawn_tasks_written_together_are_the_rows_written_one_at_a_time() {
     );
     assert_eq!(rows_all, rows_one);
 }
+
+#[test]
+fn the_reveals_larger_page_cache_is_given_back_afterwards() {
+    use spotcheck_collector::store::db::with_page_cache;
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store_conn(dir.path());
+    let size = |c: &Conn| -> Option<i64> {
+        c.as_sqlite()
+            .map(|s| s.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap())
+    };
+    let before = size(&conn);
+    let inside = with_page_cache(&conn, 256 * 1024, || size(&conn)).unwrap();
+    assert_eq!(size(&conn), before, "set back");
+    if !test_store::on_postgres() {
+        assert_eq!(inside, Some(-256 * 1024), "256 MiB inside");
+    }
+}
