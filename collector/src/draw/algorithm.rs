@@ -65,17 +65,22 @@ fn conflict_positions(input: &DrawInput) -> Result<HashMap<&CreditCode, Vec<u32>
     Ok(out)
 }
 
-/// Makes the draw: deterministic in (seed, input).
-///
-/// Phase 1 draws each stratum, in the listed order, by a partial Fisher–Yates shuffle of its
-/// candidates (in credit-code order). Phase 2 gives each drawn entity, in draw order, the
-/// `inspectors_per_entity` non-conflicted inspectors with the smallest (load, key, position),
-/// where key is a fresh `u64` drawn whenever an inspector's load changes.
-pub fn draw(seed: &Seed, input: &DrawInput) -> Result<Vec<Assignment>, DrawError> {
+/// What the two phases start from, once every check that does not depend on the seed passed:
+/// the candidates of each class (indices in candidate order), each stratum's size, and the
+/// pool positions conflicted with each entity.
+struct Prepared<'a> {
+    by_class: HashMap<&'a RiskClass, Vec<u32>>,
+    sizes: Vec<u64>,
+    conflicts: HashMap<&'a CreditCode, Vec<u32>>,
+}
+
+/// Every check of a draw that comes before any randomness is used: the input is canonical,
+/// each stratum's quota fits its pool, and every candidate of a stratum that draws at all has
+/// enough inspectors without a conflict. So whether a draw is possible never depends on the
+/// seed.
+fn prepare(input: &DrawInput) -> Result<Prepared<'_>, DrawError> {
     input.check_canonical()?;
     let p = &input.parameters;
-    let mut rng = DrawRng::new(seed);
-
     // Phase 1: entities. Check every stratum's size before drawing anything.
     let mut by_class: HashMap<&RiskClass, Vec<u32>> = HashMap::new();
     for (i, c) in input.candidates.iter().enumerate() {
@@ -108,6 +113,36 @@ pub fn draw(seed: &Seed, input: &DrawInput) -> Result<Vec<Assignment>, DrawError
             }
         }
     }
+    Ok(Prepared {
+        by_class,
+        sizes,
+        conflicts,
+    })
+}
+
+/// Whether a draw over `input` is possible: the checks [`draw`] makes before it uses the
+/// seed, with the same errors, without making the draw. The commit refuses an impossible
+/// draw with this (impossibility does not depend on the seed).
+pub fn check_possible(input: &DrawInput) -> Result<(), DrawError> {
+    prepare(input).map(|_| ())
+}
+
+/// Makes the draw: deterministic in (seed, input).
+///
+/// Phase 1 draws each stratum, in the listed order, by a partial Fisher–Yates shuffle of its
+/// candidates (in credit-code order). Phase 2 gives each drawn entity, in draw order, the
+/// `inspectors_per_entity` non-conflicted inspectors with the smallest (load, key, position),
+/// where key is a fresh `u64` drawn whenever an inspector's load changes.
+pub fn draw(seed: &Seed, input: &DrawInput) -> Result<Vec<Assignment>, DrawError> {
+    let Prepared {
+        mut by_class,
+        sizes,
+        conflicts,
+    } = prepare(input)?;
+    let p = &input.parameters;
+    let needed = p.inspectors_per_entity;
+    let pool = input.inspectors.len();
+    let mut rng = DrawRng::new(seed);
 
     let mut drawn: Vec<u32> = Vec::with_capacity(sizes.iter().sum::<u64>() as usize);
     for (s, &k) in p.strata.iter().zip(&sizes) {
@@ -238,6 +273,64 @@ mod tests {
             7
         );
         assert_eq!(stratum_size(&class("B"), Quota::Count(3), 3).unwrap(), 3);
+    }
+
+    fn input(quota: Quota, conflicted: u32) -> DrawInput {
+        use super::super::input::{Candidate, Conflict, Parameters, PoolInspector, Stratum};
+        use crate::registry::model::{Department, DrawId, ItemId};
+        let code = |i: u32| CreditCode::complete(&format!("91440305MA{i:07}")).unwrap();
+        let inspectors: Vec<PoolInspector> = (0..3)
+            .map(|i| PoolInspector {
+                id: InspectorId::new(format!("hb-{i}")).unwrap(),
+                name: format!("inspector {i}"),
+            })
+            .collect();
+        DrawInput::new(
+            Parameters {
+                draw_id: DrawId::new("t").unwrap(),
+                department: Department::new("health").unwrap(),
+                item: ItemId::new("pool-water-quality").unwrap(),
+                inspectors_per_entity: 2,
+                strata: vec![Stratum {
+                    class: class("A"),
+                    quota,
+                }],
+            },
+            (0..5)
+                .map(|i| Candidate {
+                    code: code(i),
+                    class: class("A"),
+                })
+                .collect(),
+            inspectors.clone(),
+            inspectors[..conflicted as usize]
+                .iter()
+                .map(|i| Conflict {
+                    entity: code(4),
+                    inspector: i.id.clone(),
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn check_possible_refuses_exactly_what_the_draw_refuses_with_the_same_error() {
+        let seed = Seed([7; 32]);
+        for (quota, conflicted) in [
+            (Quota::Count(2), 0),
+            (Quota::Count(5), 1),
+            (Quota::Count(6), 0),
+            (Quota::RatioBp(10_001), 0),
+            (Quota::Count(1), 2),
+            (Quota::Count(0), 3),
+        ] {
+            let input = input(quota, conflicted);
+            let drawn = draw(&seed, &input).map(|_| ());
+            assert_eq!(check_possible(&input), drawn, "{quota:?}, {conflicted}");
+        }
+        assert!(check_possible(&input(Quota::Count(1), 2)).is_err());
+        assert!(check_possible(&input(Quota::Count(5), 1)).is_ok());
     }
 
     #[test]

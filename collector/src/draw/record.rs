@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::algorithm::{self, Assignment};
+use super::commitment::CommittedDigests;
 use super::input::{
     strata_digest, Candidate, Conflict, DrawInput, Parameters, PoolInspector, SaltKey, Seed,
     Sha256, ALGORITHM,
@@ -81,6 +82,25 @@ pub struct DrawRecord {
 impl DrawRecord {
     /// Makes the draw and its record. Nothing is stored: a failed draw changes nothing.
     pub fn make(seed: Seed, salt_key: SaltKey, input: &DrawInput) -> Result<DrawRecord, DrawError> {
+        let committed = CommittedDigests {
+            parameters: input.parameters_digest(),
+            inspectors: input.inspectors_digest(),
+            conflicts: input.conflicts_digest(&salt_key),
+            strata: strata_digest(&input.stratum_lists(&salt_key)),
+        };
+        DrawRecord::make_with(seed, salt_key, input, &committed)
+    }
+
+    /// [`DrawRecord::make`] given the digests of `input` that a commitment fixes, computed
+    /// by the caller with `salt_key` (the reveal has just recomputed them to compare with the
+    /// commitment; the stratum lists are a million salts and hashes at a million
+    /// candidates, not worth computing twice).
+    pub fn make_with(
+        seed: Seed,
+        salt_key: SaltKey,
+        input: &DrawInput,
+        committed: &CommittedDigests,
+    ) -> Result<DrawRecord, DrawError> {
         let draws = algorithm::draw(&seed, input)?;
         Ok(DrawRecord {
             algorithm: ALGORITHM.to_owned(),
@@ -89,11 +109,11 @@ impl DrawRecord {
             salt_key,
             parameters: input.parameters.clone(),
             digests: Digests {
-                parameters: input.parameters_digest(),
+                parameters: committed.parameters,
                 candidates: input.candidates_digest(),
-                inspectors: input.inspectors_digest(),
-                conflicts: input.conflicts_digest(&salt_key),
-                strata: strata_digest(&input.stratum_lists(&salt_key)),
+                inspectors: committed.inspectors,
+                conflicts: committed.conflicts,
+                strata: committed.strata,
                 replacements: replacements_digest(&[]),
             },
             candidates: input.candidates.clone(),

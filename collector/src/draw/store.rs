@@ -97,8 +97,8 @@ pub fn committed_digests(input: &DrawInput, key: &SaltKey) -> CommittedDigests {
 }
 
 /// Stores a commitment for `input` with a fresh secret seed and salt key. An impossible draw
-/// is refused first (impossibility does not depend on the seed, so a trial with a zero seed
-/// tells).
+/// is refused first, by the checks the draw makes before it uses the seed
+/// ([`super::algorithm::check_possible`]: impossibility does not depend on the seed).
 pub fn commit(
     conn: &Conn,
     plan: Option<&str>,
@@ -142,7 +142,7 @@ pub fn commit_joint(
     window_end: Option<&str>,
     now_ms: i64,
 ) -> Result<Commitment, DrawStoreError> {
-    super::algorithm::draw(&Seed([0; 32]), input)?;
+    super::algorithm::check_possible(input)?;
     for p in partners {
         let (pool, needed) = (p.inspectors.len(), p.parameters.inspectors_per_entity);
         if pool < needed as usize {
@@ -308,7 +308,8 @@ pub fn reveal_in(
         .transpose()
         .map_err(|e| bad(e.to_string()))?
         .unwrap_or_default();
-    let now = committed_digests(input, &key);
+    let now_digests = committed_digests(input, &key);
+    let now = &now_digests;
     for (what, was, now) in [
         ("parameters", committed.parameters, now.parameters),
         (
@@ -328,7 +329,8 @@ pub fn reveal_in(
             });
         }
     }
-    let record = DrawRecord::make(seed, key, input)?;
+    // The digests just compared are the record's.
+    let record = DrawRecord::make_with(seed, key, input, &now_digests)?;
     tx.execute(
         "UPDATE draws SET record = $2, revealed_ms = $3 WHERE id = $1",
         args![
@@ -404,8 +406,8 @@ pub fn store_partner_draw(
     now_ms: i64,
 ) -> Result<DrawRecord, DrawStoreError> {
     let id = input.parameters.draw_id.as_str();
-    let record = DrawRecord::make(seed, key, input)?;
     let digests = committed_digests(input, &key);
+    let record = DrawRecord::make_with(seed, key, input, &digests)?;
     let n = tx.execute(
         "INSERT INTO draws (id, plan, commitment, parameters, digests, committed_ms, seed,
                             salt_key, window_end, record, revealed_ms)

@@ -12,7 +12,7 @@ use crate::registry::model::{DrawId, Entity, RiskClass};
 use crate::registry::store::{self as registry_store, RegistryStoreError};
 use crate::registry::CreditCode;
 use crate::store::db::{args, Conn, DbError, Sql};
-use crate::tasks::store::{self as tasks, NewDrawn, PlanTask};
+use crate::tasks::store::{self as tasks, NewDrawnAll, PlanTask};
 use crate::tasks::{Kind, TaskError, TaskStatus};
 
 /// Why a plan operation failed. Every failure leaves the store unchanged.
@@ -230,25 +230,29 @@ pub fn reveal_batch(
     let tx = conn.transaction()?;
     let (record, committed) = draw_store::reveal_in(&tx, id.as_str(), &inputs.input, now_ms)?;
     let kind = kind_of(&id);
-    for a in &record.draws {
-        tasks::create_drawn(
-            &tx,
-            &NewDrawn {
-                kind: &kind,
-                entity: &a.entity,
-                department: &plan.department,
-                item: &plan.item,
-                window,
-                inspectors: &a.inspectors,
-            },
-            now,
-        )?;
-    }
+    tasks::create_drawn_all(
+        &tx,
+        &NewDrawnAll {
+            kind: &kind,
+            department: &plan.department,
+            item: &plan.item,
+            window,
+            teams: record
+                .draws
+                .iter()
+                .map(|a| (&a.entity, &a.inspectors[..]))
+                .collect(),
+        },
+        now,
+    )?;
+    // A set, not a scan of the draws per candidate: a million candidates times 300,000
+    // drawn entities was minutes of the reveal (BENCHMARKS.md, issue 17).
+    let drawn_codes: HashSet<&CreditCode> = record.draws.iter().map(|a| &a.entity).collect();
     let drawn: Vec<Candidate> = inputs
         .input
         .candidates
         .iter()
-        .filter(|c| record.draws.iter().any(|a| a.entity == c.code))
+        .filter(|c| drawn_codes.contains(&c.code))
         .cloned()
         .collect();
     for (partner, over_candidates) in plan.partners.iter().zip(&inputs.partners) {
@@ -265,20 +269,21 @@ pub fn reveal_batch(
             now_ms,
         )?;
         let kind = kind_of(&input.parameters.draw_id);
-        for a in &teams.draws {
-            tasks::create_drawn(
-                &tx,
-                &NewDrawn {
-                    kind: &kind,
-                    entity: &a.entity,
-                    department: &partner.department,
-                    item: &partner.item,
-                    window,
-                    inspectors: &a.inspectors,
-                },
-                now,
-            )?;
-        }
+        tasks::create_drawn_all(
+            &tx,
+            &NewDrawnAll {
+                kind: &kind,
+                department: &partner.department,
+                item: &partner.item,
+                window,
+                teams: teams
+                    .draws
+                    .iter()
+                    .map(|a| (&a.entity, &a.inspectors[..]))
+                    .collect(),
+            },
+            now,
+        )?;
     }
     tx.commit()?;
     Ok(record)

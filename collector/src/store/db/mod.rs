@@ -519,3 +519,20 @@ pub fn connect(url: &DbUrl, mode: Mode) -> Result<Conn, DbError> {
         in_tx: Cell::new(false),
     })
 }
+
+/// Runs `f` with this connection's SQLite page cache raised to `kib` KiB, then sets it back
+/// to what it was (whatever `f` returned). For one transaction that writes hundreds of
+/// megabytes at random places of large indexes (a draw's reveal at a million candidates):
+/// with the default 2 MiB cache SQLite spills dirty pages to the WAL in the middle of the
+/// transaction and reads them back, rewriting the same index pages many times (BENCHMARKS.md,
+/// issue 17). The cache grows only as pages are used. PostgreSQL: runs `f` as it is.
+pub fn with_page_cache<T>(conn: &Conn, kib: i64, f: impl FnOnce() -> T) -> Result<T, DbError> {
+    let Some(c) = conn.as_sqlite() else {
+        return Ok(f());
+    };
+    let was: i64 = c.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    c.execute_batch(&format!("PRAGMA cache_size = {}", -kib.abs()))?;
+    let out = f();
+    c.execute_batch(&format!("PRAGMA cache_size = {was}"))?;
+    Ok(out)
+}
