@@ -10,8 +10,8 @@
 
 use std::collections::HashSet;
 
-use super::import::{Checker, RawRow, ReadError, Record, Records, RowError};
-use super::model::{Entity, Inspector, Item};
+use super::import::{Checker, ReadError, Record, RecordRef, Records, RowError, RowSource};
+use super::model::{Entity, EntityRef, Inspector, Item};
 use super::parse::Kind;
 use super::CreditCode;
 use crate::store::db::{args, Arg, Backend, Conn, DbError, Sql, Value};
@@ -80,7 +80,7 @@ pub fn write(conn: &Conn, records: &Records) -> Result<usize, RegistryStoreError
     let mut w = Writer::new(&tx, kind);
     match records {
         Records::Items(v) => v.iter().try_for_each(|i| w.item(i))?,
-        Records::Entities(v) => v.iter().try_for_each(|e| w.entity(e))?,
+        Records::Entities(v) => v.iter().try_for_each(|e| w.entity(&e.into()))?,
         Records::Inspectors(v) => v.iter().try_for_each(|i| w.inspector(i))?,
     }
     let n = w.finish()?;
@@ -130,7 +130,7 @@ pub fn import(
     conn: Option<&Conn>,
     known_from: Option<&Conn>,
     kind: Kind,
-    rows: impl Iterator<Item = Result<RawRow, ReadError>>,
+    rows: impl RowSource,
 ) -> Result<Imported, ImportError> {
     let known = match (kind, known_from.or(conn)) {
         (Kind::Inspectors, Some(c)) => known_entities(c)?,
@@ -139,14 +139,14 @@ pub fn import(
     let mut checker = Checker::new(kind, &known);
     let tx = conn.map(Conn::transaction).transpose()?;
     let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind));
-    for row in rows {
-        let row = row?;
-        let record = checker.check(&row);
+    rows.each_row(|row| -> Result<(), ImportError> {
+        let record = checker.check_view(&row);
         // After the first bad row nothing more is written: only problems are collected.
         if let (Some(r), Some(w), true) = (record, writer.as_mut(), checker.is_clean()) {
-            w.record(&r)?;
+            w.record_ref(&r)?;
         }
-    }
+        Ok(())
+    })?;
     let rows_read = checker.rows();
     let outcome = checker.finish();
     match (outcome.is_ok(), writer) {
@@ -280,6 +280,8 @@ pub struct Writer<'t, S: Sql + ?Sized> {
     /// Inspectors deactivated by this import whose tokens or sessions ended.
     deactivated: Vec<serde_json::Value>,
     rows: usize,
+    /// Scratch space for a row's JSON column.
+    json: Vec<u8>,
 }
 
 impl<'t, S: Sql + ?Sized> Writer<'t, S> {
@@ -297,6 +299,7 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
             table,
             deactivated: Vec::new(),
             rows: 0,
+            json: Vec::new(),
         }
     }
 
@@ -304,8 +307,17 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
     pub fn record(&mut self, r: &Record) -> Result<(), RegistryStoreError> {
         match r {
             Record::Item(i) => self.item(i),
-            Record::Entity(e) => self.entity(e),
+            Record::Entity(e) => self.entity(&e.into()),
             Record::Inspector(i) => self.inspector(i),
+        }
+    }
+
+    /// [`Writer::record`] for a record that borrows its row.
+    pub fn record_ref(&mut self, r: &RecordRef<'_>) -> Result<(), RegistryStoreError> {
+        match r {
+            RecordRef::Item(i) => self.item(i),
+            RecordRef::Entity(e) => self.entity(e),
+            RecordRef::Inspector(i) => self.inspector(i),
         }
     }
 
@@ -371,9 +383,13 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
         ])
     }
 
-    fn entity(&mut self, e: &Entity) -> Result<(), RegistryStoreError> {
-        let agents = to_json(&e.agents);
-        self.put(args![
+    fn entity(&mut self, e: &EntityRef<'_>) -> Result<(), RegistryStoreError> {
+        // The agents' JSON array is written into one buffer kept across rows.
+        let mut agents = std::mem::take(&mut self.json);
+        agents.clear();
+        serde_json::to_writer(&mut agents, &e.agents).expect("agent ids serialise");
+        let text = std::str::from_utf8(&agents).expect("serde_json writes UTF-8");
+        let put = self.put(args![
             e.code.as_str(),
             e.name,
             e.domain.as_str(),
@@ -381,8 +397,10 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
             e.address,
             e.contact,
             e.risk.as_str(),
-            agents
-        ])
+            text
+        ]);
+        self.json = agents;
+        put
     }
 
     fn inspector(&mut self, i: &Inspector) -> Result<(), RegistryStoreError> {
