@@ -119,6 +119,15 @@ pub trait RowSource {
         self,
         each: impl FnMut(RowView<'_>) -> Result<(), E>,
     ) -> Result<(), E>;
+
+    /// The rows as a file [`open_file`] opened (which can be read on another thread), or
+    /// themselves.
+    fn into_rows(self) -> Result<Rows, Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
 }
 
 /// One row as a [`RowSource`] lends it.
@@ -150,6 +159,10 @@ pub enum Rows {
 }
 
 impl RowSource for Rows {
+    fn into_rows(self) -> Result<Rows, Self> {
+        Ok(self)
+    }
+
     fn each_row<E: From<ReadError>>(
         self,
         each: impl FnMut(RowView<'_>) -> Result<(), E>,

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use super::handoff;
 use super::import::{Checker, ReadError, Record, RecordRef, Records, RowError, RowSource};
 use super::model::{Entity, EntityRef, Inspector, Item};
 use super::parse::Kind;
@@ -139,14 +140,14 @@ pub fn import(
     let mut checker = Checker::new(kind, &known);
     let tx = conn.map(Conn::transaction).transpose()?;
     let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind));
-    rows.each_row(|row| -> Result<(), ImportError> {
-        let record = checker.check_view(&row);
-        // After the first bad row nothing more is written: only problems are collected.
-        if let (Some(r), Some(w), true) = (record, writer.as_mut(), checker.is_clean()) {
-            w.record_ref(&r)?;
+    match (rows.into_rows(), writer.as_mut()) {
+        // A file of entities is read and checked on a second thread while this one writes.
+        (Ok(file), Some(w)) if kind == Kind::Entities => {
+            handoff::import_entities(file, &mut checker, w)?
         }
-        Ok(())
-    })?;
+        (Ok(file), w) => one_thread(file, &mut checker, w)?,
+        (Err(rows), w) => one_thread(rows, &mut checker, w)?,
+    }
     let rows_read = checker.rows();
     let outcome = checker.finish();
     match (outcome.is_ok(), writer) {
@@ -173,6 +174,22 @@ pub fn import(
             Ok(Imported::Rows(n))
         }
     }
+}
+
+/// Checks every row and writes each valid one with `writer` (if any) as it is read; after the
+/// first bad row nothing more is written, only problems are collected.
+fn one_thread<S: Sql + ?Sized>(
+    rows: impl RowSource,
+    checker: &mut Checker<'_>,
+    mut writer: Option<&mut Writer<'_, S>>,
+) -> Result<(), ImportError> {
+    rows.each_row(|row| -> Result<(), ImportError> {
+        let record = checker.check_view(&row);
+        if let (Some(r), Some(w), true) = (record, writer.as_mut(), checker.is_clean()) {
+            w.record_ref(&r)?;
+        }
+        Ok(())
+    })
 }
 
 /// Rows per multi-row `INSERT` on PostgreSQL (8 parameters each at most: 4,000 parameters, far
@@ -389,7 +406,7 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
         agents.clear();
         serde_json::to_writer(&mut agents, &e.agents).expect("agent ids serialise");
         let text = std::str::from_utf8(&agents).expect("serde_json writes UTF-8");
-        let put = self.put(args![
+        let put = self.entity_columns([
             e.code.as_str(),
             e.name,
             e.domain.as_str(),
@@ -397,10 +414,21 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
             e.address,
             e.contact,
             e.risk.as_str(),
-            text
+            text,
         ]);
         self.json = agents;
         put
+    }
+
+    /// An entity row as its columns' text (code, name, domain, district, address, contact,
+    /// risk, agents as a JSON array), from a checked [`EntityRef`] ([`handoff::Chunk`]).
+    pub(super) fn entity_columns(
+        &mut self,
+        [code, name, domain, district, address, contact, risk, agents]: [&str; handoff::COLUMNS],
+    ) -> Result<(), RegistryStoreError> {
+        self.put(args![
+            code, name, domain, district, address, contact, risk, agents
+        ])
     }
 
     fn inspector(&mut self, i: &Inspector) -> Result<(), RegistryStoreError> {
