@@ -186,6 +186,13 @@ mod tests {
         let file = dir.path().join("entities.csv");
         let header = "code,name,domain,district,address,contact,risk,agents";
         let n = 2 * CHUNK_ROWS + 7;
+        let cache = |c: &crate::store::db::Conn| -> i64 {
+            c.as_sqlite()
+                .unwrap()
+                .query_row("PRAGMA cache_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let cache_before = cache(&conn);
         let good: Vec<String> = (0..n).map(row).collect();
 
         // A bad row after two full chunks were handed over: nothing is written.
@@ -230,6 +237,11 @@ mod tests {
             [format!("agent-{}", n - 1), format!("spare-{}", n - 1)]
         );
         assert_eq!(last.contact, "");
+        assert_eq!(
+            cache(&conn),
+            cache_before,
+            "the import's page cache is given back"
+        );
     }
 
     #[test]

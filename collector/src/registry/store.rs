@@ -138,6 +138,11 @@ pub fn import(
         _ => HashSet::new(),
     };
     let mut checker = Checker::new(kind, &known);
+    // Declared before the transaction, so that the cache shrinks back after it ends.
+    let _cache = conn
+        .and_then(Conn::as_sqlite)
+        .map(ImportCache::new)
+        .transpose()?;
     let tx = conn.map(Conn::transaction).transpose()?;
     let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind));
     match (rows.into_rows(), writer.as_mut()) {
@@ -173,6 +178,34 @@ pub fn import(
             }
             Ok(Imported::Rows(n))
         }
+    }
+}
+
+/// SQLite's page cache while an import writes, in KiB (SQLite's default is 2 MiB): with the
+/// default, the pages a million-row transaction dirties spill into the WAL before the commit
+/// and some are written there again and again (BENCHMARKS.md).
+const IMPORT_CACHE_KIB: i64 = 64 * 1024;
+
+/// A SQLite connection's page cache at [`IMPORT_CACHE_KIB`] until dropped, then as before.
+struct ImportCache<'c> {
+    conn: &'c rusqlite::Connection,
+    before: i64,
+}
+
+impl<'c> ImportCache<'c> {
+    fn new(conn: &'c rusqlite::Connection) -> Result<ImportCache<'c>, DbError> {
+        let before = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        conn.execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))?;
+        Ok(ImportCache { conn, before })
+    }
+}
+
+impl Drop for ImportCache<'_> {
+    fn drop(&mut self) {
+        // Failing to shrink it back leaves a larger cache, nothing worse.
+        let _ = self
+            .conn
+            .execute_batch(&format!("PRAGMA cache_size = {}", self.before));
     }
 }
 
