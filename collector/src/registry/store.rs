@@ -619,3 +619,43 @@ pub fn inspectors(conn: &(impl Sql + ?Sized)) -> Result<Vec<Inspector>, Registry
     .into_iter()
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::{connect, DbUrl, Mode};
+
+    #[test]
+    fn migration_15_keeps_the_entities_in_a_table_without_rowid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::store::db_path(dir.path());
+        {
+            // A store as schema version 14 left it, with one entity.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            for sql in &crate::store::schema::MIGRATIONS[..14] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute_batch(
+                "PRAGMA user_version = 14;
+                 INSERT INTO registry_entities VALUES ('9144030071526726XG', '腾讯', 'game',
+                     '南山区', '', '张三', 'B', '[\"game-agent-01\"]');",
+            )
+            .unwrap();
+        }
+        let conn = connect(&DbUrl::Sqlite(path), Mode::Write).unwrap();
+        let stored = entities(&conn).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (stored[0].code.as_str(), stored[0].agents[0].as_str()),
+            ("9144030071526726XG", "game-agent-01")
+        );
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'registry_entities'",
+                args![],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    }
+}
