@@ -6,14 +6,17 @@
 //! separated by `;`. JSON: an array of objects with the same names; list fields may be arrays
 //! or `;`-separated strings. Field names and formats: `docs/registry-import.md`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::model::{Entity, Inspector, Item};
-use super::parse::{self, Kind};
+use super::credit_code;
+pub use super::csv_file::{CsvFile, CsvRecord};
+use super::model::{Entity, EntityRef, Inspector, Item, ListRef};
+use super::parse::{self, FieldValue, Kind, RowFields};
 use super::CreditCode;
 
 /// One field's value as the file gives it.
@@ -106,17 +109,87 @@ impl Records {
     }
 }
 
-/// The rows of a file, one at a time: a file of a million rows is never held as rows.
-pub type Rows<'a> = Box<dyn Iterator<Item = Result<RawRow, ReadError>> + 'a>;
+/// Where an import's rows come from: each row handed to a function as it is read, so that a
+/// reader may lend a row it reads in place (a file of a million rows is never held as rows).
+/// Any iterator of [`RawRow`]s is one; so are a [`CsvFile`] and a file [`open_file`] opens.
+pub trait RowSource {
+    /// Hands every row to `each`, in order, until the end of the rows, a row that cannot be
+    /// read (broken CSV or JSON), or an error of `each`.
+    fn each_row<E: From<ReadError>>(
+        self,
+        each: impl FnMut(RowView<'_>) -> Result<(), E>,
+    ) -> Result<(), E>;
+
+    /// The rows as a file [`open_file`] opened (which can be read on another thread), or
+    /// themselves.
+    fn into_rows(self) -> Result<Rows, Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
+}
+
+/// One row as a [`RowSource`] lends it.
+pub enum RowView<'a> {
+    /// A row read into its own map of fields.
+    Raw(&'a RawRow),
+    /// A CSV record read in place.
+    Csv(CsvRecord<'a>),
+}
+
+impl<I: Iterator<Item = Result<RawRow, ReadError>>> RowSource for I {
+    fn each_row<E: From<ReadError>>(
+        self,
+        mut each: impl FnMut(RowView<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for row in self {
+            each(RowView::Raw(&row?))?;
+        }
+        Ok(())
+    }
+}
+
+/// The rows of a file [`open_file`] opened.
+pub enum Rows {
+    /// A CSV file, streamed.
+    Csv(CsvFile<std::io::BufReader<std::fs::File>>),
+    /// A JSON file, held as text and parsed one element at a time.
+    Json(JsonRows<String>),
+}
+
+impl RowSource for Rows {
+    fn into_rows(self) -> Result<Rows, Self> {
+        Ok(self)
+    }
+
+    fn each_row<E: From<ReadError>>(
+        self,
+        each: impl FnMut(RowView<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            Rows::Csv(c) => c.each_row(each),
+            Rows::Json(j) => j.each_row(each),
+        }
+    }
+}
 
 /// Reads `path` (by its extension) into raw rows.
 pub fn read_file(path: &Path) -> Result<Vec<RawRow>, ReadError> {
-    open_file(path)?.collect()
+    let mut rows = Vec::new();
+    open_file(path)?.each_row(|row| {
+        rows.push(match row {
+            RowView::Raw(r) => r.clone(),
+            RowView::Csv(r) => r.to_raw(),
+        });
+        Ok::<_, ReadError>(())
+    })?;
+    Ok(rows)
 }
 
 /// The rows of `path` (by its extension), read as they are asked for. A CSV file is streamed;
 /// a JSON file is read whole (its text), its elements one by one.
-pub fn open_file(path: &Path) -> Result<Rows<'static>, ReadError> {
+pub fn open_file(path: &Path) -> Result<Rows, ReadError> {
     let name = path.display().to_string();
     let io = |source| ReadError::Io {
         path: name.clone(),
@@ -129,14 +202,14 @@ pub fn open_file(path: &Path) -> Result<Rows<'static>, ReadError> {
     {
         Some(e) if e == "csv" => {
             let file = std::fs::File::open(path).map_err(io)?;
-            Ok(Box::new(CsvRows::new(
+            Ok(Rows::Csv(CsvFile::new(
                 std::io::BufReader::with_capacity(1 << 16, file),
                 name.clone(),
             )?))
         }
         Some(e) if e == "json" => {
             let text = std::fs::read_to_string(path).map_err(io)?;
-            Ok(Box::new(JsonRows::new(text, name.clone())?))
+            Ok(Rows::Json(JsonRows::new(text, name.clone())?))
         }
         _ => Err(ReadError::Format(name)),
     }
@@ -179,7 +252,7 @@ impl<R: std::io::Read> CsvRows<R> {
     }
 }
 
-fn csv_syntax(name: &str, e: csv::Error) -> ReadError {
+pub(super) fn csv_syntax(name: &str, e: csv::Error) -> ReadError {
     ReadError::Syntax {
         path: name.to_owned(),
         line: e.position().map_or(0, |p| p.line()),
@@ -408,6 +481,28 @@ pub enum Record {
     Inspector(Inspector),
 }
 
+/// One typed row, an entity's text borrowed from the row it was read from.
+#[derive(Debug, Clone)]
+pub enum RecordRef<'a> {
+    /// An item.
+    Item(Item),
+    /// An entity.
+    Entity(EntityRef<'a>),
+    /// An inspector.
+    Inspector(Inspector),
+}
+
+impl RecordRef<'_> {
+    /// The record, owned.
+    pub fn to_record(self) -> Record {
+        match self {
+            RecordRef::Item(i) => Record::Item(i),
+            RecordRef::Entity(e) => Record::Entity(e.to_entity()),
+            RecordRef::Inspector(i) => Record::Inspector(i),
+        }
+    }
+}
+
 /// Checks rows one at a time: each row's own problems, keys used twice in the file (even on
 /// rows that are otherwise invalid), and inspectors' conflicts against the entity library.
 /// Holds only the keys seen, so a file of any length can be checked as it streams.
@@ -415,7 +510,7 @@ pub struct Checker<'k> {
     kind: Kind,
     known_entities: &'k HashSet<CreditCode>,
     /// Per key field: each value (trimmed, upper-cased) and the line it was first seen on.
-    seen: Vec<(&'static str, HashMap<Box<str>, u64>)>,
+    seen: Vec<(&'static str, Seen)>,
     errors: Vec<RowError>,
     rows: usize,
 }
@@ -432,7 +527,7 @@ impl<'k> Checker<'k> {
         Checker {
             kind,
             known_entities,
-            seen: keys.iter().map(|&k| (k, HashMap::new())).collect(),
+            seen: keys.iter().map(|&k| (k, Seen::default())).collect(),
             errors: Vec::new(),
             rows: 0,
         }
@@ -450,13 +545,20 @@ impl<'k> Checker<'k> {
 
     /// Checks one row: its typed record if it is valid; its problems are kept.
     pub fn check(&mut self, row: &RawRow) -> Option<Record> {
+        self.check_fields(row).map(RecordRef::to_record)
+    }
+
+    /// [`Checker::check`] for a row however it is held; an entity borrows the row's text.
+    pub fn check_fields<'r, R: RowFields + ?Sized>(&mut self, row: &'r R) -> Option<RecordRef<'r>> {
         self.rows += 1;
         let before = self.errors.len();
-        self.errors.extend(row.problems.iter().cloned());
+        self.errors.extend(row.problems().iter().cloned());
         self.unique_keys(row);
         let record = match self.kind {
-            Kind::Items => collect(parse::item(row), &mut self.errors).map(Record::Item),
-            Kind::Entities => collect(parse::entity(row), &mut self.errors).map(Record::Entity),
+            Kind::Items => collect(parse::item(row), &mut self.errors).map(RecordRef::Item),
+            Kind::Entities => {
+                collect(parse::entity_ref(row), &mut self.errors).map(RecordRef::Entity)
+            }
             Kind::Inspectors => collect(parse::inspector(row), &mut self.errors).and_then(|i| {
                 let unknown: Vec<&CreditCode> = i
                     .conflicts
@@ -465,17 +567,25 @@ impl<'k> Checker<'k> {
                     .collect();
                 for c in &unknown {
                     self.errors.push(RowError {
-                        line: row.line,
+                        line: row.line(),
                         field: "conflicts".into(),
                         reason: format!(
                             "{c} is not in the entity library; import the entities first"
                         ),
                     });
                 }
-                unknown.is_empty().then_some(Record::Inspector(i))
+                unknown.is_empty().then_some(RecordRef::Inspector(i))
             }),
         };
         record.filter(|_| self.errors.len() == before)
+    }
+
+    /// [`Checker::check_fields`] for a row a [`RowSource`] lent.
+    pub fn check_view<'r>(&mut self, row: &'r RowView<'_>) -> Option<RecordRef<'r>> {
+        match row {
+            RowView::Raw(r) => self.check_fields(*r),
+            RowView::Csv(r) => self.check_fields(r),
+        }
     }
 
     /// How many rows were checked, or every problem found, by line.
@@ -489,32 +599,89 @@ impl<'k> Checker<'k> {
     }
 
     /// Reports every value of a key field used twice in the file.
-    fn unique_keys(&mut self, row: &RawRow) {
-        for (field, first_line) in &mut self.seen {
-            let mut one = |v: &str| {
-                let v = v.trim();
-                if v.is_empty() {
-                    return;
-                }
-                let key = v.to_ascii_uppercase().into_boxed_str();
-                match first_line.get(&key) {
-                    Some(first) => self.errors.push(RowError {
-                        line: row.line,
+    fn unique_keys<R: RowFields + ?Sized>(&mut self, row: &R) {
+        let line = row.line();
+        for (field, seen) in &mut self.seen {
+            let list = match row.get(field) {
+                Some(FieldValue::Text(s)) => ListRef::Text(s),
+                Some(FieldValue::List(v)) => ListRef::List(v),
+                None => continue,
+            };
+            for v in list.iter() {
+                if let Some(first) = seen.first(v, line) {
+                    self.errors.push(RowError {
+                        line,
                         field: (*field).into(),
                         reason: format!("{v} is already used on line {first}; each must be unique"),
-                    }),
-                    None => {
-                        first_line.insert(key, row.line);
-                    }
+                    });
                 }
-            };
-            match row.fields.get(*field) {
-                Some(RawValue::Text(s)) => s.split(';').for_each(&mut one),
-                Some(RawValue::List(v)) => v.iter().map(String::as_str).for_each(&mut one),
-                None => {}
             }
         }
     }
+}
+
+/// The values of one key field seen so far (compared trimmed and upper-cased), with the line
+/// each was first seen on. A million keys in boxed strings cost a million allocations and
+/// 32 bytes each besides the table (BENCHMARKS.md); most keys fit in 16 bytes instead: a
+/// credit code in base 31, a short id as its bytes.
+#[derive(Default)]
+pub struct Seen {
+    packed: foldhash::HashMap<[u64; 2], u64>,
+    other: foldhash::HashMap<Box<str>, u64>,
+}
+
+impl Seen {
+    /// Records `v` (trimmed, not empty) as seen on `line`; the line it was seen on first, if
+    /// it was.
+    pub fn first(&mut self, v: &str, line: u64) -> Option<u64> {
+        match pack(v) {
+            Some(key) => match self.packed.entry(key) {
+                Entry::Occupied(e) => Some(*e.get()),
+                Entry::Vacant(e) => {
+                    e.insert(line);
+                    None
+                }
+            },
+            None => {
+                let key = v.to_ascii_uppercase().into_boxed_str();
+                match self.other.entry(key) {
+                    Entry::Occupied(e) => Some(*e.get()),
+                    Entry::Vacant(e) => {
+                        e.insert(line);
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `v` upper-cased (ASCII) in 16 bytes, if it fits: a value of 18 characters of the credit
+/// code alphabet as its number in base 31 (below 31^18 < 2^90) with 0xFF in the last byte;
+/// any other value of at most 15 bytes as those bytes with its length in the last byte
+/// (0..=15). The two forms never meet, and each is one value's alone.
+pub fn pack(v: &str) -> Option<[u64; 2]> {
+    let b = v.as_bytes();
+    let n: u128 = if b.len() == 18 {
+        let mut n = 0u128;
+        for &c in b {
+            let d = credit_code::ALPHABET
+                .iter()
+                .position(|&a| a == c.to_ascii_uppercase())?;
+            n = n * 31 + d as u128;
+        }
+        n | 0xFF << 120
+    } else if b.len() <= 15 {
+        let mut bytes = [0u8; 16];
+        for (slot, c) in bytes.iter_mut().zip(b) {
+            *slot = c.to_ascii_uppercase();
+        }
+        bytes[15] = b.len() as u8;
+        u128::from_le_bytes(bytes)
+    } else {
+        return None;
+    };
+    Some([n as u64, (n >> 64) as u64])
 }
 
 /// Turns raw rows into typed records, or reports every bad row. `known_entities` are the

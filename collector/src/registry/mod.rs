@@ -10,11 +10,15 @@
 //! - [`credit_code`]: the unified social credit code (GB 32100-2015).
 //! - [`model`]: items, entities, inspectors and their typed fields.
 //! - [`import`]: CSV and JSON import with every bad row reported by line and field;
-//!   [`parse`] turns one row into one typed record.
-//! - [`store`]: the libraries in SQLite, replaced or extended atomically.
+//!   [`csv_file`] reads a CSV file's rows in place, [`parse`] turns one row into one typed
+//!   record.
+//! - [`store`]: the libraries in SQLite, replaced or extended atomically; [`handoff`] writes
+//!   an entity file on one thread while another reads and checks it.
 
 pub mod credentials;
 pub mod credit_code;
+pub mod csv_file;
+pub mod handoff;
 pub mod import;
 pub mod model;
 pub mod parse;

@@ -31,11 +31,20 @@ macro_rules! token_type {
             /// Parses and checks the value.
             pub fn new(s: impl Into<String>) -> Result<$name, TokenError> {
                 let s: String = s.into();
-                let ok: fn(char) -> bool = $ok;
-                if s.is_empty() || s.len() > $max || !s.chars().all(ok) {
-                    return Err(TokenError { what: $what, found: s, rule: $rule });
+                if !$name::valid(&s) {
+                    return Err($name::invalid(s));
                 }
                 Ok($name(s))
+            }
+
+            fn invalid(found: String) -> TokenError {
+                TokenError { what: $what, found, rule: $rule }
+            }
+
+            /// Whether `s` is a valid value, without making one.
+            fn valid(s: &str) -> bool {
+                let ok: fn(char) -> bool = $ok;
+                !s.is_empty() && s.len() <= $max && s.chars().all(ok)
             }
 
             /// The value as text.
@@ -104,6 +113,179 @@ impl RiskClass {
             .into_iter()
             .map(|c| RiskClass(c.to_owned()))
             .collect()
+    }
+}
+
+/// A risk class checked where it lies (in a row being imported), not copied: see
+/// [`RiskClass::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RiskRef<'a>(&'a str);
+
+impl RiskClass {
+    /// Checks `s` as [`RiskClass::new`] does, without copying it when it is valid.
+    pub fn check(s: &str) -> Result<RiskRef<'_>, TokenError> {
+        if RiskClass::valid(s) {
+            Ok(RiskRef(s))
+        } else {
+            Err(RiskClass::invalid(s.to_owned()))
+        }
+    }
+
+    /// The class, borrowed.
+    pub fn borrowed(&self) -> RiskRef<'_> {
+        RiskRef(&self.0)
+    }
+}
+
+impl RiskRef<'_> {
+    /// The class as text.
+    pub fn as_str(&self) -> &str {
+        self.0
+    }
+
+    /// The class, owned.
+    pub fn to_class(self) -> RiskClass {
+        RiskClass(self.0.to_owned())
+    }
+}
+
+/// A list field's value as a file gives it: `;`-separated text or a JSON array of strings.
+/// Its items are trimmed (text) and the empty ones skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListRef<'a> {
+    /// The field is absent.
+    Empty,
+    /// `a;b;c`.
+    Text(&'a str),
+    /// A JSON array (its items trimmed when read).
+    List(&'a [String]),
+}
+
+impl<'a> ListRef<'a> {
+    /// The non-empty items.
+    pub fn iter(self) -> impl Iterator<Item = &'a str> {
+        let (text, list) = match self {
+            ListRef::Empty => (None, None),
+            ListRef::Text(s) => (Some(s.split(';').map(str::trim)), None),
+            ListRef::List(v) => (None, Some(v.iter().map(String::as_str))),
+        };
+        text.into_iter()
+            .flatten()
+            .chain(list.into_iter().flatten())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// An entity's agent ids checked where they lie: the list as the row gave it, or an entity's
+/// own ids. Made only by [`AgentIdsRef::check`] or from an [`Entity`], so every item is valid.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentIdsRef<'a>(Agents<'a>);
+
+#[derive(Debug, Clone, Copy)]
+enum Agents<'a> {
+    Listed(ListRef<'a>),
+    Ids(&'a [AgentId]),
+}
+
+impl<'a> AgentIdsRef<'a> {
+    /// Checks every item of `list` as an agent id; each invalid one is passed to `bad`, and
+    /// then there is no list.
+    pub fn check(
+        list: ListRef<'a>,
+        mut bad: impl FnMut(spotcheck_protocol::IdError),
+    ) -> Option<AgentIdsRef<'a>> {
+        let mut ok = true;
+        for s in list.iter() {
+            // The id rules live with the type; the copy is dropped at once.
+            if let Err(e) = AgentId::new(s) {
+                bad(e);
+                ok = false;
+            }
+        }
+        ok.then_some(AgentIdsRef(Agents::Listed(list)))
+    }
+
+    /// The ids as text.
+    pub fn iter(self) -> impl Iterator<Item = &'a str> {
+        let (listed, ids) = match self.0 {
+            Agents::Listed(l) => (Some(l.iter()), None),
+            Agents::Ids(v) => (None, Some(v.iter().map(AgentId::as_str))),
+        };
+        listed
+            .into_iter()
+            .flatten()
+            .chain(ids.into_iter().flatten())
+    }
+
+    /// The ids, owned.
+    pub fn to_vec(self) -> Vec<AgentId> {
+        match self.0 {
+            Agents::Ids(v) => v.to_vec(),
+            Agents::Listed(l) => l
+                .iter()
+                .map(|s| AgentId::new(s).expect("checked when the list was made"))
+                .collect(),
+        }
+    }
+}
+
+impl serde::Serialize for AgentIdsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+/// An entity-library row as it is imported: checked, its text borrowed from the row it was
+/// read from (a million-row import copies none of it). [`EntityRef::to_entity`] makes the
+/// [`Entity`].
+#[derive(Debug, Clone)]
+pub struct EntityRef<'a> {
+    /// 统一社会信用代码, the key.
+    pub code: std::borrow::Cow<'a, CreditCode>,
+    /// Registered name (one line).
+    pub name: &'a str,
+    /// Which feed it belongs to.
+    pub domain: Domain,
+    /// District.
+    pub district: &'a str,
+    /// Registered address.
+    pub address: &'a str,
+    /// Contact.
+    pub contact: &'a str,
+    /// Credit-risk class.
+    pub risk: RiskRef<'a>,
+    /// Agents bound to it.
+    pub agents: AgentIdsRef<'a>,
+}
+
+impl EntityRef<'_> {
+    /// The entity, owned.
+    pub fn to_entity(&self) -> Entity {
+        Entity {
+            code: self.code.clone().into_owned(),
+            name: self.name.to_owned(),
+            domain: self.domain,
+            district: self.district.to_owned(),
+            address: self.address.to_owned(),
+            contact: self.contact.to_owned(),
+            risk: self.risk.to_class(),
+            agents: self.agents.to_vec(),
+        }
+    }
+}
+
+impl<'a> From<&'a Entity> for EntityRef<'a> {
+    fn from(e: &'a Entity) -> EntityRef<'a> {
+        EntityRef {
+            code: std::borrow::Cow::Borrowed(&e.code),
+            name: &e.name,
+            domain: e.domain,
+            district: &e.district,
+            address: &e.address,
+            contact: &e.contact,
+            risk: e.risk.borrowed(),
+            agents: AgentIdsRef(Agents::Ids(&e.agents)),
+        }
     }
 }
 

@@ -1,14 +1,15 @@
 //! One raw row → one typed record, with every problem of the row reported by field.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
-use spotcheck_protocol::{AgentId, Domain};
+use spotcheck_protocol::Domain;
 
 use super::import::{RawRow, RawValue, RowError};
 use super::model::{
-    CertificateNo, Department, Entity, Inspector, InspectorId, Item, ItemId, ItemKind, Method,
-    RiskClass,
+    AgentIdsRef, CertificateNo, Department, Entity, EntityRef, Inspector, InspectorId, Item,
+    ItemId, ItemKind, ListRef, Method, RiskClass,
 };
 use super::CreditCode;
 
@@ -43,21 +44,65 @@ impl Kind {
     }
 }
 
+/// A field's value as a row gives it, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    /// A scalar, trimmed.
+    Text(&'a str),
+    /// A JSON array of scalars.
+    List(&'a [String]),
+}
+
+/// One row's fields, however the file held them: a JSON object's map ([`RawRow`]) or a CSV
+/// record read in place (`super::csv_file::CsvRecord`). Both are parsed by the same code
+/// below, so both give the same records and the same problems.
+pub trait RowFields {
+    /// The 1-based line the row starts on.
+    fn line(&self) -> u64;
+    /// What is wrong with the row's shape (a CSV row with the wrong number of fields).
+    fn problems(&self) -> &[RowError];
+    /// The value of field `name`, if the row gives it (a CSV field left empty is absent).
+    fn get(&self, name: &str) -> Option<FieldValue<'_>>;
+    /// The names of the fields the row gives, sorted, each once.
+    fn names(&self) -> impl Iterator<Item = &str>;
+}
+
+impl RowFields for RawRow {
+    fn line(&self) -> u64 {
+        self.line
+    }
+
+    fn problems(&self) -> &[RowError] {
+        &self.problems
+    }
+
+    fn get(&self, name: &str) -> Option<FieldValue<'_>> {
+        self.fields.get(name).map(|v| match v {
+            RawValue::Text(s) => FieldValue::Text(s),
+            RawValue::List(v) => FieldValue::List(v),
+        })
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.keys().map(String::as_str)
+    }
+}
+
 /// Reads the fields of one row, remembering every error.
-struct Fields<'a> {
-    row: &'a RawRow,
+struct Fields<'a, R: RowFields + ?Sized> {
+    row: &'a R,
     errors: Vec<RowError>,
 }
 
-impl<'a> Fields<'a> {
-    fn new(row: &'a RawRow, kind: Kind) -> Fields<'a> {
+impl<'a, R: RowFields + ?Sized> Fields<'a, R> {
+    fn new(row: &'a R, kind: Kind) -> Fields<'a, R> {
         let (required, optional) = kind.fields();
         let mut f = Fields {
             row,
             errors: Vec::new(),
         };
-        for name in row.fields.keys() {
-            if !required.contains(&name.as_str()) && !optional.contains(&name.as_str()) {
+        for name in row.names() {
+            if !required.contains(&name) && !optional.contains(&name) {
                 f.error(
                     name,
                     format!(
@@ -73,16 +118,16 @@ impl<'a> Fields<'a> {
 
     fn error(&mut self, field: &str, reason: String) {
         self.errors.push(RowError {
-            line: self.row.line,
+            line: self.row.line(),
             field: field.into(),
             reason,
         });
     }
 
-    fn text(&mut self, name: &str) -> Option<String> {
-        match self.row.fields.get(name) {
-            Some(RawValue::Text(s)) if !s.is_empty() => Some(s.clone()),
-            Some(RawValue::List(_)) => {
+    fn text(&mut self, name: &str) -> Option<&'a str> {
+        match self.row.get(name) {
+            Some(FieldValue::Text(s)) if !s.is_empty() => Some(s),
+            Some(FieldValue::List(_)) => {
                 self.error(name, "expected a single value, not a list".into());
                 None
             }
@@ -93,35 +138,30 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn optional(&mut self, name: &str) -> Option<String> {
-        if self.row.fields.contains_key(name) {
+    fn optional(&mut self, name: &str) -> Option<&'a str> {
+        if self.row.get(name).is_some() {
             self.text(name)
         } else {
             None
         }
     }
 
-    fn list(&mut self, name: &str) -> Vec<String> {
-        match self.row.fields.get(name) {
-            None => Vec::new(),
-            Some(RawValue::List(v)) => v.iter().filter(|s| !s.is_empty()).cloned().collect(),
-            Some(RawValue::Text(s)) => s
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+    fn list(&self, name: &str) -> ListRef<'a> {
+        match self.row.get(name) {
+            None => ListRef::Empty,
+            Some(FieldValue::List(v)) => ListRef::List(v),
+            Some(FieldValue::Text(s)) => ListRef::Text(s),
         }
     }
 
     fn parsed<T, E: std::fmt::Display>(
         &mut self,
         name: &str,
-        value: Option<String>,
-        parse: impl Fn(&str) -> Result<T, E>,
+        value: Option<&'a str>,
+        parse: impl Fn(&'a str) -> Result<T, E>,
     ) -> Option<T> {
         let v = value?;
-        match parse(&v) {
+        match parse(v) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.error(name, e.to_string());
@@ -133,7 +173,7 @@ impl<'a> Fields<'a> {
     fn required<T, E: std::fmt::Display>(
         &mut self,
         name: &str,
-        parse: impl Fn(&str) -> Result<T, E>,
+        parse: impl Fn(&'a str) -> Result<T, E>,
     ) -> Option<T> {
         let v = self.text(name);
         self.parsed(name, v, parse)
@@ -142,10 +182,10 @@ impl<'a> Fields<'a> {
     fn each<T, E: std::fmt::Display>(
         &mut self,
         name: &str,
-        parse: impl Fn(&str) -> Result<T, E>,
+        parse: impl Fn(&'a str) -> Result<T, E>,
     ) -> Vec<T> {
         let mut out = Vec::new();
-        for v in self.list(name) {
+        for v in self.list(name).iter() {
             if let Some(t) = self.parsed(name, Some(v), &parse) {
                 out.push(t);
             }
@@ -194,28 +234,24 @@ fn flag(s: &str) -> Result<bool, String> {
     }
 }
 
-fn nonempty(s: &str) -> Result<String, String> {
-    Ok(s.to_owned())
-}
-
 /// Names go into draw digests line by line: no tabs or newlines.
-fn single_line(s: &str) -> Result<String, String> {
+fn single_line(s: &str) -> Result<&str, String> {
     if s.chars().any(char::is_control) {
         return Err("contains a control character (tab, newline …); write it on one line".into());
     }
-    Ok(s.to_owned())
+    Ok(s)
 }
 
 /// An item-list row.
-pub fn item(row: &RawRow) -> Result<Item, Vec<RowError>> {
+pub fn item<R: RowFields + ?Sized>(row: &R) -> Result<Item, Vec<RowError>> {
     let mut f = Fields::new(row, Kind::Items);
-    let id = f.required("id", |s| ItemId::new(s));
-    let name = f.required("name", single_line);
-    let department = f.required("department", |s| Department::new(s));
-    let legal_basis = f.required("legal_basis", nonempty);
+    let id = f.required("id", ItemId::new);
+    let name = f.required("name", single_line).map(str::to_owned);
+    let department = f.required("department", Department::new);
+    let legal_basis = f.text("legal_basis").map(str::to_owned);
     let kind = f.required("kind", item_kind);
     let method = f.required("method", method);
-    let rule_pack = f.optional("rule_pack");
+    let rule_pack = f.optional("rule_pack").map(str::to_owned);
     let value = (|| {
         Some(Item {
             id: id?,
@@ -231,40 +267,49 @@ pub fn item(row: &RawRow) -> Result<Item, Vec<RowError>> {
 }
 
 /// An entity-library row.
-pub fn entity(row: &RawRow) -> Result<Entity, Vec<RowError>> {
+pub fn entity<R: RowFields + ?Sized>(row: &R) -> Result<Entity, Vec<RowError>> {
+    entity_ref(row).map(|e| e.to_entity())
+}
+
+/// An entity-library row, its text borrowed from the row.
+pub fn entity_ref<R: RowFields + ?Sized>(row: &R) -> Result<EntityRef<'_>, Vec<RowError>> {
     let mut f = Fields::new(row, Kind::Entities);
     let code = f.required("code", CreditCode::parse);
     let name = f.required("name", single_line);
     let domain = f.required("domain", domain);
-    let district = f.required("district", nonempty);
+    let district = f.text("district");
     let address = f.optional("address").unwrap_or_default();
     let contact = f.optional("contact").unwrap_or_default();
-    let risk = f.required("risk", |s| RiskClass::new(s));
-    let agents = f.each("agents", |s| AgentId::new(s.to_owned()));
+    let risk = f.required("risk", RiskClass::check);
+    let mut bad = Vec::new();
+    let agents = AgentIdsRef::check(f.list("agents"), |e| bad.push(e.to_string()));
+    for reason in bad {
+        f.error("agents", reason);
+    }
     let value = (|| {
-        Some(Entity {
-            code: code?,
+        Some(EntityRef {
+            code: Cow::Owned(code?),
             name: name?,
             domain: domain?,
             district: district?,
             address,
             contact,
             risk: risk?,
-            agents,
+            agents: agents?,
         })
     })();
     f.finish(value)
 }
 
 /// An inspector-library row.
-pub fn inspector(row: &RawRow) -> Result<Inspector, Vec<RowError>> {
+pub fn inspector<R: RowFields + ?Sized>(row: &R) -> Result<Inspector, Vec<RowError>> {
     let mut f = Fields::new(row, Kind::Inspectors);
-    let id = f.required("id", |s| InspectorId::new(s));
-    let name = f.required("name", single_line);
-    let certificate = f.required("certificate", |s| CertificateNo::new(s));
-    let department = f.required("department", |s| Department::new(s));
+    let id = f.required("id", InspectorId::new);
+    let name = f.required("name", single_line).map(str::to_owned);
+    let certificate = f.required("certificate", CertificateNo::new);
+    let department = f.required("department", Department::new);
     let fields: BTreeSet<Domain> = f.each("fields", domain).into_iter().collect();
-    if fields.is_empty() && row.fields.contains_key("fields") {
+    if fields.is_empty() && row.get("fields").is_some() {
         f.error(
             "fields",
             "lists no domain; use pool, game or hospital, separated by ;".into(),

@@ -10,8 +10,9 @@
 
 use std::collections::HashSet;
 
-use super::import::{Checker, RawRow, ReadError, Record, Records, RowError};
-use super::model::{Entity, Inspector, Item};
+use super::handoff;
+use super::import::{Checker, ReadError, Record, RecordRef, Records, RowError, RowSource};
+use super::model::{Entity, EntityRef, Inspector, Item};
 use super::parse::Kind;
 use super::CreditCode;
 use crate::store::db::{args, Arg, Backend, Conn, DbError, Sql, Value};
@@ -80,7 +81,7 @@ pub fn write(conn: &Conn, records: &Records) -> Result<usize, RegistryStoreError
     let mut w = Writer::new(&tx, kind);
     match records {
         Records::Items(v) => v.iter().try_for_each(|i| w.item(i))?,
-        Records::Entities(v) => v.iter().try_for_each(|e| w.entity(e))?,
+        Records::Entities(v) => v.iter().try_for_each(|e| w.entity(&e.into()))?,
         Records::Inspectors(v) => v.iter().try_for_each(|i| w.inspector(i))?,
     }
     let n = w.finish()?;
@@ -130,22 +131,27 @@ pub fn import(
     conn: Option<&Conn>,
     known_from: Option<&Conn>,
     kind: Kind,
-    rows: impl Iterator<Item = Result<RawRow, ReadError>>,
+    rows: impl RowSource,
 ) -> Result<Imported, ImportError> {
     let known = match (kind, known_from.or(conn)) {
         (Kind::Inspectors, Some(c)) => known_entities(c)?,
         _ => HashSet::new(),
     };
     let mut checker = Checker::new(kind, &known);
+    // Declared before the transaction, so that the cache shrinks back after it ends.
+    let _cache = conn
+        .and_then(Conn::as_sqlite)
+        .map(ImportCache::new)
+        .transpose()?;
     let tx = conn.map(Conn::transaction).transpose()?;
     let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind));
-    for row in rows {
-        let row = row?;
-        let record = checker.check(&row);
-        // After the first bad row nothing more is written: only problems are collected.
-        if let (Some(r), Some(w), true) = (record, writer.as_mut(), checker.is_clean()) {
-            w.record(&r)?;
+    match (rows.into_rows(), writer.as_mut()) {
+        // A file of entities is read and checked on a second thread while this one writes.
+        (Ok(file), Some(w)) if kind == Kind::Entities => {
+            handoff::import_entities(file, &mut checker, w)?
         }
+        (Ok(file), w) => one_thread(file, &mut checker, w)?,
+        (Err(rows), w) => one_thread(rows, &mut checker, w)?,
     }
     let rows_read = checker.rows();
     let outcome = checker.finish();
@@ -173,6 +179,50 @@ pub fn import(
             Ok(Imported::Rows(n))
         }
     }
+}
+
+/// SQLite's page cache while an import writes, in KiB (SQLite's default is 2 MiB): with the
+/// default, the pages a million-row transaction dirties spill into the WAL before the commit
+/// and some are written there again and again (BENCHMARKS.md).
+const IMPORT_CACHE_KIB: i64 = 64 * 1024;
+
+/// A SQLite connection's page cache at [`IMPORT_CACHE_KIB`] until dropped, then as before.
+struct ImportCache<'c> {
+    conn: &'c rusqlite::Connection,
+    before: i64,
+}
+
+impl<'c> ImportCache<'c> {
+    fn new(conn: &'c rusqlite::Connection) -> Result<ImportCache<'c>, DbError> {
+        let before = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        conn.execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))?;
+        Ok(ImportCache { conn, before })
+    }
+}
+
+impl Drop for ImportCache<'_> {
+    fn drop(&mut self) {
+        // Failing to shrink it back leaves a larger cache, nothing worse.
+        let _ = self
+            .conn
+            .execute_batch(&format!("PRAGMA cache_size = {}", self.before));
+    }
+}
+
+/// Checks every row and writes each valid one with `writer` (if any) as it is read; after the
+/// first bad row nothing more is written, only problems are collected.
+fn one_thread<S: Sql + ?Sized>(
+    rows: impl RowSource,
+    checker: &mut Checker<'_>,
+    mut writer: Option<&mut Writer<'_, S>>,
+) -> Result<(), ImportError> {
+    rows.each_row(|row| -> Result<(), ImportError> {
+        let record = checker.check_view(&row);
+        if let (Some(r), Some(w), true) = (record, writer.as_mut(), checker.is_clean()) {
+            w.record_ref(&r)?;
+        }
+        Ok(())
+    })
 }
 
 /// Rows per multi-row `INSERT` on PostgreSQL (8 parameters each at most: 4,000 parameters, far
@@ -280,6 +330,8 @@ pub struct Writer<'t, S: Sql + ?Sized> {
     /// Inspectors deactivated by this import whose tokens or sessions ended.
     deactivated: Vec<serde_json::Value>,
     rows: usize,
+    /// Scratch space for a row's JSON column.
+    json: Vec<u8>,
 }
 
 impl<'t, S: Sql + ?Sized> Writer<'t, S> {
@@ -297,6 +349,7 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
             table,
             deactivated: Vec::new(),
             rows: 0,
+            json: Vec::new(),
         }
     }
 
@@ -304,8 +357,17 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
     pub fn record(&mut self, r: &Record) -> Result<(), RegistryStoreError> {
         match r {
             Record::Item(i) => self.item(i),
-            Record::Entity(e) => self.entity(e),
+            Record::Entity(e) => self.entity(&e.into()),
             Record::Inspector(i) => self.inspector(i),
+        }
+    }
+
+    /// [`Writer::record`] for a record that borrows its row.
+    pub fn record_ref(&mut self, r: &RecordRef<'_>) -> Result<(), RegistryStoreError> {
+        match r {
+            RecordRef::Item(i) => self.item(i),
+            RecordRef::Entity(e) => self.entity(e),
+            RecordRef::Inspector(i) => self.inspector(i),
         }
     }
 
@@ -371,9 +433,13 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
         ])
     }
 
-    fn entity(&mut self, e: &Entity) -> Result<(), RegistryStoreError> {
-        let agents = to_json(&e.agents);
-        self.put(args![
+    fn entity(&mut self, e: &EntityRef<'_>) -> Result<(), RegistryStoreError> {
+        // The agents' JSON array is written into one buffer kept across rows.
+        let mut agents = std::mem::take(&mut self.json);
+        agents.clear();
+        serde_json::to_writer(&mut agents, &e.agents).expect("agent ids serialise");
+        let text = std::str::from_utf8(&agents).expect("serde_json writes UTF-8");
+        let put = self.entity_columns([
             e.code.as_str(),
             e.name,
             e.domain.as_str(),
@@ -381,7 +447,20 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
             e.address,
             e.contact,
             e.risk.as_str(),
-            agents
+            text,
+        ]);
+        self.json = agents;
+        put
+    }
+
+    /// An entity row as its columns' text (code, name, domain, district, address, contact,
+    /// risk, agents as a JSON array), from a checked [`EntityRef`] ([`handoff::Chunk`]).
+    pub(super) fn entity_columns(
+        &mut self,
+        [code, name, domain, district, address, contact, risk, agents]: [&str; handoff::COLUMNS],
+    ) -> Result<(), RegistryStoreError> {
+        self.put(args![
+            code, name, domain, district, address, contact, risk, agents
         ])
     }
 
@@ -539,4 +618,44 @@ pub fn inspectors(conn: &(impl Sql + ?Sized)) -> Result<Vec<Inspector>, Registry
     )?
     .into_iter()
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::{connect, DbUrl, Mode};
+
+    #[test]
+    fn migration_15_keeps_the_entities_in_a_table_without_rowid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::store::db_path(dir.path());
+        {
+            // A store as schema version 14 left it, with one entity.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            for sql in &crate::store::schema::MIGRATIONS[..14] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute_batch(
+                "PRAGMA user_version = 14;
+                 INSERT INTO registry_entities VALUES ('9144030071526726XG', '腾讯', 'game',
+                     '南山区', '', '张三', 'B', '[\"game-agent-01\"]');",
+            )
+            .unwrap();
+        }
+        let conn = connect(&DbUrl::Sqlite(path), Mode::Write).unwrap();
+        let stored = entities(&conn).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (stored[0].code.as_str(), stored[0].agents[0].as_str()),
+            ("9144030071526726XG", "game-agent-01")
+        );
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'registry_entities'",
+                args![],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    }
 }

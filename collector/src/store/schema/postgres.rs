@@ -384,4 +384,9 @@ pub const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX events_by_entity_time ON events (entity, ts_ms);
     ",
+    // 15: SQLite's entity library became a WITHOUT ROWID table; PostgreSQL's tables are
+    // always a heap and indexes, so nothing changes here.
+    "
+    SELECT 1;
+    ",
 ];
