@@ -36,19 +36,7 @@ pub const COLUMNS: usize = 8;
 impl Chunk {
     /// Appends `e`'s columns.
     pub fn push(&mut self, e: &EntityRef<'_>) {
-        self.json.clear();
-        serde_json::to_writer(&mut self.json, &e.agents).expect("agent ids serialise");
-        let agents = std::str::from_utf8(&self.json).expect("serde_json writes UTF-8");
-        let columns = [
-            e.code.as_str(),
-            e.name,
-            e.domain.as_str(),
-            e.district,
-            e.address,
-            e.contact,
-            e.risk.as_str(),
-            agents,
-        ];
+        let columns = e.columns(&mut self.json);
         let mut ends = [0; COLUMNS];
         for (end, c) in ends.iter_mut().zip(columns) {
             self.text.push_str(c);

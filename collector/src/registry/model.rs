@@ -259,6 +259,25 @@ pub struct EntityRef<'a> {
 }
 
 impl EntityRef<'_> {
+    /// The `registry_entities` columns in the table's order (code, name, domain, district,
+    /// address, contact, risk, agents), the agents as a JSON array written into `json`, a
+    /// buffer the caller keeps across rows.
+    pub fn columns<'s>(&'s self, json: &'s mut Vec<u8>) -> [&'s str; 8] {
+        json.clear();
+        serde_json::to_writer(&mut *json, &self.agents).expect("agent ids serialise");
+        let agents = std::str::from_utf8(json).expect("serde_json writes UTF-8");
+        [
+            self.code.as_str(),
+            self.name,
+            self.domain.as_str(),
+            self.district,
+            self.address,
+            self.contact,
+            self.risk.as_str(),
+            agents,
+        ]
+    }
+
     /// The entity, owned.
     pub fn to_entity(&self) -> Entity {
         Entity {

@@ -436,19 +436,7 @@ impl<'t, S: Sql + ?Sized> Writer<'t, S> {
     fn entity(&mut self, e: &EntityRef<'_>) -> Result<(), RegistryStoreError> {
         // The agents' JSON array is written into one buffer kept across rows.
         let mut agents = std::mem::take(&mut self.json);
-        agents.clear();
-        serde_json::to_writer(&mut agents, &e.agents).expect("agent ids serialise");
-        let text = std::str::from_utf8(&agents).expect("serde_json writes UTF-8");
-        let put = self.entity_columns([
-            e.code.as_str(),
-            e.name,
-            e.domain.as_str(),
-            e.district,
-            e.address,
-            e.contact,
-            e.risk.as_str(),
-            text,
-        ]);
+        let put = self.entity_columns(e.columns(&mut agents));
         self.json = agents;
         put
     }
