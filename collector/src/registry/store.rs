@@ -15,7 +15,7 @@ use super::import::{Checker, ReadError, Record, RecordRef, Records, RowError, Ro
 use super::model::{Entity, EntityRef, Inspector, Item};
 use super::parse::Kind;
 use super::CreditCode;
-use crate::store::db::{args, Arg, Backend, Conn, DbError, Sql, Value};
+use crate::store::db::{args, with_page_cache, Arg, Backend, Conn, DbError, Sql, Value};
 
 /// Why reading or writing the libraries failed.
 #[derive(Debug, thiserror::Error)]
@@ -138,46 +138,48 @@ pub fn import(
         _ => HashSet::new(),
     };
     let mut checker = Checker::new(kind, &known);
-    // Declared before the transaction, so that the cache shrinks back after it ends.
-    let _cache = conn
-        .and_then(Conn::as_sqlite)
-        .map(ImportCache::new)
-        .transpose()?;
-    let tx = conn.map(Conn::transaction).transpose()?;
-    let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind));
-    match (rows.into_rows(), writer.as_mut()) {
-        // A file of entities is read and checked on a second thread while this one writes.
-        (Ok(file), Some(w)) if kind == Kind::Entities => {
-            handoff::import_entities(file, &mut checker, w)?
-        }
-        (Ok(file), w) => one_thread(file, &mut checker, w)?,
-        (Err(rows), w) => one_thread(rows, &mut checker, w)?,
-    }
-    let rows_read = checker.rows();
-    let outcome = checker.finish();
-    match (outcome.is_ok(), writer) {
-        (true, Some(w)) => {
-            w.finish()?;
-        }
-        (_, w) => drop(w),
-    }
-    match outcome {
-        // The transaction is dropped unfinished: rolled back.
-        Err(errors) => {
-            let mut bad: Vec<u64> = errors.iter().map(|e| e.line).collect();
-            bad.dedup();
-            Ok(Imported::Refused {
-                rows: rows_read,
-                accepted: rows_read.saturating_sub(bad.len()),
-                errors,
-            })
-        }
-        Ok(n) => {
-            if let Some(tx) = tx {
-                tx.commit()?;
+    let write = || -> Result<Imported, ImportError> {
+        let tx = conn.map(Conn::transaction).transpose()?;
+        let mut writer = tx.as_ref().map(|tx| Writer::new(tx, kind));
+        match (rows.into_rows(), writer.as_mut()) {
+            // A file of entities is read and checked on a second thread while this one writes.
+            (Ok(file), Some(w)) if kind == Kind::Entities => {
+                handoff::import_entities(file, &mut checker, w)?
             }
-            Ok(Imported::Rows(n))
+            (Ok(file), w) => one_thread(file, &mut checker, w)?,
+            (Err(rows), w) => one_thread(rows, &mut checker, w)?,
         }
+        let rows_read = checker.rows();
+        let outcome = checker.finish();
+        match (outcome.is_ok(), writer) {
+            (true, Some(w)) => {
+                w.finish()?;
+            }
+            (_, w) => drop(w),
+        }
+        match outcome {
+            // The transaction is dropped unfinished: rolled back.
+            Err(errors) => {
+                let mut bad: Vec<u64> = errors.iter().map(|e| e.line).collect();
+                bad.dedup();
+                Ok(Imported::Refused {
+                    rows: rows_read,
+                    accepted: rows_read.saturating_sub(bad.len()),
+                    errors,
+                })
+            }
+            Ok(n) => {
+                if let Some(tx) = tx {
+                    tx.commit()?;
+                }
+                Ok(Imported::Rows(n))
+            }
+        }
+    };
+    match conn {
+        // The larger cache lasts as long as the transaction, and is given back after it.
+        Some(c) => with_page_cache(c, IMPORT_CACHE_KIB, write)?,
+        None => write(),
     }
 }
 
@@ -185,29 +187,6 @@ pub fn import(
 /// default, the pages a million-row transaction dirties spill into the WAL before the commit
 /// and some are written there again and again (BENCHMARKS.md).
 const IMPORT_CACHE_KIB: i64 = 64 * 1024;
-
-/// A SQLite connection's page cache at [`IMPORT_CACHE_KIB`] until dropped, then as before.
-struct ImportCache<'c> {
-    conn: &'c rusqlite::Connection,
-    before: i64,
-}
-
-impl<'c> ImportCache<'c> {
-    fn new(conn: &'c rusqlite::Connection) -> Result<ImportCache<'c>, DbError> {
-        let before = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-        conn.execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))?;
-        Ok(ImportCache { conn, before })
-    }
-}
-
-impl Drop for ImportCache<'_> {
-    fn drop(&mut self) {
-        // Failing to shrink it back leaves a larger cache, nothing worse.
-        let _ = self
-            .conn
-            .execute_batch(&format!("PRAGMA cache_size = {}", self.before));
-    }
-}
 
 /// Checks every row and writes each valid one with `writer` (if any) as it is read; after the
 /// first bad row nothing more is written, only problems are collected.
