@@ -27,6 +27,12 @@
 #                              VictoriaMetrics at http://127.0.0.1:8428: ingest with the sink on
 #   TIMEOUT=300                seconds a run may take before it counts as failed
 #   SKIP_BUILD=1               use the binaries already in target/release
+#   LOADGEN_MAC=blake3         the MAC loadgen signs with (hmac-sha256 for a baseline build
+#                              from before keyed BLAKE3)
+#   BASELINE_COLLECTOR=PATH    another spotcheck-collector build, run as the consumer
+#                              "spotcheck-baseline" (MACs checked, as "spotcheck"): add it to
+#                              CONSUMERS to compare two builds in one command; a column gives
+#                              each row's ratio to it. Runs alternate between the consumers.
 # Logs of every run stay in /tmp/spotcheck-bench.XXXXXX (printed at the start).
 set -euo pipefail
 
@@ -166,11 +172,12 @@ run_once() {
             --broker "127.0.0.1:$port" --readings "$total" --db "$dir/baseline.db"
         consumer_pid=$PID
         wait_for 10 said_ready "$dir/consumer.out" || { log "python baseline did not subscribe"; result=fail; } ;;
-    spotcheck | spotcheck-noauth)
-        local auth=true
+    spotcheck | spotcheck-noauth | spotcheck-baseline)
+        local auth=true collector=$BIN/spotcheck-collector
         [[ $consumer == spotcheck-noauth ]] && auth=false
-        if [[ ! -x $BIN/spotcheck-collector ]]; then
-            log "spotcheck: target/release/spotcheck-collector is missing; skipped"; result=skip
+        [[ $consumer == spotcheck-baseline ]] && collector=${BASELINE_COLLECTOR:-}
+        if [[ ! -x $collector ]]; then
+            log "$consumer: collector binary '$collector' is missing; skipped"; result=skip
         else
             http=$(free_port)
             if [[ $broker == mosquitto ]]; then
@@ -178,15 +185,19 @@ run_once() {
             else
                 collector_config "$dir/collector.toml" "$http" "" "$port" "$auth"
             fi
+            # Builds from before the bounded broker buffers (issue 16) refuse the setting; their
+            # embedded broker kept what it was sent anyway.
+            grep -qa embedded_buffer_bytes "$collector" || sed -i '/^embedded_buffer_bytes/d' "$dir/collector.toml"
             # Each loadgen agent gets a credential (the embedded broker wants a login).
             mkdir -p "$dir/credentials"
             for ((i = 0; i < AGENTS; i++)); do
-                "$BIN/spotcheck-collector" agents add "bench-$i" --data "$dir/data" \
+                "$collector" agents add "bench-$i" --data "$dir/data" \
                     --out "$dir/credentials/bench-$i.credential" 2>>"$dir/agents.err"
             done
             LOADGEN_AUTH=(--credentials "$dir/credentials")
             [[ $auth == false ]] && LOADGEN_AUTH+=(--no-sign)
-            start "$dir/consumer" "$BIN/spotcheck-collector" serve --config "$dir/collector.toml"
+            LOADGEN_AUTH+=(--mac "${LOADGEN_MAC:-blake3}")
+            start "$dir/consumer" "$collector" serve --config "$dir/collector.toml"
             consumer_pid=$PID
             wait_for 30 healthy_or_dead "$http" "$consumer_pid"
             healthy "$http" || {
@@ -247,16 +258,22 @@ thousands() { [[ $1 =~ ^[0-9]+$ ]] && python3 -c "print(f'{$1:,}')" || echo "$1"
 declare -A MEDIAN
 for broker in $BROKERS; do
     for size in $SIZES; do
-        for consumer in $CONSUMERS; do
-            results=()
-            for ((run = 1; run <= REPEATS; run++)); do
+        # Run 1 of every consumer, then run 2 of every one, ...: a busy spell of the machine
+        # is shared between the consumers instead of falling on one of them.
+        declare -A RESULTS=()
+        for ((run = 1; run <= REPEATS; run++)); do
+            for consumer in $CONSUMERS; do
+                [[ ${RESULTS[$consumer]:-} =~ (skip|fail) ]] && continue # one is enough to say so
                 r=$(run_once "$broker" "$size" "$consumer" "$run")
                 log "$broker, batch $size, $consumer, run $run: $r"
-                results+=("$r")
-                [[ $r == skip || $r == fail ]] && break # one is enough to say so
+                RESULTS[$consumer]+="$r "
             done
-            MEDIAN[$broker/$size/$consumer]=$(median "${results[@]}")
         done
+        for consumer in $CONSUMERS; do
+            # shellcheck disable=SC2086 # the runs are space-separated on purpose
+            MEDIAN[$broker/$size/$consumer]=$(median ${RESULTS[$consumer]:-skip})
+        done
+        unset RESULTS
     done
 done
 
@@ -267,8 +284,10 @@ echo "Machine: $(uname -m), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*:
 echo "Runs: median of $REPEATS; $READINGS_B1 readings per run with batches of 1, $READINGS_B100 with batches of 100;" \
     "$AGENTS agents over $([[ $CONNECTIONS == 0 ]] && echo "$AGENTS" || echo "$CONNECTIONS") loadgen connection(s)"
 echo
-echo "| broker | batch | consumer | readings/s | ratio to ceiling | ratio to inproc | ratio to python | ratio to spotcheck-noauth |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|"
+BASE_HEAD="" BASE_RULE=""
+[[ $CONSUMERS == *spotcheck-baseline* ]] && BASE_HEAD=" ratio to spotcheck-baseline |" BASE_RULE="---:|"
+echo "| broker | batch | consumer | readings/s | ratio to ceiling | ratio to inproc | ratio to python | ratio to spotcheck-noauth |$BASE_HEAD"
+echo "|---|---:|---|---:|---:|---:|---:|---:|$BASE_RULE"
 for broker in $BROKERS; do
     for size in $SIZES; do
         for consumer in $CONSUMERS; do
@@ -278,7 +297,8 @@ for broker in $BROKERS; do
             i=${MEDIAN[$broker/$size/inproc]:-}
             p=${MEDIAN[$broker/$size/python]:-}
             n=${MEDIAN[$broker/$size/spotcheck-noauth]:-}
-            echo "| $broker | $size | $consumer | $(thousands "$v") | $(ratio "$v" "$c") | $(ratio "$v" "$i") | $(ratio "$v" "$p") | $(ratio "$v" "$n") |"
+            b=""; [[ -n $BASE_HEAD ]] && b=" $(ratio "$v" "${MEDIAN[$broker/$size/spotcheck-baseline]:-}") |"
+            echo "| $broker | $size | $consumer | $(thousands "$v") | $(ratio "$v" "$c") | $(ratio "$v" "$i") | $(ratio "$v" "$p") | $(ratio "$v" "$n") |$b"
         done
     done
 done

@@ -44,6 +44,18 @@ struct Args {
     /// With --credentials: log in, but send the batches unsigned.
     #[arg(long)]
     no_sign: bool,
+    /// The MAC the batches are signed with: `blake3` (the agents' default) or `hmac-sha256`
+    /// (the only one collectors before keyed BLAKE3 know: for comparing with such a build).
+    #[arg(long, default_value = "blake3", value_parser = parse_mac)]
+    mac: spotcheck_protocol::mac::Algorithm,
+}
+
+fn parse_mac(s: &str) -> Result<spotcheck_protocol::mac::Algorithm, String> {
+    use spotcheck_protocol::mac::Algorithm;
+    [Algorithm::Blake3, Algorithm::HmacSha256]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| format!("unknown MAC '{s}': expected blake3 or hmac-sha256"))
 }
 
 /// An agent's key and broker password from its credential file.
@@ -98,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
             let (key, password) = credential(dir, &agent)?;
             if !args.no_sign {
                 for p in payloads.iter_mut() {
-                    *p = spotcheck_protocol::mac::sign(&key, p);
+                    *p = spotcheck_protocol::mac::sign_with(args.mac, &key, p);
                 }
             }
             logins[i % connections].get_or_insert((agent.to_string(), password));
