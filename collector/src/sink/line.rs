@@ -11,8 +11,6 @@
 //! could not be read back as written: such names are refused, not mangled. Empty tag values are
 //! left out (the protocol has no empty tag). Floats must be finite.
 
-use std::fmt::Write;
-
 /// The timestamp unit of the lines, as `precision=` tells the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -167,18 +165,27 @@ pub fn push_line(
             }
         }
     }
+    // Every point the sink writes passes here: numbers go through ryu and itoa, not `fmt`'s
+    // machinery (BENCHMARKS.md, "Time-series sink", session 24).
+    let mut numbers = (ryu::Buffer::new(), itoa::Buffer::new());
     out.push_str(series);
     for (i, (k, f)) in fields.iter().enumerate() {
         out.push(if i == 0 { ' ' } else { ',' });
         out.push_str(k);
         out.push('=');
-        // Writing to a String cannot fail. `{:?}` keeps a float a float (`1.0`, `1e300`).
-        let _ = match f {
-            Field::Float(v) => write!(out, "{v:?}"),
-            Field::Int(v) => write!(out, "{v}i"),
-        };
+        match f {
+            // ryu keeps a float a float (`1.0`, `1e300`): the server would take `1` for an
+            // integer and refuse it in a float field.
+            Field::Float(v) => out.push_str(numbers.0.format_finite(*v)),
+            Field::Int(v) => {
+                out.push_str(numbers.1.format(*v));
+                out.push('i');
+            }
+        }
     }
-    let _ = writeln!(out, " {}", precision.from_ms(ts_ms));
+    out.push(' ');
+    out.push_str(numbers.1.format(precision.from_ms(ts_ms)));
+    out.push('\n');
     Ok(())
 }
 
@@ -305,6 +312,22 @@ mod tests {
             out,
             "pool,entity=E\\ 1,metric=free_chlorine,unit=mg/L value=0.5,quality=0i 1700000000123000000\n"
         );
+    }
+
+    #[test]
+    fn whole_floats_stay_floats() {
+        // A float field written as `1` would be an integer to the server, which refuses it in
+        // a series whose field is a float.
+        for (v, text) in [
+            (1.0, "1.0"),
+            (-0.0, "-0.0"),
+            (1e300, "1e300"),
+            (250.0, "250.0"),
+        ] {
+            let mut out = String::new();
+            push_line(&mut out, "m", &[("v", Field::Float(v))], -5, Precision::Ms).unwrap();
+            assert_eq!(out, format!("m v={text} -5\n"));
+        }
     }
 
     #[test]
