@@ -27,6 +27,8 @@
 #                              VictoriaMetrics at http://127.0.0.1:8428: ingest with the sink on
 #   TIMEOUT=300                seconds a run may take before it counts as failed
 #   SKIP_BUILD=1               use the binaries already in target/release
+#   BIN=DIR                    take the binaries from DIR instead of target/release (with
+#                              SKIP_BUILD=1), e.g. an older build's collector beside today's loadgen
 #   LOADGEN_MAC=blake3         the MAC loadgen signs with (hmac-sha256 for a baseline build
 #                              from before keyed BLAKE3)
 #   BASELINE_COLLECTOR=PATH    another spotcheck-collector build, run as the consumer
@@ -37,7 +39,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/target/release
+BIN=${BIN:-$ROOT/target/release}
 REPEATS=${REPEATS:-3}
 READINGS_B1=${READINGS_B1:-200000}
 READINGS_B100=${READINGS_B100:-2000000}
