@@ -170,5 +170,12 @@ window.addEventListener('spotcheck-unauthorized', () => {
   if (api.session.me) { api.session.me = null; $('auth').textContent = t('session_ended'); header(); startLive(); }
 });
 window.addEventListener('hashchange', route);
+// A page the browser keeps in its back/forward cache keeps its requests open, and the live
+// stream never ends: every console page left that way would hold one of the few connections a
+// browser opens to a host (six in Chromium), and once they are taken every request waits until
+// the server's keep-alive, a minute later, gets the cached page evicted. So the stream stops
+// when the page is hidden and starts again if the page comes back from that cache.
+window.addEventListener('pagehide', () => { if (stopLive) stopLive(); stopLive = null; });
+window.addEventListener('pageshow', ev => { if (ev.persisted) startLive(); });
 
 api.whoami().then(() => { startLive(); route(); });
