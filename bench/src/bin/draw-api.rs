@@ -12,7 +12,8 @@
 //! 1. `POST /api/v1/plans/{plan}/batches/b1/commit`;
 //! 2. `POST /api/v1/plans/{plan}/batches/b1/reveal` (the draw, its record, the tasks and
 //!    their inspectors, the record file in `DATA/draws/`; the response is the full record);
-//! 3. `GET /api/v1/public/draws?limit=1` (the public form of that record).
+//! 3. `GET /api/v1/public/draws?limit=1` (the public form of that record), twice: the first
+//!    request after the reveal, then the same request again.
 //!
 //! Prints the medians over `--rounds` rounds and every round's figure as a Markdown table.
 //! `--template DIR` keeps the generated directory in DIR (made if missing, reused if
@@ -56,6 +57,9 @@ struct Args {
     /// Keep the generated data directory here and reuse it when it exists.
     #[arg(long)]
     template: Option<PathBuf>,
+    /// Keep the last round's data directory here (for looking at the store afterwards).
+    #[arg(long)]
+    keep: Option<PathBuf>,
     /// Label printed with the table (e.g. the build's commit).
     #[arg(long, default_value = "")]
     label: String,
@@ -236,6 +240,7 @@ struct Round {
     commit: f64,
     reveal: f64,
     public: f64,
+    public_again: f64,
     reveal_mb: f64,
     public_mb: f64,
     drawn: usize,
@@ -263,7 +268,16 @@ fn round(runtime: &tokio::runtime::Runtime, dir: &Path, check: bool) -> anyhow::
         "GET",
         &format!("{base}/api/v1/public/draws?limit=1"),
     )?;
+    let (public_again, again) = timed(
+        &agent,
+        "GET",
+        &format!("{base}/api/v1/public/draws?limit=1"),
+    )?;
     server.abort();
+    anyhow::ensure!(
+        again == body,
+        "the second public request differs from the first"
+    );
     let full: spotcheck_collector::draw::DrawRecord =
         serde_json::from_slice(&record).context("the reveal's response is a record")?;
     if check {
@@ -281,6 +295,7 @@ fn round(runtime: &tokio::runtime::Runtime, dir: &Path, check: bool) -> anyhow::
         commit,
         reveal,
         public,
+        public_again,
         reveal_mb: record.len() as f64 / 1e6,
         public_mb: body.len() as f64 / 1e6,
         drawn: full.draws.len(),
@@ -325,10 +340,17 @@ fn main() -> anyhow::Result<()> {
         copy_dir(&template, &dir)?;
         let r = round(&runtime, &dir, i == 0).with_context(|| format!("round {i}"))?;
         println!(
-            "round {i}: commit {:.3} s, reveal {:.3} s, public {:.3} s",
-            r.commit, r.reveal, r.public
+            "round {i}: commit {:.3} s, reveal {:.3} s, public {:.3} s, again {:.3} s",
+            r.commit, r.reveal, r.public, r.public_again
         );
         rounds.push(r);
+        match &args.keep {
+            Some(keep) if i + 1 == args.rounds => {
+                copy_dir(&dir, keep)?;
+                println!("kept round {i} in {}", keep.display());
+            }
+            _ => {}
+        }
         std::fs::remove_dir_all(&dir)?;
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -357,5 +379,6 @@ fn main() -> anyhow::Result<()> {
     row("reveal", |r| r.reveal);
     row("commit + reveal", |r| r.commit + r.reveal);
     row("public record", |r| r.public);
+    row("public record, again", |r| r.public_again);
     Ok(())
 }

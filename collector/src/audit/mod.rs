@@ -4,7 +4,8 @@
 //! re-implement [`verify`] elsewhere; `docs/audit_verify.py` is such a re-implementation.
 //!
 //! - [`hash`]: the canonical body text and the hash of an entry.
-//! - [`store`]: [`append`] inside the caller's transaction, [`head`], reading and exporting.
+//! - [`store`]: [`append`] (and [`append_all`] for many) inside the caller's transaction,
+//!   [`head`], reading and exporting.
 //! - [`verify`](mod@verify): every problem of a sequence of entries, in one [`Report`].
 //!
 //! - [`actor`](mod@actor): who is acting; [`append`] writes it into every body as `"by"`.
@@ -27,7 +28,9 @@ use serde::{Deserialize, Serialize};
 
 pub use actor::{acting, acting_as, current_actor, current_token, Actor};
 pub use hash::{canonical_json, entry_hash, GENESIS};
-pub use store::{append, export_jsonl, head, read_all, read_jsonl, verify_store};
+pub use store::{
+    append, append_all, export_jsonl, head, read_all, read_jsonl, verify_store, NewEntry,
+};
 pub use verify::{verify, Problem, Report};
 
 /// What an entry records. Stored and exported as its snake_case code.

@@ -457,6 +457,81 @@ pub struct Revealed {
     pub window_end: Option<String>,
 }
 
+/// Revealed draws, newest first, as [`revealed`] lists them, with the last days of their
+/// windows (None: the draw belongs to no plan batch), without reading the records.
+pub fn revealed_windows(
+    conn: &(impl Sql + ?Sized),
+    limit: u32,
+) -> Result<Vec<(String, Option<String>)>, DrawStoreError> {
+    let rows = conn.query(
+        &format!(
+            "SELECT id, window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
+             FROM draws WHERE record IS NOT NULL
+             ORDER BY revealed_ms DESC NULLS LAST, {} LIMIT $1",
+            id_order(conn.backend())
+        ),
+        args![limit],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<Option<String>>(1)?,
+                r.get::<bool>(2)?,
+            ))
+        },
+    )?;
+    rows.into_iter()
+        .map(|(id, window_end, old)| {
+            if old {
+                Err(legacy(&id))
+            } else {
+                Ok((id, window_end))
+            }
+        })
+        .collect()
+}
+
+/// A revealed draw's public form as stored, or its record to make it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicForm {
+    /// The public form's JSON text, made from the current record ([`store_public`]).
+    Stored(String),
+    /// No public form is stored: the record's JSON text, as stored.
+    Record(String),
+}
+
+/// The public form of revealed draw `id` as stored, else its record.
+pub fn public_form(conn: &(impl Sql + ?Sized), id: &str) -> Result<PublicForm, DrawStoreError> {
+    let row: Option<(Option<String>, Option<String>)> = conn.query_opt(
+        "SELECT public_record, CASE WHEN public_record IS NULL THEN record END
+         FROM draws WHERE id = $1",
+        args![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    match row {
+        None => Err(DrawStoreError::NotFound(id.to_owned())),
+        Some((Some(public), _)) => Ok(PublicForm::Stored(public)),
+        Some((None, Some(record))) => Ok(PublicForm::Record(record)),
+        Some((None, None)) => Err(DrawStoreError::NotRevealed(id.to_owned())),
+    }
+}
+
+/// Stores `public`, the JSON text of the public form of the record `record` (its JSON text as
+/// [`public_form`] returned it), as draw `id`'s public form, unless the stored record is no
+/// longer `record` (a recusal committed meanwhile): then nothing is stored and the next
+/// request makes the form again. Returns whether it was stored.
+pub fn store_public(
+    conn: &(impl Sql + ?Sized),
+    id: &str,
+    record: &str,
+    public: &str,
+) -> Result<bool, DrawStoreError> {
+    let n = conn.execute(
+        "UPDATE draws SET public_record = $2 WHERE id = $1 AND record = $3",
+        args![id, public, record],
+    )?;
+    Ok(n == 1)
+}
+
 /// Revealed draws, newest first, with their windows.
 pub fn revealed(conn: &(impl Sql + ?Sized), limit: u32) -> Result<Vec<Revealed>, DrawStoreError> {
     let rows = conn.query(
@@ -554,7 +629,8 @@ pub fn recuse(
         serde_json::from_str(&json).map_err(|e| corrupt(id)(e.to_string()))?;
     let r = record.recuse(entity, inspector, Seed::generate())?.clone();
     tx.execute(
-        "UPDATE draws SET record = $2 WHERE id = $1",
+        // The public form made from the record before the recusal is stale now.
+        "UPDATE draws SET record = $2, public_record = NULL WHERE id = $1",
         args![
             id,
             serde_json::to_string(&record).expect("records serialise")

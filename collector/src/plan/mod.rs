@@ -289,6 +289,29 @@ impl Plan {
         inspectors: &[Inspector],
         already_drawn: &HashSet<CreditCode>,
     ) -> Result<DrawInput, DrawError> {
+        let candidates = entities
+            .iter()
+            .filter(|e| self.is_candidate(e))
+            .map(|e| Candidate {
+                code: e.code.clone(),
+                class: e.risk.clone(),
+            })
+            .collect();
+        self.draw_input_over(batch, candidates, inspectors, already_drawn)
+    }
+
+    /// [`Plan::draw_input`] given the plan's candidates instead of the whole entity library:
+    /// the code and class of every entity [`Plan::is_candidate`] accepts, drawn before or not
+    /// (the classes' populations count them all). The store reads just these two columns of
+    /// just these entities (at a million entities, reading the library with every column was
+    /// a seventh of a draw's commit and reveal: BENCHMARKS.md, issue 17).
+    pub fn draw_input_over(
+        &self,
+        batch: &Batch,
+        plan_candidates: Vec<Candidate>,
+        inspectors: &[Inspector],
+        already_drawn: &HashSet<CreditCode>,
+    ) -> Result<DrawInput, DrawError> {
         let position = self
             .batches
             .iter()
@@ -296,25 +319,14 @@ impl Plan {
             .ok_or_else(|| {
                 DrawError::Input(format!("batch {} is not in plan {}", batch.label, self.id))
             })?;
-        let candidates = entities
-            .iter()
-            .filter(|e| self.is_candidate(e) && !already_drawn.contains(&e.code))
-            .map(|e| Candidate {
-                code: e.code.clone(),
-                class: e.risk.clone(),
-            })
-            .collect();
         let strata = self
             .ratios
             .iter()
             .map(|r| {
-                let of_class = entities
-                    .iter()
-                    .filter(|e| self.is_candidate(e) && e.risk == r.class);
                 let (mut population, mut drawn) = (0u64, 0u64);
-                for e in of_class {
+                for c in plan_candidates.iter().filter(|c| c.class == r.class) {
                     population += 1;
-                    drawn += u64::from(already_drawn.contains(&e.code));
+                    drawn += u64::from(already_drawn.contains(&c.code));
                 }
                 let target = r.annual_target(population);
                 Stratum {
@@ -327,6 +339,10 @@ impl Plan {
                     )),
                 }
             })
+            .collect();
+        let candidates = plan_candidates
+            .into_iter()
+            .filter(|c| !already_drawn.contains(&c.code))
             .collect();
         let pool: Vec<&Inspector> = inspectors
             .iter()

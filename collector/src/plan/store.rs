@@ -112,6 +112,41 @@ fn already_drawn(
         .collect()
 }
 
+/// The plan's candidates ([`Plan::is_candidate`]): the code and class of each entity of its
+/// field (and district), the two columns a draw needs, read in one query and checked as the
+/// library reader checks them. The order is the draw's to make ([`DrawInput::new`] sorts).
+fn plan_candidates(
+    conn: &(impl Sql + ?Sized),
+    plan: &Plan,
+) -> Result<Vec<Candidate>, PlanStoreError> {
+    let row = |r: &crate::store::db::Row<'_>| Ok((r.get::<String>(0)?, r.get::<String>(1)?));
+    let rows = match &plan.district {
+        None => conn.query(
+            "SELECT code, risk FROM registry_entities WHERE domain = $1",
+            args![plan.domain.as_str()],
+            row,
+        )?,
+        Some(district) => conn.query(
+            "SELECT code, risk FROM registry_entities WHERE domain = $1 AND district = $2",
+            args![plan.domain.as_str(), district],
+            row,
+        )?,
+    };
+    rows.into_iter()
+        .map(|(code, risk)| {
+            let corrupt = |reason: String| RegistryStoreError::Corrupt {
+                table: "registry_entities",
+                key: code.clone(),
+                reason,
+            };
+            Ok(Candidate {
+                code: CreditCode::parse(&code).map_err(|e| corrupt(e.to_string()))?,
+                class: RiskClass::new(risk).map_err(|e| corrupt(e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
 fn batch_input(
     conn: &(impl Sql + ?Sized),
     plan: &Plan,
@@ -143,10 +178,10 @@ fn batch_input(
             Some(_) => {}
         }
     }
-    let entities = registry_store::entities(conn)?;
+    let candidates = plan_candidates(conn, plan)?;
     let inspectors = registry_store::inspectors(conn)?;
     let drawn = already_drawn(conn, plan.id.as_str())?;
-    let input = plan.draw_input(batch, &entities, &inspectors, &drawn)?;
+    let input = plan.draw_input_over(batch, candidates, &inspectors, &drawn)?;
     let partners = plan
         .partners
         .iter()

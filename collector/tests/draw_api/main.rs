@@ -159,6 +159,30 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
         records[0],
         "the public form is the full record's"
     );
+    // The forms were made once and stored; the next request serves them as stored, the same
+    // bytes as made from the records.
+    let stored = stored_public(dir.path());
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        stored[0].1.as_deref(),
+        Some(
+            serde_json::to_string(&full[0].to_public())
+                .unwrap()
+                .as_str()
+        ),
+        "the stored form is the record's"
+    );
+    assert_eq!(
+        public,
+        format!(
+            "[{},{}]",
+            stored[0].1.as_deref().unwrap(),
+            stored[1].1.as_deref().unwrap()
+        )
+    );
+    let (status, again) = request(addr, "GET", "/api/v1/public/draws", false, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(again, public, "served as stored");
 
     let a = &full[0].draws[0];
     let body = format!(
@@ -174,6 +198,11 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
     )
     .await;
     assert_eq!(status, 200, "{rep}");
+    // The recusal changed the health draw's record: its stored form is gone, the fire
+    // department's is kept.
+    let after = stored_public(dir.path());
+    assert_eq!(after[0].1, None, "the recused draw's form is made again");
+    assert_eq!(after[1], stored[1]);
     let (_, public) = request(addr, "GET", "/api/v1/public/draws", false, "").await;
     let records: Vec<PublicRecord> = serde_json::from_str(&public).unwrap();
     assert_eq!(records[0].replacements.len(), 1);
@@ -181,6 +210,16 @@ async fn public_draws_verify_hide_certificates_and_record_recusals() {
     let (_, admin) = request(addr, "GET", "/api/v1/draws", true, "").await;
     let full: Vec<DrawRecord> = serde_json::from_str(&admin).unwrap();
     assert!(verify(&full[0]).is_empty());
+    assert_eq!(full[0].to_public(), records[0]);
+    assert_eq!(
+        stored_public(dir.path())[0].1.as_deref(),
+        Some(
+            serde_json::to_string(&full[0].to_public())
+                .unwrap()
+                .as_str()
+        ),
+        "the form made after the recusal is stored"
+    );
     let team = &full[0].teams()[0];
     assert!(!team.inspectors.contains(&a.inspectors[0]));
 
@@ -661,6 +700,133 @@ fn drawn_tasks_written_together_are_the_rows_written_one_at_a_time() {
         "tasks, assignments, audit entries"
     );
     assert_eq!(rows_all, rows_one);
+}
+
+/// The public forms stored for the draws, by id (None: none stored).
+fn stored_public(dir: &Path) -> Vec<(String, Option<String>)> {
+    test_store::off(|| {
+        store_conn(dir)
+            .query(
+                "SELECT id, public_record FROM draws ORDER BY id",
+                args![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    })
+}
+
+/// Every row of the audit log, as text, in seq order.
+fn audit_rows(conn: &Conn) -> Vec<String> {
+    task_rows(conn)
+        .into_iter()
+        .filter(|r| r.starts_with("audit "))
+        .collect()
+}
+
+#[test]
+fn audit_entries_appended_together_are_the_entries_appended_one_by_one() {
+    use serde_json::json;
+    use spotcheck_collector::audit::{self, Actor, EntryKind, NewEntry};
+
+    // 37 entries: two statements of 16 rows, then five of one; every kind, nested bodies
+    // with keys out of order, non-ASCII text, one body giving its own "by"; an acting user
+    // with a token; both after entries already in the log.
+    let entries: Vec<NewEntry> = (0..37)
+        .map(|i| NewEntry {
+            kind: EntryKind::ALL[i % EntryKind::ALL.len()],
+            subject: format!("task:{}", 1000 + i),
+            body: if i == 5 {
+                json!({"task": i, "by": "cli"})
+            } else {
+                json!({"z": [i, "水质", {"b": null, "a": true}], "task": i, "inspectors": ["hb-1", "hb-2"]})
+            },
+        })
+        .collect();
+    let now = UnixMillis(1_764_000_000_000);
+    let actor = Actor {
+        by: "user:3".into(),
+        token: Some(7),
+    };
+    let before = |conn: &Conn| {
+        let tx = conn.transaction().unwrap();
+        for i in 0..3 {
+            audit::append(
+                &tx,
+                EntryKind::PlanSaved,
+                &format!("plan:{i}"),
+                &json!({"plan": i}),
+                UnixMillis(now.0 - 1000),
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    };
+
+    let one_by_one = tempfile::tempdir().unwrap();
+    let one = store_conn(one_by_one.path());
+    before(&one);
+    let tx = one.transaction().unwrap();
+    audit::acting(actor.clone(), || {
+        for e in &entries {
+            audit::append(&tx, e.kind, &e.subject, &e.body, now).unwrap();
+        }
+    });
+    tx.commit().unwrap();
+
+    let together = tempfile::tempdir().unwrap();
+    let all = store_conn(together.path());
+    before(&all);
+    let tx = all.transaction().unwrap();
+    let head = audit::acting(actor, || {
+        audit::append_all(&tx, entries.clone(), now).unwrap()
+    });
+    // Nothing to append: the head is returned as it is.
+    assert_eq!(audit::append_all(&tx, Vec::new(), now).unwrap(), head);
+    tx.commit().unwrap();
+
+    let rows = audit_rows(&one);
+    assert_eq!(rows.len(), 40);
+    assert_eq!(audit_rows(&all), rows, "byte for byte");
+    assert_eq!(head, audit::head(&one).unwrap());
+    assert!(rows[3].contains(r#""by":"user:3""#) && rows[3].contains(r#""via_token":7"#));
+    assert!(
+        rows[8].contains(r#""by":"cli""#),
+        "a body's own \"by\" is kept"
+    );
+    let report = audit::verify_store(&all, head.as_ref().map(|h| h.1.as_str())).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+
+    // A refused entry fails the call as `append` would, naming it.
+    let tx = all.transaction().unwrap();
+    let refused = vec![
+        entries[0].clone(),
+        NewEntry {
+            kind: EntryKind::Assignment,
+            subject: "task:1".into(),
+            body: json!({"task": 1, "inspector_name": "someone"}),
+        },
+    ];
+    let e = audit::append_all(&tx, refused, now).unwrap_err();
+    assert!(e.to_string().contains("inspector_name"), "{e}");
+    drop(tx);
+    assert_eq!(audit_rows(&all), rows, "rolled back");
+}
+
+#[test]
+fn the_reveals_temporary_storage_in_memory_is_given_back_afterwards() {
+    use spotcheck_collector::store::db::with_temp_in_memory;
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store_conn(dir.path());
+    let store = |c: &Conn| -> Option<i64> {
+        c.as_sqlite()
+            .map(|s| s.query_row("PRAGMA temp_store", [], |r| r.get(0)).unwrap())
+    };
+    let before = store(&conn);
+    let inside = with_temp_in_memory(&conn, || store(&conn)).unwrap();
+    assert_eq!(store(&conn), before, "set back");
+    if !test_store::on_postgres() {
+        assert_eq!(inside, Some(2), "MEMORY inside");
+    }
 }
 
 #[test]

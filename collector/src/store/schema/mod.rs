@@ -449,4 +449,10 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE registry_entities;
     ALTER TABLE registry_entities_by_code RENAME TO registry_entities;
     ",
+    // 16: a revealed draw's public form as served, made on the first public request after its
+    // window and kept until its record changes (a recusal sets it back to NULL): at a million
+    // candidates it is 116 MB of JSON and 2 s of CPU to make (BENCHMARKS.md, issue 17).
+    "
+    ALTER TABLE draws ADD COLUMN public_record TEXT;
+    ",
 ];

@@ -389,4 +389,8 @@ pub const MIGRATIONS: &[&str] = &[
     "
     SELECT 1;
     ",
+    // 16: a revealed draw's public form as served, kept until its record changes.
+    "
+    ALTER TABLE draws ADD COLUMN public_record TEXT;
+    ",
 ];
