@@ -225,13 +225,10 @@ async fn reveal(
 ) -> Result<Json<DrawRecord>, ApiError> {
     super::auth::admin(&s, &headers)?;
     let r = write_db(&s, move |c| {
-        // 256 MiB: the reveal's one transaction writes about 300 MB at a million candidates;
-        // its statement journals in memory rather than in temporary files.
+        // 256 MiB: the reveal's one transaction writes about 300 MB at a million candidates.
         let record = store::db::with_page_cache(c, 256 * 1024, || {
-            store::db::with_temp_in_memory(c, || {
-                plan_store::reveal_batch(c, &plan, &batch, now_ms())
-            })
-        })???;
+            plan_store::reveal_batch(c, &plan, &batch, now_ms())
+        })??;
         // The batch's draw and its partners' inspector draws.
         let id = record.parameters.draw_id.to_string();
         let ids = draw_store::ids_of_plan(c, &plan, &id)?;

@@ -813,23 +813,6 @@ fn audit_entries_appended_together_are_the_entries_appended_one_by_one() {
 }
 
 #[test]
-fn the_reveals_temporary_storage_in_memory_is_given_back_afterwards() {
-    use spotcheck_collector::store::db::with_temp_in_memory;
-    let dir = tempfile::tempdir().unwrap();
-    let conn = store_conn(dir.path());
-    let store = |c: &Conn| -> Option<i64> {
-        c.as_sqlite()
-            .map(|s| s.query_row("PRAGMA temp_store", [], |r| r.get(0)).unwrap())
-    };
-    let before = store(&conn);
-    let inside = with_temp_in_memory(&conn, || store(&conn)).unwrap();
-    assert_eq!(store(&conn), before, "set back");
-    if !test_store::on_postgres() {
-        assert_eq!(inside, Some(2), "MEMORY inside");
-    }
-}
-
-#[test]
 fn the_reveals_larger_page_cache_is_given_back_afterwards() {
     use spotcheck_collector::store::db::with_page_cache;
     let dir = tempfile::tempdir().unwrap();

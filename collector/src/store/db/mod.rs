@@ -536,22 +536,3 @@ pub fn with_page_cache<T>(conn: &Conn, kib: i64, f: impl FnOnce() -> T) -> Resul
     c.execute_batch(&format!("PRAGMA cache_size = {was}"))?;
     Ok(out)
 }
-
-/// Runs `f` with this connection's SQLite temporary storage (`PRAGMA temp_store`) in memory,
-/// then sets it back to what it was (whatever `f` returned). For one transaction of many
-/// multi-row statements (a draw's reveal): SQLite keeps a statement journal for each such
-/// statement, the pages it changes as they were before it, so that it can undo the statement
-/// alone; by default that journal goes to a temporary file past 64 KiB, and at a million
-/// candidates writing it was a quarter of the reveal (BENCHMARKS.md, issue 17). In memory it
-/// holds one statement's pages at a time. Set outside a transaction (SQLite decides where a
-/// transaction's statement journals go when it begins). PostgreSQL: runs `f` as it is.
-pub fn with_temp_in_memory<T>(conn: &Conn, f: impl FnOnce() -> T) -> Result<T, DbError> {
-    let Some(c) = conn.as_sqlite() else {
-        return Ok(f());
-    };
-    let was: i64 = c.query_row("PRAGMA temp_store", [], |r| r.get(0))?;
-    c.execute_batch("PRAGMA temp_store = MEMORY")?;
-    let out = f();
-    c.execute_batch(&format!("PRAGMA temp_store = {was}"))?;
-    Ok(out)
-}
