@@ -29,6 +29,11 @@
 #   SKIP_BUILD=1               use the binaries already in target/release
 #   BIN=DIR                    take the binaries from DIR instead of target/release (with
 #                              SKIP_BUILD=1), e.g. an older build's collector beside today's loadgen
+#   THREAD_CPU=1               per-thread CPU of the broker, consumer and loadgen during each run
+#                              (bench/thread-cpu.py: $WORK/<run>/threads.tsv, CPU s and µs per
+#                              batch by process and thread name)
+#   PERF=1                     perf record -g of the consumer from subscribed to done
+#                              ($WORK/<run>/perf.data; PERF_ARGS to change perf's options)
 #   LOADGEN_MAC=blake3         the MAC loadgen signs with (hmac-sha256 for a baseline build
 #                              from before keyed BLAKE3)
 #   BASELINE_COLLECTOR=PATH    another spotcheck-collector build, run as the consumer
@@ -207,6 +212,21 @@ run_once() {
         fi ;;
     esac
 
+    local sampler="" perf=""
+    if [[ -z $result && -n ${THREAD_CPU:-} ]]; then
+        # Matches the run's broker (its config in $dir, or its port), consumer and loadgen.
+        python3 "$ROOT/bench/thread-cpu.py" --match "$dir/" --match "127.0.0.1:$port" \
+            --per "$batches" --out "$dir/threads.tsv" >"$dir/sampler.out" &
+        sampler=$!; PIDS+=("$sampler")
+        wait_for 10 said_ready "$dir/sampler.out" || log "thread-cpu.py did not start"
+    fi
+    if [[ -z $result && -n ${PERF:-} && -n $consumer_pid ]]; then
+        # shellcheck disable=SC2086 # PERF_ARGS is a list of options
+        perf record ${PERF_ARGS:--F 499 --call-graph dwarf,16384} -o "$dir/perf.data" \
+            -p "$consumer_pid" >"$dir/perf.out" 2>&1 &
+        perf=$!; PIDS+=("$perf")
+    fi
+
     if [[ -z $result ]]; then
         if ! "$BIN/loadgen" --broker "127.0.0.1:$port" --batches "$batches" --batch-size "$size" \
             --agents "$AGENTS" --connections "$CONNECTIONS" "${LOADGEN_AUTH[@]}" >"$dir/loadgen.out" 2>"$dir/loadgen.err"; then
@@ -237,6 +257,11 @@ run_once() {
         else
             result=$(python3 -c "print(round($total * 1e9 / ($end_ns - $start_ns)))")
         fi
+    fi
+    if [[ -n $perf ]]; then kill -INT "$perf" 2>/dev/null || true; wait "$perf" 2>/dev/null || true; fi
+    if [[ -n $sampler ]]; then
+        kill -TERM "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+        log "$broker $size $consumer run $run, CPU by thread:"; column -t -s $'\t' "$dir/threads.tsv" >&2
     fi
     if [[ $broker == mosquitto ]] && grep -q 'dropped' "$dir/broker.out" "$dir/broker.err" 2>/dev/null; then
         log "mosquitto dropped messages: run invalid"; result=fail
