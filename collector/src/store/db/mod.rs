@@ -278,6 +278,16 @@ impl Conn {
         }
     }
 
+    /// Whether the server still answers on this connection (PostgreSQL: a round trip of at most
+    /// `timeout`; SQLite: always). After an error, [`Conn::is_closed`] can still say `false`
+    /// for a connection the server has just ended, until the client has read the end.
+    pub fn answers(&self, timeout: std::time::Duration) -> bool {
+        match &self.inner {
+            Inner::Sqlite(_) => true,
+            Inner::Postgres(c) => c.answers(timeout),
+        }
+    }
+
     /// Whether no transaction is open (a connection left inside one is not reused).
     pub fn is_idle(&self) -> bool {
         match &self.inner {

@@ -199,6 +199,12 @@ impl Client {
     pub(super) fn is_closed(&self) -> bool {
         self.client.borrow().is_closed()
     }
+
+    /// Asks the server (an empty query, waiting at most `timeout`) whether the connection
+    /// still works.
+    pub(super) fn answers(&self, timeout: std::time::Duration) -> bool {
+        self.client.borrow_mut().is_valid(timeout).is_ok()
+    }
 }
 
 fn params<'a>(args: &'a [&'a dyn Arg]) -> Vec<Param<'a>> {

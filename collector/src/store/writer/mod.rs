@@ -15,6 +15,7 @@
 
 use foldhash::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use spotcheck_protocol::{AgentId, Batch, Checked, Domain, EntityId, Seq, Unit, UnixMillis};
@@ -167,6 +168,9 @@ pub struct Writer {
     ids: Caches,
     /// Whether each batch's digest is computed and stored (always, but in the benchmark).
     digests: bool,
+    /// A write failed: before the next one, ask the server whether the connection still
+    /// works, since the client may not yet know that the server ended it.
+    suspect: bool,
 }
 
 impl Writer {
@@ -178,6 +182,7 @@ impl Writer {
             path: path.to_owned(),
             ids: Caches::default(),
             digests: true,
+            suspect: false,
         })
     }
 
@@ -192,6 +197,7 @@ impl Writer {
                 path: PathBuf::from(url.to_string()),
                 ids: Caches::default(),
                 digests: true,
+                suspect: false,
             }),
         }
     }
@@ -214,7 +220,8 @@ impl Writer {
     /// here calls it first; the commit stage also calls it before reloading the rule engine.)
     pub fn reconnect_if_lost(&mut self) -> Result<(), StoreError> {
         if let Some(url) = &self.reconnect {
-            if self.conn.is_closed() {
+            let suspect = std::mem::take(&mut self.suspect);
+            if self.conn.is_closed() || (suspect && !self.conn.answers(Duration::from_secs(5))) {
                 tracing::warn!(message = "Ingest's store connection was lost; reconnecting.", store = %url);
                 self.conn = db::connect(url, db::Mode::Write)?;
                 self.ids = Caches::default();
@@ -286,6 +293,7 @@ impl Writer {
         if done.is_err() {
             // Ids interned by the rolled-back transaction do not exist.
             self.ids = Caches::default();
+            self.suspect = true;
         }
         done
     }
