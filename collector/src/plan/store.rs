@@ -11,7 +11,7 @@ use crate::draw::{Candidate, DrawError, DrawInput, DrawRecord};
 use crate::registry::model::{DrawId, Entity, RiskClass};
 use crate::registry::store::{self as registry_store, RegistryStoreError};
 use crate::registry::CreditCode;
-use crate::store::db::{args, Conn, DbError, Sql};
+use crate::store::db::{args, Conn, DbError, Sql, Tx};
 use crate::tasks::store::{self as tasks, NewDrawnAll, PlanTask};
 use crate::tasks::{Kind, TaskError, TaskStatus};
 
@@ -262,24 +262,27 @@ pub fn reveal_batch(
             }
         }
     };
+    // The tasks of one department's draw, the initiator's or a partner's.
+    let create_tasks = |tx: &Tx<'_>, drawn: &DrawRecord, department, item| {
+        tasks::create_drawn_all(
+            tx,
+            &NewDrawnAll {
+                kind: &kind_of(&drawn.parameters.draw_id),
+                department,
+                item,
+                window,
+                teams: drawn
+                    .draws
+                    .iter()
+                    .map(|a| (&a.entity, &a.inspectors[..]))
+                    .collect(),
+            },
+            now,
+        )
+    };
     let tx = conn.transaction()?;
     let (record, committed) = draw_store::reveal_in(&tx, id.as_str(), &inputs.input, now_ms)?;
-    let kind = kind_of(&id);
-    tasks::create_drawn_all(
-        &tx,
-        &NewDrawnAll {
-            kind: &kind,
-            department: &plan.department,
-            item: &plan.item,
-            window,
-            teams: record
-                .draws
-                .iter()
-                .map(|a| (&a.entity, &a.inspectors[..]))
-                .collect(),
-        },
-        now,
-    )?;
+    create_tasks(&tx, &record, &plan.department, &plan.item)?;
     // A set, not a scan of the draws per candidate: a million candidates times 300,000
     // drawn entities was minutes of the reveal (BENCHMARKS.md, issue 17).
     let drawn_codes: HashSet<&CreditCode> = record.draws.iter().map(|a| &a.entity).collect();
@@ -303,22 +306,7 @@ pub fn reveal_batch(
             Some(batch.end.as_str()),
             now_ms,
         )?;
-        let kind = kind_of(&input.parameters.draw_id);
-        tasks::create_drawn_all(
-            &tx,
-            &NewDrawnAll {
-                kind: &kind,
-                department: &partner.department,
-                item: &partner.item,
-                window,
-                teams: teams
-                    .draws
-                    .iter()
-                    .map(|a| (&a.entity, &a.inspectors[..]))
-                    .collect(),
-            },
-            now,
-        )?;
+        create_tasks(&tx, &teams, &partner.department, &partner.item)?;
     }
     tx.commit()?;
     Ok(record)
