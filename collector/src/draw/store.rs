@@ -457,6 +457,17 @@ pub struct Revealed {
     pub window_end: Option<String>,
 }
 
+/// The query of revealed draws, newest first, `LIMIT $1`: the id, `columns`, and whether the
+/// draw predates salted commitments (legacy, refused by its readers).
+fn revealed_query(backend: Backend, columns: &str) -> String {
+    format!(
+        "SELECT id, {columns}, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
+         FROM draws WHERE record IS NOT NULL
+         ORDER BY revealed_ms DESC NULLS LAST, {} LIMIT $1",
+        id_order(backend)
+    )
+}
+
 /// Revealed draws, newest first, as [`revealed`] lists them, with the last days of their
 /// windows (None: the draw belongs to no plan batch), without reading the records.
 pub fn revealed_windows(
@@ -464,12 +475,7 @@ pub fn revealed_windows(
     limit: u32,
 ) -> Result<Vec<(String, Option<String>)>, DrawStoreError> {
     let rows = conn.query(
-        &format!(
-            "SELECT id, window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
-             FROM draws WHERE record IS NOT NULL
-             ORDER BY revealed_ms DESC NULLS LAST, {} LIMIT $1",
-            id_order(conn.backend())
-        ),
+        &revealed_query(conn.backend(), "window_end"),
         args![limit],
         |r| {
             Ok((
@@ -535,12 +541,7 @@ pub fn store_public(
 /// Revealed draws, newest first, with their windows.
 pub fn revealed(conn: &(impl Sql + ?Sized), limit: u32) -> Result<Vec<Revealed>, DrawStoreError> {
     let rows = conn.query(
-        &format!(
-            "SELECT id, record, window_end, CASE WHEN salt_key IS NULL THEN 1 ELSE 0 END
-             FROM draws WHERE record IS NOT NULL
-             ORDER BY revealed_ms DESC NULLS LAST, {} LIMIT $1",
-            id_order(conn.backend())
-        ),
+        &revealed_query(conn.backend(), "record, window_end"),
         args![limit],
         |r| {
             Ok((
